@@ -1,0 +1,36 @@
+"""``crosscot import-genex <dir> --out <run_dir> [--benchmark-csv PATH]``: import the study's JSONL outputs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+HELP = "import the reference study's released MedCalc-Bench JSONL generations into <run_dir>/answers.arrow"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src_dir", type=Path, help="folder with the study's *.jsonl files (genex-medcalc-outputs)")
+    parser.add_argument("--out", type=Path, required=True, help="run directory to write answers.arrow and import_skips.csv into")
+    parser.add_argument(
+        "--benchmark-csv", type=Path, default=None,
+        help="MedCalc-Bench test_data.csv; joins Lower/Upper Limit and Output Type into the gold by Row Number",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.artifacts import read_table
+    from pipeline.genex import GenexImportError, import_genex
+    from pipeline.datasets.medcalc import MedCalcLoadError
+
+    t0 = time.perf_counter()
+    try:
+        dest = import_genex(args.src_dir, args.out, args.benchmark_csv)
+    except (GenexImportError, MedCalcLoadError, FileNotFoundError) as e:
+        print(f"import-genex: {e}", file=sys.stderr)
+        return 2
+    n = read_table(dest).num_rows
+    skips = (Path(args.out) / "import_skips.csv").read_text().count("\n") - 1
+    print(f"wrote {dest} ({n} rows) in {time.perf_counter() - t0:.1f} s; {skips} record(s) in {Path(args.out) / 'import_skips.csv'}")
+    return 0

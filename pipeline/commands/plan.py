@@ -1,0 +1,73 @@
+"""`crosscot plan`: requests, tokens, wave schedule, GPU-hours and wall time of a run, before running it.
+
+    crosscot plan --node h200x8 experiment=reference
+    crosscot plan --node h100x8 --problems 200 --throughput telemetry.json experiment=reference
+    crosscot plan --node cpu2                     (the embedded demo on this machine)
+
+Positional arguments are Hydra overrides of the run config, composed exactly as
+`crosscot run` does (pipeline.config.compose).  Nothing is started: no Ray, no
+engines.  Node types live in conf/node/<name>.yaml; their throughput numbers
+are estimates unless --throughput gives measured tokens/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+HELP = "estimate requests, tokens, engine waves, GPU-hours and wall time of a run (starts nothing)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--node", default="h100x8",
+                        help="node type: a name in conf/node (h100x8, h200x8, cpu2) or a YAML path (default h100x8)")
+    parser.add_argument("--problems", type=int, default=None,
+                        help="number of problems (default: dataset.limit or the dataset's known size)")
+    parser.add_argument("--throughput", default=None, metavar="JSON",
+                        help='measured tokens/s per model, e.g. {"QwQ": {"decode_tps": 2000, "prefill_tps": 8000}}')
+    parser.add_argument("--thought-fill", type=float, default=None,
+                        help="expected CoT length as a share of generate.thought_budget (default 0.6)")
+    parser.add_argument("--share-gpus", choices=["auto", "yes", "no"], default="auto",
+                        help="engines may share GPUs by gpu_memory_utilization: auto (only when not all fit "
+                             "with whole GPUs and it is faster), yes, no (default auto)")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write a JSON summary here")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=reference")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hydra.errors import HydraException
+
+    from pipeline.config import ConfigError, compose
+    from pipeline.placement import PlacementError
+    from pipeline.plan import PlanError, PlanParams, as_dict, format_plan, plan
+
+    try:
+        cfg = compose(list(getattr(args, "overrides", None) or []))
+        params = PlanParams()
+        if getattr(args, "thought_fill", None) is not None:
+            if not (0 < args.thought_fill <= 1):
+                raise PlanError(f"--thought-fill {args.thought_fill}: must be in (0, 1]")
+            params.thought_fill = args.thought_fill
+        p = plan(cfg, getattr(args, "node", "h100x8") or "h100x8", getattr(args, "problems", None),
+                 getattr(args, "throughput", None), params=params,
+                 share_gpus={"yes": True, "no": False}.get(str(getattr(args, "share_gpus", "auto")), "auto"))
+    except (ConfigError, PlanError, PlacementError, HydraException) as e:
+        print(f"crosscot plan: error: {e}", file=sys.stderr)
+        return 2
+    print(format_plan(p))
+    if getattr(args, "json", None):
+        with open(args.json, "w") as f:
+            json.dump(as_dict(p), f, indent=2)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry (`python -m pipeline.commands.plan ...`) until the lead's dispatcher exists."""
+    ap = argparse.ArgumentParser(prog="crosscot plan", description=HELP)
+    add_arguments(ap)
+    return run(ap.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

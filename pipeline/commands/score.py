@@ -1,0 +1,54 @@
+"""``crosscot score <run_dir>``: judge answers, write scored.arrow and the result tables."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+HELP = "judge <run_dir>/answers.arrow, write <run_dir>/scored.arrow and <run_dir>/tables/"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path, help="run directory holding answers.arrow")
+    parser.add_argument(
+        "--judge", choices=("ours", "stored"), default="ours",
+        help="ours: the dataset plug-in's checker; stored: the judgment that came with imported data",
+    )
+    parser.add_argument(
+        "--metric", action="append", default=None,
+        help="consistency metric (repeatable; default: paper and strict)",
+    )
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals (0: none)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.artifacts import provenance, read_table, write_table
+    from pipeline.scoring.consistency import METRICS
+    from pipeline.scoring.judge import score_answers
+    from pipeline.scoring.tables import write_tables
+
+    t0 = time.perf_counter()
+    src = Path(args.run_dir) / "answers.arrow"
+    if not src.is_file():
+        print(f"score: {src} not found; run `crosscot import-genex` or the pipeline first", file=sys.stderr)
+        return 2
+    metrics = tuple(args.metric or ("paper", "strict"))
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        print(f"score: unknown metric(s) {unknown}; known: {METRICS.names()}", file=sys.stderr)
+        return 2
+    try:
+        scored = score_answers(read_table(src), judge=args.judge)
+    except ValueError as e:
+        print(f"score: {e}", file=sys.stderr)
+        return 2
+    meta = provenance("score", {"judge": args.judge, "metrics": list(metrics), "n_boot": args.n_boot, "seed": args.seed},
+                      {"answers": str(src)})
+    write_table(Path(args.run_dir) / "scored.arrow", scored, meta)  # atomic
+    paths = write_tables(scored, Path(args.run_dir) / "tables", metrics=metrics, n_boot=args.n_boot, seed=args.seed)
+    print(f"scored {scored.num_rows} rows (judge {args.judge}) in {time.perf_counter() - t0:.1f} s; tables: "
+          + ", ".join(str(p) for p in paths.values()))
+    return 0

@@ -1,0 +1,139 @@
+"""A deterministic fake engine and pool with the real ones' interfaces, for fast unit tests of stage logic.
+
+Never used as the thing that "passes" an integration test: those run the real
+vLLM engine in real Ray actors.  The fake writes CoTs and answers derived from
+a hash of the prompt, so runs are reproducible, and it can be told to fail
+(``fail_on``) to exercise error paths and resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from pipeline.formats import get_format
+
+
+def _h(*parts: Any) -> int:
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "little")
+
+
+class FakeEngine:
+    def __init__(self, model_cfg, skill: float = 0.5):
+        self.cfg = model_cfg
+        self.fmt = get_format(model_cfg.thinking_format)
+        self.skill = skill
+        self.stats = {"prefill_tokens": 0, "cached_tokens": 0, "generated_tokens": 0, "requests": 0,
+                      "engine_seconds": 0.0, "load_seconds": 0.0}
+        self.calls: list[tuple[str, int]] = []
+
+    def _truth(self, prompt: str) -> str:
+        m = re.search(r"What is ([\d+\-* ]+)\?", prompt)
+        if m:
+            try:
+                return str(eval(m.group(1)))  # noqa: S307 - toy arithmetic the project generated
+            except Exception:  # noqa: BLE001
+                pass
+        return "0"
+
+    def think(self, requests):
+        self.calls.append(("think", len(requests)))
+        out = []
+        for r in requests:
+            seed = r["sampling"].seed if r["sampling"].temperature > 0 else 0
+            truth = self._truth(r["prompt"])
+            n = 3 + _h(self.cfg.name, r["prompt"], seed) % 4
+            sents = [f"Step {i + 1} for {self.cfg.name}." for i in range(n)] + [f"So the answer is {truth}."]
+            self.stats["generated_tokens"] += 8 * len(sents)
+            self.stats["requests"] += 1
+            out.append({"cot": " ".join(sents), "cot_tokens": 8 * len(sents), "finish_reason": "stop",
+                        "forced_close": False, "error": None})
+        return out
+
+    def answer(self, requests):
+        self.calls.append(("answer", len(requests)))
+        out = []
+        for r in requests:
+            if len(r["prompt"]) + len(r.get("cot") or "") > 40 * self.cfg.max_model_len:
+                out.append({"answer_text": None, "prompt_tokens": 0, "answer_tokens": 0, "finish_reason": "error",
+                            "error": f"answer: prompt exceeds max_model_len={self.cfg.max_model_len}"})
+                continue
+            truth = self._truth(r["prompt"])
+            m = re.findall(r"answer is (-?\d+)", r.get("cot") or "")
+            if m:  # follows the CoT's stated answer, like a consistent model would
+                ans = m[-1]
+            else:
+                good = (_h(self.cfg.name, r["prompt"]) % 100) < self.skill * 100
+                ans = truth if good else str(int(truth) + 1 + _h(self.cfg.name, r["prompt"]) % 3)
+            self.stats["requests"] += 1
+            out.append({"answer_text": f"Answer: {ans}", "prompt_tokens": len(r["prompt"]) // 4, "answer_tokens": 3,
+                        "finish_reason": "stop", "error": None})
+        return out
+
+    from pipeline.engine.core import ModelEngine as _ME  # reuse the two-phase orchestration verbatim
+
+    generate = _ME.generate
+
+    def complete(self, requests):
+        out = []
+        for r in requests:
+            texts = [f" Sentence {(_h(self.cfg.name, r['text'], k, r['sampling'].seed) % 97)} by {self.cfg.name}."
+                     for k in range(r.get("n", 1))]
+            out.append({"texts": texts, "token_ids": [[1] * 5 for _ in texts], "finish_reasons": ["length"] * len(texts)})
+        return out
+
+    def score(self, contexts, continuations, mode="cached"):
+        return [[{"logprobs": [-1.0], "n_tokens": 1, "mean_nll": (_h(self.cfg.name, c, k) % 1000) / 100.0,
+                  "seq_mean_nll": (_h(self.cfg.name, c, k, 1) % 1000) / 100.0} for k in conts]
+                for c, conts in zip(contexts, continuations)]
+
+    def get_stats(self):
+        return {**self.stats, "intervals": []}
+
+    def info(self):
+        return {"name": self.cfg.name, "load_seconds": 0.0}
+
+
+class _Ref:
+    __slots__ = ("value", "error")
+
+    def __init__(self, value=None, error=None):
+        self.value, self.error = value, error
+
+
+class FakePool:
+    """In-process stand-in for :class:`pipeline.engine.pool.EnginePool`."""
+
+    def __init__(self, run_cfg, fail_on: dict | None = None, skill: dict | None = None):
+        self.cfg = run_cfg
+        self.engines = {m.name: FakeEngine(m, (skill or {}).get(m.name, 0.5)) for m in run_cfg.models.values()}
+        self.fail_on = dict(fail_on or {})  # model -> number of calls that raise before succeeding
+        self.submitted = 0
+
+    def submit(self, name, method, *args, **kwargs):
+        self.submitted += 1
+        if self.fail_on.get(name, 0) > 0:
+            self.fail_on[name] -= 1
+            return _Ref(error=RuntimeError(f"injected failure in {name}"))
+        return _Ref(getattr(self.engines[name], method)(*args, **kwargs))
+
+    def wait(self, refs):
+        return refs
+
+    def get(self, ref):
+        if ref.error is not None:
+            raise ref.error
+        return ref.value
+
+    def call(self, name, method, *args, **kwargs):
+        return self.get(self.submit(name, method, *args, **kwargs))
+
+    def start(self, names):
+        pass
+
+    def stats(self):
+        return {n: e.get_stats() for n, e in self.engines.items()}
+
+    def stop(self, names=None):
+        pass
