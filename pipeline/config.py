@@ -224,6 +224,9 @@ class RayConfig:
     num_cpus: Optional[int] = None  # CPUs for local Ray (null = all)
     ship_code: bool = True  # ship this project to workers via runtime_env when joining a cluster
     log_to_driver: bool = False
+    # At most this many engines loaded at once (null = as many as fit the cluster).  1 runs one
+    # model at a time: the sequential baseline of pipeline.bench_parallel.  Never changes results.
+    max_concurrent_engines: Optional[int] = None
 
 
 @dataclass
@@ -386,11 +389,19 @@ def _build(cls: type, data: Any, where: str) -> Any:
             v = _build(typ, v, sub)
         kwargs[name] = v
     obj = cls(**kwargs)
-    for name, f in known.items():
-        if getattr(obj, name) is MISSING or getattr(obj, name) == "???":
-            sub = f"{where}.{name}" if where else name
-            raise ConfigError(f"{sub} is required but missing: set it in the YAML or as {sub}=...")
+    _check_missing(obj, where)
     return obj
+
+
+def _check_missing(obj: Any, where: str) -> None:
+    """Required fields (MISSING) anywhere below ``obj`` -> error naming the full path."""
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        sub = f"{where}.{f.name}" if where else f.name
+        if v is MISSING or (isinstance(v, str) and v == "???"):
+            raise ConfigError(f"{sub} is required but missing: set it in the YAML or as {sub}=...")
+        if dataclasses.is_dataclass(v):
+            _check_missing(v, sub)
 
 
 def _dataclass_type(cls: type, name: str) -> Optional[type]:

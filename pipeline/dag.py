@@ -4,8 +4,15 @@
 require — cheap when those artifacts already exist, since every artifact is
 content-addressed and a rerun skips it), writes ``manifest.json`` (each stage,
 its artifacts and the arguments recorded in their provenance) and
-``telemetry.json`` (wall time, time per stage, tokens per engine, the share of
-wall time spent outside the engines), and shuts the engines down.
+``telemetry.json`` (wall time, time per stage, tokens and tokens/s per engine,
+where each engine ran and how long it was held, the engine waves as they ran,
+the placement schedule, estimated GPU-hours, the share of wall time spent
+outside the engines), and shuts the engines down.
+
+Placement: stages run their models in waves (:func:`pipeline.stages.base.execute_jobs`)
+following the schedule the pool plans for the live cluster
+(:func:`pipeline.placement.schedule_for_run`); the schedule is logged
+("wave 1 [generate]: tiny-a on node0 ...") and written to both files.
 """
 
 from __future__ import annotations
@@ -101,6 +108,8 @@ def run(cfg: RunConfig, pool_factory: Optional[Callable[[], Any]] = None, keep_p
                 "artifacts": [{"path": str(p), **_prov_args(p)} for p in paths],
             })
             manifest["problems"] = str(ctx.problems_path) if ctx.problems_path else None
+            if ctx._pool is not None and hasattr(ctx._pool, "placement_info"):
+                manifest["placement"] = _placement(ctx)
             write_text_atomic(run_dir / "manifest.json", json.dumps(manifest, indent=2, default=str))
         _write_telemetry(ctx, t0)
     finally:
@@ -119,6 +128,14 @@ def _prov_args(p: Path) -> dict:
     return {"stage_args": prov.get("args"), "inputs": prov.get("inputs")}
 
 
+def _placement(ctx: Context) -> dict:
+    try:
+        return ctx._pool.placement_info()
+    except Exception as e:  # noqa: BLE001 - telemetry must never fail a run
+        log.warning("no placement info: %s", e)
+        return {}
+
+
 def _write_telemetry(ctx: Context, t0: float) -> dict:
     now = time.time()
     tel: dict[str, Any] = {"wall_seconds": now - t0, "stage_seconds": {k: v for k, v in ctx.timings.items()
@@ -126,13 +143,44 @@ def _write_telemetry(ctx: Context, t0: float) -> dict:
                            "error_rows": ctx.timings.get("error_rows", 0),
                            "error_share": ctx.timings.get("error_share", 0.0)}
     busy: list[tuple[float, float]] = []
+    place: dict[str, Any] = {}
     if ctx._pool is not None:
         stats = ctx._pool.stats()
+        if hasattr(ctx._pool, "placement_info"):
+            place = _placement(ctx)
         for n, s in stats.items():
             busy += [tuple(x) for x in s.pop("intervals", [])]
+            secs = s.get("engine_seconds") or 0.0
+            s["prefill_tokens_per_s"] = s.get("prefill_tokens", 0) / secs if secs else 0.0
+            s["generated_tokens_per_s"] = s.get("generated_tokens", 0) / secs if secs else 0.0
+            s.update({k: v for k, v in place.get("engines", {}).get(n, {}).items() if k != "held"})
         tel["engines"] = stats
+    # Per stage and model: requests run, in which wave, where.
+    progress: dict[str, dict[str, dict]] = {}
+    for w in ctx.waves:
+        for m in w["models"]:
+            progress.setdefault(w["stage"], {})[m] = {"requests": w["requests"].get(m, 0), "wave": w["wave"],
+                                                      "of": w["of"], "where": w["where"].get(m),
+                                                      "seconds": w["end"] - w["start"]}
+    tel["stage_models"] = progress
+    tel["waves"] = [{**w, "start": w["start"] - t0, "end": w["end"] - t0} for w in ctx.waves]
+    if place.get("schedule"):
+        tel["schedule"] = place["schedule"]
     engine_time = _union_seconds(busy, t0, now)
     tel["engine_busy_seconds"] = engine_time
     tel["outside_engine_share"] = max(0.0, 1 - engine_time / max(1e-9, now - t0))
-    write_text_atomic(ctx.run_dir / "telemetry.json", json.dumps(tel, indent=2))
+    eng = tel.get("engines", {})
+    tel["summary"] = {
+        "wall_seconds": now - t0,
+        "engines": len(eng),
+        "engine_loads": sum(int(e.get("loads", 0) or 0) for e in eng.values()),
+        "requests": sum(int(e.get("requests", 0) or 0) for e in eng.values()),
+        "prefill_tokens": sum(int(e.get("prefill_tokens", 0) or 0) for e in eng.values()),
+        "cached_tokens": sum(int(e.get("cached_tokens", 0) or 0) for e in eng.values()),
+        "generated_tokens": sum(int(e.get("generated_tokens", 0) or 0) for e in eng.values()),
+        "engine_held_seconds": sum(float(e.get("held_seconds", 0) or 0) for e in eng.values()),
+        # Sum over engines of wall-clock held (loaded, whether busy or not) x GPUs it held.
+        "gpu_hours_estimate": sum(float(e.get("gpu_hours", 0) or 0) for e in eng.values()),
+    }
+    write_text_atomic(ctx.run_dir / "telemetry.json", json.dumps(tel, indent=2, default=str))
     return tel

