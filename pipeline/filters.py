@@ -36,18 +36,17 @@ from pipeline.text import split_sentences, states_answer
 # Bump when the prompt or the parsing changes (part of the truncate artifact key).
 PROMPT_VERSION = 1
 
-PROMPT = """You are given numbered sentences from a step-by-step reasoning text.
+PROMPT = """Below are the sentences of a step-by-step reasoning text, labelled S1, S2, S3 and so on.
 {answer_line}
-Task: find the sentences that STATE THE FINAL ANSWER, that is, sentences that give the final result as the conclusion (for example "So the score is 4.", "The answer is 7.8 mg/dL.", "Total = 12.").
-Sentences that only give facts, rules, formulas or intermediate steps are NOT answer statements.
 
 {numbered}
 
-Reply with the numbers of the sentences that state the final answer, separated by commas (for example: 12, 15). If no sentence states it, reply: none."""
+Which sentences STATE THE FINAL ANSWER, that is, give the final result as a conclusion (like "So the score is ...", "The answer is ...", "Total = ...")? Sentences that only give facts, rules, formulas or intermediate steps do not.
+Reply with the labels of those sentences separated by commas, or with the word none."""
 
-ANSWER_LINE = "The final answer of this reasoning is: {answer}"
+ANSWER_LINE = "The final answer of this reasoning is {answer}."
 NO_ANSWER_LINE = "The final answer of this reasoning is the result it concludes with."
-# Primes the reply so that even a small model continues with numbers.
+# Primes the reply so that even a small model starts with the labels.
 REPLY_PREFIX = "Sentences that state the final answer:"
 
 _MARK = "\u0000CROSSCOT_USER_PROMPT\u0000"
@@ -102,37 +101,44 @@ def windows(sentences: list[str], budget_chars: int, s: FilterSettings) -> list[
 
 def build_prompt(sentences: list[str], answer: Optional[str], s: FilterSettings) -> str:
     """User prompt for one window; sentences are numbered from 1."""
-    numbered = "\n".join(f"[{k + 1}] {_shown(t, s)}" for k, t in enumerate(sentences))
+    numbered = "\n".join(f"S{k + 1}: {_shown(t, s)}" for k, t in enumerate(sentences))
     line = ANSWER_LINE.format(answer=answer) if answer else NO_ANSWER_LINE
     return PROMPT.format(answer_line=line, numbered=numbered)
+
+
+_LABEL = r"S\s?(\d+)(?:\s*(?:-|\u2013|to)\s*S?\s?(\d+))?"
+_SEP = r"\s*(?:,|;|&|\band\b|\s)\s*"
+# A reply that starts with a list of labels ("S3, S7", "[S3] and [S7]", "S2-S4"), or "none".
+_LIST = re.compile(r"^[\s\[(*]*(?:" + _LABEL + r")(?:[\])*]*" + _SEP + r"[\[(*]*(?:" + _LABEL + r"))*")
+_NONE = re.compile(r"^[\s\[(*\"']*(?:none|no sentences?|nothing|n/a)\b", re.I)
 
 
 def parse_reply(text: Optional[str], n: int) -> Optional[set[int]]:
     """0-based indices of the marked sentences, or None when the reply is unusable.
 
-    Reads the reply up to its first blank line; accepts "3, 7", "[3] and [7]",
-    "3-5", "Sentence 4"; "none"/"no sentence" means an empty set.  Numbers
-    outside 1..n are ignored; a reply with no number in range and no "none" is
-    unusable.
+    Only a reply that *starts* (on its first non-empty line) with a list of
+    sentence labels ("S3, S7", "[S3] and [S7]", "S2-S4") or with "none" is
+    used; what follows the list is ignored.  Labels outside S1..Sn are
+    ignored, and a list with none in range is unusable.  Bare numbers are
+    never read as labels: a model repeating the answer value ("4") or
+    echoing the text ("1. Okay, ...") gets the rule filter instead.
     """
     if text is None:
         return None
-    t = text.strip()
-    t = re.split(r"\n\s*\n", t, maxsplit=1)[0] if t else t
-    got: set[int] = set()
-    num = r"(?<![\d.])(\d+)(?!\.\d|\d)"  # whole numbers only: "7.8" is not sentences 7 and 8
-    for m in re.finditer(num + r"\s*(?:-|\u2013|to)\s*" + num + "|" + num, t):
-        if m.group(3) is not None:
-            k = int(m.group(3))
-            if 1 <= k <= n:
-                got.add(k - 1)
-        else:
-            a, b = int(m.group(1)), int(m.group(2))
-            if 1 <= a <= b <= n and b - a < n:
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return None
+    first = lines[0].strip()
+    m = _LIST.match(first)
+    if m:
+        got: set[int] = set()
+        for lab in re.finditer(_LABEL, m.group(0)):
+            a = int(lab.group(1))
+            b = int(lab.group(2)) if lab.group(2) else a
+            if 1 <= a <= b <= n:
                 got.update(range(a - 1, b))
-    if got:
-        return got
-    if re.search(r"\b(none|no sentences?|nothing|n/a)\b", t, re.I):
+        return got or None
+    if _NONE.match(first):
         return set()
     return None
 

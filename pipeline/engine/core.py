@@ -292,7 +292,12 @@ class ModelEngine:
         ctx_ids = [self.encode(c) for c in contexts]
         greedy = Sampling(0.0, 1.0, -1)
         if mode == "cached":
-            self._run(ctx_ids, [self._params(greedy, 1) for _ in ctx_ids])  # warm the prefix cache
+            # Warm the prefix cache with all but the context's last token: the first candidate
+            # token's log-prob comes from the logits at the context's last position, which must
+            # be computed, so at most nc-1 context tokens may be read from the cache.
+            warm = [c[:-1] for c in ctx_ids if len(c) > 1]
+            if warm:
+                self._run(warm, [self._params(greedy, 1) for _ in warm])
         flat, meta = [], []
         for ci, (cids, conts) in enumerate(zip(ctx_ids, continuations)):
             for ki, cont in enumerate(conts):
@@ -308,7 +313,7 @@ class ModelEngine:
         res: list[list[dict]] = [[{} for _ in conts] for conts in continuations]
         redo = []
         for j, (o, (ci, ki, nc, nk)) in enumerate(zip(outs, meta)):
-            if (o.num_cached_tokens or 0) > nc:  # cache reached into the candidate: recompute
+            if (o.num_cached_tokens or 0) >= nc and nk:  # position nc-1 not computed: recompute
                 redo.append(j)
                 continue
             res[ci][ki] = self._read_lp(o, flat[j], nc, nk, want_seq)

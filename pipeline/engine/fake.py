@@ -87,17 +87,17 @@ class FakeEngine:
         answer next to "so"/"total"/"="; a window containing the word GARBAGE gets
         an unparseable reply, one containing EVERYTHING gets every number.
         """
-        m = re.search(r"final answer of this reasoning is: (.+)", text)
+        m = re.search(r"final answer of this reasoning is (.+)\.$", text, re.M)
         answer = m.group(1).strip() if m else None
-        sents = re.findall(r"^\[(\d+)\] (.*)$", text, re.M)
+        sents = re.findall(r"^S(\d+): (.*)$", text, re.M)
         if "GARBAGE" in text:
             return " I am not sure what you mean"
         if "EVERYTHING" in text:
-            return " " + ", ".join(k for k, _ in sents)
+            return " " + ", ".join(f"S{k}" for k, _ in sents)
         hits = [k for k, s in sents if "answer is" in s.lower()
                 or (answer and re.search(r"(?<![\w.])" + re.escape(answer) + r"(?![\w]|\.\d)", s)
                     and re.search(r"\b(so|total|thus)\b|=", s, re.I))]
-        return " " + (", ".join(hits) if hits else "none")
+        return " " + (", ".join(f"S{k}" for k in hits) if hits else "none")
 
     def complete(self, requests):
         from pipeline.filters import REPLY_PREFIX

@@ -42,37 +42,42 @@ def _is_subsequence(kept: list[str], original: list[str]) -> bool:
 def test_prompt_numbers_sentences_and_names_the_answer():
     sents = split_sentences("First we add 2 and 3. So the total is 5. Done.")
     p = build_prompt(sents, "5", FilterSettings())
-    assert "[1] First we add 2 and 3." in p and "[2] So the total is 5." in p and "[3] Done." in p
-    assert "The final answer of this reasoning is: 5" in p
+    assert "S1: First we add 2 and 3.\nS2: So the total is 5.\nS3: Done." in p
+    assert "The final answer of this reasoning is 5." in p
     assert "none" in p
     p2 = build_prompt(sents, None, FilterSettings())
-    assert "is: " not in p2 and "concludes with" in p2
+    assert "reasoning is 5" not in p2 and "concludes with" in p2
 
 
 def test_prompt_shortens_overlong_sentences_and_flattens_newlines():
     s = FilterSettings(max_sentence_chars=40)
     p = build_prompt(["word " * 50, "a\nb\n"], "1", s)
-    line1 = next(ln for ln in p.splitlines() if ln.startswith("[1] "))
+    line1 = next(ln for ln in p.splitlines() if ln.startswith("S1: "))
     assert " ... " in line1 and len(line1) < 60
-    assert "[2] a b" in p
+    assert "S2: a b" in p
 
 
 # ----------------------------------------------------------------------------------------- parsing
 
 
 @pytest.mark.parametrize("reply,n,want", [
-    (" 3, 7", 10, {2, 6}),
-    (" [3] and [7].", 10, {2, 6}),
-    ("Sentences 2-4", 10, {1, 2, 3}),
-    (" 12, 15\n\n[1] echo of the prompt 1 2 3", 20, {11, 14}),
+    (" S3, S7", 10, {2, 6}),
+    (" [S3] and [S7].", 10, {2, 6}),
+    ("S2-S4", 10, {1, 2, 3}),
+    ("**S4**", 5, {3}),
+    (" S12, S15\n\nS1: an echo of the prompt", 20, {11, 14}),
+    (" S19. The CURB-65 score is 0.", 20, {18}),  # text after the list is ignored
     (" none", 5, set()),
     (" None of them.", 5, set()),
-    (" 3, 99", 5, {2}),  # out-of-range numbers ignored
-    (" 7.8", 10, None),  # a decimal is not two sentence numbers
+    (" S3, S99", 5, {2}),  # out-of-range labels ignored
+    (" S42", 5, None),  # only out-of-range labels: unusable
+    (" 4", 10, None),  # the answer value repeated, not a label
+    (" 7.8", 10, None),
+    ("\n1. Okay, let's see.\n2. I need the score.", 10, None),  # echo of the CoT
+    (" The answer is S3", 5, None),  # must start with the list
     (" I think the patient is fine", 5, None),
     ("", 5, None),
     (None, 5, None),
-    (" 42", 5, None),  # only out-of-range numbers: unusable
 ])
 def test_parse_reply(reply, n, want):
     assert parse_reply(reply, n) == want
@@ -174,7 +179,7 @@ def test_any_reply_keeps_original_sentences_verbatim_in_order(model_cfg):
     import random
 
     rng = random.Random(0)
-    replies = [" 1, 3", " none", " 2-4", " 40, 1", " ???", " 5,2", ""]
+    replies = [" S1, S3", " none", " S2-S4", " S40, S1", " ???", " S5,S2", "", " 3"]
 
     class Random(FakeEngine):
         def complete(self, requests):

@@ -55,13 +55,9 @@ def test_llm_filter_key_includes_filter_model(tiny_cfg):
     cfg_b = tiny_cfg(*base, "truncate.filter_model=tiny-thought")
     p_b, _ = _truncate(cfg_b, FakePool(cfg_b))
     assert len({p_rule, p_a, p_b}) == 3  # filter model's hash fields are part of the key
-    cfg_t = tiny_cfg(*base, "truncate.filter_model=tiny-think")
-    key_a = read_provenance(p_a)
-    cfg_t.models["a"].greedy.repetition_penalty = 1.1  # a filter-model field that changes results
     from pipeline.config import hash_fields
 
-    assert hash_fields(cfg_t.model("tiny-think")) != hash_fields(cfg_a.model("tiny-think"))
-    assert key_a is not None
+    assert read_provenance(p_a)["args"]["filter_model"] == hash_fields(cfg_a.model("tiny-think"))
     cfg_c = tiny_cfg(*base, "truncate.filter_model=tiny-think", "models.a.max_num_seqs=3")
     p_c, _ = _truncate(cfg_c, FakePool(cfg_c))
     assert p_c == p_a  # ... and fields that do not change results are not
