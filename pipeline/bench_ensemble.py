@@ -36,7 +36,8 @@ from pathlib import Path
 LENGTHS = (500, 1000, 2000)
 PROBLEMS = 4
 CANDIDATES = 6  # 2 generators x 3 samples
-STEPS = 3
+STEPS = 5
+BLOCK_SIZE = 32  # KV block size of the bench engine (CPU default is 128; see ModelConfig.block_size)
 
 
 def _sentence(rng: random.Random) -> str:
@@ -54,12 +55,12 @@ def _context(engine, rng: random.Random, n_tokens: int, problem: int) -> str:
     return text
 
 
-def bench_model(name: str = "tiny-harmony"):
-    """The demo's tiny model, served with a 4k context window."""
+def bench_model(name: str = "tiny-harmony", block_size: int | None = BLOCK_SIZE):
+    """The demo's tiny model (built by pipeline.models.tiny), served with a 4k context window."""
     from pipeline.config import compose
 
     m = compose(["experiment=demo"]).model(name)
-    return dataclasses.replace(m, max_model_len=4096, kv_cache_gib=1.0)
+    return dataclasses.replace(m, max_model_len=4096, kv_cache_gib=1.0, block_size=block_size)
 
 
 def run_length(engine, n_tokens: int, seed: int = 0) -> dict:
@@ -94,9 +95,9 @@ def _greedy():
     return Sampling(0.0, 1.0, -1)
 
 
-def table(results: dict[int, dict]) -> str:
+def table(results: dict[int, dict], block_size) -> str:
     lines = [f"Ensemble scoring step: {PROBLEMS} problems x {CANDIDATES} candidates, median over {STEPS} steps "
-             "(in-process vLLM CPU engine, tiny model, float32).", "",
+             f"(in-process vLLM CPU engine, tiny model, float32, KV block size {block_size}).", "",
              "| context tokens | naive ms/step | cached ms/step | time ratio | naive prefilled tok/step | "
              "cached prefilled tok/step | prefill ratio | max abs diff mean NLL |",
              "|---|---|---|---|---|---|---|---|"]
@@ -108,15 +109,16 @@ def table(results: dict[int, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(out_dir: str | os.PathLike = "runs/bench", lengths=LENGTHS) -> str:
+def main(out_dir: str | os.PathLike = "runs/bench", lengths=LENGTHS, block_size: int | None = BLOCK_SIZE) -> str:
     from pipeline.engine.core import ModelEngine
 
-    engine = ModelEngine(bench_model())
+    engine = ModelEngine(bench_model(block_size=block_size))
+    block_size = engine.llm.llm_engine.vllm_config.cache_config.block_size
     # Warm-up: first calls pay one-off kernel/compile costs.
     engine.score([engine.thinking_prompt("warm up")], [[" a b c."]], mode="naive")
     engine.score([engine.thinking_prompt("warm up")], [[" a b c."]], mode="cached")
     results = {n: run_length(engine, n) for n in lengths}
-    md = table(results)
+    md = table(results, block_size)
     print(md)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -125,4 +127,5 @@ def main(out_dir: str | os.PathLike = "runs/bench", lengths=LENGTHS) -> str:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "runs/bench")
+    main(sys.argv[1] if len(sys.argv) > 1 else "runs/bench",
+         block_size=int(sys.argv[2]) if len(sys.argv) > 2 else BLOCK_SIZE)

@@ -90,6 +90,10 @@ class ModelConfig:
     max_num_seqs: int = nohash(64)  # vLLM batch width
     enforce_eager: bool = nohash(True)  # skip graph capture (fast start on CPU / tests)
     enable_prefix_caching: bool = nohash(True)  # reuse shared prompt prefixes
+    # KV-cache block size (tokens); null = the engine's default (16 on GPU, 128 on CPU). The prefix
+    # cache reuses whole blocks only, so cached ensemble scoring re-prefills the context's partial
+    # last block per candidate: smaller blocks prefill fewer tokens (CPU prefers multiples of 32).
+    block_size: Optional[int] = nohash(None)
 
     def validate(self, key: str = "") -> None:
         where = f"models.{key or self.name}"

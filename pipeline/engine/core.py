@@ -93,6 +93,7 @@ class ModelEngine:
             max_num_seqs=model_cfg.max_num_seqs,
             trust_remote_code=model_cfg.trust_remote_code,
             seed=seed,
+            **({"block_size": model_cfg.block_size} if getattr(model_cfg, "block_size", None) else {}),
         )
         self.load_seconds = time.time() - t0
         from vllm.platforms import current_platform

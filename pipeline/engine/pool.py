@@ -128,6 +128,7 @@ class EnginePool:
         self.where: dict[str, dict] = {}  # last known location per model
         self.held: dict[str, list[list]] = {}  # model -> [[start, stop|None], ...] (engine held)
         self.loads: dict[str, int] = {}
+        self.restarts: dict[str, int] = {}  # actor restarts by Ray (engine process died)
         self.waves: list[dict] = []  # runtime waves, in order (see execute_jobs)
 
     # ------------------------------------------------------------------ placement
@@ -221,6 +222,26 @@ class EnginePool:
             log.info("engine %s ready on node %s (%s, pid %d; load %.1fs, waited %.1fs)", n,
                      where["node_id"][:12], where["ip"], where["pid"], info["load_seconds"], time.time() - t0)
 
+    def locate(self, names: Iterable[str]) -> None:
+        """Refresh where engines run; a changed process id means Ray restarted the actor."""
+        import ray
+
+        for n in names:
+            a = self.actors.get(n)
+            if a is None:
+                continue
+            try:
+                w = ray.get(a.where.remote(), timeout=60)
+            except Exception as e:  # noqa: BLE001 - telemetry only
+                log.warning("cannot locate engine %s: %s", n, e)
+                continue
+            if self.pids.get(n) not in (None, w["pid"]):
+                self.restarts[n] = self.restarts.get(n, 0) + 1
+                log.warning("engine %s was restarted by Ray (pid %s -> %s); its counters restarted at zero",
+                            n, self.pids.get(n), w["pid"])
+            self.pids[n] = w["pid"]
+            self.where[n] = w
+
     def _busy(self, name: str) -> bool:
         import ray
 
@@ -302,6 +323,7 @@ class EnginePool:
         for n, spans in self.held.items():
             held = sum((b or now) - a for a, b in spans)
             engines[n] = {"where": self.where.get(n), "loads": self.loads.get(n, 0),
+                          "restarts": self.restarts.get(n, 0),
                           "held_seconds": held, "held": spans, "gpus": gpu_res[n],
                           "gpu_hours": held * gpu_res[n] / 3600.0}
         out: dict[str, Any] = {"engines": engines, "waves": self.waves}

@@ -33,12 +33,14 @@ def ensure_model(cfg) -> str:
         from pipeline.models.tiny import build_tiny
 
         return str(build_tiny(cfg.tiny, cfg.thinking_format, path))
-    if Path(path, "config.json").exists():
-        return path
     if cfg.gguf:
+        # Always through the provisioner: it checks its marker (about 1 ms when up to date)
+        # and rebuilds a folder made by an older recipe.
         from pipeline.models import gguf
 
         return str(gguf.prepare(cfg.gguf, path))
+    if Path(path, "config.json").exists():
+        return path
     if _looks_like_hub_id(path):
         # A hub id: vLLM resolves it from the local hub cache (HF_HOME) on GPU nodes.
         from huggingface_hub import try_to_load_from_cache

@@ -201,6 +201,8 @@ def execute_jobs(ctx: Context, jobs: list[Job], desc: str, stage: Optional[str] 
                      ", ".join(f"{m} on {where[m]}" for m in wave),
                      f" (stopped {', '.join(stopped)})" if stopped else "")
             failures += _run_wave(pool, [t for t in todo if t[0].model in wave], desc, bar)
+            if hasattr(pool, "locate"):
+                pool.locate(wave)
             rec = {"stage": stage, "wave": wi, "of": len(waves), "models": wave, "where": where,
                    "requests": {m: per_model.get(m, 0) for m in wave}, "stopped_before": stopped,
                    "start": t_w, "end": time.time()}

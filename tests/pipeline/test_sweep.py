@@ -1,0 +1,62 @@
+"""`make sweep`: a Hydra multirun over the tiny demo (conf/experiment/sweep_cpu.yaml) with the REAL
+CPU engine: jobs share one store (a later job recomputes nothing an earlier one made), a failing
+job is recorded in failures.jsonl while the others finish, and rerunning resumes from the store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def multirun(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "pipeline", "run", "-m", "experiment=sweep_cpu", f"hydra.sweep.dir={sweep_dir}",
+           "dataset.size=3", "generate.thought_budget=24", "generate.answer_budget=8", "transfer.answer_budget=8",
+           "score.n_boot=50", "progress=false", *overrides]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("CROSSCOT_FAULT_DELAY_S", None)
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def generate_artifacts(job_dir: Path) -> list[str]:
+    man = json.loads((job_dir / "manifest.json").read_text())
+    return sorted(a["path"] for s in man["stages"] if s["stage"] == "generate" for a in s["artifacts"])
+
+
+@pytest.mark.slow
+def test_sweep_shares_store_records_failures_and_resumes(tmp_path):
+    sweep = tmp_path / "sweep"
+    multirun(sweep, "model_set=ab,a", "dataset.seed=0")
+    j0, j1 = sweep / "0", sweep / "1"
+    assert (j0 / "report.md").exists() and (j1 / "report.md").exists()
+    assert (sweep / "store").is_dir() and not (j0 / "store").exists(), "jobs share <sweep dir>/store"
+    gen0, gen1 = generate_artifacts(j0), generate_artifacts(j1)
+    assert len(gen0) == 2 and len(gen1) == 1 and gen1[0] in gen0, "job 1 reuses job 0's tiny-think generations"
+    tel1 = json.loads((j1 / "telemetry.json").read_text())
+    assert "generate" not in tel1["stage_models"], "job 1 generated nothing"
+    assert set(tel1["stage_models"]["transfer"]) == {"tiny-think"}
+    mtime = Path(gen1[0]).stat().st_mtime
+
+    # A failing job (invalid dataset.limit) is recorded; the other job still finishes (from the store).
+    multirun(sweep, "model_set=a", "dataset.seed=0", "dataset.limit=0,null")
+    fails = [json.loads(x) for x in (sweep / "failures.jsonl").read_text().splitlines()]
+    assert [f["job"] for f in fails] == [0] and "dataset.limit=0" in fails[0]["error"]
+    assert (sweep / "1" / "report.md").exists()
+    tel = json.loads((sweep / "1" / "telemetry.json").read_text())
+    assert not tel.get("engines"), "everything came from the shared store: no engine was started"
+
+    # Rerunning the first sweep resumes: nothing is recomputed, same tables.
+    before = (j0 / "tables" / "accuracy.csv").read_text()
+    multirun(sweep, "model_set=ab,a", "dataset.seed=0")
+    assert (j0 / "tables" / "accuracy.csv").read_text() == before
+    assert Path(gen1[0]).stat().st_mtime == mtime
+    for j in (j0, j1):
+        assert not json.loads((j / "telemetry.json").read_text()).get("engines")
