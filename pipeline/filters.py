@@ -1,24 +1,28 @@
 """LLM answer filter: a pool model marks the CoT sentences that state the final answer.
 
 The model never rewrites text.  Each CoT is split into sentences
-(:func:`pipeline.text.split_sentences`), the sentences are shown numbered in
-windows that fit the filter model's context, and the model is asked for the
-*numbers* of the sentences that state the final answer.  The CoT is then
-rebuilt from the original sentences it did not mark, so the kept text is
-verbatim and in order by construction, whatever the model writes.
+(:func:`pipeline.text.split_sentences`), the sentences are shown labelled
+``S1``, ``S2``, ... in windows that fit the filter model's context, and the
+model is asked for the *labels* of the sentences that state the final answer.
+The CoT is then rebuilt from the original sentences it did not mark, so the
+kept text is verbatim and in order by construction, whatever the model writes.
 
 Robustness for small models:
 
 * the prompt gives the final answer's value (when known), so the task is
   "which sentences give this value as the result", not open-ended judgement;
-* the reply is parsed leniently (``"3, 7"``, ``"[3] and [7]"``, ``"3-5"``,
-  ``"none"``); numbers outside the window are ignored;
-* a window whose reply has no usable number and no "none", or that marks an
-  implausible share of its sentences (``max_share``), falls back to the
-  rule-based filter (:func:`pipeline.text.states_answer`) for that window; a
-  failed engine batch falls back for every CoT.  The per-CoT ``filter`` value
-  says what was used: ``"llm"`` (every window answered by the model) or
-  ``"llm->rule"`` (at least one window fell back).
+  it has no worked example (135M-parameter models copy examples' labels);
+* only a reply that starts with a list of labels (``"S3, S7"``,
+  ``"[S3] and [S7]"``, ``"S2-S4"``) or with "none" is used.  Labels carry an
+  ``S`` so that a model repeating the answer value ("4") or echoing the CoT
+  ("1. Okay, ...") or the prompt ("S1: We need ...") is not misread as
+  marking sentences; labels outside the window are ignored;
+* a window whose reply is unusable, or that marks an implausible share of its
+  sentences (``max_share``), falls back to the rule-based filter
+  (:func:`pipeline.text.states_answer`) for that window; a failed engine
+  batch falls back for every CoT.  The per-CoT ``filter`` value says what was
+  used: ``"llm"`` (every window answered by the model) or ``"llm->rule"`` (at
+  least one window fell back).
 
 All windows of all CoTs go to the filter model in one ``complete`` batch.
 The chat template is rendered once (``generation_prompt`` on a placeholder)
@@ -89,7 +93,7 @@ def windows(sentences: list[str], budget_chars: int, s: FilterSettings) -> list[
     """Cut sentence indices into [start, end) windows whose numbered text fits ``budget_chars``."""
     out, start, used = [], 0, 0
     for i, sent in enumerate(sentences):
-        size = len(_shown(sent, s)) + 8  # "[123] " + newline
+        size = len(_shown(sent, s)) + 8  # "S123: " + newline
         if i > start and (used + size > budget_chars or i - start >= s.max_sentences):
             out.append((start, i))
             start, used = i, 0
@@ -121,7 +125,7 @@ def parse_reply(text: Optional[str], n: int) -> Optional[set[int]]:
     used; what follows the list is ignored.  Labels outside S1..Sn are
     ignored, and a list with none in range is unusable.  Bare numbers are
     never read as labels: a model repeating the answer value ("4") or
-    echoing the text ("1. Okay, ...") gets the rule filter instead.
+    echoing the text ("1. Okay, ...", "S1: We need ...") gets the rule filter instead.
     """
     if text is None:
         return None
@@ -130,6 +134,8 @@ def parse_reply(text: Optional[str], n: int) -> Optional[set[int]]:
         return None
     first = lines[0].strip()
     m = _LIST.match(first)
+    if m and first[m.end():].lstrip(" ])*").startswith(":"):
+        return None  # "S1: We need ..." is the prompt echoed back, not an answer
     if m:
         got: set[int] = set()
         for lab in re.finditer(_LABEL, m.group(0)):
@@ -179,7 +185,8 @@ def llm_filter(pool, model_cfg, cots: list[str], answers: list[Optional[str]],
         template = render_template(pool, model_cfg.name)
         texts = [(template.replace(_MARK, p) if template else p + "\n\n") + REPLY_PREFIX for p in prompts]
         greedy = Sampling(0.0, 1.0, -1, seed=0)
-        reqs = [{"text": t, "sampling": greedy, "max_tokens": s.max_tokens, "stop": ["\n\n"]} for t in texts]
+        # No stop string: small models often open with a blank line; the parser reads the first line.
+        reqs = [{"text": t, "sampling": greedy, "max_tokens": s.max_tokens} for t in texts]
         try:
             outs = pool.get(pool.submit(model_cfg.name, "complete", reqs))
             replies = [(o.get("texts") or [None])[0] for o in outs]
@@ -209,10 +216,6 @@ def llm_filter(pool, model_cfg, cots: list[str], answers: list[Optional[str]],
     return out
 
 
-__all__ = ["InProcessPool", "PROMPT", "PROMPT_VERSION", "REPLY_PREFIX", "FilterResult", "FilterSettings", "build_prompt",
-           "llm_filter", "parse_reply", "windows", "window_char_budget"]
-
-
 class InProcessPool:
     """A minimal pool over in-process engines (``{name: engine}``): benches and slow tests, no Ray."""
 
@@ -236,3 +239,7 @@ class InProcessPool:
 
     def call(self, name, method, *args, **kwargs):
         return self.get(self.submit(name, method, *args, **kwargs))
+
+
+__all__ = ["InProcessPool", "PROMPT", "PROMPT_VERSION", "REPLY_PREFIX", "FilterResult", "FilterSettings", "build_prompt",
+           "llm_filter", "parse_reply", "windows", "window_char_budget"]

@@ -93,6 +93,9 @@ _reg(
         open="Reasoning:\n",
         close="\n\nFinal answer:",
         answer_prefix=" ",
+        # Models without a turn-end habit after "Final answer:" tend to start a new
+        # "Reasoning:" block; the answer is the paragraph right after the marker.
+        answer_stop=("\n\n",),
         # No markers: "Final answer:" is ordinary text that a CoT may legitimately contain.
     )
 )

@@ -307,7 +307,7 @@ class ModelEngine:
                 meta.append((ci, ki, len(cids), len(kids)))
         want_seq = mode == "paper"
         params = SamplingParams(
-            max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False,
+            max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False, flat_logprobs=True,
             skip_reading_prefix_cache=(mode != "cached"),
         )
         outs = self._run(flat, [params] * len(flat)) if flat else []
@@ -319,7 +319,7 @@ class ModelEngine:
                 continue
             res[ci][ki] = self._read_lp(o, flat[j], nc, nk, want_seq)
         if redo:
-            p2 = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False,
+            p2 = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False, flat_logprobs=True,
                                 skip_reading_prefix_cache=True)
             outs2 = self._run([flat[j] for j in redo], [p2] * len(redo))
             for j, o in zip(redo, outs2):

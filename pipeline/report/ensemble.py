@@ -12,8 +12,12 @@ from pathlib import Path
 from typing import Optional
 
 
-def ensemble_section(run_dir: Path) -> Optional[tuple[str, str]]:
-    """(title, markdown) of the ensemble section, or None when the run has no ensemble table."""
+def ensemble_section(run_dir: Path, stop_reasons: Optional[dict] = None) -> Optional[tuple[str, str]]:
+    """(title, markdown) of the ensemble section, or None when the run has no ensemble table.
+
+    ``stop_reasons``: {source: {problem_id: reason}} from the ensemble artifacts' provenance
+    (covers problems stopped by the thought budget, which have no winner row for it).
+    """
     import polars as pl
 
     from pipeline.artifacts import read_table
@@ -48,11 +52,18 @@ def ensemble_section(run_dir: Path) -> Optional[tuple[str, str]]:
         probs = d["problem_id"].n_unique()
         md.append(f"Steps per problem (selected sentences): mean {steps.mean():.1f}, min {steps.min()}, "
                   f"max {steps.max()} over {probs} problems.")
-        reasons = win.filter(pl.col("stop_reason").is_not_null()).group_by("stop_reason").len().sort("stop_reason")
-        if reasons.height:
-            md.append("Stop reasons (problems that stopped on a selected sentence): "
-                      + ", ".join(f"{r['stop_reason']} {r['len']}" for r in reasons.iter_rows(named=True))
-                      + ". Problems stopped by the thought budget before a step are not listed.")
+        if stop_reasons and src in stop_reasons:
+            counts: dict[str, int] = {}
+            for r in stop_reasons[src].values():
+                counts[str(r)] = counts.get(str(r), 0) + 1
+            md.append("Why problems stopped: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+                      + " (closed: the selected sentence closed the thinking; budget: thought budget reached; "
+                        "max_steps: step cap).")
+        else:
+            reasons = win.filter(pl.col("stop_reason").is_not_null()).group_by("stop_reason").len().sort("stop_reason")
+            if reasons.height:
+                md.append("Stop reasons (problems that stopped on a selected sentence): "
+                          + ", ".join(f"{r['stop_reason']} {r['len']}" for r in reasons.iter_rows(named=True)) + ".")
         png = _histogram(d, Path(run_dir) / "plots" / f"ensemble_scores_{_slug(src)}.png", src)
         if png is not None:
             md.append(f"![Candidate scores, {src}](plots/{png.name})")

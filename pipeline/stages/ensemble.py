@@ -12,7 +12,8 @@ lockstep**:
    once, so their engines run concurrently): ``candidates`` samples of at most
    ``max_candidate_tokens`` tokens after *that model's* thinking prompt + CoT
    so far, seeded per (seed, problem, step, generator).  Each fragment is cut
-   back to its last sentence end (kept whole when it has none); a fragment
+   back to its last sentence end (kept whole when it has none; trailing
+   whitespace is left to the next sentence); a fragment
    holding the generator's close tag (or ending its turn) *closes* the
    thinking: it is cut at the tag;
 2. duplicate candidates of a problem (same text, same closing) are scored once;
@@ -101,7 +102,9 @@ def parse_candidate(raw: str, closed: bool, close_tag: str) -> tuple[str, bool]:
         text = text.replace(m, "")
     if not closes:
         text = cut_to_sentence(text)
-    return text, closes
+    # Trailing whitespace goes to the next sentence: a BPE model writes " Then", not "Then" after
+    # a context ending in a space, and the score should not include the whitespace.
+    return text.rstrip(), closes
 
 
 class EnsembleStage:
@@ -140,6 +143,11 @@ class EnsembleStage:
         problems = ctx.problems.to_pylist()
         parts = cots_path.with_suffix(".parts")
         start, state = self._resume(parts, problems)
+        if start < ec.max_steps and not all(s["done"] for s in state.values()):
+            # Load every engine of the ensemble at once (a lazy submit would load them one by one).
+            # `ensure` (when the pool has it) also stops idle engines that would not fit beside them.
+            pool = ctx.pool
+            getattr(pool, "ensure", pool.start)(list(dict.fromkeys(list(ec.generators) + list(ec.evaluators))))
         bar = tqdm(total=ec.max_steps, initial=start, desc="ensemble", unit="step",
                    disable=not ctx.cfg.progress, leave=False)
         for step in range(start, ec.max_steps):

@@ -63,7 +63,17 @@ class ReportStage:
                 extra.append(("Run summary", telemetry_markdown(json.loads(tel_path.read_text()))))
             from pipeline.report.ensemble import ensemble_section
 
-            ens = ensemble_section(ctx.run_dir) if ctx.cfg.ensemble.enabled else None
+            ens = None
+            if ctx.cfg.ensemble.enabled:
+                from pipeline.artifacts import read_provenance
+                from pipeline.stages.ensemble import ensemble_source
+
+                reasons = {}
+                for p in ctx.outputs.get("ensemble", []):
+                    if Path(p).exists():
+                        src = ensemble_source(list(ctx.cfg.ensemble.generators), list(ctx.cfg.ensemble.evaluators))
+                        reasons[src] = read_provenance(p).get("stop_reasons") or {}
+                ens = ensemble_section(ctx.run_dir, reasons or None)
             if ens is not None:
                 extra.append(ens)
             path = render(ctx.run_dir, extra_sections=extra)

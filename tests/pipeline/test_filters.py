@@ -74,6 +74,8 @@ def test_prompt_shortens_overlong_sentences_and_flattens_newlines():
     (" 4", 10, None),  # the answer value repeated, not a label
     (" 7.8", 10, None),
     ("\n1. Okay, let's see.\n2. I need the score.", 10, None),  # echo of the CoT
+    ("\n\nS1: We need the Caprini score.\nS2: Points", 10, None),  # echo of the prompt
+    ("\n\nS2, S3", 10, {1, 2}),  # leading blank lines are fine
     (" The answer is S3", 5, None),  # must start with the list
     (" I think the patient is fine", 5, None),
     ("", 5, None),
