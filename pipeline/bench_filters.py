@@ -140,6 +140,9 @@ def main(out_dir, llm_model: Optional[str] = None, sample: Optional[int] = None,
         lines += _table(f"LLM filter ({llm_model}), {what}: {secs:.0f} s + {load:.0f} s load, "
                         f"{stats.get('requests', 0)} windows, {stats.get('prefill_tokens', 0)} prefill tokens",
                         sub, [fr.cot.strip() for fr in res], [fr.filter for fr in res])
+        nw, nr = sum(fr.windows for fr in res), sum(fr.windows_rule for fr in res)
+        lines += [f"Windows answered usably by {llm_model}: {nw - nr} of {nw} ({(nw - nr) / max(1, nw):.0%}); "
+                  f"the other {nr} fell back to the rule filter.", ""]
         notes = [f"- {r['source']} row {r['row']}: {fr.note}" for r, fr in zip(sub, res) if fr.note]
         if notes:
             lines += ["Fallback reasons (first 10):", ""] + notes[:10] + [""]

@@ -75,6 +75,8 @@ class FilterResult:
     dropped: list  # indices of dropped sentences
     n_sentences: int
     note: Optional[str] = None  # why the rule filter was used, if it was
+    windows: int = 0  # windows the CoT was shown in
+    windows_rule: int = 0  # ... of which fell back to the rule filter
 
 
 def window_char_budget(max_model_len: int, s: FilterSettings) -> int:
@@ -212,7 +214,8 @@ def llm_filter(pool, model_cfg, cots: list[str], answers: list[Optional[str]],
         kept = "".join(t for i, t in enumerate(sents) if i not in dropped[ci])
         out.append(FilterResult(cot=kept, filter="llm->rule" if fell_back[ci] else "llm",
                                 dropped=sorted(dropped[ci]), n_sentences=len(sents),
-                                note="; ".join(fell_back[ci][:3]) or None))
+                                note="; ".join(fell_back[ci][:3]) or None,
+                                windows=sum(1 for j in jobs if j[0] == ci), windows_rule=len(fell_back[ci])))
     return out
 
 

@@ -16,8 +16,9 @@ def _names(group: str) -> list[str]:
 
 
 @pytest.mark.parametrize("experiment", _names("experiment"))
-def test_every_experiment_composes(experiment):
-    cfg = compose([f"experiment={experiment}"])
+def test_every_experiment_composes(experiment, tmp_path):
+    # run_dir given: sweep experiments interpolate it from ${hydra:job.num}, set only inside a multirun
+    cfg = compose([f"experiment={experiment}", f"run_dir={tmp_path}"])
     assert cfg.models, experiment
     for m in cfg.models.values():
         assert m.greedy.temperature == 0  # explicit, greedy

@@ -141,6 +141,7 @@ def test_garbage_reply_falls_back_to_rule_for_that_window(model_cfg):
     cot = "GARBAGE intro sentence. So the total is 9. Another step."
     res = llm_filter(_pool(model_cfg), model_cfg, [cot, COT], ["9", "16"])
     assert res[0].filter == "llm->rule" and "unparseable" in res[0].note
+    assert (res[0].windows, res[0].windows_rule, res[1].windows_rule) == (1, 1, 0)
     assert res[0].cot == "GARBAGE intro sentence. Another step."  # the rule filter's result
     assert res[1].filter == "llm"  # other CoTs keep the model's judgement
 

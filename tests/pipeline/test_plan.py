@@ -52,7 +52,7 @@ def conf_copy(tmp_path_factory) -> str:
     return dst
 
 
-SMALL = ["experiment=demo", "generate.thought_budget=100", "generate.answer_budget=10", "generate.num_samples=2",
+SMALL = ["experiment=demo_tiny", "models.a.num_cpus=1", "models.b.num_cpus=1", "models.c.num_cpus=1", "generate.thought_budget=100", "generate.answer_budget=10", "generate.num_samples=2",
          "dataset.size=10", "transfer.answer_budget=20"]
 PARAMS = PlanParams(thought_fill=0.5, answer_fill=0.5, prompt_tokens=40)
 
@@ -210,21 +210,21 @@ def test_cli_run_prints_plan_and_writes_json(tmp_path, capsys):
     ap = argparse.ArgumentParser()
     cmd.add_arguments(ap)
     ns = ap.parse_args(["--node", "cpu2", "--problems", "6", "--json", str(tmp_path / "p.json"),
-                        "experiment=demo", "generate.thought_budget=64"])
+                        "experiment=demo_tiny", "models.a.num_cpus=1", "models.b.num_cpus=1", "models.c.num_cpus=1", "generate.thought_budget=64"])
     assert cmd.run(ns) == 0
     out = capsys.readouterr().out
     assert "Wave schedule:" in out and "engine loads: 4" in out and "6 problems" in out
     data = json.loads((tmp_path / "p.json").read_text())
     assert data["loads"] == 4 and data["baselines"]["sequential_single"]["ratio"] > 1
     bad = argparse.Namespace(node="nope", problems=None, throughput=None, thought_fill=None,
-                             share_gpus=False, json=None, overrides=["experiment=demo"])
+                             share_gpus=False, json=None, overrides=["experiment=demo_tiny"])
     assert cmd.run(bad) == 2
     assert "node type 'nope'" in capsys.readouterr().err
 
 
 def test_python_m_pipeline_plan_subprocess():
     r = subprocess.run([sys.executable, "-m", "pipeline", "plan", "--node", "cpu2", "--problems", "4",
-                        "experiment=demo"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                        "experiment=demo_tiny", "models.a.num_cpus=1", "models.b.num_cpus=1", "models.c.num_cpus=1"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "wave 3 [transfer]" in r.stdout and "4 problems" in r.stdout
     r = subprocess.run([sys.executable, "-m", "pipeline", "plan", "experiment=nope"], cwd=ROOT,

@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def multirun(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "pipeline", "run", "-m", "experiment=sweep_cpu", f"hydra.sweep.dir={sweep_dir}",
+           f"store_dir={sweep_dir / 'store'}", f"run_dir={sweep_dir}/${{hydra:job.num}}",
            "dataset.size=3", "generate.thought_budget=24", "generate.answer_budget=8", "transfer.answer_budget=8",
            "score.n_boot=50", "progress=false", *overrides]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
