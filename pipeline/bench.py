@@ -109,7 +109,7 @@ def bench_cpu_dtype(out: Path, quick: bool = False) -> str:
     from pipeline.config import compose
     from pipeline.models import ensure_model
 
-    m = compose(["experiment=demo_real"]).model("SmolLM2")
+    m = compose(["experiment=demo"]).model("SmolLM2")
     path = ensure_model(m)
     mod = importlib.import_module("pipeline.models.cpu_speed")
     js = out / "cpu_speed.json"

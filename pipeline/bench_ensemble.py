@@ -17,8 +17,12 @@ generators x 3 samples), the CoT growing by one sentence per step.  Per step:
   sentence, and each candidate prefills only its own tokens (plus the partial
   last cache block).
 
-It reports wall time and prefilled tokens (the engine's stats: prompt tokens
-minus ``num_cached_tokens``) of both, their ratios, and the largest difference
+The engine runs with one compute thread (``THREADS``) and a 32-token KV block
+(``BLOCK_SIZE``; the CPU default of 128 makes every candidate re-prefill up to
+127 context tokens of the partial last block); ``main(threads=0,
+block_size=None)`` uses the engine defaults.  It reports wall time, CPU time and
+prefilled tokens (the engine's stats: prompt tokens minus
+``num_cached_tokens``) of both, their ratios, and the largest difference
 between the two modes' candidate mean NLLs (they must agree).  The markdown
 table is printed and written to ``OUT_DIR/ensemble_bench.md``.
 """
@@ -38,6 +42,10 @@ PROBLEMS = 4
 CANDIDATES = 6  # 2 generators x 3 samples
 STEPS = 5
 BLOCK_SIZE = 32  # KV block size of the bench engine (CPU default is 128; see ModelConfig.block_size)
+# Engine compute threads. 1: on a small shared machine, OpenMP threads of a multi-threaded engine
+# spin at barriers whenever another process holds a core, which swamps the small cached steps
+# (measured: 2 threads under load gave 0.1-1 s for the same cached step). 0 = torch's default.
+THREADS = 1
 
 
 def _sentence(rng: random.Random) -> str:
@@ -59,17 +67,17 @@ def bench_model(name: str = "tiny-harmony", block_size: int | None = BLOCK_SIZE)
     """The demo's tiny model (built by pipeline.models.tiny), served with a 4k context window."""
     from pipeline.config import compose
 
-    m = compose(["experiment=demo"]).model(name)
+    m = compose(["experiment=demo_tiny", "run_dir=runs/bench"]).model(name)
     return dataclasses.replace(m, max_model_len=4096, kv_cache_gib=1.0, block_size=block_size)
 
 
-def run_length(engine, n_tokens: int, seed: int = 0) -> dict:
+def run_length(engine, n_tokens: int, seed: int = 0, steps: int = STEPS) -> dict:
     rng = random.Random(seed + n_tokens)
     bases = [_context(engine, rng, n_tokens, p) for p in range(PROBLEMS)]
-    growth = [[_sentence(rng) for _ in range(STEPS + 1)] for _ in range(PROBLEMS)]
+    growth = [[_sentence(rng) for _ in range(steps + 1)] for _ in range(PROBLEMS)]
     res = {"tokens": [], "naive_s": [], "cached_s": [], "naive_cpu": [], "cached_cpu": [], "naive_prefill": [],
            "cached_prefill": [], "max_diff": 0.0}
-    for s in range(STEPS):
+    for s in range(steps):
         prev = [b + "".join(g[:s]) for b, g in zip(bases, growth)]
         ctx = [b + "".join(g[:s + 1]) for b, g in zip(bases, growth)]
         cands = [[_sentence(rng) for _ in range(CANDIDATES)] for _ in range(PROBLEMS)]
@@ -98,8 +106,12 @@ def _greedy():
 
 
 def table(results: dict[int, dict], block_size) -> str:
-    lines = [f"Ensemble scoring step: {PROBLEMS} problems x {CANDIDATES} candidates, median over {STEPS} steps "
-             f"(in-process vLLM CPU engine, tiny model, float32, KV block size {block_size}).", "",
+    steps = len(next(iter(results.values()))["naive_s"]) if results else 0
+    import torch
+
+    lines = [f"Ensemble scoring step: {PROBLEMS} problems x {CANDIDATES} candidates, median over {steps} steps "
+             f"(in-process vLLM CPU engine, tiny model, float32, KV block size {block_size}, "
+             f"{torch.get_num_threads()} compute thread(s)).", "",
              "| context tokens | naive ms/step | cached ms/step | wall-time ratio | CPU-time ratio | "
              "naive prefilled tok/step | cached prefilled tok/step | prefill ratio | max abs diff mean NLL |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -114,13 +126,21 @@ def table(results: dict[int, dict], block_size) -> str:
               "in-process), which is less sensitive to other load on a shared machine. Prefilled tokens are "
               "deterministic: naive re-prefills every context once per candidate; cached prefills, per step, each "
               "context's new sentence once plus, per candidate, its own tokens and the context's partial last "
-              "KV block. On a tiny model per-request and per-position overheads of vLLM dominate the wall time, "
-              "so the time ratio is far below the prefill ratio; on real models, where prefill compute "
-              "dominates, the time ratio approaches the prefill ratio."]
+              "KV block. On a tiny model the cached step is dominated by fixed costs and by vLLM's Python "
+              "handling of prompt log-probs, which walks every prompt position of every candidate request "
+              "(cached ones included), so the time ratio stays well below the prefill ratio; on real models, "
+              "where prefill compute dominates, it approaches the prefill ratio."]
     return "\n".join(lines) + "\n"
 
 
-def main(out_dir: str | os.PathLike = "runs/bench", lengths=LENGTHS, block_size: int | None = BLOCK_SIZE) -> str:
+def main(out_dir: str | os.PathLike = "runs/bench", lengths=LENGTHS, block_size: int | None = BLOCK_SIZE,
+         quick: bool = False, threads: int = THREADS) -> str:
+    if threads:
+        # Before the engine exists (vLLM's CPU worker disables torch.set_num_threads afterwards).
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        import torch
+
+        torch.set_num_threads(threads)
     from pipeline.engine.core import ModelEngine
 
     engine = ModelEngine(bench_model(block_size=block_size))
@@ -128,7 +148,7 @@ def main(out_dir: str | os.PathLike = "runs/bench", lengths=LENGTHS, block_size:
     # Warm-up: first calls pay one-off kernel/compile costs.
     engine.score([engine.thinking_prompt("warm up")], [[" a b c."]], mode="naive")
     engine.score([engine.thinking_prompt("warm up")], [[" a b c."]], mode="cached")
-    results = {n: run_length(engine, n) for n in lengths}
+    results = {n: run_length(engine, n, steps=3 if quick else STEPS) for n in lengths}
     md = table(results, block_size)
     print(md)
     out = Path(out_dir)

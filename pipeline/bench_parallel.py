@@ -57,7 +57,8 @@ def run_sweep(work: Path, mode: str, seeds: list[int], size: int, num_cpus: int)
     return {"mode": mode, "wall_s": time.time() - t0, "jobs": jobs}
 
 
-def main(out_dir: str | os.PathLike = "runs/bench", seeds=(0, 1), size: int = 4, num_cpus: int = 4) -> dict:
+def main(out_dir: str | os.PathLike = "runs/bench", seeds=(0, 1), size: int = 4, num_cpus: int = 4,
+         keep_work: bool = False) -> dict:
     import ray
 
     out = Path(out_dir)
@@ -87,10 +88,11 @@ def main(out_dir: str | os.PathLike = "runs/bench", seeds=(0, 1), size: int = 4,
     ]
     for mode in ("parallel", "sequential"):
         r = results[mode]
-        lines.append(f"| {mode} | {r['wall_s']:.1f} | {', '.join(f'{j['wall_s']:.1f}' for j in r['jobs'])} | "
-                     f"{', '.join(str(j['loads']) for j in r['jobs'])} | "
-                     f"{', '.join(str(j['waves']) for j in r['jobs'])} | "
-                     f"{sum(j['generated'] for j in r['jobs'])} |")
+        per_job = ", ".join("%.1f" % j["wall_s"] for j in r["jobs"])
+        loads = ", ".join(str(j["loads"]) for j in r["jobs"])
+        waves = ", ".join(str(j["waves"]) for j in r["jobs"])
+        gen = sum(j["generated"] for j in r["jobs"])
+        lines.append(f"| {mode} | {r['wall_s']:.1f} | {per_job} | {loads} | {waves} | {gen} |")
     lines += ["", f"**Speed-up (sequential / parallel wall time): {ratio:.2f}x**",
               "", f"Identical tables in both modes: {'yes' if same else 'NO'}.", "",
               "On few cores the engines share the same CPUs, so running them together mostly overlaps engine "
@@ -99,6 +101,10 @@ def main(out_dir: str | os.PathLike = "runs/bench", seeds=(0, 1), size: int = 4,
               "engine-bound stages approach an N-fold speed-up."]
     (out / "parallel_bench.md").write_text("\n".join(lines) + "\n")
     (out / "parallel_bench.json").write_text(json.dumps({**results, "ratio": ratio, "identical": same}, indent=2))
+    if not keep_work:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
     return {"ratio": ratio, "identical": same, **results}
 
 

@@ -32,6 +32,8 @@ log = logging.getLogger("crosscot")
 
 # Canonical order among stages that do not depend on each other.
 ORDER = ("generate", "ensemble", "truncate", "transfer", "score", "report")
+# Stages that may use engines; after the last of them the engines are stopped.
+ENGINE_STAGES = ("generate", "ensemble", "truncate", "transfer")
 
 
 def stage_requires(name: str, cfg: RunConfig) -> tuple[str, ...]:
@@ -108,6 +110,10 @@ def run(cfg: RunConfig, pool_factory: Optional[Callable[[], Any]] = None, keep_p
                 "artifacts": [{"path": str(p), **_prov_args(p)} for p in paths],
             })
             manifest["problems"] = str(ctx.problems_path) if ctx.problems_path else None
+            rest = order[order.index(name) + 1:]
+            if ctx._pool is not None and not keep_pool and not any(s in ENGINE_STAGES for s in rest) \
+                    and getattr(ctx._pool, "actors", None):
+                ctx._pool.stop()  # no engine work left: free the engines (their stats are kept)
             if ctx._pool is not None and hasattr(ctx._pool, "placement_info"):
                 manifest["placement"] = _placement(ctx)
             write_text_atomic(run_dir / "manifest.json", json.dumps(manifest, indent=2, default=str))

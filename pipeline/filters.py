@@ -31,11 +31,14 @@ and filled in for every window, so the batch needs no per-prompt round trips.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Optional
 
 from pipeline.text import split_sentences, states_answer
+
+log = logging.getLogger("crosscot")
 
 # Bump when the prompt or the parsing changes (part of the truncate artifact key).
 PROMPT_VERSION = 1
@@ -209,6 +212,13 @@ def llm_filter(pool, model_cfg, cots: list[str], answers: list[Optional[str]],
             fell_back[ci].append(why)
             marked = {k for k in range(b - a) if states_answer(split[ci][a + k], answers[ci])}
         dropped[ci].update(a + k for k in marked)
+    n_rule = sum(len(f) for f in fell_back)
+    if batch_error:
+        log.warning("LLM answer filter %s failed (%s): rule filter used for all %d CoTs",
+                    model_cfg.name, batch_error, len(cots))
+    elif n_rule:
+        log.warning("LLM answer filter %s: %d of %d windows unusable (rule filter used there); first: %s",
+                    model_cfg.name, n_rule, len(jobs), next(f[0] for f in fell_back if f))
     out = []
     for ci, sents in enumerate(split):
         kept = "".join(t for i, t in enumerate(sents) if i not in dropped[ci])

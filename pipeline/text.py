@@ -5,6 +5,10 @@
 ``remove_answer_statements`` is the rule-based "without answer" filter: it
 drops sentences that state the final answer and keeps every other sentence
 verbatim and in order; ``leaks`` audits whether the answer still appears.
+Both match the answer in any of its written forms (:func:`answer_forms`:
+"5.0" also as "5").  A sentence states the answer when it has an answer cue,
+or contains a distinctive answer (decimal, > 10, date) at all, or contains a
+small-integer answer in a concluding context (see :func:`states_answer`).
 """
 
 from __future__ import annotations

@@ -280,8 +280,13 @@ class ModelEngine:
         while *reading* the prefix cache, so only the candidate tokens (plus
         the partial last cache block) are prefilled.  vLLM skips the cache for
         prompt-logprob requests by default because cached positions get no
-        logprobs; we only need the candidate's own positions, which are always
-        computed, and we check that with ``num_cached_tokens``.
+        logprobs; we only need the candidate's own positions.  The first candidate
+        token's log-prob comes from the logits at the context's *last* position,
+        so at most ``len(context) - 1`` tokens may come from the cache: the warm
+        request holds all but the last context token, and any request whose
+        ``num_cached_tokens`` still reaches ``len(context)`` (a block-aligned
+        context cached by an earlier request) is recomputed without the cache.
+        Cached positions carry no (or garbage) log-probs and are never read.
         ``mode="naive"``: the default vLLM behaviour (whole sequence re-prefilled
         for every candidate) — the baseline of ``make bench``.
 
@@ -319,8 +324,8 @@ class ModelEngine:
                 continue
             res[ci][ki] = self._read_lp(o, flat[j], nc, nk, want_seq)
         if redo:
-            p2 = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False, flat_logprobs=True,
-                                skip_reading_prefix_cache=True)
+            p2 = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False,
+                                flat_logprobs=True, skip_reading_prefix_cache=True)
             outs2 = self._run([flat[j] for j in redo], [p2] * len(redo))
             for j, o in zip(redo, outs2):
                 ci, ki, nc, nk = meta[j]

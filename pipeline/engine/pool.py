@@ -158,7 +158,13 @@ class EnginePool:
         if self.max_engines and len(names) > self.max_engines:
             return False
         sched = self.schedule()
-        return Packer(sched.cluster).fits([engine_demand(self.cfg.model(n)) for n in names])
+        return Packer(sched.cluster, self._share_gpus()).fits([engine_demand(self.cfg.model(n)) for n in names])
+
+    def _share_gpus(self) -> bool:
+        """Whether the schedule lets TP=1 engines share GPUs (the planner chose it: see plan_waves)."""
+        if self._schedule is None:
+            return False
+        return any(p.gpus and p.gpu_fraction < 0.999 for w in self._schedule.waves for p in w.placements)
 
     def _gpu_cluster(self) -> bool:
         import ray
@@ -185,7 +191,12 @@ class EnginePool:
                 opts["num_gpus"] = 0
                 opts["num_cpus"] = 0
             else:
-                opts["num_gpus"] = 1
+                # A GPU share when the planner packs several engines per GPU, else a whole GPU.
+                from pipeline.placement import Packer, engine_demand
+
+                sched = self.schedule()
+                opts["num_gpus"] = Packer(sched.cluster, self._share_gpus()).gpu_share(
+                    engine_demand(m), sched.cluster.nodes[0])
         return opts
 
     # ------------------------------------------------------------------ lifecycle

@@ -58,7 +58,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.artifacts import read_table, write_table
+from pipeline.artifacts import read_table, write_table, write_text_atomic
 from pipeline.config import hash_fields
 from pipeline.engine.core import Sampling, request_seed
 from pipeline.formats import ALL_MARKERS, get_format
@@ -157,8 +157,6 @@ class EnsembleStage:
             rows = self.step(ctx, step, active, state)
             parts.mkdir(parents=True, exist_ok=True)
             write_table(parts / f"step-{step:04d}.arrow", from_rows(rows, CANDIDATES))
-            from pipeline.artifacts import write_text_atomic
-
             write_text_atomic(parts / f"step-{step:04d}.json", json.dumps({"step": step, "state": state}))
             bar.update(1)
             bar.set_postfix(active=sum(not s["done"] for s in state.values()))

@@ -312,3 +312,37 @@ def test_batch_failing_after_retries_then_rerun_gives_identical_rows(tiny_cfg, t
     run(cfg, pool_factory=lambda: again)
     assert again.submitted == 3 + 3, "3 failed generate shards redone + 3 transfer targets' batches"
     assert_same_tables(tmp_path / "flaky", tmp_path / "ref")
+
+
+def test_tensor_parallel_engine_gets_strict_pack_placement_group(tiny_cfg, monkeypatch):
+    """On a GPU cluster a TP>1 engine's actor goes into a STRICT_PACK group of one GPU bundle per rank
+    (pipeline.placement.placement_group_spec); a TP=1 engine asks Ray for one GPU."""
+    import pipeline.placement as placement
+    from pipeline.engine.pool import EnginePool
+
+    cfg = tiny_cfg("models.a.tensor_parallel_size=2", "models.a.num_cpus=4")
+    made = []
+
+    class PG:  # stands in for a Ray placement group
+        id = None
+
+    def fake_create(spec):
+        made.append(spec)
+        return PG()
+
+    monkeypatch.setattr(placement, "create_placement_group", fake_create)
+    pool = EnginePool(cfg)
+    monkeypatch.setattr(pool, "_gpu_cluster", lambda: True)
+    opts = pool._options(cfg.model("tiny-think"))
+    assert len(made) == 1 and made[0].strategy == "STRICT_PACK"
+    assert made[0].bundles == [{"GPU": 1.0, "CPU": 2.0}] * 2
+    assert opts["num_gpus"] == 0 and opts["num_cpus"] == 0
+    assert opts["scheduling_strategy"].placement_group is pool._pgs["tiny-think"]
+    assert opts["scheduling_strategy"].placement_group_capture_child_tasks
+
+    class Sched:
+        cluster = ClusterSpec((NodeSpec("node0", 8, 80.0, 64.0, 512.0),), "test")
+        waves: list = []
+
+    pool._schedule = Sched()
+    assert pool._options(cfg.model("tiny-thought"))["num_gpus"] == 1.0

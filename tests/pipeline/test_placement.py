@@ -332,7 +332,7 @@ def test_ray_discovery_and_strict_pack_placement_groups():
         from pipeline.config import compose
         from pipeline.placement import schedule_for_run
 
-        demo = schedule_for_run(compose(["experiment=demo"]))
+        demo = schedule_for_run(compose(["experiment=demo_tiny"]))
         assert len(demo.waves) == 1 and demo.total_loads == 3 and demo.cluster.source == "ray"
     finally:
         ray.shutdown()

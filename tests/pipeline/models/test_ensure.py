@@ -9,7 +9,7 @@ from pipeline.models import ModelNotFound, ensure_model
 
 
 def test_missing_local_folder(tmp_path):
-    m = compose(["experiment=demo_real"]).model("SmolLM2")
+    m = compose(["experiment=demo"]).model("SmolLM2")
     m.gguf = None
     m.path = str(tmp_path / "nowhere")
     with pytest.raises(ModelNotFound, match=r"(?s)no weights at .*nowhere.*config\.json.*models prepare"):

@@ -41,7 +41,7 @@ needs_smollm2 = pytest.mark.skipif(
 def test_model_yaml_composes(name):
     from pipeline.config import compose
 
-    m = compose([f"+model@models.x={name}"]).models["x"]
+    m = compose(["experiment=demo_tiny", f"+model@models.x={name}"]).models["x"]
     assert m.greedy.temperature == 0 and m.greedy.top_p == 1.0 and m.greedy.top_k == -1
     assert m.sampled.temperature > 0
     assert m.dtype == "bfloat16"

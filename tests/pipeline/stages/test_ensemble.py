@@ -138,8 +138,8 @@ def test_stops_on_close_tag_and_cuts_there(tmp_path: Path) -> None:
     ev = pool.engines["tiny-harmony"]
 
     def prefer_closing(requests, mode="cached"):
-        return [[{"mean_nll": 0.5 if c else 2.0 + 0.01 * len(t), "n_tokens": 3} for t, c in zip(r["candidates"], r["closes"])]
-                for r in requests]
+        return [[{"mean_nll": 0.5 if c else 2.0 + 0.01 * len(t), "n_tokens": 3}
+                 for t, c in zip(r["candidates"], r["closes"])] for r in requests]
 
     ev.score_texts = prefer_closing
     _, rows, cand, meta = _run(tmp_path, pool)
@@ -162,6 +162,38 @@ def test_thought_budget_and_max_steps(tmp_path: Path) -> None:
     pool, rows, cand, meta = _run(tmp_path / "m", None, "ensemble.max_steps=2")
     assert set(meta["stop_reasons"].values()) == {"max_steps"}
     assert len(_steps(pool.log)) == 2 and set(meta["steps"].values()) == {2}
+
+
+def test_paper_scoring_ranks_by_whole_sequence(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "ensemble.scoring=paper")
+    pool = LogPool(cfg)
+    ev = pool.engines["tiny-harmony"]
+    modes = []
+
+    def spy(requests, mode="cached"):
+        modes.append(mode)
+        return [[{"mean_nll": 9.0 - 0.1 * k, "seq_mean_nll": 1.0 + 0.1 * k, "n_tokens": 2}
+                 for k, _ in enumerate(r["candidates"])] for r in requests]
+
+    ev.score_texts = spy
+    _, _, cand, _ = _run(tmp_path, pool, "ensemble.scoring=paper")
+    assert set(modes) == {"paper"}  # whole-sequence scoring, no prefix-cache reads
+    for w in (r for r in cand if r["winner"]):  # the first unique candidate has the lowest seq_mean_nll
+        assert w["mean_score"] == pytest.approx(1.0)
+
+
+def test_dag_with_ensemble_reports_it(tmp_path: Path) -> None:
+    from pipeline import dag
+
+    cfg = _cfg(tmp_path, "dataset.size=3", "generate.methods=[default]")
+    dag.run(cfg, pool_factory=lambda: FakePool(cfg))
+    assert f"Ensemble {SOURCE}" in (tmp_path / "tables" / "consistency_summary.csv").read_text()
+    md = (tmp_path / "report.md").read_text()
+    assert "## Sentence-level ensemble" in md and "selected sentences" in md
+    [png] = (tmp_path / "plots").glob("ensemble_scores_*.png")
+    assert f"plots/{png.name}" in md
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert any(st["stage"] == "ensemble" for st in manifest["stages"])
 
 
 def test_seeds_per_problem_step_generator(tmp_path: Path) -> None:
@@ -269,9 +301,12 @@ def test_sentence_splitting_on_real_cot() -> None:
 
 
 @pytest.mark.slow
-def test_end_to_end_ensemble_in_ray_matches_reference(tmp_path: Path) -> None:
+def test_end_to_end_ensemble_in_ray_matches_reference(tmp_path: Path, monkeypatch) -> None:
     """The DAG with the ensemble on real tiny engines in Ray actors; stored scores = torch reference."""
     from pipeline import dag
+
+    # Our own local Ray instance, even when a `ray start` cluster runs on this machine.
+    monkeypatch.setenv("RAY_ADDRESS", "local")
     from pipeline.ensemble_ref import ReferenceScorer
 
     run = tmp_path / "run"
@@ -294,7 +329,8 @@ def test_end_to_end_ensemble_in_ray_matches_reference(tmp_path: Path) -> None:
     for pid in sorted({r["problem_id"] for r in cand}):
         cot = ""
         for step in range(2):
-            rows = [r for r in cand if r["problem_id"] == pid and r["step"] == step and r["valid"] and not r["duplicate"]]
+            rows = [r for r in cand
+                    if r["problem_id"] == pid and r["step"] == step and r["valid"] and not r["duplicate"]]
             if not rows:
                 break
             [got] = ref.score_texts([{"prompt": prompts[pid], "cot": cot, "candidates": [r["text"] for r in rows],
@@ -314,7 +350,8 @@ def test_cached_scores_equal_reference_at_block_boundaries() -> None:
     from pipeline.engine.core import ModelEngine
     from pipeline.ensemble_ref import ReferenceScorer
 
-    m = dataclasses.replace(compose(["experiment=demo"]).model("tiny-think"), block_size=32, max_model_len=1024)
+    m = compose(["experiment=demo_tiny", "run_dir=runs/test"]).model("tiny-think")
+    m = dataclasses.replace(m, block_size=32, max_model_len=1024)
     eng = ModelEngine(m)
     ref = ReferenceScorer(m)
     # Contexts (prefixes of one growing CoT) whose lengths sit around multiples of the 32-token
