@@ -94,6 +94,9 @@ class ModelEngine:
             trust_remote_code=model_cfg.trust_remote_code,
             seed=seed,
             **({"block_size": model_cfg.block_size} if getattr(model_cfg, "block_size", None) else {}),
+            # TP > 1 inside a Ray actor: vLLM's Ray executor places its workers in the
+            # placement group the actor was scheduled into (captured child tasks).
+            **({"distributed_executor_backend": "ray"} if model_cfg.tensor_parallel_size > 1 else {}),
         )
         self.load_seconds = time.time() - t0
         from vllm.platforms import current_platform

@@ -58,7 +58,8 @@ def init_ray(ray_cfg) -> None:
             env.pop("PYTHONPATH")
         ray.init(address=ray_cfg.address, runtime_env=runtime_env, **kwargs)
     else:
-        ray.init(num_cpus=ray_cfg.num_cpus, runtime_env=runtime_env, **kwargs)
+        # address="local": always a fresh local instance, never an unrelated running cluster.
+        ray.init(address="local", num_cpus=ray_cfg.num_cpus, runtime_env=runtime_env, **kwargs)
 
 
 def _actor_class():

@@ -189,6 +189,9 @@ class EnsembleStage:
         gens, evs = list(ec.generators), list(ec.evaluators)
         source = ensemble_source(gens, evs)
         pool = ctx.pool
+        if hasattr(pool, "ensure"):
+            # the whole ensemble group resident together (no reloads between steps in waves)
+            pool.ensure(list(dict.fromkeys(gens + evs)))
         # 1. one propose call per generator, all submitted before any is awaited
         refs = {}
         for g in gens:

@@ -9,6 +9,7 @@ Kept small: 2 tiny models, 4 problems, short budgets.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -125,12 +126,16 @@ def test_actor_killed_mid_stage_redoes_only_unfinished_work(baseline, tmp_path):
         pool = ctx._pool
         new_pid = __import__("ray").get(pool.actors["tiny-think"].pid.remote())
         assert new_pid != killed["pid"], "the actor was not restarted"
-        # Only unfinished work was redone: the restarted engine ran fewer generate requests than
-        # the whole job (it reloaded the model, so its counters started again at zero).
+        assert pool.restarts.get("tiny-think") == 1 and not pool.restarts.get("tiny-thought")
+        # Only unfinished work was redone: the restarted engine (its counters start at zero) ran
+        # fewer requests than the same engine in the uninterrupted run, where it did everything.
         stats = __import__("ray").get(pool.actors["tiny-think"].call.remote("get_stats"))
-        assert 0 < stats["requests"]
+        ref = json.loads((baseline / "telemetry.json").read_text())["engines"]["tiny-think"]
+        assert 0 < stats["requests"] < ref["requests"]
     finally:
         ctx._pool.stop()
+    tel = json.loads((d / "telemetry.json").read_text())
+    assert tel["engines"]["tiny-think"]["restarts"] == 1
     assert_same_tables(d, baseline)
 
 
