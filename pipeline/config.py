@@ -310,11 +310,19 @@ def register_configs() -> None:
 def hash_fields(obj: Any) -> Any:
     """Plain-data view of a config with non-result fields (metadata hash=False) dropped."""
     if dataclasses.is_dataclass(obj):
-        return {
+        out = {
             f.name: hash_fields(getattr(obj, f.name))
             for f in dataclasses.fields(obj)
             if f.metadata.get("hash", True)
         }
+        if isinstance(obj, ModelConfig):
+            # The format's tags and stop strings shape every prompt and answer: a change to
+            # the format definition must change the artifacts' names too.
+            from pipeline.formats import FORMATS
+
+            if obj.thinking_format in FORMATS:
+                out["_format"] = hash_fields(dataclasses.asdict(FORMATS.get(obj.thinking_format)))
+        return out
     if isinstance(obj, dict):
         return {str(k): hash_fields(v) for k, v in sorted(obj.items())}
     if isinstance(obj, (list, tuple)):

@@ -67,9 +67,10 @@ class PlanParams:
     answer_fill: float = 0.5  # expected answer length / answer_budget
     prompt_tokens: Optional[int] = None  # None = DATASET_PROMPT_TOKENS[dataset] (or 200)
     without_answer_share: float = 0.9  # a "without answer" CoT keeps ~90% of the tokens
-    # Ensemble evaluators score candidates with prompt logprobs, for which vLLM does not read the
-    # prefix cache: every candidate re-prefills prompt + CoT so far.  True = what if it could.
-    evaluator_prefix_cache: bool = False
+    # Ensemble evaluators: True = our cached scoring (ModelEngine.score, mode "cached"): only each
+    # candidate's own tokens are prefilled; False = vLLM's default prompt-logprob requests, which
+    # skip the prefix cache and re-prefill prompt + CoT so far for every candidate.
+    evaluator_prefix_cache: bool = True
     sentence_tokens: float = 12.0  # ensemble: tokens per accepted sentence
     filter_prompt_tokens: int = 150  # LLM truncation filter: instruction around the CoT
 
