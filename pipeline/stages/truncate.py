@@ -22,7 +22,6 @@ The ``filter`` column of ``without_answer`` rows records what was used:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pipeline.artifacts import read_table, write_table
@@ -117,9 +116,3 @@ def row_answer(r: dict, ds) -> str | None:
     """The source's own final answer, to find the sentences that state it."""
     return r.get("answer") or ds.extract(r.get("answer_text") or "")
 
-
-def source_answer(r: dict) -> str | None:
-    return r.get("answer") or None
-
-
-__all__ = ["TruncateStage", "json"]
