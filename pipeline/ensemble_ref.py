@@ -52,15 +52,19 @@ class ReferenceScorer:
 
     def score(self, contexts: list[str], continuations: list[list[str]], mode: str = "cached") -> list[list[dict]]:
         """Same contract as ModelEngine.score (``mode`` only matters for ``"paper"``)."""
+        return self.score_ids([self.encode(c) for c in contexts],
+                              [[self.encode(k) for k in conts] for conts in continuations], mode)
+
+    def score_ids(self, ctx_ids: list[list[int]], cont_ids: list[list[list[int]]],
+                  mode: str = "cached") -> list[list[dict]]:
+        """Same contract as ModelEngine.score_ids."""
         import torch
 
         from kernels import mean_nll_per_sequence, token_logprobs
 
         logits_rows, cand_targets, all_targets, meta = [], [], [], []
-        for ci, (ctx, conts) in enumerate(zip(contexts, continuations)):
-            cids = self.encode(ctx)
-            for ki, cont in enumerate(conts):
-                kids = self.encode(cont)
+        for ci, (cids, conts) in enumerate(zip(ctx_ids, cont_ids)):
+            for ki, kids in enumerate(conts):
                 ids = cids + kids
                 with torch.no_grad():
                     out = self.model(torch.tensor([ids], device=self.device)).logits[0, :-1].float()
@@ -71,7 +75,7 @@ class ReferenceScorer:
                 cand_targets.append(cand)
                 all_targets.append(tgt)
                 meta.append((ci, ki, len(kids)))
-        res: list[list[dict]] = [[{} for _ in conts] for conts in continuations]
+        res: list[list[dict]] = [[{} for _ in conts] for conts in cont_ids]
         if not meta:
             return res
         logits = torch.cat(logits_rows)

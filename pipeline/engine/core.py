@@ -296,9 +296,18 @@ class ModelEngine:
         Returns per context, per continuation: {logprobs: [...], n_tokens, mean_nll,
         seq_mean_nll (over context+continuation: the reference study's choice)}.
         """
+        return self.score_ids([self.encode(c) for c in contexts],
+                              [[self.encode(k) for k in conts] for conts in continuations], mode)
+
+    def score_ids(self, ctx_ids: list[list[int]], cont_ids: list[list[list[int]]],
+                  mode: str = "cached") -> list[list[dict]]:
+        """:meth:`score` on already tokenized contexts and continuations."""
         from vllm import SamplingParams
 
-        ctx_ids = [self.encode(c) for c in contexts]
+        def lp_params(skip_cache: bool):
+            return SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False,
+                                  flat_logprobs=True, skip_reading_prefix_cache=skip_cache)
+
         greedy = Sampling(0.0, 1.0, -1)
         if mode == "cached":
             # Warm the prefix cache with all but the context's last token: the first candidate
@@ -308,18 +317,14 @@ class ModelEngine:
             if warm:
                 self._run(warm, [self._params(greedy, 1) for _ in warm])
         flat, meta = [], []
-        for ci, (cids, conts) in enumerate(zip(ctx_ids, continuations)):
-            for ki, cont in enumerate(conts):
-                kids = self.encode(cont)
+        for ci, (cids, conts) in enumerate(zip(ctx_ids, cont_ids)):
+            for ki, kids in enumerate(conts):
                 flat.append(cids + kids)
                 meta.append((ci, ki, len(cids), len(kids)))
         want_seq = mode == "paper"
-        params = SamplingParams(
-            max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False, flat_logprobs=True,
-            skip_reading_prefix_cache=(mode != "cached"),
-        )
+        params = lp_params(skip_cache=(mode != "cached"))
         outs = self._run(flat, [params] * len(flat)) if flat else []
-        res: list[list[dict]] = [[{} for _ in conts] for conts in continuations]
+        res: list[list[dict]] = [[{} for _ in conts] for conts in cont_ids]
         redo = []
         for j, (o, (ci, ki, nc, nk)) in enumerate(zip(outs, meta)):
             if (o.num_cached_tokens or 0) >= nc and nk:  # position nc-1 not computed: recompute
@@ -327,8 +332,7 @@ class ModelEngine:
                 continue
             res[ci][ki] = self._read_lp(o, flat[j], nc, nk, want_seq)
         if redo:
-            p2 = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False,
-                                flat_logprobs=True, skip_reading_prefix_cache=True)
+            p2 = lp_params(skip_cache=True)
             outs2 = self._run([flat[j] for j in redo], [p2] * len(redo))
             for j, o in zip(redo, outs2):
                 ci, ki, nc, nk = meta[j]
@@ -417,20 +421,20 @@ class ModelEngine:
         close = self.fmt.close.rstrip()
         contexts, conts, where, res = [], [], [], []
         for i, r in enumerate(requests):
-            ctx_text = self.thinking_prompt(r["prompt"]) + r["cot"]
-            cands = [t + (close if c else "") for t, c in zip(r["candidates"], r["closes"])]
-            n_ctx = len(self.encode(ctx_text))
-            longest = max((len(self.encode(c)) for c in cands), default=0)
-            err = self._fit([0] * n_ctx, longest + 1, "ensemble score")
+            # Tokenized once here and handed to score_ids (no second encode per step).
+            ctx = self.encode(self.thinking_prompt(r["prompt"]) + r["cot"])
+            cands = [self.encode(t + (close if c else "")) for t, c in zip(r["candidates"], r["closes"])]
+            longest = max((len(c) for c in cands), default=0)
+            err = self._fit(ctx, longest + 1, "ensemble score")
             if err:
                 res.append([{"mean_nll": float("inf"), "seq_mean_nll": float("inf"), "n_tokens": 0,
                              "error": err} for _ in cands])
                 continue
             res.append([])
             where.append(i)
-            contexts.append(ctx_text)
+            contexts.append(ctx)
             conts.append(cands)
-        scored = self.score(contexts, conts, mode=mode) if contexts else []
+        scored = self.score_ids(contexts, conts, mode=mode) if contexts else []
         for i, s in zip(where, scored):
             res[i] = [{k: v for k, v in d.items() if k != "logprobs"} for d in s]
         return res
