@@ -18,6 +18,7 @@ COMMANDS = {
     "report": "report",
     "plan": "plan",
     "models": "models",
+    "bench": "bench",
 }
 
 

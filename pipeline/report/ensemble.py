@@ -20,7 +20,7 @@ def ensemble_section(run_dir: Path, stop_reasons: Optional[dict] = None) -> Opti
     """
     import polars as pl
 
-    from pipeline.artifacts import read_table
+    from pipeline.store.artifacts import read_table
 
     path = Path(run_dir) / "ensemble_candidates.arrow"
     if not path.is_file():

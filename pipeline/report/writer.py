@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 import os
 import re
@@ -26,7 +25,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from pipeline.report.telemetry import telemetry_file_markdown
 from pipeline.scoring.consistency import MODEL_ORDER, order_models
+from pipeline.store.atomic import write_text_atomic
 
 _METHOD_RANK = {"Empty": 0, "Default": 1, "Sampled": 2, "Transfer": 3, "Ensemble": 4}
 
@@ -223,30 +224,13 @@ def _rl_md(rl: pl.DataFrame) -> str:
     return _md_table(["source", "variant", "metric"] + targets, rows)
 
 
-def _telemetry_md(path: Path) -> str:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        return f"_Could not read {path.name}: {e}_"
-    if not isinstance(data, dict):
-        return "```json\n" + json.dumps(data, indent=2)[:20000] + "\n```"
-    scalars = [[html.escape(str(k)), html.escape(str(v))] for k, v in data.items() if not isinstance(v, (dict, list))]
-    nested = {k: v for k, v in data.items() if isinstance(v, (dict, list))}
-    parts = []
-    if scalars:
-        parts.append(_md_table(["key", "value"], scalars))
-    if nested:
-        parts.append("```json\n" + json.dumps(nested, indent=2)[:20000] + "\n```")
-    return "\n\n".join(parts) or "_empty_"
-
-
 def _judges(run_dir: Path) -> list[str]:
     p = run_dir / "scored.arrow"
     if not p.is_file():
         return []
     try:
-        import pyarrow.ipc as ipc
         import pyarrow as pa
+        import pyarrow.ipc as ipc
 
         with pa.memory_map(str(p), "r") as src:
             t = ipc.open_file(src).read_all().select(["judge"])
@@ -292,7 +276,7 @@ def render(
 ) -> Path:
     """Write plots, ``report.md`` and ``report.html`` for ``run_dir``; returns the HTML path.
 
-    ``include_telemetry``: add a raw dump of ``telemetry.json`` as a section.
+    ``include_telemetry``: add ``telemetry.json`` as a section (:func:`telemetry_file_markdown`).
     Default (None): only when no ``extra_sections`` are given — a caller that
     passes sections (the pipeline's report stage) formats telemetry itself.
     """
@@ -334,15 +318,13 @@ def render(
     md.append("## Notes\n\n" + NOTES)
     tele = run_dir / "telemetry.json"
     if include_telemetry and tele.is_file():
-        md.append("## Telemetry\n\n" + _telemetry_md(tele))
+        md.append("## Telemetry\n\n" + telemetry_file_markdown(tele))
     for title, body in extra_sections or []:
         md.append(f"## {title}\n\n{body}")
     text = "\n\n".join(md) + "\n"
 
     md_path = run_dir / "report.md"
-    tmp = md_path.with_name(".report.md.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, md_path)
+    write_text_atomic(md_path, text)
 
     body = _embed_images(_md_to_html(text), run_dir)
     page = (
@@ -350,7 +332,5 @@ def render(
         f"<style>{_CSS}</style></head><body>{body}</body></html>\n"
     )
     html_path = run_dir / "report.html"
-    tmp = html_path.with_name(".report.html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, html_path)
+    write_text_atomic(html_path, page)
     return html_path
