@@ -105,6 +105,9 @@ GENERATIONS = pa.schema(
         pa.field("cot_tokens", pa.int32()),
         pa.field("cot_finish_reason", pa.string()),
         pa.field("forced_close", pa.bool_()),
+        # Ensemble CoTs only: steps taken and why the problem stopped (closed, budget, max_steps, ...).
+        pa.field("ensemble_steps", pa.int32()),
+        pa.field("ensemble_stop", pa.string()),
     ]
 )
 
@@ -112,6 +115,14 @@ GENERATIONS = pa.schema(
 COT_KEY = tuple(f.name for f in _COT_ID)
 ANSWER_KEY = COT_KEY + ("target",)
 GENERATION_KEY = ANSWER_KEY  # a generation is a model's answer after its own CoT
+ENSEMBLE_KEY = GENERATION_KEY  # an ensemble CoT is a generation row of method "ensemble"
+CANDIDATE_KEY = ("dataset", "problem_id", "source", "step", "generator", "candidate")
+
+
+def pick(result: dict, schema: pa.Schema) -> dict:
+    """The entries of an engine result that are columns of ``schema`` (the rest is dropped)."""
+    names = set(schema.names)
+    return {k: v for k, v in result.items() if k in names}
 
 
 def setting_name(method: str, source: str) -> str:

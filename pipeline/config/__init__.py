@@ -23,6 +23,7 @@ from pipeline.config.schemas import (
                                      RunConfig,
                                      SamplingConfig,
                                      ScoreConfig,
+                                     StreamConfig,
                                      TinyModelSpec,
                                      TransferConfig,
                                      TruncateConfig,
@@ -30,5 +31,5 @@ from pipeline.config.schemas import (
 )
 
 __all__ = ["ConfigError", "DatasetConfig", "EnsembleConfig", "GenerateConfig", "ModelConfig", "RayConfig", "RunConfig",
-           "SamplingConfig", "ScoreConfig", "TinyModelSpec", "TransferConfig", "TruncateConfig", "_build", "compose",
+           "SamplingConfig", "ScoreConfig", "StreamConfig", "TinyModelSpec", "TransferConfig", "TruncateConfig", "_build", "compose",
            "conf_dir", "hash_fields", "nohash", "register_configs", "to_plain", "to_run_config"]

@@ -87,6 +87,8 @@ class ModelConfig:
     memory_gib: float = nohash(0.0)  # GPU memory need per engine (planner); 0 = estimate
     params_b: float = nohash(0.0)  # parameter count in billions (planner's throughput model)
     max_num_seqs: int = nohash(64)  # vLLM batch width
+    # Data-parallel engines of this model (each a full copy; requests go to the least loaded).
+    replicas: int = nohash(1)
     enforce_eager: bool = nohash(True)  # skip graph capture (fast start on CPU / tests)
     enable_prefix_caching: bool = nohash(True)  # reuse shared prompt prefixes
     # KV-cache block size (tokens); null = the engine's default (16 on GPU, 128 on CPU). The prefix
@@ -114,6 +116,8 @@ class ModelConfig:
             raise ConfigError(f"{where}.dtype={self.dtype!r}: use auto, bfloat16, float16 or float32")
         if self.max_model_len < 64:
             raise ConfigError(f"{where}.max_model_len={self.max_model_len}: too small (>= 64)")
+        if self.replicas < 1:
+            raise ConfigError(f"{where}.replicas={self.replicas}: must be >= 1")
         if self.tensor_parallel_size < 1:
             raise ConfigError(f"{where}.tensor_parallel_size must be >= 1")
         self.greedy.validate(f"{where}.greedy")
@@ -154,7 +158,6 @@ class GenerateConfig:
     num_samples: int = 1  # k samples per problem for Sampled CoT
     thought_budget: int = 256  # max CoT tokens before we close the thinking ourselves
     answer_budget: int = 64  # max answer tokens after the CoT
-    chunk_size: int = nohash(64)  # problems per checkpointed shard (resume granularity)
 
     def validate(self) -> None:
         bad = [m for m in self.methods if m not in ("empty", "default", "sampled")]
@@ -173,11 +176,16 @@ class TruncateConfig:
 
     filter: str = "rule"  # "rule" (sentence filter) or "llm" (a pool model rewrites; rule fallback)
     filter_model: Optional[str] = None  # model name (from `models`) used when filter=llm
+    # A FAILED filter call (engine error, not an unusable reply): "error" fails the run (a rerun
+    # retries it); "rule" uses the rule filter for that CoT, recorded in the row's `filter` column.
+    on_filter_error: str = "error"
     prefix_fractions: list = field(default_factory=list)  # e.g. [0.25, 0.5]: keep first share of sentences
 
     def validate(self) -> None:
         if self.filter not in ("rule", "llm"):
             raise ConfigError(f"truncate.filter={self.filter!r}: use 'rule' or 'llm'")
+        if self.on_filter_error not in ("error", "rule"):
+            raise ConfigError(f"truncate.on_filter_error={self.on_filter_error!r}: use 'error' or 'rule'")
         for f in self.prefix_fractions:
             if not (0 < float(f) < 1):
                 raise ConfigError(f"truncate.prefix_fractions has {f}: each must be in (0, 1)")
@@ -191,7 +199,6 @@ class TransferConfig:
     sources: Optional[list] = None  # source model names; null = all models
     targets: Optional[list] = None  # target model names; null = all models
     answer_budget: int = 64  # max answer tokens after the transferred CoT
-    chunk_size: int = nohash(64)
 
 
 @dataclass
@@ -217,6 +224,28 @@ class ScoreConfig:
     judge: str = "ours"  # "ours" or "stored" (imported judgments)
     n_boot: int = 1000  # bootstrap resamples for 95% intervals
     seed: int = 0
+
+
+@dataclass
+class StreamConfig:
+    """How the engine stages stream items (never changes results: rows are keyed and sorted)."""
+
+    # Requests in flight per engine replica; 0 = 2 x the model's max_num_seqs (the engine's batch
+    # stays full while finished results travel back).
+    max_in_flight: int = nohash(0)
+    # Items a source (one model's generate items, the ensemble's problems) keeps open; 0 = 2 x max_in_flight.
+    max_pending: int = nohash(0)
+    flush_rows: int = nohash(256)  # checkpoint finished rows every this many rows ...
+    flush_seconds: float = nohash(30.0)  # ... or this many seconds, whichever comes first
+
+    def validate(self) -> None:
+        for k in ("max_in_flight", "max_pending"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"stream.{k}={getattr(self, k)}: must be >= 0 (0 = automatic)")
+        if self.flush_rows < 1:
+            raise ConfigError(f"stream.flush_rows={self.flush_rows}: must be >= 1")
+        if self.flush_seconds <= 0:
+            raise ConfigError(f"stream.flush_seconds={self.flush_seconds}: must be > 0")
 
 
 @dataclass
@@ -246,6 +275,7 @@ class RunConfig:
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
     stages: list = field(
         default_factory=lambda: ["generate", "truncate", "transfer", "ensemble", "score", "report"]
     )  # which stages to run, in DAG order
@@ -263,6 +293,7 @@ class RunConfig:
         self.dataset.validate()
         self.generate.validate()
         self.truncate.validate()
+        self.stream.validate()
         for lst, what in ((self.transfer.sources, "transfer.sources"), (self.transfer.targets, "transfer.targets"),
                           (self.ensemble.generators, "ensemble.generators"), (self.ensemble.evaluators, "ensemble.evaluators")):
             for n in lst or []:

@@ -1,21 +1,15 @@
 """An in-process :class:`~pipeline.engine.protocol.Pool` over engine objects: benches, the LLM-filter tests, the fake pool.
 
-No Ray, no placement: every engine is resident, ``submit`` runs the call at once and returns a
-ref that ``get`` resolves (raising the engine's exception again, as a Ray ref would).
+No Ray, no placement: every engine is resident.  ``op`` awaits the engine's coroutine in the
+caller's event loop (a :class:`pipeline.engine.vllm_engine.ModelEngine` steps on its own
+thread, so items still batch); ``call`` runs a plain method, or a coroutine to its end.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from typing import Any, Iterable, Optional
-
-
-class Ref:
-    """A finished call: its value, or the exception it raised."""
-
-    __slots__ = ("value", "error")
-
-    def __init__(self, value: Any = None, error: Optional[BaseException] = None):
-        self.value, self.error = value, error
 
 
 class LocalPool:
@@ -27,22 +21,21 @@ class LocalPool:
         self.waves: list[dict] = []
         self.actors: dict[str, Any] = {}
 
-    def submit(self, name: str, method: str, *args: Any, **kwargs: Any) -> Ref:
+    def _engine(self, name: str) -> Any:
         try:
-            return Ref(getattr(self.engines[name], method)(*args, **kwargs))
-        except Exception as e:  # noqa: BLE001 - raised again by get(), like a Ray ref
-            return Ref(error=e)
+            return self.engines[name]
+        except KeyError:
+            raise RuntimeError(f"no engine named {name!r} in this pool; have {sorted(self.engines)}") from None
 
-    def wait(self, refs: list) -> list:
-        return refs
+    async def op(self, name: str, method: str, *args: Any) -> Any:
+        res = getattr(self._engine(name), method)(*args)
+        return (await res) if inspect.isawaitable(res) else res
 
-    def get(self, ref: Ref) -> Any:
-        if ref.error is not None:
-            raise ref.error
-        return ref.value
-
-    def call(self, name: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self.get(self.submit(name, method, *args, **kwargs))
+    def call(self, name: str, method: str, *args: Any) -> Any:
+        res = getattr(self._engine(name), method)(*args)
+        if inspect.isawaitable(res):
+            return asyncio.run(_awaited(res))
+        return res
 
     def schedule(self) -> Optional[Any]:
         return None
@@ -64,3 +57,7 @@ class LocalPool:
 
     def stop(self, names: Optional[Iterable[str]] = None) -> None:
         pass
+
+
+async def _awaited(aw: Any) -> Any:
+    return await aw

@@ -1,12 +1,17 @@
 """What stages need from an engine and from a pool of engines, as explicit protocols.
 
-Three pools implement :class:`Pool`: :class:`pipeline.engine.ray_pool.EnginePool` (real vLLM
-engines in Ray actors, placed by :mod:`pipeline.planning`), and the in-process
-:class:`pipeline.engine.local.LocalPool` with its test double
-:class:`pipeline.engine.fake.FakePool`.  Two engines implement :class:`Engine`:
+Engines are continuously fed: every operation takes ONE item and is a coroutine, so
+the driver keeps many items in flight per engine and each returns as it finishes
+(:mod:`pipeline.engine.stream`).  Two engines implement :class:`Engine`:
 :class:`pipeline.engine.vllm_engine.ModelEngine` and :class:`pipeline.engine.fake.FakeEngine`.
-Stages call engine methods by name through ``pool.submit(model, method, requests)``, so a
-method listed here is the whole contract between a stage and an engine.
+
+Three pools implement :class:`Pool`: :class:`pipeline.engine.ray_pool.EnginePool` (real
+vLLM engines in Ray actors, placed by :mod:`pipeline.planning`), and the in-process
+:class:`pipeline.engine.local.LocalPool` with its test double
+:class:`pipeline.engine.fake.FakePool`.  Stages reach an engine only through
+``await pool.op(model, method, item, *args)`` (the streaming path) or the blocking
+``pool.call(model, method, *args)`` (small synchronous queries: info, stats, a template),
+so the methods listed on :class:`Engine` are the whole contract between a stage and an engine.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ from typing import Any, Iterable, Optional, Protocol, runtime_checkable
 class Engine(Protocol):
     """One model's engine.  Request and result dicts are documented on ModelEngine's methods."""
 
-    def think(self, requests: list[dict]) -> list[dict]: ...          # CoT under a thought budget
-    def answer(self, requests: list[dict]) -> list[dict]: ...         # answer after a given CoT
-    def complete(self, requests: list[dict]) -> list[dict]: ...       # plain chat completion (LLM filter)
-    def propose(self, requests: list[dict]) -> list[dict]: ...        # ensemble: candidate next sentences
-    def score_texts(self, requests: list[dict], mode: str = "cached") -> list[list[dict]]: ...  # ensemble NLLs
+    async def generate(self, item: dict) -> dict: ...     # think, then answer after that CoT
+    async def think(self, item: dict) -> dict: ...        # CoT under a thought budget
+    async def answer(self, item: dict) -> dict: ...       # answer after a given CoT
+    async def complete(self, item: dict) -> dict: ...     # raw continuation (LLM answer filter)
+    async def propose(self, item: dict) -> dict: ...      # ensemble: candidate next sentences
+    async def score_texts(self, item: dict, mode: str = "cached") -> list[dict]: ...  # ensemble NLLs
+    def chat_template_marker(self) -> Optional[str]: ...  # rendered chat prompt around a placeholder
     def generation_prompt(self, user_prompt: str) -> str: ...
     def get_stats(self) -> dict: ...
     def info(self) -> dict: ...
@@ -30,16 +37,14 @@ class Engine(Protocol):
 
 @runtime_checkable
 class Pool(Protocol):
-    """Engines by model short name, driven with Ray-style futures (``submit`` -> ref, ``wait``, ``get``)."""
+    """Engines by model short name: ``await op(...)`` per item, placement, telemetry."""
 
     where: dict[str, dict]  # model -> where its engine runs (node, ip, pid); empty when in-process
     waves: list[dict]  # engine waves as they ran (appended by the stage runner)
-    actors: dict[str, Any]  # engines currently resident (Ray actors; empty for in-process pools)
+    actors: dict[str, Any]  # engines currently resident (Ray actors per model; empty for in-process pools)
 
-    def submit(self, name: str, method: str, *args: Any, **kwargs: Any) -> Any: ...
-    def wait(self, refs: list) -> list: ...  # the refs among ``refs`` that are done (at least one)
-    def get(self, ref: Any) -> Any: ...  # the result, or the engine's exception raised again
-    def call(self, name: str, method: str, *args: Any, **kwargs: Any) -> Any: ...  # submit + get
+    async def op(self, name: str, method: str, *args: Any) -> Any: ...  # one item, awaited to its end
+    def call(self, name: str, method: str, *args: Any) -> Any: ...  # blocking, for small queries
 
     def schedule(self) -> Optional[Any]: ...  # the planned wave Schedule, None when nothing is planned
     def fits(self, names: Iterable[str]) -> bool: ...  # can these engines be resident together?

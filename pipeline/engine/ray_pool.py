@@ -2,13 +2,15 @@
 
 * ``init_ray`` starts local Ray (the embedded default) or joins a cluster
   (``ray.address``), shipping the project to workers with a runtime env.
-* ``EnginePool`` starts one ``EngineActor`` per model on demand, with the
-  resources its config asks for (GPUs = tensor-parallel size on GPU clusters,
-  a STRICT_PACK placement group when TP > 1, built with
+* ``EnginePool`` starts ``replicas`` ``EngineActor`` s per model on demand (data-parallel
+  copies), with the resources its config asks for (GPUs = tensor-parallel size on GPU
+  clusters, a STRICT_PACK placement group when TP > 1, built with
   :func:`pipeline.planning.cluster.placement_group_spec`), restarts actors that die
-  (``max_restarts``; their queued and in-flight batches are retried on the new
-  engine, ``max_task_retries``) and lets callers submit whole batches and
-  collect them as they finish, so engines of different models run concurrently.
+  (``max_restarts``; their in-flight items are retried on the new engine,
+  ``max_task_retries``).  Each actor is an *async* Ray actor around a continuously
+  fed engine (:mod:`pipeline.engine.stream`): :meth:`EnginePool.op` sends ONE item and
+  awaits its result, so any number of items are in flight per engine and each comes
+  back the moment it finishes; an item goes to the replica with the fewest in flight.
 * Placement: :meth:`EnginePool.schedule` plans waves for the live cluster
   (:func:`pipeline.planning.schedule.schedule_for_run`: GPUs/TP on GPU clusters, CPUs and
   host memory on CPU-only Ray).  :meth:`EnginePool.ensure` makes a set of
@@ -17,13 +19,15 @@
   deadlocks ``start``).  The pool records where each engine ran, when it was
   held, and every wave, for ``telemetry.json``.
 
-Test-only hook: ``CROSSCOT_FAULT_DELAY_S`` (seconds) makes every engine call
-sleep first, so fault-injection tests can kill an engine while a stage is in
+Test-only hook: ``CROSSCOT_FAULT_DELAY_S`` (seconds) makes every engine item
+wait first, so fault-injection tests can kill an engine while a stage is in
 flight.  Never set it in real runs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import os
 import time
@@ -65,9 +69,11 @@ def init_ray(ray_cfg) -> None:
 def _actor_class():
     import ray
 
-    @ray.remote(max_restarts=3, max_task_retries=3)
+    # max_concurrency: the driver bounds items in flight (stream.max_in_flight); the actor
+    # must never be the bound, or a full engine batch could not form.
+    @ray.remote(max_restarts=3, max_task_retries=3, max_concurrency=100_000)
     class EngineActor:
-        """One model, one vLLM engine; methods take whole batches."""
+        """One model, one continuously fed vLLM engine; ``op`` takes one item."""
 
         def __init__(self, model_cfg, seed: int = 0, cpu_threads: int = 0):
             if cpu_threads:
@@ -80,11 +86,13 @@ def _actor_class():
             self.started = time.time()
             self.engine = ModelEngine(model_cfg, seed=seed)
 
-        def call(self, method: str, *args, **kwargs):
+        async def op(self, method: str, *args):
+            """One engine operation on one item (a coroutine of the engine, or a plain method)."""
             delay = float(os.environ.get("CROSSCOT_FAULT_DELAY_S", "0") or 0)
             if delay > 0:  # test-only hook, see the module docstring
-                time.sleep(delay)
-            return getattr(self.engine, method)(*args, **kwargs)
+                await asyncio.sleep(delay)
+            res = getattr(self.engine, method)(*args)
+            return (await res) if inspect.isawaitable(res) else res
 
         def pid(self) -> int:
             return os.getpid()
@@ -114,23 +122,23 @@ def _merge_stats(a: dict, b: dict) -> dict:
 
 
 class EnginePool:
-    """Lazily started engine actors keyed by model short name."""
+    """Lazily started engine actors keyed by model short name (``replicas`` actors per model)."""
 
     def __init__(self, run_cfg, seed: int = 0):
         self.cfg = run_cfg
         self.seed = seed
-        self.actors: dict[str, Any] = {}
+        self.actors: dict[str, list] = {}  # model -> its replica actors (resident engines)
         self.ready: dict[str, Any] = {}
-        self._pgs: dict[str, Any] = {}
+        self._pgs: dict[str, list] = {}
         self._schedule = None
-        self._inflight: dict[str, list] = {}
+        self._load: dict[str, list[int]] = {}  # model -> items in flight per replica
         self._past_stats: dict[str, dict] = {}  # stats of stopped engines (summed over loads)
-        self.pids: dict[str, int] = {}  # current engine process per model
-        self.where: dict[str, dict] = {}  # last known location per model
+        self.pids: dict[str, list[int]] = {}  # current engine processes per model
+        self.where: dict[str, dict] = {}  # last known location per model (first replica; all in "replicas")
         self.held: dict[str, list[list]] = {}  # model -> [[start, stop|None], ...] (engine held)
         self.loads: dict[str, int] = {}
         self.restarts: dict[str, int] = {}  # actor restarts by Ray (engine process died)
-        self.waves: list[dict] = []  # runtime waves, in order (see execute_jobs)
+        self.waves: list[dict] = []  # runtime waves, in order (see pipeline.stages.runner)
         self._is_gpu: Optional[bool] = None  # cached _gpu_cluster() for telemetry
 
     # ------------------------------------------------------------------ placement
@@ -150,17 +158,21 @@ class EnginePool:
 
     @property
     def max_engines(self) -> Optional[int]:
-        return getattr(self.cfg.ray, "max_concurrent_engines", None)
+        return self.cfg.ray.max_concurrent_engines
+
+    def replicas(self, name: str) -> int:
+        return max(1, int(self.cfg.model(name).replicas or 1))
 
     def fits(self, names: Iterable[str]) -> bool:
-        """Whether these engines can be resident at the same time."""
+        """Whether these engines (every replica of each) can be resident at the same time."""
         from pipeline.planning.packing import Packer, engine_demand
 
         names = list(dict.fromkeys(names))
         if self.max_engines and len(names) > self.max_engines:
             return False
         sched = self.schedule()
-        return Packer(sched.cluster, self._share_gpus()).fits([engine_demand(self.cfg.model(n)) for n in names])
+        demands = [engine_demand(self.cfg.model(n)) for n in names for _ in range(self.replicas(n))]
+        return Packer(sched.cluster, self._share_gpus()).fits(demands)
 
     def _share_gpus(self) -> bool:
         """Whether the schedule lets TP=1 engines share GPUs (the planner chose it: see plan_waves)."""
@@ -173,7 +185,7 @@ class EnginePool:
 
         return ray.cluster_resources().get("GPU", 0) > 0
 
-    def _options(self, m) -> dict:
+    def _options(self, m, replica: int) -> dict:
         opts: dict[str, Any] = {"num_cpus": m.num_cpus}
         if self._gpu_cluster():
             if m.tensor_parallel_size > 1:
@@ -190,9 +202,9 @@ class EnginePool:
                 # executor captures the group for its workers. The actor itself takes no extra
                 # resources: the bundles hold the CPUs and GPUs.
                 spec = placement_group_spec(m.tensor_parallel_size, num_cpus=m.num_cpus,
-                                            name=f"crosscot-{m.name}-{os.getpid()}")
+                                            name=f"crosscot-{m.name}-{replica}-{os.getpid()}")
                 pg = create_placement_group(spec)
-                self._pgs[m.name] = pg
+                self._pgs.setdefault(m.name, []).append(pg)
                 opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
                     placement_group=pg, placement_group_capture_child_tasks=True)
                 opts["num_gpus"] = 0
@@ -208,7 +220,7 @@ class EnginePool:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, names: Iterable[str]) -> None:
-        """Start actors for ``names`` (concurrently) and wait until all engines loaded."""
+        """Start every replica of ``names`` (concurrently) and wait until all engines loaded."""
         import ray
 
         cls = _actor_class()
@@ -222,53 +234,51 @@ class EnginePool:
             threads = max(1, int(m.num_cpus)) if not gpu else 0
             if cores <= 1:
                 threads = 0
-            a = cls.options(**self._options(m)).remote(m, self.seed, threads)
-            self.actors[n] = a
+            actors = [cls.options(**self._options(m, r)).remote(m, self.seed, threads)
+                      for r in range(self.replicas(n))]
+            self.actors[n] = actors
+            self._load[n] = [0] * len(actors)
             self.held.setdefault(n, []).append([time.time(), None])
             self.loads[n] = self.loads.get(n, 0) + 1
-            pending[n] = a.call.remote("info")
-        for n, ref in pending.items():
+            pending[n] = [a.op.remote("info") for a in actors]
+        for n, refs in pending.items():
             t0 = time.time()
             try:
-                info = ray.get(ref)
-                where = ray.get(self.actors[n].where.remote())
+                infos = ray.get(refs)
+                wheres = ray.get([a.where.remote() for a in self.actors[n]])
             except Exception as e:  # noqa: BLE001 - surface the model name
                 raise RuntimeError(f"engine for model {n!r} failed to start: {e}") from e
-            self.ready[n] = info
-            self.pids[n] = where["pid"]
-            self.where[n] = where
-            log.info("engine %s ready on node %s (%s, pid %d; load %.1fs, waited %.1fs)", n,
-                     where["node_id"][:12], where["ip"], where["pid"], info["load_seconds"], time.time() - t0)
+            self.ready[n] = infos[0]
+            self.pids[n] = [w["pid"] for w in wheres]
+            self.where[n] = {**wheres[0], "replicas": wheres}
+            log.info("engine %s ready (%d replica(s)) on node %s (%s, pid %s; load %.1fs, waited %.1fs)", n,
+                     len(wheres), wheres[0]["node_id"][:12], wheres[0]["ip"], self.pids[n],
+                     infos[0]["load_seconds"], time.time() - t0)
 
     def locate(self, names: Iterable[str]) -> None:
         """Refresh where engines run; a changed process id means Ray restarted the actor."""
         import ray
 
         for n in names:
-            a = self.actors.get(n)
-            if a is None:
+            actors = self.actors.get(n)
+            if not actors:
                 continue
             try:
-                w = ray.get(a.where.remote(), timeout=60)
+                ws = ray.get([a.where.remote() for a in actors], timeout=60)
             except Exception as e:  # noqa: BLE001 - telemetry only
                 log.warning("cannot locate engine %s: %s", n, e)
                 continue
-            if self.pids.get(n) not in (None, w["pid"]):
-                self.restarts[n] = self.restarts.get(n, 0) + 1
-                log.warning("engine %s was restarted by Ray (pid %s -> %s); its counters restarted at zero",
-                            n, self.pids.get(n), w["pid"])
-            self.pids[n] = w["pid"]
-            self.where[n] = w
+            pids = [w["pid"] for w in ws]
+            for old, new in zip(self.pids.get(n, []), pids):
+                if old != new:
+                    self.restarts[n] = self.restarts.get(n, 0) + 1
+                    log.warning("engine %s was restarted by Ray (pid %s -> %s); its counters restarted at zero",
+                                n, old, new)
+            self.pids[n] = pids
+            self.where[n] = {**ws[0], "replicas": ws}
 
     def _busy(self, name: str) -> bool:
-        import ray
-
-        refs = self._inflight.get(name) or []
-        if not refs:
-            return False
-        _, not_ready = ray.wait(refs, num_returns=len(refs), timeout=0)
-        self._inflight[name] = list(not_ready)
-        return bool(not_ready)
+        return sum(self._load.get(name, [])) > 0
 
     def ensure(self, names: Iterable[str]) -> list[str]:
         """Make ``names`` resident; stop idle others first if all would not fit. Returns those stopped."""
@@ -291,59 +301,55 @@ class EnginePool:
         self.start(new)
         return stopped
 
-    def submit(self, name: str, method: str, *args, **kwargs):
-        """Submit one batch call to a model's actor; returns an ObjectRef."""
+    # -------------------------------------------------------------------- calls
+    async def op(self, name: str, method: str, *args: Any) -> Any:
+        """One item to the least-loaded replica of ``name``'s engine; its result when it finishes."""
+        if name not in self.actors:
+            raise RuntimeError(f"engine {name!r} is not resident; call ensure([{name!r}]) first")
+        load = self._load[name]
+        i = min(range(len(load)), key=load.__getitem__)
+        load[i] += 1
+        try:
+            return await self.actors[name][i].op.remote(method, *args)
+        finally:
+            if self._load.get(name) is load:
+                load[i] -= 1
+
+    def call(self, name: str, method: str, *args: Any) -> Any:
+        """Blocking call of one engine method on the first replica (info, stats, bench baselines)."""
+        import ray
+
         if name not in self.actors:
             self.ensure([name])
-        ref = self.actors[name].call.remote(method, *args, **kwargs)
-        self._inflight.setdefault(name, []).append(ref)
-        return ref
-
-    def wait(self, refs: list) -> list:
-        """Block until at least one of ``refs`` is ready; return the ready ones."""
-        import ray
-
-        done, _ = ray.wait(refs, num_returns=1)
-        return done
-
-    def get(self, ref):
-        import ray
-
-        return ray.get(ref)
-
-    def call(self, name: str, method: str, *args, **kwargs):
-        import ray
-
-        return ray.get(self.submit(name, method, *args, **kwargs))
+        return ray.get(self.actors[name][0].op.remote(method, *args))
 
     def stats(self) -> dict[str, dict]:
-        """Per model: token counts and busy intervals summed over every load of its engine."""
+        """Per model: token counts and busy intervals summed over every replica and load of its engine."""
         import ray
 
         out = {n: dict(s) for n, s in self._past_stats.items()}
-        for n, a in self.actors.items():
-            try:
-                s = ray.get(a.call.remote("get_stats"), timeout=60)
-            except Exception as e:  # noqa: BLE001 - telemetry must not fail a run
-                log.warning("no stats from engine %s: %s", n, e)
-                continue
-            out[n] = _merge_stats(out.get(n, {}), s)
+        for n, actors in self.actors.items():
+            for a in actors:
+                try:
+                    s = ray.get(a.op.remote("get_stats"), timeout=60)
+                except Exception as e:  # noqa: BLE001 - telemetry must not fail a run
+                    log.warning("no stats from engine %s: %s", n, e)
+                    continue
+                out[n] = _merge_stats(out.get(n, {}), s)
         return out
 
     def placement_info(self) -> dict:
         """Where each engine ran and how long it was held (for telemetry and the manifest)."""
         now = time.time()
-        gpu_res: dict[str, float] = {}
-        for n in self.held:
-            m = self.cfg.model(n)
-            gpu_res[n] = float(m.tensor_parallel_size) if self._gpu_cluster_cached() else 0.0
         engines = {}
         for n, spans in self.held.items():
+            m = self.cfg.model(n)
+            gpus = float(m.tensor_parallel_size * self.replicas(n)) if self._gpu_cluster_cached() else 0.0
             held = sum((b or now) - a for a, b in spans)
-            engines[n] = {"where": self.where.get(n), "loads": self.loads.get(n, 0),
+            engines[n] = {"where": self.where.get(n), "loads": self.loads.get(n, 0), "replicas": self.replicas(n),
                           "restarts": self.restarts.get(n, 0),
-                          "held_seconds": held, "held": spans, "gpus": gpu_res[n],
-                          "gpu_hours": held * gpu_res[n] / 3600.0}
+                          "held_seconds": held, "held": spans, "gpus": gpus,
+                          "gpu_hours": held * gpus / 3600.0}
         out: dict[str, Any] = {"engines": engines, "waves": self.waves}
         if self._schedule is not None:
             out["schedule"] = schedule_dict(self._schedule)
@@ -362,24 +368,23 @@ class EnginePool:
         import ray
 
         for n in list(names if names is not None else self.actors):
-            a = self.actors.get(n)
-            if a is not None:
+            actors = self.actors.pop(n, None) or []
+            for a in actors:
                 try:  # keep the engine's counters: they are part of the run's telemetry
-                    s = ray.get(a.call.remote("get_stats"), timeout=30)
+                    s = ray.get(a.op.remote("get_stats"), timeout=30)
                     self._past_stats[n] = _merge_stats(self._past_stats.get(n, {}), s)
                 except Exception:  # noqa: BLE001
                     pass
-            self.actors.pop(n, None)
             self.ready.pop(n, None)
-            self._inflight.pop(n, None)
+            self._load.pop(n, None)
             for span in self.held.get(n, []):
                 if span[1] is None:
                     span[1] = time.time()
-            if a is not None:
+            for a in actors:
                 ray.kill(a, no_restart=True)
+            if actors:
                 log.info("engine %s stopped", n)
-            pg = self._pgs.pop(n, None)
-            if pg is not None:
+            for pg in self._pgs.pop(n, []):
                 from ray.util.placement_group import remove_placement_group
 
                 remove_placement_group(pg)

@@ -1,25 +1,39 @@
-"""One vLLM engine for one model, and the request types every stage sends it.
+"""One vLLM engine for one model, continuously fed, and the per-item operations every stage sends it.
 
-:class:`ModelEngine` wraps ``vllm.LLM`` with the few operations the study
-needs, each taking a whole *batch* (never one request at a time):
+:class:`ModelEngine` owns a vLLM ``LLMEngine`` driven by a
+:class:`pipeline.engine.stream.StepLoop` (requests join the running batch
+between two engine steps and return as each finishes).  Its operations take
+ONE item and are coroutines, so any number of items can be in flight and a
+multi-phase item moves on the moment its own previous phase is done:
 
 * ``think`` — open the model's thinking and let it write a CoT until it closes
   it or hits the budget;
 * ``answer`` — place a given CoT (own, transferred, empty) in the model's own
-  thinking format and let it answer (the second phase of the two-phase
-  generation the reference study uses when thinking is not closed in budget);
-* ``complete`` — raw continuations of rendered prompts (ensemble candidates,
-  LLM answer filter);
-* ``score`` — log-probabilities of given continuation tokens after a context,
-  reusing the engine's prefix cache (see :meth:`ModelEngine.score`).
+  thinking format and let it answer;
+* ``generate`` — think, then answer after that CoT (the reference study's
+  two-phase generation): the answer request goes out as soon as *this* CoT
+  closes, never waiting for other CoTs;
+* ``complete`` — raw continuations of a rendered prompt (LLM answer filter);
+* ``propose`` / ``score_texts`` — one ensemble step for one problem
+  (candidates; their log-probabilities, reusing the prefix cache).
 
-The same class runs inside a Ray actor (:mod:`pipeline.engine.ray_pool`) or
-in-process; :class:`FakeEngine` in :mod:`pipeline.engine.fake` mirrors its
-interface for fast unit tests of stage logic.
+``batch(op, items)`` runs many items concurrently (for callers that want a
+list back).  The same class runs inside a Ray actor (:mod:`pipeline.engine.pool`)
+or in-process; :class:`pipeline.engine.fake.FakeEngine` mirrors it for fast
+unit tests of stage logic.
+
+Determinism: every sampled request carries its own seed
+(:func:`request_seed` of its identity), so a row never depends on what it
+was batched with, on arrival order or on in-flight limits.  On the CPU build
+per-request seeds crash once a prefill is chunked ("CPU Generator does not use
+offset"), so CPU engines run with chunked prefill off and a token budget per
+step of at least ``max_model_len`` (every prompt prefills in one step); checked
+byte-identical across batch compositions in ``tests/integration``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
@@ -66,8 +80,36 @@ def engine_env(model_cfg) -> dict[str, str]:
     }
 
 
+def engine_args(model_cfg, path: str, seed: int, cpu: bool) -> dict:
+    """Keyword arguments of ``vllm.EngineArgs`` for one model (same code path on CPU and CUDA)."""
+    kw: dict[str, Any] = dict(
+        model=path,
+        tokenizer=model_cfg.tokenizer or path,
+        dtype=model_cfg.dtype,
+        max_model_len=model_cfg.max_model_len,
+        tensor_parallel_size=model_cfg.tensor_parallel_size,
+        gpu_memory_utilization=model_cfg.gpu_memory_utilization,
+        enforce_eager=model_cfg.enforce_eager,
+        enable_prefix_caching=model_cfg.enable_prefix_caching,
+        max_num_seqs=model_cfg.max_num_seqs,
+        trust_remote_code=model_cfg.trust_remote_code,
+        seed=seed,
+    )
+    if model_cfg.block_size:
+        kw["block_size"] = model_cfg.block_size
+    if model_cfg.tensor_parallel_size > 1:
+        # TP > 1 inside a Ray actor: vLLM's Ray executor places its workers in the
+        # placement group the actor was scheduled into (captured child tasks).
+        kw["distributed_executor_backend"] = "ray"
+    if cpu:
+        # Per-request seeds need unchunked prefills on the CPU build (module docstring).
+        kw["enable_chunked_prefill"] = False
+        kw["max_num_batched_tokens"] = max(int(model_cfg.max_model_len), 2048)
+    return kw
+
+
 class ModelEngine:
-    """A vLLM engine for one model (see module docstring)."""
+    """A continuously fed vLLM engine for one model (see module docstring)."""
 
     def __init__(self, model_cfg, seed: int = 0):
         for k, v in engine_env(model_cfg).items():
@@ -79,39 +121,24 @@ class ModelEngine:
         self.fmt = get_format(model_cfg.thinking_format)
         path = ensure_model(model_cfg)
         t0 = time.time()
-        from vllm import LLM
-
-        self.llm = LLM(
-            model=path,
-            tokenizer=model_cfg.tokenizer or path,
-            dtype=model_cfg.dtype,
-            max_model_len=model_cfg.max_model_len,
-            tensor_parallel_size=model_cfg.tensor_parallel_size,
-            gpu_memory_utilization=model_cfg.gpu_memory_utilization,
-            enforce_eager=model_cfg.enforce_eager,
-            enable_prefix_caching=model_cfg.enable_prefix_caching,
-            max_num_seqs=model_cfg.max_num_seqs,
-            trust_remote_code=model_cfg.trust_remote_code,
-            seed=seed,
-            **({"block_size": model_cfg.block_size} if getattr(model_cfg, "block_size", None) else {}),
-            # TP > 1 inside a Ray actor: vLLM's Ray executor places its workers in the
-            # placement group the actor was scheduled into (captured child tasks).
-            **({"distributed_executor_backend": "ray"} if model_cfg.tensor_parallel_size > 1 else {}),
-        )
-        self.load_seconds = time.time() - t0
+        from vllm.engine.arg_utils import EngineArgs
         from vllm.platforms import current_platform
+        from vllm.v1.engine.llm_engine import LLMEngine
+
+        from pipeline.engine.stream import StepLoop
 
         self._cpu = current_platform.is_cpu()
-        self._batch_seeds: list[int] = []
-        self._load_interval = (t0, time.time())
+        self.llm = LLMEngine.from_engine_args(EngineArgs(**engine_args(model_cfg, path, seed, self._cpu)))
+        self.load_seconds = time.time() - t0
+        self.loop = StepLoop(self.llm, model_cfg.name)
+        # Loading counts as engine time; telemetry also reports the share outside engines without it.
+        self.load_intervals = [(t0, time.time())]
         self.tok = self.llm.get_tokenizer()
         if model_cfg.chat_template:
             self.tok.chat_template = model_cfg.chat_template
-        self.stats = {"prefill_tokens": 0, "cached_tokens": 0, "generated_tokens": 0, "requests": 0, "batches": 0,
-                      "engine_seconds": 0.0, "load_seconds": self.load_seconds}
-        # Wall-clock intervals the engine was busy (loading included), so the driver can
-        # tell how much of a run's wall time was spent outside the engines.
-        self.intervals: list[tuple[float, float]] = [self._load_interval]
+        self.stats = {"prefill_tokens": 0, "cached_tokens": 0, "generated_tokens": 0, "requests": 0,
+                      "load_seconds": self.load_seconds}
+        self._specials = [t for t in getattr(self.tok, "all_special_tokens", []) if t and t != self.fmt.think_stop]
 
     # ------------------------------------------------------------------ prompts
     def generation_prompt(self, user_prompt: str) -> str:
@@ -137,44 +164,40 @@ class ModelEngine:
                 "vocab_size": len(self.tok), "max_model_len": self.cfg.max_model_len}
 
     # ----------------------------------------------------------------- running
-    def _params(self, s: Sampling, max_tokens: int, stop=None, **kw):
+    def params(self, s: Sampling, max_tokens: int, stop=None, **kw):
         from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
 
-        seed = s.seed if s.temperature > 0 else None
-        if seed is not None and self._cpu:
-            # vLLM's CPU runner crashes on per-request seeds once a prefill is chunked
-            # ("CPU Generator does not use offset"); we seed the engine's generator per
-            # batch instead (see _run), which is deterministic for a given batch.
-            self._batch_seeds.append(seed)
-            seed = None
         return SamplingParams(
             temperature=s.temperature, top_p=s.top_p, top_k=s.top_k if s.top_k > 0 else 0,
-            min_p=s.min_p, repetition_penalty=s.repetition_penalty, seed=seed,
-            max_tokens=max_tokens, stop=stop, **kw,
+            min_p=s.min_p, repetition_penalty=s.repetition_penalty,
+            seed=s.seed if s.temperature > 0 else None,
+            max_tokens=max_tokens, stop=stop, output_kind=RequestOutputKind.FINAL_ONLY, **kw,
         )
 
-    def _run(self, prompt_ids: list[list[int]], params: list) -> list:
+    async def run(self, ids: list[int], params) -> Any:
+        """One request through the step loop; counts its tokens."""
         from vllm.inputs import TokensPrompt
 
-        if self._batch_seeds:
-            import torch
+        o = await self.loop.run(TokensPrompt(prompt_token_ids=ids), params)
+        self._count(o)
+        return o
 
-            torch.manual_seed(request_seed(0, tuple(self._batch_seeds)))
-            self._batch_seeds = []
-        t0 = time.time()
-        outs = self.llm.generate(
-            [TokensPrompt(prompt_token_ids=p) for p in prompt_ids], params, use_tqdm=False
-        )
-        self.stats["engine_seconds"] += time.time() - t0
-        self.intervals.append((t0, time.time()))
-        self.stats["requests"] += len(outs)
-        self.stats["batches"] += 1
+    def run_many(self, ids: list[list[int]], params: list) -> list:
+        """Blocking: a whole batch at once (the synchronous baseline of ``crosscot bench``)."""
+        from vllm.inputs import TokensPrompt
+
+        outs = self.loop.run_many([TokensPrompt(prompt_token_ids=p) for p in ids], params)
         for o in outs:
-            cached = o.num_cached_tokens or 0
-            self.stats["cached_tokens"] += cached
-            self.stats["prefill_tokens"] += len(o.prompt_token_ids) - cached
-            self.stats["generated_tokens"] += sum(len(c.token_ids) for c in o.outputs)
+            self._count(o)
         return outs
+
+    def _count(self, o) -> None:
+        cached = o.num_cached_tokens or 0
+        self.stats["requests"] += 1
+        self.stats["cached_tokens"] += cached
+        self.stats["prefill_tokens"] += len(o.prompt_token_ids) - cached
+        self.stats["generated_tokens"] += sum(len(c.token_ids) for c in o.outputs)
 
     def _fit(self, ids: list[int], max_tokens: int, what: str) -> Optional[str]:
         """Error text when a prompt cannot fit the context window, else None."""
@@ -186,255 +209,227 @@ class ModelEngine:
             )
         return None
 
-    def think(self, requests: list[dict]) -> list[dict]:
-        """Write CoTs. Each request: {prompt, sampling: Sampling, max_tokens}."""
-        results: list[Optional[dict]] = [None] * len(requests)
-        ids, params, idx = [], [], []
-        stop = [self.fmt.think_stop]
-        for i, r in enumerate(requests):
-            p = self.encode(self.thinking_prompt(r["prompt"]))
-            err = self._fit(p, r["max_tokens"], "think")
-            if err:
-                results[i] = {"cot": "", "cot_tokens": 0, "finish_reason": "error", "forced_close": False,
-                              "error": err}
-                continue
-            ids.append(p)
-            params.append(self._params(r["sampling"], r["max_tokens"], stop=stop, skip_special_tokens=False))
-            idx.append(i)
-        for i, o in zip(idx, self._run(ids, params) if ids else []):
-            c = o.outputs[0]
-            closed = c.finish_reason == "stop" and c.stop_reason == self.fmt.think_stop
-            text = c.text
-            results[i] = {
-                "cot": self.fmt.clean(text),
-                "cot_tokens": len(c.token_ids),
-                # "stop": the model closed its thinking (or ended its turn); "length": we close it.
-                "finish_reason": "stop" if c.finish_reason == "stop" else "length",
-                "forced_close": not closed,
-                "error": None,
-            }
-        return results  # type: ignore[return-value]
+    async def batch(self, op: str, items: list, *args) -> list:
+        """Run ``op`` on every item concurrently; results in item order."""
+        fn = getattr(self, op)
+        return list(await asyncio.gather(*(fn(it, *args) for it in items)))
 
-    def answer(self, requests: list[dict]) -> list[dict]:
-        """Answer after a placed CoT. Each request: {prompt, cot, sampling, max_tokens}."""
-        results: list[Optional[dict]] = [None] * len(requests)
-        ids, params, idx = [], [], []
-        stop = list(self.fmt.answer_stop) or None
-        for i, r in enumerate(requests):
-            p = self.encode(self.answer_prompt(r["prompt"], r.get("cot") or ""))
-            err = self._fit(p, r["max_tokens"], "answer")
-            if err:
-                results[i] = {"answer_text": None, "prompt_tokens": len(p), "answer_tokens": 0,
-                              "finish_reason": "error", "error": err}
-                continue
-            ids.append(p)
-            params.append(self._params(r["sampling"], r["max_tokens"], stop=stop))
-            idx.append(i)
-        for i, o in zip(idx, self._run(ids, params) if ids else []):
-            c = o.outputs[0]
-            results[i] = {"answer_text": c.text, "prompt_tokens": len(o.prompt_token_ids),
-                          "answer_tokens": len(c.token_ids), "finish_reason": c.finish_reason, "error": None}
-        return results  # type: ignore[return-value]
+    def get_stats(self) -> dict:
+        return {**self.stats, "steps": self.loop.steps, "max_in_flight": self.loop.max_seen_in_flight,
+                "intervals": list(self.loop.intervals), "load_intervals": list(self.load_intervals),
+                "engine_seconds": _busy(self.loop.intervals)}
 
-    def generate(self, requests: list[dict]) -> list[dict]:
+    # ------------------------------------------------------------------ ops
+    async def think(self, r: dict) -> dict:
+        """Write a CoT. Request: {prompt, sampling: Sampling, max_tokens}."""
+        p = self.encode(self.thinking_prompt(r["prompt"]))
+        err = self._fit(p, r["max_tokens"], "think")
+        if err:
+            return {"cot": "", "cot_tokens": 0, "finish_reason": "error", "forced_close": False, "error": err}
+        o = await self.run(p, self.params(r["sampling"], r["max_tokens"], stop=[self.fmt.think_stop],
+                                          skip_special_tokens=False))
+        c = o.outputs[0]
+        closed = c.finish_reason == "stop" and c.stop_reason == self.fmt.think_stop
+        return {
+            "cot": self.fmt.clean(c.text),
+            "cot_tokens": len(c.token_ids),
+            # "stop": the model closed its thinking (or ended its turn); "length": we close it.
+            "finish_reason": "stop" if c.finish_reason == "stop" else "length",
+            "forced_close": not closed,
+            "error": None,
+        }
+
+    async def answer(self, r: dict) -> dict:
+        """Answer after a placed CoT. Request: {prompt, cot, sampling, max_tokens}."""
+        p = self.encode(self.answer_prompt(r["prompt"], r.get("cot") or ""))
+        err = self._fit(p, r["max_tokens"], "answer")
+        if err:
+            return {"answer_text": None, "prompt_tokens": len(p), "answer_tokens": 0, "finish_reason": "error",
+                    "error": err}
+        o = await self.run(p, self.params(r["sampling"], r["max_tokens"], stop=list(self.fmt.answer_stop) or None))
+        c = o.outputs[0]
+        return {"answer_text": c.text, "prompt_tokens": len(o.prompt_token_ids), "answer_tokens": len(c.token_ids),
+                "finish_reason": c.finish_reason, "error": None}
+
+    async def generate(self, r: dict) -> dict:
         """Two-phase generation: think (unless the CoT is given, e.g. "" for Empty CoT), then answer.
 
-        Each request: {prompt, cot (None = think first), sampling, think_tokens, answer_tokens}.
+        Request: {prompt, cot (None = think first), sampling, think_tokens, answer_tokens}.
         When the model does not close its thinking within ``think_tokens`` we
         close it ourselves and ask for the answer, as the reference study does.
         """
-        out: list[dict] = [dict() for _ in requests]
-        think_idx = [i for i, r in enumerate(requests) if r.get("cot") is None]
-        thoughts = self.think([{"prompt": requests[i]["prompt"], "sampling": requests[i]["sampling"],
-                                "max_tokens": requests[i]["think_tokens"]} for i in think_idx])
-        for i, t in zip(think_idx, thoughts):
-            out[i].update(t)
-        for i, r in enumerate(requests):
-            if r.get("cot") is not None:
-                out[i].update({"cot": r["cot"], "cot_tokens": 0, "finish_reason": "given",
-                               "forced_close": False, "error": None})
-        ans_idx = [i for i in range(len(requests)) if not out[i].get("error")]
-        answers = self.answer([{"prompt": requests[i]["prompt"], "cot": out[i]["cot"],
-                                "sampling": requests[i]["sampling"], "max_tokens": requests[i]["answer_tokens"]}
-                               for i in ans_idx])
-        for i, a in zip(ans_idx, answers):
-            out[i]["cot_finish_reason"] = out[i].pop("finish_reason")
-            out[i].update(a)
-        for o in out:
-            if "cot_finish_reason" not in o:
-                o["cot_finish_reason"] = o.pop("finish_reason", "error")
-                o.setdefault("answer_text", None)
+        if r.get("cot") is None:
+            out = await self.think({"prompt": r["prompt"], "sampling": r["sampling"], "max_tokens": r["think_tokens"]})
+        else:
+            out = {"cot": r["cot"], "cot_tokens": 0, "finish_reason": "given", "forced_close": False, "error": None}
+        out["cot_finish_reason"] = out.pop("finish_reason")
+        if out.get("error"):
+            out["answer_text"] = None
+            return out
+        out.update(await self.answer({"prompt": r["prompt"], "cot": out["cot"], "sampling": r["sampling"],
+                                      "max_tokens": r["answer_tokens"]}))
         return out
 
-    def complete(self, requests: list[dict]) -> list[dict]:
-        """Raw continuations. Each request: {text, sampling, max_tokens, n?, stop?}."""
-        ids = [self.encode(r["text"]) for r in requests]
-        params = [self._params(r["sampling"], r["max_tokens"], stop=r.get("stop"), n=r.get("n", 1),
-                               skip_special_tokens=False) for r in requests]
-        outs = self._run(ids, params) if ids else []
-        return [{"texts": [c.text for c in o.outputs], "token_ids": [list(c.token_ids) for c in o.outputs],
-                 "finish_reasons": [c.finish_reason for c in o.outputs]} for o in outs]
+    def _complete_args(self, r: dict) -> tuple[list[int], object]:
+        ids = r["ids"] if r.get("ids") is not None else self.encode(r["text"])
+        s = r.get("sampling") or Sampling(0.0, 1.0, -1)
+        return ids, self.params(s, r["max_tokens"], stop=r.get("stop"), n=r.get("n", 1),
+                                ignore_eos=bool(r.get("ignore_eos")), skip_special_tokens=False)
 
-    def score(self, contexts: list[str], continuations: list[list[str]], mode: str = "cached") -> list[list[dict]]:
-        """Log-probabilities of each continuation's own tokens after its context.
+    @staticmethod
+    def _completion(o) -> dict:
+        return {"texts": [c.text for c in o.outputs], "token_ids": [list(c.token_ids) for c in o.outputs],
+                "finish_reasons": [c.finish_reason for c in o.outputs]}
 
-        ``mode="cached"``: each context is prefilled once (``warm`` request) and
-        every candidate is scored as context+candidate with ``prompt_logprobs``
-        while *reading* the prefix cache, so only the candidate tokens (plus
-        the partial last cache block) are prefilled.  vLLM skips the cache for
-        prompt-logprob requests by default because cached positions get no
-        logprobs; we only need the candidate's own positions.  The first candidate
-        token's log-prob comes from the logits at the context's *last* position,
-        so at most ``len(context) - 1`` tokens may come from the cache: the warm
-        request holds all but the last context token, and any request whose
-        ``num_cached_tokens`` still reaches ``len(context)`` (a block-aligned
-        context cached by an earlier request) is recomputed without the cache.
-        Cached positions carry no (or garbage) log-probs and are never read.
-        ``mode="naive"``: the default vLLM behaviour (whole sequence re-prefilled
-        for every candidate) — the baseline of ``make bench``.
+    async def complete(self, r: dict) -> dict:
+        """Raw continuations. Request: {text | ids, sampling?, max_tokens, n?, stop?, ignore_eos?}."""
+        return self._completion(await self.run(*self._complete_args(r)))
 
-        Returns per context, per continuation: {logprobs: [...], n_tokens, mean_nll,
-        seq_mean_nll (over context+continuation: the reference study's choice)}.
+    def complete_blocking(self, reqs: list[dict]) -> list[dict]:
+        """A whole batch at once, returning when its longest request is done.
+
+        Not used by the pipeline: it is the synchronous-shard execution the
+        streaming design replaced, kept as the baseline (and, given every
+        request, the engine's ceiling) of ``crosscot bench replay``.
         """
-        return self.score_ids([self.encode(c) for c in contexts],
-                              [[self.encode(k) for k in conts] for conts in continuations], mode)
+        args = [self._complete_args(r) for r in reqs]
+        return [self._completion(o) for o in self.run_many([a[0] for a in args], [a[1] for a in args])]
 
-    def score_ids(self, ctx_ids: list[list[int]], cont_ids: list[list[list[int]]],
-                  mode: str = "cached") -> list[list[dict]]:
-        """:meth:`score` on already tokenized contexts and continuations."""
+    def chat_template_marker(self) -> str | None:
+        """This model's chat-rendered generation prompt around a placeholder (LLM answer filter), or None."""
+        from pipeline.text.llm_filter import MARK
+
+        try:
+            t = self.generation_prompt(MARK)
+        except Exception:  # noqa: BLE001 - engines without a chat template: plain text
+            return None
+        return t if t.count(MARK) == 1 else None
+
+    # ------------------------------------------------------------- scoring
+    @staticmethod
+    def _lp_params(skip_cache: bool):
         from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
 
-        def lp_params(skip_cache: bool):
-            return SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False,
-                                  flat_logprobs=True, skip_reading_prefix_cache=skip_cache)
+        return SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False,
+                              flat_logprobs=True, skip_reading_prefix_cache=skip_cache,
+                              output_kind=RequestOutputKind.FINAL_ONLY)
 
-        greedy = Sampling(0.0, 1.0, -1)
-        if mode == "cached":
-            # Warm the prefix cache with all but the context's last token: the first candidate
-            # token's log-prob comes from the logits at the context's last position, which must
-            # be computed, so at most nc-1 context tokens may be read from the cache.
-            warm = [c[:-1] for c in ctx_ids if len(c) > 1]
-            if warm:
-                self._run(warm, [self._params(greedy, 1) for _ in warm])
-        flat, meta = [], []
-        for ci, (cids, conts) in enumerate(zip(ctx_ids, cont_ids)):
-            for ki, kids in enumerate(conts):
-                flat.append(cids + kids)
-                meta.append((ci, ki, len(cids), len(kids)))
+    async def score_ids(self, ctx: list[int], conts: list[list[int]], mode: str = "cached") -> list[dict]:
+        """Log-probabilities of each continuation's own tokens after one context.
+
+        ``mode="cached"``: the context is prefilled once (a warm request holding
+        all but its last token) and every continuation is scored as
+        context+continuation with ``prompt_logprobs`` while *reading* the prefix
+        cache, so only the continuation tokens (plus the partial last block) are
+        prefilled.  vLLM skips the cache for prompt-logprob requests by default
+        because cached positions get no logprobs; we only read the
+        continuation's own positions, and the first of those comes from the
+        logits at the context's last position, which therefore must be
+        computed: a request whose ``num_cached_tokens`` reaches ``len(ctx)`` is
+        recomputed without the cache.  ``mode="naive"``: the default vLLM
+        behaviour (whole sequence re-prefilled per continuation; the bench
+        baseline).  ``mode="paper"``: also the mean NLL over prompt + CoT +
+        candidate (``seq_mean_nll``), the reference study's choice.
+        """
+        nc = len(ctx)
+        if mode == "cached" and nc > 1:
+            await self.run(ctx[:-1], self.params(Sampling(0.0, 1.0, -1), 1))
+        skip = mode != "cached"
         want_seq = mode == "paper"
-        params = lp_params(skip_cache=(mode != "cached"))
-        outs = self._run(flat, [params] * len(flat)) if flat else []
-        res: list[list[dict]] = [[{} for _ in conts] for conts in cont_ids]
-        redo = []
-        for j, (o, (ci, ki, nc, nk)) in enumerate(zip(outs, meta)):
-            if (o.num_cached_tokens or 0) >= nc and nk:  # position nc-1 not computed: recompute
-                redo.append(j)
-                continue
-            res[ci][ki] = self._read_lp(o, flat[j], nc, nk, want_seq)
-        if redo:
-            p2 = lp_params(skip_cache=True)
-            outs2 = self._run([flat[j] for j in redo], [p2] * len(redo))
-            for j, o in zip(redo, outs2):
-                ci, ki, nc, nk = meta[j]
-                res[ci][ki] = self._read_lp(o, flat[j], nc, nk, want_seq)
-        return res
+
+        async def one(kids: list[int]) -> dict:
+            ids = ctx + kids
+            o = await self.run(ids, self._lp_params(skip))
+            if not skip and (o.num_cached_tokens or 0) >= nc and kids:  # position nc-1 not computed
+                o = await self.run(ids, self._lp_params(True))
+            return self._read_lp(o, ids, nc, len(kids), want_seq)
+
+        return list(await asyncio.gather(*(one(k) for k in conts)))
 
     @staticmethod
     def _read_lp(o, ids: list[int], nc: int, nk: int, want_seq: bool) -> dict:
         plp = o.prompt_logprobs
         lps = []
-        start = 1 if want_seq else nc
-        for pos in range(start, nc + nk):
+        for pos in range(1 if want_seq else nc, nc + nk):
             d = plp[pos]
             if d is None or ids[pos] not in d:
                 raise RuntimeError(f"engine returned no logprob for prompt position {pos}")
             lps.append(float(d[ids[pos]].logprob))
         cand = lps[-nk:] if nk else []
-        out = {"logprobs": cand, "n_tokens": nk,
-               "mean_nll": (-sum(cand) / nk) if nk else float("inf")}
+        out = {"logprobs": cand, "n_tokens": nk, "mean_nll": (-sum(cand) / nk) if nk else float("inf")}
         if want_seq:
             out["seq_mean_nll"] = -sum(lps) / max(1, len(lps))
         return out
 
-    def get_stats(self) -> dict:
-        return {**self.stats, "intervals": list(self.intervals)}
+    async def score(self, r: dict, mode: str = "cached") -> list[dict]:
+        """:meth:`score_ids` on texts. Request: {context, continuations: [text]}."""
+        return await self.score_ids(self.encode(r["context"]), [self.encode(k) for k in r["continuations"]], mode)
 
     # ================================================================ ensemble
-    # Batch methods of the sentence-level ensemble (pipeline.stages.ensemble).
     # Each model sees the growing CoT in its OWN thinking format and tokenizer:
     # context = thinking_prompt(problem) + CoT so far.
 
-    def propose(self, requests: list[dict]) -> list[dict]:
-        """Candidate continuations of a growing CoT, one batched engine call.
+    async def propose(self, r: dict) -> dict:
+        """Candidate continuations of a growing CoT for one problem.
 
-        Each request: {prompt, cot, n, max_tokens, sampling, budget?}.  ``budget``
+        Request: {prompt, cot, n, max_tokens, sampling, budget?}.  ``budget``
         (set for the first generator only) is the ensemble's thought budget in
-        this model's tokens: when the CoT already reaches it the request is not
-        run (``exhausted``), else ``max_tokens`` is capped to what is left.
-        Returns per request {texts, closed, cot_tokens, exhausted, error}: raw
-        texts (the close tag kept when the model wrote it; other special tokens
-        removed), ``closed`` true when the model wrote its close tag or ended
-        its turn (EOS).
+        this model's tokens: when the CoT already reaches it nothing is run
+        (``exhausted``), else ``max_tokens`` is capped to what is left.  Returns
+        {texts, closed, cot_tokens, exhausted, error}: raw texts (the close tag
+        kept when the model wrote it; other special tokens removed), ``closed``
+        true when the model wrote its close tag or ended its turn (EOS).
         """
-        out: list[Optional[dict]] = [None] * len(requests)
-        stop = self.fmt.think_stop
-        specials = [t for t in getattr(self.tok, "all_special_tokens", []) if t and t != stop]
-        ids, params, idx = [], [], []
-        for i, r in enumerate(requests):
-            cot_tokens = len(self.encode(r["cot"])) if r["cot"] else 0
-            base = {"texts": [], "closed": [], "cot_tokens": cot_tokens, "exhausted": False, "error": None}
-            max_tokens = r["max_tokens"]
-            if r.get("budget") is not None:
-                max_tokens = min(max_tokens, r["budget"] - cot_tokens)
-                if max_tokens <= 0:
-                    out[i] = {**base, "exhausted": True}
-                    continue
-            p = self.encode(self.thinking_prompt(r["prompt"]) + r["cot"])
-            err = self._fit(p, max_tokens, "ensemble propose")
-            if err:
-                out[i] = {**base, "exhausted": True, "error": err}
-                continue
-            out[i] = base
-            ids.append(p)
-            params.append(self._params(r["sampling"], max_tokens, stop=[stop], n=r.get("n", 1),
-                                       include_stop_str_in_output=True, skip_special_tokens=False))
-            idx.append(i)
-        for i, o in zip(idx, self._run(ids, params) if ids else []):
-            for c in o.outputs:
-                text = c.text
-                for s in specials:
-                    text = text.replace(s, "")
-                out[i]["texts"].append(text)  # type: ignore[index]
-                out[i]["closed"].append(c.finish_reason == "stop")  # type: ignore[index]
-        return out  # type: ignore[return-value]
+        cot_tokens = len(self.encode(r["cot"])) if r["cot"] else 0
+        base = {"texts": [], "closed": [], "cot_tokens": cot_tokens, "exhausted": False, "error": None}
+        max_tokens = r["max_tokens"]
+        if r.get("budget") is not None:
+            max_tokens = min(max_tokens, r["budget"] - cot_tokens)
+            if max_tokens <= 0:
+                return {**base, "exhausted": True}
+        p = self.encode(self.thinking_prompt(r["prompt"]) + r["cot"])
+        err = self._fit(p, max_tokens, "ensemble propose")
+        if err:
+            return {**base, "exhausted": True, "error": err}
+        o = await self.run(p, self.params(r["sampling"], max_tokens, stop=[self.fmt.think_stop], n=r.get("n", 1),
+                                          include_stop_str_in_output=True, skip_special_tokens=False))
+        for c in o.outputs:
+            text = c.text
+            for s in self._specials:
+                text = text.replace(s, "")
+            base["texts"].append(text)
+            base["closed"].append(c.finish_reason == "stop")
+        return base
 
-    def score_texts(self, requests: list[dict], mode: str = "cached") -> list[list[dict]]:
-        """Score candidate sentences after each request's CoT, one batched scoring call.
+    async def score_texts(self, r: dict, mode: str = "cached") -> list[dict]:
+        """Score one problem's candidate sentences after its CoT.
 
-        Each request: {prompt, cot, candidates: [text], closes: [bool]}.  The
-        context is this model's thinking prompt + CoT; a candidate that closes
-        the thinking is scored with this model's own close tag appended.
-        Returns per request, per candidate, :meth:`score`'s dict (``mean_nll``
-        over the candidate's own tokens; ``seq_mean_nll`` in ``mode="paper"``),
-        or {mean_nll: inf, error} when context+candidate cannot fit.
+        Request: {prompt, cot, candidates: [text], closes: [bool]}.  The context
+        is this model's thinking prompt + CoT; a candidate that closes the
+        thinking is scored with this model's own close tag appended.  Returns
+        per candidate :meth:`score_ids`'s dict without the log-probs, or
+        {mean_nll: inf, error} when context+candidate cannot fit.
         """
         close = self.fmt.close.rstrip()
-        contexts, conts, where, res = [], [], [], []
-        for i, r in enumerate(requests):
-            # Tokenized once here and handed to score_ids (no second encode per step).
-            ctx = self.encode(self.thinking_prompt(r["prompt"]) + r["cot"])
-            cands = [self.encode(t + (close if c else "")) for t, c in zip(r["candidates"], r["closes"])]
-            longest = max((len(c) for c in cands), default=0)
-            err = self._fit(ctx, longest + 1, "ensemble score")
-            if err:
-                res.append([{"mean_nll": float("inf"), "seq_mean_nll": float("inf"), "n_tokens": 0,
-                             "error": err} for _ in cands])
-                continue
-            res.append([])
-            where.append(i)
-            contexts.append(ctx)
-            conts.append(cands)
-        scored = self.score_ids(contexts, conts, mode=mode) if contexts else []
-        for i, s in zip(where, scored):
-            res[i] = [{k: v for k, v in d.items() if k != "logprobs"} for d in s]
-        return res
+        ctx = self.encode(self.thinking_prompt(r["prompt"]) + r["cot"])
+        cands = [self.encode(t + (close if c else "")) for t, c in zip(r["candidates"], r["closes"])]
+        err = self._fit(ctx, max((len(c) for c in cands), default=0) + 1, "ensemble score")
+        if err:
+            return [{"mean_nll": float("inf"), "seq_mean_nll": float("inf"), "n_tokens": 0, "error": err}
+                    for _ in cands]
+        scored = await self.score_ids(ctx, cands, mode=mode) if cands else []
+        return [{k: v for k, v in d.items() if k != "logprobs"} for d in scored]
+
+
+def _busy(intervals: list[tuple[float, float]]) -> float:
+    """Seconds covered by the union of intervals."""
+    total, end = 0.0, None
+    for a, b in sorted(intervals):
+        if end is None or a > end:
+            total += b - a
+            end = b
+        elif b > end:
+            total += b - end
+            end = b
+    return total

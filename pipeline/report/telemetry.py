@@ -13,8 +13,9 @@ import json
 from pathlib import Path
 
 # Top-level fields telemetry_markdown renders (the rest are listed raw with ``unknown=True``).
-KNOWN = frozenset({"wall_seconds", "outside_engine_share", "summary", "stage_seconds", "engines", "waves",
-                   "schedule", "error_rows", "error_share"})
+KNOWN = frozenset({"wall_seconds", "outside_engine_share", "outside_engine_share_excl_startup",
+                   "engine_busy_seconds", "engine_startup_seconds", "summary", "stage_seconds", "stage_models",
+                   "engines", "waves", "schedule", "error_rows", "error_share"})
 
 
 def tokens_per_s(tokens: float, seconds: float) -> float:
@@ -33,7 +34,10 @@ def telemetry_markdown(tel: dict, unknown: bool = False) -> str:
     lines = []
     if "wall_seconds" in tel or not unknown:
         lines += [f"- wall time: {tel.get('wall_seconds', 0):.1f} s",
-                  f"- share of wall time outside the engines: {tel.get('outside_engine_share', 0):.1%}"]
+                  f"- share of wall time outside the engines: {tel.get('outside_engine_share', 0):.1%}"
+                  + (f" ({tel['outside_engine_share_excl_startup']:.1%} without the "
+                     f"{tel.get('engine_startup_seconds', 0):.1f} s of engine start-up)"
+                     if "outside_engine_share_excl_startup" in tel else "")]
     if summ:
         lines += [f"- tokens: {summ.get('prefill_tokens', 0)} prefilled, {summ.get('cached_tokens', 0)} from the "
                   f"prefix cache, {summ.get('generated_tokens', 0)} generated over {summ.get('requests', 0)} requests",
@@ -42,6 +46,15 @@ def telemetry_markdown(tel: dict, unknown: bool = False) -> str:
                   f"{summ.get('gpu_hours_estimate', 0):.3f}"]
     for st, sec in tel.get("stage_seconds", {}).items():
         lines.append(f"- stage `{st}`: {sec:.1f} s")
+    sm = tel.get("stage_models", {})
+    if sm:
+        # Streaming stages overlap: when each stage's first item went out and its last came back.
+        lines += ["", "| stage | model | items | first submitted (s) | last done (s) |", "|---|---|---|---|---|"]
+        for st, per in sm.items():
+            for m, t in per.items():
+                fs, ld = t.get("first_submit"), t.get("last_done")
+                lines.append(f"| {st} | {m} | {t.get('requests', 0)} | "
+                             f"{'' if fs is None else f'{fs:.1f}'} | {'' if ld is None else f'{ld:.1f}'} |")
     eng = tel.get("engines", {})
     if eng:
         lines += ["", "| engine | where | loads | requests | prefilled tok | cached tok | generated tok | engine s | "
@@ -61,7 +74,7 @@ def telemetry_markdown(tel: dict, unknown: bool = False) -> str:
         lines += ["", "Engine waves as they ran:", ""]
         for w in waves:
             lines.append(f"- {w['stage']} wave {w['wave']}/{w['of']} ({w['start']:.0f}-{w['end']:.0f} s): "
-                         + ", ".join(f"{m} ({w['requests'].get(m, 0)} req)" for m in w["models"]))
+                         + ", ".join(f"{m} ({(w.get('requests') or {}).get(m, 0)} req)" for m in w["models"]))
     sched = tel.get("schedule")
     if sched and sched.get("log"):
         lines += ["", "Planned placement:", "", "```", sched["log"], "```"]

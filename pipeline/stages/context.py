@@ -34,7 +34,14 @@ class Context:
     _pool: Optional[Pool] = None
     _problems: Optional[pa.Table] = None
     problems_path: Optional[Path] = None
-    waves: list[dict] = field(default_factory=list)  # engine waves as they ran (see execute_jobs)
+    waves: list[dict] = field(default_factory=list)  # engine waves as they ran (see stages.runner)
+    t0: float = field(default_factory=time.time)  # run start; telemetry times are seconds since then
+    # stage -> model -> StageModelTelemetry (requests, first_submit, last_done), filled by the streaming flow
+    stage_models: dict[str, dict] = field(default_factory=dict)
+    # stage -> artifact paths, known when the stage opens (before any row exists)
+    artifacts: dict[str, list[Path]] = field(default_factory=dict)
+    _problem_rows: Optional[list[dict]] = None
+    failed_items: set = field(default_factory=set)  # (stage, row key) of items that failed in this run
 
     @property
     def pool(self) -> Pool:
@@ -47,6 +54,33 @@ class Context:
         if self._problems is None:
             self._problems, self.problems_path = load_problems(self)
         return self._problems
+
+    def problem_rows(self) -> list[dict]:
+        """The problems as dicts (loaded once)."""
+        if self._problem_rows is None:
+            self._problem_rows = self.problems.to_pylist()
+        return self._problem_rows
+
+    def sink(self, artifact: Path, schema: pa.Schema, key_columns: tuple[str, ...]):
+        """A :class:`pipeline.store.sink.RowSink` for one artifact, with this run's flush settings."""
+        from pipeline.store.sink import RowSink
+
+        st = self.cfg.stream
+        return RowSink(artifact, schema, key_columns, st.flush_rows, st.flush_seconds)
+
+    def engine_waves(self, stage: str, models: list[str]) -> list[list[str]]:
+        """Groups of ``models`` resident together: all at once when they fit, else the planned waves."""
+        from pipeline.planning.waves import plan_stage_waves
+
+        pool = self.pool
+        if pool.fits(models):
+            return [list(dict.fromkeys(models))]
+        return plan_stage_waves("generate", models, pool.schedule(), set(pool.actors), pool.fits)
+
+    def record_wave(self, rec: dict) -> None:
+        """Keep an engine wave as it ran (telemetry, manifest)."""
+        self.waves.append(rec)
+        self.pool.waves.append(rec)
 
     def model_key(self, name: str) -> dict:
         return hash_fields(self.cfg.model(name))

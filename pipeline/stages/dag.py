@@ -9,10 +9,12 @@ where each engine ran and how long it was held, the engine waves as they ran,
 the placement schedule, estimated GPU-hours, the share of wall time spent
 outside the engines), and shuts the engines down.
 
-Placement: stages run their models in waves (:func:`pipeline.stages.runner.execute_jobs`)
-following the schedule the pool plans for the live cluster
-(:func:`pipeline.planning.schedule.schedule_for_run`); the schedule is logged
-("wave 1 [generate]: tiny-a on node0 ...") and written to both files.
+Streaming: the engine stages (generate, ensemble, truncate, transfer) run
+together, item by item, in one :func:`pipeline.stages.runner.run_stream`
+(a CoT's transfers start the moment it is written); ``score`` and ``report``
+need every row and run after them.  Engines stay resident through the
+streaming phase (waves only when they do not all fit the cluster, following
+the schedule the pool plans: :func:`pipeline.planning.schedule.schedule_for_run`).
 """
 
 from __future__ import annotations
@@ -89,18 +91,40 @@ def _union_seconds(intervals: list[tuple[float, float]], lo: float, hi: float) -
     return total
 
 
-def run(cfg: RunConfig, pool_factory: Optional[Callable[[], Any]] = None, keep_pool: bool = False) -> Context:
+def run(cfg: RunConfig, pool_factory: Optional[Callable[[], Any]] = None, keep_pool: bool = False,
+        pool: Optional[Any] = None) -> Context:
+    """Run the configured stages; ``pool`` shares an existing engine pool (sweeps), never stopped here."""
+    from pipeline.stages.runner import run_stream
+
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     store = Store(cfg.store_dir or run_dir / "store")
     ctx = Context(cfg=cfg, store=store, run_dir=run_dir, pool_factory=pool_factory or default_pool_factory(cfg))
+    if pool is not None:
+        ctx._pool, keep_pool = pool, True
     write_text_atomic(run_dir / "config.json", json.dumps(to_plain(cfg), indent=2, default=str))
     order = plan_stages(cfg)
     log.info("stages: %s", " -> ".join(order))
-    t0 = time.time()
+    t0 = ctx.t0
     manifest: dict[str, Any] = {"stages": []}
     try:
+        streamed = [n for n in order if n in ENGINE_STAGES]
+        if streamed:
+            ts = time.time()
+            stages = [STAGES.get(n)() for n in streamed]
+            ctx.problems  # noqa: B018 - load (and hash) the problems before any stage opens
+            outputs = run_stream(ctx, stages)
+            ctx.timings["stream"] = time.time() - ts
+            for st in stages:
+                ctx.outputs[st.name] = outputs[st.name]
+                _record(manifest, st, outputs[st.name])
+            log.info("engine stages %s: %.1fs", "+".join(streamed), time.time() - ts)
+            if ctx._pool is not None and not keep_pool and ctx._pool.actors:
+                ctx._pool.stop()  # no engine work left: free the engines (their stats are kept)
+            _write_manifest(ctx, manifest)
         for name in order:
+            if name in ENGINE_STAGES:
+                continue
             ts = time.time()
             stage: Stage = STAGES.get(name)()
             if name == "report":
@@ -108,18 +132,8 @@ def run(cfg: RunConfig, pool_factory: Optional[Callable[[], Any]] = None, keep_p
             paths = stage.run(ctx)
             ctx.outputs[name] = paths
             log.info("stage %s: %d artifact(s) in %.1fs", name, len(paths), time.time() - ts)
-            manifest["stages"].append({
-                "stage": name, "version": stage.version,
-                "artifacts": [{"path": str(p), **_prov_args(p)} for p in paths],
-            })
-            manifest["problems"] = str(ctx.problems_path) if ctx.problems_path else None
-            rest = order[order.index(name) + 1:]
-            if ctx._pool is not None and not keep_pool and not any(s in ENGINE_STAGES for s in rest) \
-                    and ctx._pool.actors:
-                ctx._pool.stop()  # no engine work left: free the engines (their stats are kept)
-            if ctx._pool is not None and (placement := _placement(ctx)) is not None:
-                manifest["placement"] = placement
-            write_text_atomic(run_dir / "manifest.json", json.dumps(manifest, indent=2, default=str))
+            _record(manifest, stage, paths)
+            _write_manifest(ctx, manifest)
         _write_telemetry(ctx, t0)
     finally:
         if ctx._pool is not None and not keep_pool:
@@ -128,6 +142,18 @@ def run(cfg: RunConfig, pool_factory: Optional[Callable[[], Any]] = None, keep_p
             except Exception:  # noqa: BLE001
                 pass
     return ctx
+
+
+def _record(manifest: dict, stage: Any, paths: list[Path]) -> None:
+    manifest["stages"].append({"stage": stage.name, "version": stage.version,
+                               "artifacts": [{"path": str(p), **_prov_args(p)} for p in paths]})
+
+
+def _write_manifest(ctx: Context, manifest: dict) -> None:
+    manifest["problems"] = str(ctx.problems_path) if ctx.problems_path else None
+    if ctx._pool is not None and (placement := _placement(ctx)) is not None:
+        manifest["placement"] = placement
+    write_text_atomic(ctx.run_dir / "manifest.json", json.dumps(manifest, indent=2, default=str))
 
 
 def _prov_args(p: Path) -> dict:
@@ -145,6 +171,12 @@ def _placement(ctx: Context) -> Optional[dict]:
         return {}
 
 
+def _where(w: Optional[dict]) -> Optional[str]:
+    if not w:
+        return "local"
+    return f"node {str(w.get('node_id', '?'))[:12]} ({w.get('ip', '?')}, pid {w.get('pid', '?')})"
+
+
 def _write_telemetry(ctx: Context, t0: float) -> dict:
     now = time.time()
     tel: dict[str, Any] = {"wall_seconds": now - t0, "stage_seconds": {k: v for k, v in ctx.timings.items()
@@ -152,31 +184,36 @@ def _write_telemetry(ctx: Context, t0: float) -> dict:
                            "error_rows": ctx.timings.get("error_rows", 0),
                            "error_share": ctx.timings.get("error_share", 0.0)}
     busy: list[tuple[float, float]] = []
+    loading: list[tuple[float, float]] = []
     place: dict[str, Any] = {}
     if ctx._pool is not None:
         stats = ctx._pool.stats()
         place = _placement(ctx) or {}
         for n, s in stats.items():
             busy += [tuple(x) for x in s.pop("intervals", [])]
+            loading += [tuple(x) for x in s.pop("load_intervals", [])]
             secs = s.get("engine_seconds") or 0.0
             s["prefill_tokens_per_s"] = tokens_per_s(s.get("prefill_tokens", 0), secs)
             s["generated_tokens_per_s"] = tokens_per_s(s.get("generated_tokens", 0), secs)
             s.update({k: v for k, v in place.get("engines", {}).get(n, {}).items() if k != "held"})
         tel["engines"] = stats
-    # Per stage and model: requests run, in which wave, where.
-    progress: dict[str, dict[str, dict]] = {}
-    for w in ctx.waves:
-        for m in w["models"]:
-            progress.setdefault(w["stage"], {})[m] = {"requests": w["requests"].get(m, 0), "wave": w["wave"],
-                                                      "of": w["of"], "where": w["where"].get(m),
-                                                      "seconds": w["end"] - w["start"]}
-    tel["stage_models"] = progress
+    # Per stage and model: items run, when the first was submitted and the last finished
+    # (seconds since the run started: streaming stages overlap), in which wave, where.
+    where = (ctx._pool.where if ctx._pool is not None else {}) or {}
+    tel["stage_models"] = {stage: {m: {**t.as_dict(), "where": _where(where.get(m))} for m, t in per.items()}
+                           for stage, per in ctx.stage_models.items()}
     tel["waves"] = [{**w, "start": w["start"] - t0, "end": w["end"] - t0} for w in ctx.waves]
     if place.get("schedule"):
         tel["schedule"] = place["schedule"]
-    engine_time = _union_seconds(busy, t0, now)
+    engine_time = _union_seconds(busy + loading, t0, now)
+    startup = _union_seconds(loading, t0, now)
     tel["engine_busy_seconds"] = engine_time
+    tel["engine_startup_seconds"] = startup
+    # Share of wall time no engine was loading or stepping (driver work, Ray, Arrow I/O, scoring, idle
+    # engines) — with start-up, and over the wall time after removing engine start-up.
     tel["outside_engine_share"] = max(0.0, 1 - engine_time / max(1e-9, now - t0))
+    tel["outside_engine_share_excl_startup"] = max(
+        0.0, 1 - (engine_time - startup) / max(1e-9, now - t0 - startup))
     eng = tel.get("engines", {})
     tel["summary"] = {
         "wall_seconds": now - t0,

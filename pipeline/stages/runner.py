@@ -1,187 +1,268 @@
-"""Execution of engine work: :class:`Job` s cut into shards, run wave by wave on the pool.
+"""Item-level streaming execution of the engine stages (generate, ensemble, truncate, transfer).
 
-Work that needs engines is expressed as :class:`Job` s (one per model and artifact), cut
-into shards; :func:`execute_jobs` runs the models in waves (all at once when
-their engines fit the cluster together; else the placement schedule's waves),
-submits every pending shard of a wave's models at once (engines run
-concurrently; each gets whole batches), writes each shard as it completes, and
-finishes artifacts.
+The driver schedules *items*, not stages.  One asyncio event loop runs a
+:class:`Flow`: each engine stage contributes item coroutines, and a finished
+item hands its rows straight to the stages that consume them —
+
+    generate item (think → answer, inside the engine) ─► its row ─► truncate (at once)
+        ─► every CoT variant ─► a transfer item per target (submitted at once) ─► its row
+    ensemble problem (propose → score → pick, per problem, no lockstep) ─► its CoT ─► truncate ─► …
+
+so an engine never waits for another item's tail.  Stages stay the unit of
+configuration, provenance and artifacts: each artifact is a
+:class:`pipeline.store.sink.RowSink` filled in any order and written, sorted by
+key, when the stage's last item is done.
+
+Backpressure: at most ``stream.max_in_flight`` requests per engine replica
+(default ``2 x max_num_seqs``: the engine's batch stays full while finished
+results travel back), and each source (a model's generate items, the ensemble's
+problems) keeps at most ``stream.max_pending`` items open, so the driver never
+holds a whole sweep's prompts.
+
+Waves: when every engine the stages need fits the cluster, one flow runs them
+all.  Otherwise the flow runs once per wave with only that wave's engines
+resident; items whose engine is not resident are *deferred* and re-derived
+from the checkpointed rows in a later wave (the same code path as resume).
+
+Resume: before submitting an item the flow asks its sink whether the row's key
+is done; finished rows read back from the shards are replayed downstream, so a
+killed run redoes only what was in flight.  A failed item (after Ray's actor
+restarts and retries) is recorded and the others go on; the run raises at the
+end so a rerun redoes only the failed work.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Optional
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Optional
 
-import pyarrow as pa
-
-from pipeline.engine.protocol import Pool
-from pipeline.stages.context import Context
+from pipeline.stages.protocol import StreamStage
 
 log = logging.getLogger("crosscot")
 
 
 @dataclass
-class Job:
-    """Engine work for one model that produces one artifact."""
+class StageModelTelemetry:
+    requests: int = 0
+    first_submit: Optional[float] = None
+    last_done: Optional[float] = None
+    wave: int = 1
+    of: int = 1
 
-    model: str
-    method: str  # ModelEngine method taking a list of request dicts
-    artifact: Path
-    schema: pa.Schema
-    key_columns: tuple[str, ...]
-    items: list[dict]  # one per output row: {"request": ..., "row": ...}
-    meta: dict
-    chunk_size: int = 64
-
-
-def plan_stage_waves(stage: str, models: list[str], schedule: Any, loaded: set[str],
-                     fits: Callable[[list[str]], bool]) -> list[list[str]]:
-    """Groups of models that run one after another in ``stage`` (each group resident at once).
-
-    All at once when they fit together.  Otherwise the planned waves of the
-    :class:`pipeline.planning.schedule.Schedule` in which ``stage`` runs, each split
-    further if it does not fit (``fits`` also applies ``ray.max_concurrent_engines``),
-    then models the schedule does not place in this stage packed first-fit.
-    Groups holding an engine that is already loaded go first (e.g. the last
-    generate wave's models start the transfer stage while still loaded).
-    """
-    models = list(dict.fromkeys(models))
-    if not models:
-        return []
-    if fits(models):
-        return [models]
-    groups: list[list[str]] = []
-    seen: set[str] = set()
-    for w in (schedule.waves if schedule is not None else []):
-        g = [p.model for p in w.placements
-             if p.model in models and p.model not in seen and stage in p.stages]
-        if g:
-            groups.append(g)
-            seen |= set(g)
-    rest = [m for m in models if m not in seen]
-    if rest:
-        groups.append(rest)
-    waves: list[list[str]] = []
-    for g in groups:
-        split: list[list[str]] = []
-        for m in g:
-            for w in split:
-                if fits(w + [m]):
-                    w.append(m)
-                    break
-            else:
-                split.append([m])
-        waves += split
-    return sorted(waves, key=lambda w: not any(m in loaded for m in w))
+    def as_dict(self) -> dict:
+        return {"requests": self.requests, "first_submit": self.first_submit, "last_done": self.last_done,
+                "seconds": (self.last_done - self.first_submit) if self.requests else 0.0,
+                "wave": self.wave, "of": self.of}
 
 
-def stage_waves(ctx: "Context", stage: str, models: list[str]) -> list[list[str]]:
-    """:func:`plan_stage_waves` for this run's pool (one group when every engine fits, e.g. in-process pools)."""
-    pool = ctx.pool
-    return plan_stage_waves(stage, models, pool.schedule(), set(pool.actors), pool.fits)
+@dataclass
+class Flow:
+    """One pass of the streaming engine stages over the resident engines (see module docstring)."""
+
+    ctx: Any
+    stages: list
+    resident: frozenset  # engines usable in this pass (empty: replay only, every engine item deferred)
+    t0: float  # run start (telemetry is in seconds since then)
+    wave: tuple[int, int] = (1, 1)
+    failures: list = field(default_factory=list)
+    deferred: Counter = field(default_factory=Counter)
+    submitted: int = 0
+    per_model: Counter = field(default_factory=Counter)  # items submitted per model in this pass
+
+    def __post_init__(self) -> None:
+        self._tasks: set[asyncio.Task] = set()
+        self._sems: dict[str, asyncio.Semaphore] = {}
+        self._consumers: dict[str, list] = {}
+        for s in self.stages:
+            for kind in s.consumes:
+                self._consumers.setdefault(kind, []).append(s)
+        self._bars: dict[str, Any] = {}
+
+    # ------------------------------------------------------------ engine calls
+    @property
+    def stream(self):
+        return self.ctx.cfg.stream
+
+    def runnable(self, model: str) -> bool:
+        """Whether ``model``'s engine is resident in this pass; counts a deferral when not."""
+        if model in self.resident:
+            return True
+        self.deferred[model] += 1
+        return False
+
+    def max_in_flight(self, model: str) -> int:
+        m = self.ctx.cfg.model(model)
+        per = self.stream.max_in_flight or 2 * int(m.max_num_seqs)
+        return max(1, per * max(1, int(getattr(m, "replicas", 1) or 1)))
+
+    def pending_limit(self, model: str) -> int:
+        return self.stream.max_pending or 2 * self.max_in_flight(model)
+
+    async def call(self, stage: str, model: str, op: str, *args: Any) -> Any:
+        """One engine operation (on one item: ``args``), within the engine's in-flight bound."""
+        sem = self._sems.get(model)
+        if sem is None:
+            sem = self._sems[model] = asyncio.Semaphore(self.max_in_flight(model))
+        async with sem:
+            tel = self.telemetry(stage, model)
+            if tel.first_submit is None:
+                tel.first_submit = time.time() - self.t0
+            self.submitted += 1
+            self.per_model[model] += 1
+            res = await self.ctx.pool.op(model, op, *args)
+            tel.requests += 1
+            tel.last_done = time.time() - self.t0
+            return res
+
+    def telemetry(self, stage: str, model: str) -> StageModelTelemetry:
+        per = self.ctx.stage_models.setdefault(stage, {})
+        tel = per.get(model)
+        if tel is None:
+            tel = per[model] = StageModelTelemetry(wave=self.wave[0], of=self.wave[1])
+        return tel
+
+    # ----------------------------------------------------------------- events
+    def emit(self, kind: str, row: dict) -> None:
+        """Hand a finished row to every stage that consumes ``kind``."""
+        for s in self._consumers.get(kind, ()):
+            s.on_event(self, kind, row)
+
+    # A failed item is not retried by later passes of the same run (waves): the run fails at the
+    # end and a rerun redoes it.  Keys are (stage, row key), kept on the context across passes.
+    def failed_before(self, stage: str, key: Any) -> bool:
+        return (stage, key) in self.ctx.failed_items
+
+    async def guarded(self, stage: str, key: Any, coro: Awaitable) -> Any:
+        """Await ``coro``; on failure remember ``(stage, key)`` so no later pass retries it, and re-raise."""
+        try:
+            return await coro
+        except Exception:
+            self.ctx.failed_items.add((stage, key))
+            raise
+
+    def spawn(self, what: str, coro: Awaitable) -> None:
+        """Run ``coro`` as a task of this flow; its failure is recorded, never silent."""
+        task = asyncio.ensure_future(self._guard(what, coro))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guard(self, what: str, coro: Awaitable) -> None:
+        try:
+            await coro
+        except Exception as e:  # noqa: BLE001 - recorded; the rest of the flow goes on
+            log.error("%s failed after engine restarts/retries: %s: %s", what, type(e).__name__, e)
+            self.failures.append(f"{what}: {type(e).__name__}: {str(e)[:300]}")
+
+    async def bounded(self, key: str, limit: int, items, handle: Callable[[Any], Awaitable]) -> None:
+        """Run ``handle(item)`` for each item with at most ``limit`` open at once (a source's bound)."""
+        sem = asyncio.Semaphore(max(1, limit))
+
+        async def one(it: Any) -> None:
+            try:
+                await handle(it)
+            finally:
+                sem.release()
+
+        for it in items:
+            await sem.acquire()
+            self.spawn(key, one(it))
+
+    # --------------------------------------------------------------- progress
+    def bar(self, stage: str, more: int = 0, done: int = 0) -> None:
+        """Grow a stage's progress bar by ``more`` items and advance it by ``done``."""
+        b = self._bars.get(stage)
+        if b is None:
+            from tqdm.auto import tqdm
+
+            b = self._bars[stage] = tqdm(total=0, desc=stage, unit="req", leave=False,
+                                         disable=not self.ctx.cfg.progress)
+        if more:
+            b.total += more
+            b.refresh()
+        if done:
+            b.update(done)
+
+    # -------------------------------------------------------------------- run
+    async def run(self) -> None:
+        flusher = asyncio.ensure_future(self._flush_periodically())
+        try:
+            for s in self.stages:
+                await s.source(self)
+            while self._tasks:
+                await asyncio.wait(set(self._tasks))
+        finally:
+            flusher.cancel()
+            for s in self.stages:
+                for sink in s.sinks():
+                    sink.flush()
+            for b in self._bars.values():
+                b.close()
+
+    async def _flush_periodically(self) -> None:
+        period = max(0.05, float(self.stream.flush_seconds))
+        while True:
+            await asyncio.sleep(period)
+            for s in self.stages:
+                for sink in s.sinks():
+                    sink.flush()
 
 
-def execute_jobs(ctx: Context, jobs: list[Job], desc: str, stage: Optional[str] = None) -> list[Path]:
-    """Run jobs' pending shards wave by wave (models of a wave concurrently); finish their artifacts.
-
-    Waves come from :func:`stage_waves`: every model at once when all engines
-    fit the cluster, else the placement schedule's waves.  Before a wave the
-    pool makes its engines resident (stopping engines not needed, when the
-    wave would not fit beside them) and engines of the wave stay loaded
-    afterwards, so the next stage starts with them.  Each shard (``chunk_size``
-    items of one job, always the same items: the cut depends only on the
-    job's item order) is written atomically when its batch returns; a batch
-    that fails after Ray's actor restarts and task retries leaves its shard
-    pending, the other batches and waves go on, and the stage raises at the
-    end so a rerun redoes only the failed work.
-    """
-    from tqdm.auto import tqdm
-
-    stage = stage or desc
-    todo = []  # (job, shardset, shard_key, items)
-    finished = []
-    for job in jobs:
-        if job.artifact.exists():
-            finished.append(job.artifact)
-            continue
-        shards = ctx.store.shards(job.artifact, job.key_columns)
-        for i in range(0, len(job.items), job.chunk_size):
-            chunk = job.items[i:i + job.chunk_size]
-            skey = [[r["row"][k] for k in job.key_columns] for r in chunk]
-            if not shards.done(skey):
-                todo.append((job, shards, skey, chunk))
-    total = sum(len(t[3]) for t in todo)
+def run_stream(ctx: Any, stages: list) -> dict[str, list]:
+    """Run the streaming engine stages to completion (waves when engines do not all fit); their artifacts."""
+    t0 = ctx.t0
+    for s in stages:
+        s.open(ctx)
+    needed = list(dict.fromkeys(m for s in stages for m in s.models(ctx)))
+    if not needed:  # everything already computed: replay only (cheap), then finish
+        flow = Flow(ctx, stages, frozenset(), t0)
+        asyncio.run(flow.run())
+        if flow.deferred:
+            raise RuntimeError(f"internal: work deferred for {dict(flow.deferred)} though no engine is needed")
+        return {s.name: s.finish(ctx) for s in stages}
+    waves = ctx.engine_waves("stream", needed)
     failures: list[str] = []
-    if todo:
-        pool = ctx.pool
-        waves = stage_waves(ctx, stage, [t[0].model for t in todo])
-        if len(waves) > 1:
-            log.info("%s: %d waves: %s", desc, len(waves), " | ".join(", ".join(w) for w in waves))
-        bar = tqdm(total=total, desc=desc, unit="req", disable=not ctx.cfg.progress, leave=False)
-        per_model: dict[str, int] = {}
-        for t in todo:
-            per_model[t[0].model] = per_model.get(t[0].model, 0) + len(t[3])
-        for wi, wave in enumerate(waves, 1):
+    pending = set(needed)  # models that may still have work
+    for attempt in range(max(2, len(waves) + 1)):
+        progress = False
+        # Waves whose engines are already loaded go first (no reload), and a wave with no
+        # pending model is skipped.
+        order = sorted(range(len(waves)), key=lambda i: not any(m in ctx.pool.actors for m in waves[i]))
+        for wi in order:
+            wave = waves[wi]
+            if not set(wave) & pending:
+                continue
+            stopped = ctx.pool.ensure(wave)
             t_w = time.time()
-            stopped = pool.ensure(wave)
-            where = {m: _where(pool, m) for m in wave}
-            log.info("%s wave %d/%d: %s%s", desc, wi, len(waves),
-                     ", ".join(f"{m} on {where[m]}" for m in wave),
+            # Every resident engine is usable, not only this wave's (ensure stops only what must go).
+            resident = frozenset(wave) | frozenset(ctx.pool.actors)
+            flow = Flow(ctx, stages, resident, t0, wave=(wi + 1, len(waves)))
+            log.info("stream wave %d/%d: %s%s", wi + 1, len(waves), ", ".join(sorted(resident)),
                      f" (stopped {', '.join(stopped)})" if stopped else "")
-            failures += _run_wave(pool, [t for t in todo if t[0].model in wave], desc, bar)
-            pool.locate(wave)
-            rec = {"stage": stage, "wave": wi, "of": len(waves), "models": wave, "where": where,
-                   "requests": {m: per_model.get(m, 0) for m in wave}, "stopped_before": stopped,
-                   "start": t_w, "end": time.time()}
-            pool.waves.append(rec)
-            ctx.waves.append(rec)
-        bar.close()
+            asyncio.run(flow.run())
+            ctx.record_wave({"stage": "stream", "wave": wi + 1, "of": len(waves), "models": sorted(resident),
+                             "requests": dict(flow.per_model), "stopped_before": stopped, "start": t_w,
+                             "end": time.time(), "deferred": dict(flow.deferred)})
+            failures += flow.failures
+            progress = progress or flow.submitted > 0
+            ctx.pool.locate(list(resident))
+        # Another pass only for work deferred to engines that were not resident when it appeared.
+        check = Flow(ctx, stages, frozenset(), t0)
+        asyncio.run(check.run())
+        pending = set(check.deferred)
+        if not pending:
+            break
+        if not progress:
+            raise RuntimeError(f"streaming made no progress; work is still pending for {dict(check.deferred)}")
     if failures:
         raise RuntimeError(
-            f"{desc}: {len(failures)} batch(es) failed after engine restarts/retries (first: {failures[0]}). "
-            "Finished shards are kept: rerun the same command to redo only the failed work."
+            f"{len(failures)} item(s) failed after engine restarts/retries (first: {failures[0]}). "
+            "Finished rows are checkpointed: rerun the same command to redo only the failed work."
         )
-    for job in jobs:
-        if not job.artifact.exists():
-            ctx.store.shards(job.artifact, job.key_columns).finish(job.schema, job.meta)
-            finished.append(job.artifact)
-    return finished
+    return {s.name: s.finish(ctx) for s in stages}
 
 
-def _where(pool: Pool, model: str) -> str:
-    w = pool.where.get(model)
-    if not w:
-        return "local"
-    return f"node {str(w.get('node_id', '?'))[:12]} ({w.get('ip', '?')}, pid {w.get('pid', '?')})"
-
-
-def _run_wave(pool: Pool, todo: list, desc: str, bar: Any) -> list[str]:
-    """Submit every shard of the wave at once, write each as it returns; the failures' descriptions."""
-    from pipeline.schema import from_rows
-
-    pending = {n: pool.submit(job.model, job.method, [c["request"] for c in chunk])
-               for n, (job, shards, skey, chunk) in enumerate(todo)}
-    failures: list[str] = []
-    while pending:
-        done_ids = pool.wait(list(pending.values()))
-        for n in [k for k, r in pending.items() if r in done_ids]:
-            job, shards, skey, chunk = todo[n]
-            try:
-                results = pool.get(pending.pop(n))
-            except Exception as e:  # noqa: BLE001 - keep going; the shard stays pending for a rerun
-                log.error("%s: batch of %d for %s failed after retries: %s", desc, len(chunk), job.model, e)
-                failures.append(f"{job.model}: {type(e).__name__}: {str(e)[:300]}")
-                continue
-            rows = [{**c["row"], **_pick(res, job.schema)} for c, res in zip(chunk, results)]
-            shards.write(skey, from_rows(rows, job.schema))
-            bar.update(len(chunk))
-    return failures
-
-
-def _pick(res: dict, schema: pa.Schema) -> dict:
-    names = set(schema.names)
-    return {k: v for k, v in res.items() if k in names}
+__all__ = ["Flow", "StreamStage", "StageModelTelemetry", "run_stream"]

@@ -19,22 +19,24 @@ Robustness for small models:
   marking sentences; labels outside the window are ignored;
 * a window whose reply is unusable, or that marks an implausible share of its
   sentences (``max_share``), falls back to the rule-based filter
-  (:func:`pipeline.text.answers.states_answer`) for that window; a failed engine
-  batch falls back for every CoT.  The per-CoT ``filter`` value says what was
-  used: ``"llm"`` (every window answered by the model) or ``"llm->rule"`` (at
-  least one window fell back).
+  (:func:`pipeline.text.answers.states_answer`) for that window.  The per-CoT
+  ``filter`` value says what was used: ``"llm"`` (every window answered by the
+  model) or ``"llm->rule"`` (at least one window fell back).  A *failed* engine
+  call is never papered over here: it raises, and the truncate stage fails the
+  item unless the user opted into ``truncate.on_filter_error=rule``.
 
-All windows of all CoTs go to the filter model in one ``complete`` batch.
-The chat template is rendered once (``generation_prompt`` on a placeholder)
-and filled in for every window, so the batch needs no per-prompt round trips.
+Streaming: :func:`filter_one` handles one CoT (its windows in flight together),
+so a CoT is filtered the moment it is written.  The chat template is rendered
+once per model (``chat_template_marker``) and filled in for every window.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass
-from typing import Optional
+from typing import Awaitable, Callable, Optional
 
 from pipeline.text.answers import states_answer
 from pipeline.text.sentences import split_sentences
@@ -57,7 +59,8 @@ NO_ANSWER_LINE = "The final answer of this reasoning is the result it concludes 
 # Primes the reply so that even a small model starts with the labels.
 REPLY_PREFIX = "Sentences that state the final answer:"
 
-_MARK = "\u0000CROSSCOT_USER_PROMPT\u0000"
+# Placeholder for the user text in a rendered chat prompt (see ModelEngine.chat_template_marker).
+MARK = "\u0000CROSSCOT_USER_PROMPT\u0000"
 
 
 @dataclass
@@ -159,76 +162,68 @@ def _plausible(marked: set[int], n: int, s: FilterSettings) -> bool:
     return not (len(marked) >= 3 and len(marked) > s.max_share * n)
 
 
-def render_template(pool, model: str) -> Optional[str]:
-    """The model's chat-rendered generation prompt with a placeholder for the user text, or None."""
-    try:
-        t = pool.call(model, "generation_prompt", _MARK)
-    except Exception:  # noqa: BLE001 - engines without a chat template: fall back to plain text
-        return None
-    return t if isinstance(t, str) and t.count(_MARK) == 1 else None
+async def filter_one(call: Callable[[dict], Awaitable[dict]], model_cfg, template: Optional[str], cot: str,
+                     answer: Optional[str], settings: Optional[FilterSettings] = None) -> FilterResult:
+    """Remove the answer statements of ONE CoT; ``call(request)`` runs one ``complete`` item on the filter model.
 
-
-def llm_filter(pool, model_cfg, cots: list[str], answers: list[Optional[str]],
-               settings: Optional[FilterSettings] = None) -> list[FilterResult]:
-    """Remove answer statements from every CoT with ``model_cfg``'s engine in ``pool``.
-
-    One ``complete`` batch covers every window of every CoT; greedy decoding.
+    Every window of the CoT goes out at once (greedy).  ``template`` is the model's
+    rendered chat prompt around :data:`MARK` (``ModelEngine.chat_template_marker``),
+    or None for plain text.  A window whose reply is unusable falls back to the rule
+    filter for that window (recorded); a FAILED call raises (the caller decides).
     """
     from pipeline.engine.vllm_engine import Sampling
 
     s = settings or FilterSettings()
-    budget = window_char_budget(model_cfg.max_model_len, s)
-    split = [split_sentences(c or "") for c in cots]
-    jobs = []  # (cot index, start, end)
-    prompts = []
-    for ci, sents in enumerate(split):
-        for a, b in windows(sents, budget, s):
-            jobs.append((ci, a, b))
-            prompts.append(build_prompt(sents[a:b], answers[ci], s))
-    replies: list[Optional[str]] = [None] * len(jobs)
-    batch_error = None
-    if jobs:
-        template = render_template(pool, model_cfg.name)
-        texts = [(template.replace(_MARK, p) if template else p + "\n\n") + REPLY_PREFIX for p in prompts]
-        greedy = Sampling(0.0, 1.0, -1, seed=0)
-        # No stop string: small models often open with a blank line; the parser reads the first line.
-        reqs = [{"text": t, "sampling": greedy, "max_tokens": s.max_tokens} for t in texts]
-        try:
-            outs = pool.get(pool.submit(model_cfg.name, "complete", reqs))
-            replies = [(o.get("texts") or [None])[0] for o in outs]
-        except Exception as e:  # noqa: BLE001 - the rule filter takes over; recorded per row
-            batch_error = f"{type(e).__name__}: {str(e)[:200]}"
-    dropped: list[set[int]] = [set() for _ in cots]
-    fell_back: list[list[str]] = [[] for _ in cots]
-    for (ci, a, b), reply in zip(jobs, replies):
+    sents = split_sentences(cot or "")
+    wins = windows(sents, window_char_budget(model_cfg.max_model_len, s), s)
+    greedy = Sampling(0.0, 1.0, -1, seed=0)
+    # No stop string: small models often open with a blank line; the parser reads the first line.
+    reqs = [{"text": (template.replace(MARK, build_prompt(sents[a:b], answer, s)) if template
+                      else build_prompt(sents[a:b], answer, s) + "\n\n") + REPLY_PREFIX,
+             "sampling": greedy, "max_tokens": s.max_tokens} for a, b in wins]
+    outs = await asyncio.gather(*(call(r) for r in reqs))
+    replies = [(o.get("texts") or [None])[0] for o in outs]
+    dropped: set[int] = set()
+    fell_back: list[str] = []
+    for (a, b), reply in zip(wins, replies):
         marked = parse_reply(reply, b - a)
         why = None
-        if batch_error:
-            why = f"filter model failed: {batch_error}"
-        elif marked is None:
+        if marked is None:
             why = f"unparseable reply {str(reply)[:60]!r}"
         elif not _plausible(marked, b - a, s):
             why = f"implausible reply: {len(marked)} of {b - a} sentences marked"
         if why:
-            fell_back[ci].append(why)
-            marked = {k for k in range(b - a) if states_answer(split[ci][a + k], answers[ci])}
-        dropped[ci].update(a + k for k in marked)
-    n_rule = sum(len(f) for f in fell_back)
-    if batch_error:
-        log.warning("LLM answer filter %s failed (%s): rule filter used for all %d CoTs",
-                    model_cfg.name, batch_error, len(cots))
-    elif n_rule:
-        log.warning("LLM answer filter %s: %d of %d windows unusable (rule filter used there); first: %s",
-                    model_cfg.name, n_rule, len(jobs), next(f[0] for f in fell_back if f))
-    out = []
-    for ci, sents in enumerate(split):
-        kept = "".join(t for i, t in enumerate(sents) if i not in dropped[ci])
-        out.append(FilterResult(cot=kept, filter="llm->rule" if fell_back[ci] else "llm",
-                                dropped=sorted(dropped[ci]), n_sentences=len(sents),
-                                note="; ".join(fell_back[ci][:3]) or None,
-                                windows=sum(1 for j in jobs if j[0] == ci), windows_rule=len(fell_back[ci])))
-    return out
+            fell_back.append(why)
+            marked = {k for k in range(b - a) if states_answer(sents[a + k], answer)}
+        dropped.update(a + k for k in marked)
+    kept = "".join(t for i, t in enumerate(sents) if i not in dropped)
+    return FilterResult(cot=kept, filter="llm->rule" if fell_back else "llm", dropped=sorted(dropped),
+                        n_sentences=len(sents), note="; ".join(fell_back[:3]) or None,
+                        windows=len(wins), windows_rule=len(fell_back))
 
 
-__all__ = ["PROMPT", "PROMPT_VERSION", "REPLY_PREFIX", "FilterResult", "FilterSettings", "build_prompt",
-           "llm_filter", "parse_reply", "windows", "window_char_budget"]
+def llm_filter(pool, model_cfg, cots: list[str], answers: list[Optional[str]],
+               settings: Optional[FilterSettings] = None) -> list[FilterResult]:
+    """:func:`filter_one` for many CoTs at once on ``model_cfg``'s engine in ``pool`` (benches, tests).
+
+    Every window of every CoT is in flight together.  A failed engine call raises.
+    """
+    template = pool.call(model_cfg.name, "chat_template_marker")
+
+    async def call(req: dict) -> dict:
+        return await pool.op(model_cfg.name, "complete", req)
+
+    async def run() -> list[FilterResult]:
+        return list(await asyncio.gather(*(filter_one(call, model_cfg, template, c, a, settings)
+                                           for c, a in zip(cots, answers))))
+
+    res = asyncio.run(run())
+    n_rule = sum(r.windows_rule for r in res)
+    if n_rule:
+        log.warning("LLM answer filter %s: %d of %d windows unusable (rule filter used there)",
+                    model_cfg.name, n_rule, sum(r.windows for r in res))
+    return res
+
+
+__all__ = ["MARK", "PROMPT", "PROMPT_VERSION", "REPLY_PREFIX", "FilterResult", "FilterSettings", "build_prompt",
+           "filter_one", "llm_filter", "parse_reply", "windows", "window_char_budget"]

@@ -13,7 +13,8 @@ from pipeline.engine.fake import FakeEngine, FakePool
 from pipeline.engine.local import LocalPool
 from pipeline.engine.protocol import Engine, Pool
 from pipeline.stages import STAGES
-from pipeline.stages.protocol import Stage
+from pipeline.stages.dag import ENGINE_STAGES
+from pipeline.stages.protocol import Stage, StreamStage
 
 
 def _protocol_methods(proto: type) -> set[str]:
@@ -38,6 +39,10 @@ def test_engines_are_engines(cfg):
     assert isinstance(FakeEngine(cfg.model("tiny-think")), Engine)
     missing = _protocol_methods(Engine) - {n for n in dir(ModelEngine) if callable(getattr(ModelEngine, n))}
     assert not missing
+    # Item operations are coroutines on both engines (the streaming contract).
+    for op in ("generate", "think", "answer", "complete", "propose", "score_texts"):
+        assert inspect.iscoroutinefunction(getattr(ModelEngine, op)), op
+        assert inspect.iscoroutinefunction(getattr(FakeEngine, op)), op
 
 
 @pytest.mark.parametrize("name", DATASETS.names())
@@ -49,4 +54,7 @@ def test_datasets_are_datasets(name):
 def test_stages_are_stages(name):
     cls = STAGES.get(name)
     assert cls.name == name and isinstance(cls.version, str) and isinstance(tuple(cls.requires), tuple)
-    assert _protocol_methods(Stage) <= set(dir(cls))
+    # Engine stages stream item by item; the others need every row first.
+    proto = StreamStage if name in ENGINE_STAGES else Stage
+    assert _protocol_methods(proto) <= set(dir(cls))
+    assert isinstance(tuple(getattr(cls, "consumes", ())), tuple)

@@ -69,17 +69,19 @@ def test_rerun_skips_everything(tiny_cfg):
 def test_failed_batches_resume_to_identical_tables(tiny_cfg, tmp_path):
     ref_cfg = tiny_cfg(f"run_dir={tmp_path / 'ref'}")
     run(ref_cfg, pool_factory=lambda: FakePool(ref_cfg))
-    cfg = tiny_cfg(f"run_dir={tmp_path / 'crash'}", "generate.chunk_size=4", "transfer.chunk_size=4")
+    cfg = tiny_cfg(f"run_dir={tmp_path / 'crash'}", "stream.flush_rows=3")
     flaky = FakePool(cfg, fail_on={"tiny-thought": 2})
     with pytest.raises(RuntimeError, match="rerun the same command"):
         run(cfg, pool_factory=lambda: flaky)
     parts = list((tmp_path / "crash" / "store").glob("*.parts/*.arrow"))
-    assert parts, "finished shards are kept"
+    assert parts, "finished rows are checkpointed"
     second = FakePool(cfg)
     run(cfg, pool_factory=lambda: second)
-    # only the failed work was redone: the two failed generate shards of tiny-thought, nothing else
-    thinks = {n: sum(1 for c in e.calls if c[0] == "think") for n, e in second.engines.items()}
-    assert thinks == {"tiny-think": 0, "tiny-thought": 2, "tiny-harmony": 0}
+    # only the failed work was redone: tiny-thought's two failed generate items (its first two:
+    # Empty CoT, so an answer and no thinking), nothing else
+    assert second.submitted == 2
+    calls = {n: e.calls for n, e in second.engines.items()}
+    assert calls == {"tiny-think": [], "tiny-thought": [("answer", 1), ("answer", 1)], "tiny-harmony": []}
     for name, ref in _tables(tmp_path / "ref").items():
         got = _tables(tmp_path / "crash")[name]
         assert got.equals(ref), name

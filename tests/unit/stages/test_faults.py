@@ -25,7 +25,7 @@ from pipeline.engine.fake import FakePool
 from pipeline.planning.cluster import ClusterSpec, NodeSpec
 from pipeline.planning.schedule import schedule_for_run
 from pipeline.stages.dag import run
-from pipeline.stages.runner import plan_stage_waves
+from pipeline.planning.waves import plan_stage_waves
 from pipeline.store.artifacts import read_table
 
 REPO = Path(__file__).resolve().parents[3]
@@ -33,10 +33,10 @@ KEY = ["dataset", "problem_id", "method", "source", "variant", "sample", "target
 
 
 def overrides(run_dir: Path, *extra: str) -> list[str]:
-    # Two tiny models; chunk_size=2 gives 6 generate shards per model (resume granularity).
+    # Two tiny models; rows are checkpointed every 2 rows (resume granularity).
     return ["experiment=demo_tiny", "~models.c", f"run_dir={run_dir}", f"store_dir={run_dir / 'store'}",
             "dataset.size=4", "generate.thought_budget=24", "generate.answer_budget=8",
-            "transfer.answer_budget=8", "generate.chunk_size=2", "transfer.chunk_size=4",
+            "transfer.answer_budget=8", "stream.flush_rows=2", "stream.flush_seconds=0.5",
             "progress=false", "score.n_boot=50", *extra]
 
 
@@ -91,7 +91,7 @@ def baseline(tmp_path_factory, ray_local):
 @pytest.mark.slow
 def test_actor_killed_mid_stage_redoes_only_unfinished_work(baseline, tmp_path):
     """kill -9 of an engine process while generate is in flight: Ray restarts the actor,
-    retries its unfinished batches, and the final tables equal the uninterrupted run's."""
+    retries its in-flight items, and the final tables equal the uninterrupted run's."""
     from pipeline.stages.dag import default_pool_factory
 
     d = tmp_path / "killed"
@@ -110,8 +110,8 @@ def test_actor_killed_mid_stage_redoes_only_unfinished_work(baseline, tmp_path):
         while time.time() < deadline and not killed:
             parts = list((d / "store").glob("generate-tiny-think-*.parts/*.arrow"))
             if parts and pools and "tiny-think" in pools[0].pids:
-                killed["shards_before"] = len(parts)
-                killed["pid"] = pools[0].pids["tiny-think"]
+                killed["generate_done"] = bool(list((d / "store").glob("generate-tiny-think-*.arrow")))
+                killed["pid"] = pools[0].pids["tiny-think"][0]
                 os.kill(killed["pid"], signal.SIGKILL)
                 return
             time.sleep(0.05)
@@ -122,14 +122,14 @@ def test_actor_killed_mid_stage_redoes_only_unfinished_work(baseline, tmp_path):
     t.join(timeout=5)
     try:
         assert killed, "the engine was never killed"
-        assert killed["shards_before"] < 6, "the kill came after generate finished"
+        assert not killed["generate_done"], "the kill came after generate finished"
         pool = ctx._pool
-        new_pid = __import__("ray").get(pool.actors["tiny-think"].pid.remote())
+        new_pid = __import__("ray").get(pool.actors["tiny-think"][0].pid.remote())
         assert new_pid != killed["pid"], "the actor was not restarted"
         assert pool.restarts.get("tiny-think") == 1 and not pool.restarts.get("tiny-thought")
         # Only unfinished work was redone: the restarted engine (its counters start at zero) ran
         # fewer requests than the same engine in the uninterrupted run, where it did everything.
-        stats = __import__("ray").get(pool.actors["tiny-think"].call.remote("get_stats"))
+        stats = __import__("ray").get(pool.actors["tiny-think"][0].op.remote("get_stats"))
         ref = json.loads((baseline / "telemetry.json").read_text())["engines"]["tiny-think"]
         assert 0 < stats["requests"] < ref["requests"]
     finally:
@@ -251,9 +251,9 @@ class WavePool(FakePool):
         assert self.fits(list(self.actors)), f"oversubscribed: {list(self.actors)}"
         return stopped
 
-    def submit(self, name, method, *args, **kwargs):
+    async def op(self, name, method, *args):
         assert name in self.actors, f"{name} used while not loaded"
-        return super().submit(name, method, *args, **kwargs)
+        return await super().op(name, method, *args)
 
 
 def test_plan_stage_waves_loaded_first_and_limit():
@@ -268,20 +268,19 @@ def test_plan_stage_waves_loaded_first_and_limit():
 
 
 def test_waves_when_engines_do_not_fit_give_identical_tables(tiny_cfg, tmp_path):
-    """A 4th model with num_cpus=1 on a 2-CPU cluster: stages run in waves, never oversubscribe,
-    the last generate wave stays loaded into transfer, and tables equal the all-at-once run."""
+    """A 4th model with num_cpus=1 on a 2-CPU cluster: the stream runs in waves, never oversubscribes,
+    work for engines not resident is deferred to a later pass, loaded engines are reused first,
+    and tables equal the all-at-once run."""
     extra = ["+model@models.d=tiny_think", "models.d.name=tiny-d", "models.d.num_cpus=1", "models.d.tiny.seed=7"]
     ref = tiny_cfg(f"run_dir={tmp_path / 'ref'}", *extra)
     run(ref, pool_factory=lambda: FakePool(ref))
     cfg = tiny_cfg(f"run_dir={tmp_path / 'waves'}", *extra)
     pool = WavePool(cfg, cpus=2.0)
     ctx = run(cfg, pool_factory=lambda: pool)
-    gen = [w for w in ctx.waves if w["stage"] == "generate"]
-    xfer = [w for w in ctx.waves if w["stage"] == "transfer"]
-    assert len(gen) >= 2 and len(xfer) >= 2
-    assert set(xfer[0]["models"]) <= set(gen[-1]["models"]), "transfer starts with the still-loaded models"
+    assert len(ctx.waves) >= 3 and {w["stage"] for w in ctx.waves} == {"stream"}
+    assert any(w["deferred"] for w in ctx.waves), "some work waited for an engine of another wave"
     loads = sum(len(x[1]) for x in pool.log if x[0] == "load")
-    assert loads == pool.schedule().total_loads == 5
+    assert loads == 5, pool.log  # 4 models + one reload for the transfers deferred to it
     assert_same_tables(tmp_path / "waves", tmp_path / "ref")
     import json
 
@@ -295,27 +294,28 @@ def test_one_engine_at_a_time(tiny_cfg, tmp_path):
     pool = WavePool(cfg, cpus=8.0, limit=cfg.ray.max_concurrent_engines)
     ctx = run(cfg, pool_factory=lambda: pool)
     assert all(len(w["models"]) == 1 for w in ctx.waves)
-    gen = [w["models"][0] for w in ctx.waves if w["stage"] == "generate"]
-    xfer = [w["models"][0] for w in ctx.waves if w["stage"] == "transfer"]
-    assert xfer[0] == gen[-1], "the model loaded last starts the next stage"
+    order = [w["models"][0] for w in ctx.waves]
+    assert order[3] != order[2], "the model loaded last is not reloaded: it had no deferred work"
     assert sum(len(x[1]) for x in pool.log if x[0] == "load") == 2 * 3 - 1
 
 
 def test_batch_failing_after_retries_then_rerun_gives_identical_rows(tiny_cfg, tmp_path):
-    """(c) A batch that still fails after Ray's retries leaves its shard pending, the other waves go
-    on, the stage raises "rerun"; the rerun redoes only that shard and the rows are identical."""
-    ref = tiny_cfg(f"run_dir={tmp_path / 'ref'}", "generate.chunk_size=2")
+    """(c) An item that still fails after Ray's retries is recorded, the other items and waves go on
+    (it is not retried by a later pass), the run raises "rerun"; the rerun redoes only the failed
+    items and the rows are identical."""
+    ref = tiny_cfg(f"run_dir={tmp_path / 'ref'}")
     run(ref, pool_factory=lambda: FakePool(ref))
-    cfg = tiny_cfg(f"run_dir={tmp_path / 'flaky'}", "generate.chunk_size=2")
+    cfg = tiny_cfg(f"run_dir={tmp_path / 'flaky'}", "stream.flush_rows=1")
     flaky = WavePool(cfg, cpus=8.0, limit=2, fail_on={"tiny-harmony": 1, "tiny-think": 2})
     with pytest.raises(RuntimeError, match="rerun the same command to redo only the failed work"):
         run(cfg, pool_factory=lambda: flaky)
-    parts = list((tmp_path / "flaky" / "store").glob("generate-*.parts/*.arrow"))
+    rows = sum(read_table(p).num_rows for p in (tmp_path / "flaky" / "store").glob("generate-*.parts/*.arrow"))
     n_items = 6 * 3  # 6 problems x (empty, default, sampled) per model
-    assert len(parts) == 3 * (n_items // 2) - 3, "every other shard was written, in every wave"
+    assert rows == 3 * n_items - 3, "every item but the 3 failed ones was checkpointed, in every wave"
     again = WavePool(cfg, cpus=8.0, limit=2)
     run(cfg, pool_factory=lambda: again)
-    assert again.submitted == 3 + 3, "3 failed generate shards redone + 3 transfer targets' batches"
+    # The failed items are each model's first (Empty CoT: nothing downstream), so exactly 3 items.
+    assert again.submitted == 3, "only the 3 failed generate items are redone"
     assert_same_tables(tmp_path / "flaky", tmp_path / "ref")
 
 
@@ -338,11 +338,11 @@ def test_tensor_parallel_engine_gets_strict_pack_placement_group(tiny_cfg, monke
     monkeypatch.setattr(placement, "create_placement_group", fake_create)
     pool = EnginePool(cfg)
     monkeypatch.setattr(pool, "_gpu_cluster", lambda: True)
-    opts = pool._options(cfg.model("tiny-think"))
+    opts = pool._options(cfg.model("tiny-think"), 0)
     assert len(made) == 1 and made[0].strategy == "STRICT_PACK"
     assert made[0].bundles == [{"GPU": 1.0, "CPU": 2.0}] * 2
     assert opts["num_gpus"] == 0 and opts["num_cpus"] == 0
-    assert opts["scheduling_strategy"].placement_group is pool._pgs["tiny-think"]
+    assert opts["scheduling_strategy"].placement_group is pool._pgs["tiny-think"][0]
     assert opts["scheduling_strategy"].placement_group_capture_child_tasks
 
     class Sched:
@@ -350,4 +350,4 @@ def test_tensor_parallel_engine_gets_strict_pack_placement_group(tiny_cfg, monke
         waves: list = []
 
     pool._schedule = Sched()
-    assert pool._options(cfg.model("tiny-thought"))["num_gpus"] == 1.0
+    assert pool._options(cfg.model("tiny-thought"), 0)["num_gpus"] == 1.0

@@ -30,7 +30,7 @@ def test_rule_filter_records_rule(tiny_cfg):
     assert not getattr(pool.engines["tiny-think"], "filter_batches", [])  # no engine work for the rule filter
 
 
-def test_llm_filter_uses_filter_model_in_one_batch(tiny_cfg):
+def test_llm_filter_uses_filter_model_one_item_per_cot(tiny_cfg):
     cfg = tiny_cfg("stages=[truncate]", "truncate.filter=llm", "truncate.filter_model=tiny-think")
     pool = FakePool(cfg)
     path, rows = _truncate(cfg, pool)
@@ -41,7 +41,7 @@ def test_llm_filter_uses_filter_model_in_one_batch(tiny_cfg):
     for r in wa:  # fake CoTs end "So the answer is N.": dropped, the steps kept verbatim
         src = full[(r["problem_id"], r["method"], r["source"], r["sample"])]
         assert "answer is" not in r["cot"] and src.startswith(r["cot"])
-    assert pool.engines["tiny-think"].filter_batches == [len(wa)]  # every CoT in one complete() call
+    assert pool.engines["tiny-think"].filter_batches == [1] * len(wa)  # one window item per (short) CoT
     assert not getattr(pool.engines["tiny-thought"], "filter_batches", [])
     prov = read_provenance(path)
     assert "tiny-think" in str(prov)
@@ -63,18 +63,40 @@ def test_llm_filter_key_includes_filter_model(tiny_cfg):
     assert p_c == p_a  # ... and fields that do not change results are not
 
 
-def test_llm_filter_engine_failure_falls_back_to_rule(tiny_cfg):
-    cfg = tiny_cfg("stages=[truncate]", "truncate.filter=llm", "truncate.filter_model=tiny-think")
+def _broken(requests):
+    raise RuntimeError("filter engine died")
+
+
+async def _broken_item(r):
+    _broken([r])
+
+
+def test_llm_filter_engine_failure_is_an_error_never_cached(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("stages=[truncate]", "truncate.filter=llm", "truncate.filter_model=tiny-think",
+                   f"run_dir={tmp_path / 'r'}")
     pool = FakePool(cfg)
-
-    def broken(requests):
-        raise RuntimeError("filter engine died")
-
-    pool.engines["tiny-think"].complete = broken
-    _, rows = _truncate(cfg, pool)
+    pool.engines["tiny-think"].complete = _broken_item
+    with pytest.raises(RuntimeError, match="rerun the same command"):
+        _truncate(cfg, pool)
+    assert not list((tmp_path / "r" / "store").glob("truncate-*.arrow")), "no truncate artifact from a failed filter"
+    # A rerun with a working filter model finishes, and every row is LLM-filtered.
+    _, rows = _truncate(cfg, FakePool(cfg))
     wa = [r for r in rows if r["variant"] == "without_answer" and not r["error"]]
-    assert wa and {r["filter"] for r in wa} == {"llm->rule"}
+    assert wa and {r["filter"] for r in wa} == {"llm"}
+
+
+def test_llm_filter_engine_failure_falls_back_only_when_asked(tiny_cfg):
+    cfg = tiny_cfg("stages=[truncate]", "truncate.filter=llm", "truncate.filter_model=tiny-think",
+                   "truncate.on_filter_error=rule")
+    pool = FakePool(cfg)
+    pool.engines["tiny-think"].complete = _broken_item
+    path, rows = _truncate(cfg, pool)
+    wa = [r for r in rows if r["variant"] == "without_answer" and not r["error"]]
+    assert wa and {r["filter"] for r in wa} == {"rule(filter error)"}
     assert not any(r["leak"] for r in wa)
+    plain = tiny_cfg("stages=[truncate]", "truncate.filter=llm", "truncate.filter_model=tiny-think")
+    p2, _ = _truncate(plain, FakePool(plain))
+    assert p2 != path, "the fallback choice is part of the artifact key"
 
 
 def test_rule_variants_unchanged_by_llm_plumbing():

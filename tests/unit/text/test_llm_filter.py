@@ -132,16 +132,16 @@ def test_fake_llm_filter_drops_answer_sentences_verbatim_in_order(model_cfg):
     assert not leaks(r.cot, "16")
     assert _is_subsequence(split_sentences(r.cot), split_sentences(COT))
     assert res[1].cot == "Just one step. Nothing else." and res[1].dropped == []
-    assert eng.filter_batches == [2]  # one batch for both CoTs
+    assert eng.filter_batches == [1, 1]  # one window item per CoT
 
 
-def test_windowed_long_cot_one_batch_and_global_indices(model_cfg):
+def test_windowed_long_cot_all_windows_and_global_indices(model_cfg):
     filler = [f"Step {i} checks criterion {i}. " for i in range(120)]
     cot = "".join(filler[:50]) + "So the total is 77. " + "".join(filler[50:])
     eng = FakeEngine(model_cfg)
     s = FilterSettings(max_sentences=30)
     [r] = llm_filter(_pool(model_cfg, eng), model_cfg, [cot], ["77"], s)
-    assert eng.filter_batches == [5]  # 121 sentences -> 5 windows, all in one complete() call
+    assert eng.filter_batches == [1] * 5  # 121 sentences -> 5 windows, one complete item each
     assert r.dropped == [50] and r.filter == "llm"
     assert r.cot == "".join(filler)
 
@@ -162,24 +162,23 @@ def test_implausible_reply_falls_back(model_cfg):
     assert r.cot == "EVERYTHING one. Two. Three. Four. "
 
 
-def test_engine_failure_falls_back_for_every_cot(model_cfg):
+def test_engine_failure_is_loud(model_cfg):
+    """A failed filter call is never papered over by the rule filter here (the stage decides)."""
     class Broken(FakeEngine):
-        def complete(self, requests):
+        async def complete(self, r):
             raise RuntimeError("engine died")
 
-    res = llm_filter(_pool(model_cfg, Broken(model_cfg)), model_cfg, [COT, "So the total is 3."], ["16", "3"])
-    assert [r.filter for r in res] == ["llm->rule", "llm->rule"]
-    assert "engine died" in res[0].note
-    assert not leaks(res[0].cot, "16") and res[1].cot == ""
+    with pytest.raises(RuntimeError, match="engine died"):
+        llm_filter(_pool(model_cfg, Broken(model_cfg)), model_cfg, [COT, "So the total is 3."], ["16", "3"])
 
 
 def test_template_is_rendered_once_and_prompt_primed(model_cfg):
     seen = []
 
     class Spy(FakeEngine):
-        def complete(self, requests):
-            seen.extend(r["text"] for r in requests)
-            return super().complete(requests)
+        async def complete(self, r):
+            seen.append(r["text"])
+            return await super().complete(r)
 
     llm_filter(_pool(model_cfg, Spy(model_cfg)), model_cfg, [COT, COT], ["16", "16"])
     assert len(seen) == 2
@@ -194,9 +193,8 @@ def test_any_reply_keeps_original_sentences_verbatim_in_order(model_cfg):
     replies = [" S1, S3", " none", " S2-S4", " S40, S1", " ???", " S5,S2", "", " 3"]
 
     class Random(FakeEngine):
-        def complete(self, requests):
-            return [{"texts": [rng.choice(replies)], "token_ids": [[1]], "finish_reasons": ["stop"]}
-                    for _ in requests]
+        async def complete(self, r):
+            return {"texts": [rng.choice(replies)], "token_ids": [[1]], "finish_reasons": ["stop"]}
 
     cots = [" ".join(f"S{i}-{j} is {rng.randint(0, 9)}." for j in range(rng.randint(1, 12))) for i in range(30)]
     res = llm_filter(_pool(model_cfg, Random(model_cfg)), model_cfg, cots, ["3"] * 30)
@@ -225,7 +223,7 @@ def test_real_smollm2_filter_on_three_cots(model_cfg):
     res = llm_filter(LocalPool({cfg.name: eng}), cfg, [r["LLM Thinking"].strip() for r in rows],
                      [r["LLM Answer"] for r in rows])
     print(f"smollm2 filter: {time.time() - t0:.1f}s incl. load; {[(r.filter, r.dropped) for r in res]}")
-    assert eng.get_stats()["requests"] == len(rows)  # one window each, one batch
+    assert eng.get_stats()["requests"] == len(rows)  # one window each
     for r, fr in zip(rows, res):
         cot = r["LLM Thinking"].strip()
         assert fr.filter in ("llm", "llm->rule")
