@@ -18,6 +18,9 @@ COMMANDS = {
     "report": "report",
     "plan": "plan",
     "models": "models",
+    # The study's other tables (issue 11).
+    "import-genex-ii": "import_genex_ii",
+    "ratings": "ratings",
 }
 
 

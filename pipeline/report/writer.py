@@ -300,8 +300,11 @@ def render(
         include_telemetry = extra_sections is None
     run_dir = Path(run_dir)
     tables = run_dir / "tables"
-    summary = _read(tables, "consistency_summary", required=True)
-    assert summary is not None
+    # --- issue 11: the study's other tables (post-training, II, ratings) add their own sections.
+    from pipeline.report import studies
+
+    summary = _read(tables, "consistency_summary", required=not studies.has_study_tables(tables))
+    # --- end issue 11
     acc = _read(tables, "accuracy")
     pairs = _read(tables, "consistency_pairs")
     rl = _read(tables, "rl_agreement")
@@ -312,10 +315,11 @@ def render(
     judges = _judges(run_dir)
     if judges:
         md.append(f"Correctness judged by: {', '.join(judges)}.")
-    md.append("## Consistency\n\n" + _consistency_md(summary))
-    for met in summary["metric"].unique(maintain_order=True).to_list():
-        p = plot_methods(summary, met, plots / f"methods_{_slug(met)}.png")
-        md.append(f"![Consistency by method ({met})](plots/{p.name})")
+    if summary is not None:
+        md.append("## Consistency\n\n" + _consistency_md(summary))
+        for met in summary["metric"].unique(maintain_order=True).to_list():
+            p = plot_methods(summary, met, plots / f"methods_{_slug(met)}.png")
+            md.append(f"![Consistency by method ({met})](plots/{p.name})")
     if acc is not None and acc.height:
         md.append("## Accuracy\n\n" + _accuracy_md(acc))
         for v in sorted(acc["variant"].unique().to_list(), key=lambda v: (v != "full", v)):
@@ -331,7 +335,9 @@ def render(
         for s, v in keys:
             p = plot_heatmap(pairs, s, v, plots / f"heatmap_{_slug(s)}_{_slug(v)}.png")
             md.append(f"### {s} ({v})\n\n![{s} {v}](plots/{p.name})")
-    md.append("## Notes\n\n" + NOTES)
+    md += [f"## {title}\n\n{body}" for title, body in studies.sections(run_dir, plots)]  # issue 11
+    if summary is not None:
+        md.append("## Notes\n\n" + (studies.notes(tables) or NOTES))
     tele = run_dir / "telemetry.json"
     if include_telemetry and tele.is_file():
         md.append("## Telemetry\n\n" + _telemetry_md(tele))
