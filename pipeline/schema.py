@@ -39,15 +39,20 @@ PROBLEMS = pa.schema(
     ]
 )
 
+# The columns that identify a CoT (and, with its target, an answer): the head of both schemas.
+_COT_ID = [
+    pa.field("dataset", pa.string(), nullable=False),
+    pa.field("problem_id", pa.string(), nullable=False),
+    pa.field("method", pa.string(), nullable=False),
+    # Model (short name) that wrote the CoT; "G1+G2/E" for ensembles.
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("variant", pa.string(), nullable=False),
+    pa.field("sample", pa.int32(), nullable=False),
+]
+
 COTS = pa.schema(
-    [
-        pa.field("dataset", pa.string(), nullable=False),
-        pa.field("problem_id", pa.string(), nullable=False),
-        pa.field("method", pa.string(), nullable=False),
-        # Model (short name) that wrote the CoT; "G1+G2/E" for ensembles.
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("variant", pa.string(), nullable=False),
-        pa.field("sample", pa.int32(), nullable=False),
+    _COT_ID
+    + [
         pa.field("cot", pa.string(), nullable=False),
         pa.field("cot_tokens", pa.int32()),
         # "stop": the model closed its thinking; "length": budget hit, closed by us.
@@ -64,13 +69,8 @@ COTS = pa.schema(
 )
 
 ANSWERS = pa.schema(
-    [
-        pa.field("dataset", pa.string(), nullable=False),
-        pa.field("problem_id", pa.string(), nullable=False),
-        pa.field("method", pa.string(), nullable=False),
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("variant", pa.string(), nullable=False),
-        pa.field("sample", pa.int32(), nullable=False),
+    _COT_ID
+    + [
         # Model (short name) that answered after the CoT.
         pa.field("target", pa.string(), nullable=False),
         pa.field("cot", pa.string()),
@@ -108,8 +108,10 @@ GENERATIONS = pa.schema(
     ]
 )
 
-ANSWER_KEY = ("dataset", "problem_id", "method", "source", "variant", "sample", "target")
-COT_KEY = ("dataset", "problem_id", "method", "source", "variant", "sample")
+# Row keys, one per artifact kind: the columns that identify a row (shards are cut and deduplicated on them).
+COT_KEY = tuple(f.name for f in _COT_ID)
+ANSWER_KEY = COT_KEY + ("target",)
+GENERATION_KEY = ANSWER_KEY  # a generation is a model's answer after its own CoT
 
 
 def setting_name(method: str, source: str) -> str:

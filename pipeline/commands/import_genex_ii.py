@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.artifacts import read_table
+    from pipeline.store.artifacts import read_table
     from pipeline.importers.genex_ii import FILES_FILE, GenexIIImportError, import_genex_ii
 
     t0 = time.perf_counter()

@@ -30,10 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.artifacts import provenance, read_table, write_table
     from pipeline.scoring.consistency import METRICS
     from pipeline.scoring.judge import score_answers
     from pipeline.scoring.tables import write_tables
+    from pipeline.store.artifacts import provenance, read_table, write_table
 
     t0 = time.perf_counter()
     src = Path(args.run_dir) / "answers.arrow"

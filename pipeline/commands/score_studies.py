@@ -24,7 +24,7 @@ def is_ii_run(run_dir: Path) -> bool:
 
 
 def score_ii(args: argparse.Namespace, t0: float) -> int:
-    from pipeline.artifacts import read_table
+    from pipeline.store.artifacts import read_table
     from pipeline.importers.genex_ii import FILES_FILE
     from pipeline.scoring.ii import ii_tables
     from pipeline.scoring.tables import write_frames

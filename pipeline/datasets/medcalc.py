@@ -35,6 +35,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipeline.datasets.protocol import DatasetBase
+from pipeline.datasets.rows import skip_record
 from pipeline.schema import PROBLEMS, from_rows
 
 log = logging.getLogger(__name__)
@@ -114,9 +116,8 @@ def _get(cfg: Any, name: str, default: Any = None) -> Any:
 def read_benchmark_csv(path: str | Path) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """Read MedCalc-Bench ``test_data.csv``.
 
-    Returns ``(rows, skips)``: valid rows as dicts of strings, and one
-    ``{"file", "row", "column", "reason"}`` dict per malformed row that was
-    skipped.  Missing columns or an unreadable file raise MedCalcLoadError.
+    Returns ``(rows, skips)``: valid rows as dicts of strings, and one skip record
+    (:func:`pipeline.datasets.rows.skip_record`: file, row, field, reason) per malformed row.  Missing columns or an unreadable file raise MedCalcLoadError.
     """
     p = Path(path)
     if not p.is_file():
@@ -141,9 +142,7 @@ def read_benchmark_csv(path: str | Path) -> tuple[list[dict[str, str]], list[dic
             row = {k: (v if v is not None else "") for k, v in raw.items() if k is not None}
 
             def skip(column: str, reason: str) -> None:
-                skips.append(
-                    {"file": str(p), "row": str(line_no), "column": column, "reason": reason}
-                )
+                skips.append(skip_record(p, str(line_no), reason, field=column))
                 log.warning("%s line %d, column %r: %s", p, line_no, column, reason)
 
             rn = row.get("Row Number", "").strip()
@@ -411,14 +410,14 @@ def answer_tolerance(gold: dict[str, Any]) -> float:
     return abs(g) * 0.05 if g is not None else 0.0
 
 
-class MedCalc:
+class MedCalc(DatasetBase):
     """MedCalc-Bench plug-in (see module docstring)."""
 
     name = NAME
 
     def __init__(self) -> None:
-        # Malformed rows skipped by the last load(): file/row/column/reason dicts.
-        self.last_skips: list[dict[str, str]] = []
+        # Malformed rows skipped by the last load(): skip records (file, row, field, reason).
+        self.skipped: list[dict] = []
 
     def load(self, cfg: Any) -> pa.Table:
         """Problems from ``cfg.path`` (test_data.csv); first ``cfg.limit`` rows if set.
@@ -431,11 +430,11 @@ class MedCalc:
         if not path:
             raise MedCalcLoadError("medcalc dataset config has no `path`; set it to test_data.csv")
         rows, skips = read_benchmark_csv(path)
-        self.last_skips = skips
+        self.skipped = skips
         if skips and _get(cfg, "strict", False):
             s = skips[0]
             raise MedCalcLoadError(
-                f"{s['file']} line {s['row']}, column {s['column']!r}: {s['reason']} "
+                f"{s['file']} line {s['row']}, column {s['field']!r}: {s['reason']} "
                 f"({len(skips)} malformed row(s) in total)"
             )
         if not rows:

@@ -12,7 +12,8 @@ import hashlib
 import re
 from typing import Any
 
-from pipeline.formats import get_format
+from pipeline.engine.formats import get_format
+from pipeline.engine.local import LocalPool, Ref
 
 
 def _h(*parts: Any) -> int:
@@ -27,6 +28,7 @@ class FakeEngine:
         self.stats = {"prefill_tokens": 0, "cached_tokens": 0, "generated_tokens": 0, "requests": 0,
                       "engine_seconds": 0.0, "load_seconds": 0.0}
         self.calls: list[tuple[str, int]] = []
+        self.filter_batches: list[int] = []
 
     def _truth(self, prompt: str) -> str:
         m = re.search(r"What is ([\d+\-* ]+)\?", prompt)
@@ -72,7 +74,9 @@ class FakeEngine:
                         "finish_reason": "stop", "error": None})
         return out
 
-    from pipeline.engine.core import ModelEngine as _ME  # reuse the two-phase orchestration verbatim
+    from pipeline.engine.vllm_engine import (
+        ModelEngine as _ME,  # reuse the two-phase orchestration verbatim
+    )
 
     generate = _ME.generate
 
@@ -81,7 +85,7 @@ class FakeEngine:
 
     @staticmethod
     def _filter_reply(text: str) -> str:
-        """Deterministic reply to an LLM answer-filter prompt (pipeline.filters).
+        """Deterministic reply to an LLM answer-filter prompt (pipeline.text.llm_filter).
 
         Marks the numbered sentences that contain "answer is" or the stated final
         answer next to "so"/"total"/"="; a window containing the word GARBAGE gets
@@ -100,11 +104,11 @@ class FakeEngine:
         return " " + (", ".join(f"S{k}" for k in hits) if hits else "none")
 
     def complete(self, requests):
-        from pipeline.filters import REPLY_PREFIX
+        from pipeline.text.llm_filter import REPLY_PREFIX
 
         n_filter = sum(r["text"].rstrip().endswith(REPLY_PREFIX) for r in requests)
         if n_filter:
-            self.filter_batches = getattr(self, "filter_batches", []) + [n_filter]  # batch sizes, for tests
+            self.filter_batches.append(n_filter)  # batch sizes, for tests
         out = []
         for r in requests:
             if r["text"].rstrip().endswith(REPLY_PREFIX):
@@ -162,19 +166,12 @@ class FakeEngine:
         return {"name": self.cfg.name, "load_seconds": 0.0}
 
 
-class _Ref:
-    __slots__ = ("value", "error")
-
-    def __init__(self, value=None, error=None):
-        self.value, self.error = value, error
-
-
-class FakePool:
-    """In-process stand-in for :class:`pipeline.engine.pool.EnginePool`."""
+class FakePool(LocalPool):
+    """In-process stand-in for :class:`pipeline.engine.ray_pool.EnginePool`: FakeEngines, optional injected failures."""
 
     def __init__(self, run_cfg, fail_on: dict | None = None, skill: dict | None = None):
+        super().__init__({m.name: FakeEngine(m, (skill or {}).get(m.name, 0.5)) for m in run_cfg.models.values()})
         self.cfg = run_cfg
-        self.engines = {m.name: FakeEngine(m, (skill or {}).get(m.name, 0.5)) for m in run_cfg.models.values()}
         self.fail_on = dict(fail_on or {})  # model -> number of calls that raise before succeeding
         self.submitted = 0
 
@@ -182,25 +179,6 @@ class FakePool:
         self.submitted += 1
         if self.fail_on.get(name, 0) > 0:
             self.fail_on[name] -= 1
-            return _Ref(error=RuntimeError(f"injected failure in {name}"))
-        return _Ref(getattr(self.engines[name], method)(*args, **kwargs))
-
-    def wait(self, refs):
-        return refs
-
-    def get(self, ref):
-        if ref.error is not None:
-            raise ref.error
-        return ref.value
-
-    def call(self, name, method, *args, **kwargs):
-        return self.get(self.submit(name, method, *args, **kwargs))
-
-    def start(self, names):
-        pass
-
-    def stats(self):
-        return {n: e.get_stats() for n, e in self.engines.items()}
-
-    def stop(self, names=None):
-        pass
+            return Ref(error=RuntimeError(f"injected failure in {name}"))
+        # Not LocalPool.submit: an exception of a FakeEngine (a bug in the test or the stage) surfaces at once.
+        return Ref(getattr(self.engines[name], method)(*args, **kwargs))

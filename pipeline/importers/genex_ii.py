@@ -14,8 +14,8 @@ folder                                      method       setting label
 
 A folder name containing ``without_answer`` holds the without-answer variant
 (the token is removed before parsing); otherwise the variant is ``full``.
-Short names come from :data:`pipeline.genex.ENSEMBLE_SHORT` (lower-case names
-in folder names) and :func:`pipeline.genex.short_name` (model ids in file names).
+Short names come from :data:`pipeline.importers.genex_medcalc.ENSEMBLE_SHORT` (lower-case names
+in folder names) and :func:`pipeline.importers.genex_medcalc.short_name` (model ids in file names).
 
 In each folder, per task and model pair, ``<task>_bert_comparison_<m1>_vs_<m2>.json``
 maps item ids to both models' answers and BERTScore F1 (``bert_1_to_2``,
@@ -40,7 +40,6 @@ Model pairs are stored in :data:`pipeline.scoring.consistency.MODEL_ORDER` order
 from __future__ import annotations
 
 import json
-import logging
 import math
 import re
 from pathlib import Path
@@ -48,12 +47,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.artifacts import content_hash, provenance, write_table
-from pipeline.genex import ENSEMBLE_SHORT, short_name, write_skips
+from pipeline.store.artifacts import content_hash, provenance, write_table
+from pipeline.importers.genex_medcalc import Skips, ensemble_short, short_name, write_skips
 from pipeline.schema import setting_name
 from pipeline.scoring.consistency import order_models
-
-log = logging.getLogger(__name__)
 
 ITEMS = pa.schema([
     ("setting", pa.string()), ("method", pa.string()), ("source", pa.string()), ("variant", pa.string()),
@@ -80,12 +77,8 @@ class GenexIIImportError(ValueError):
     """The folder cannot be imported; the message names the file and the fix."""
 
 
-def _ens(tok: str) -> str:
-    return ENSEMBLE_SHORT.get(tok.lower(), tok)
-
-
-def parse_setting(folder: str) -> tuple[str, str, str] | None:
-    """``(method, source, variant)`` of a setting folder name, else None."""
+def parse_setting(folder: str, skips: Skips | None = None) -> tuple[str, str, str] | None:
+    """``(method, source, variant)`` of a setting folder name, else None (unknown model names go to ``skips``)."""
     variant = "without_answer" if "without_answer" in folder else "full"
     name = re.sub(r"_?without_answer", "", folder).strip("_")
     if name == "default":
@@ -95,10 +88,10 @@ def parse_setting(folder: str) -> tuple[str, str, str] | None:
     if name in ("sampling", "sampled"):
         return "sampled", "", variant
     if name.startswith("transfer_") and len(name) > len("transfer_"):
-        return "transfer", _ens(name[len("transfer_"):]), variant
+        return "transfer", ensemble_short(name[len("transfer_"):], skips, folder), variant
     m = _ENSEMBLE_RE.match(name)
     if m:
-        return "ensemble", f"{_ens(m['a'])}+{_ens(m['b'])}/{_ens(m['c'])}", variant
+        return "ensemble", "{}+{}/{}".format(*(ensemble_short(m[k], skips, folder) for k in "abc")), variant
     return None
 
 
@@ -108,24 +101,19 @@ def _float(x: Any) -> float | None:
     return float(x) if math.isfinite(float(x)) else None
 
 
-def _skip(skips: list[dict[str, str]], file: Path | str, row: Any, field: str, action: str, reason: str) -> None:
-    skips.append({"file": str(file), "row": "" if row is None else str(row), "field": field, "action": action, "reason": reason})
-    log.warning("%s %s %s: %s (%s)", file, row, field, reason, action)
-
-
 def read_genex_ii(src_dir: str | Path) -> tuple[pa.Table, pa.Table, list[dict[str, str]]]:
     """Parse every setting folder under ``src_dir``; returns (items, files, skip records)."""
     src = Path(src_dir)
     if not src.is_dir():
         raise GenexIIImportError(f"II comparisons folder not found: {src}; pass the genex-ii-comparisons folder")
-    skips: list[dict[str, str]] = []
+    skips = Skips(root=src)
     items: list[dict[str, Any]] = []
     files: list[dict[str, Any]] = []
     folders = sorted(p for p in src.iterdir() if p.is_dir())
     for folder in folders:
-        parsed = parse_setting(folder.name)
+        parsed = parse_setting(folder.name, skips)
         if parsed is None:
-            _skip(skips, folder.name, None, "folder", "skipped", "folder name is not a known II setting (see pipeline.importers.genex_ii)")
+            skips.add(folder, None, "folder", "skipped", "folder name is not a known II setting (see pipeline.importers.genex_ii)")
             continue
         method, source, variant = parsed
         setting = setting_name(method, source)
@@ -133,21 +121,18 @@ def read_genex_ii(src_dir: str | Path) -> tuple[pa.Table, pa.Table, list[dict[st
             rel = f"{folder.name}/{path.name}"
             m = _FILE_RE.match(path.name)
             if m is None:
-                _skip(skips, rel, None, "file name", "skipped", "not <task>_bert_comparison_<m1>_vs_<m2>.json")
+                skips.add(path, None, "file name", "skipped", "not <task>_bert_comparison_<m1>_vs_<m2>.json")
                 continue
-            a, b = short_name(m["m1"]), short_name(m["m2"])
-            for mid, sn in ((m["m1"], a), (m["m2"], b)):
-                if sn == mid:
-                    _skip(skips, rel, None, "model", "note", f"unknown model id {mid!r}; kept as-is (add it to pipeline.genex.MODEL_SHORT)")
+            a, b = short_name(m["m1"], skips, path), short_name(m["m2"], skips, path)
             swap = order_models([a, b]) != [a, b]
             ma, mb = (b, a) if swap else (a, b)
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                _skip(skips, rel, None, "json", "skipped", f"malformed JSON: {e}")
+                skips.add(path, None, "json", "skipped", f"malformed JSON: {e}")
                 continue
             if not isinstance(data, dict):
-                _skip(skips, rel, None, "json", "skipped", "top level is not a JSON object")
+                skips.add(path, None, "json", "skipped", "top level is not a JSON object")
                 continue
             row = {"setting": setting, "variant": variant, "model_a": ma, "model_b": mb, "file": rel}
             if m["task"] == SUMMARY_TASK:
@@ -159,7 +144,7 @@ def read_genex_ii(src_dir: str | Path) -> tuple[pa.Table, pa.Table, list[dict[st
                     continue  # task_name / model names / weighted_task_score
                 s = _float(rec.get("bert_score"))
                 if s is None:
-                    _skip(skips, rel, key, "bert_score", "skipped", f"bert_score {rec.get('bert_score')!r} is not a number")
+                    skips.add(path, key, "bert_score", "skipped", f"bert_score {rec.get('bert_score')!r} is not a number")
                     continue
                 ab, ba = _float(rec.get("bert_1_to_2")), _float(rec.get("bert_2_to_1"))
                 out_a, out_b = rec.get("model1_output"), rec.get("model2_output")
@@ -175,16 +160,16 @@ def read_genex_ii(src_dir: str | Path) -> tuple[pa.Table, pa.Table, list[dict[st
             stored = _float(data.get("weighted_task_score"))
             score = sum(scores) / len(scores) if scores else None
             if not scores:
-                _skip(skips, rel, None, "items", "note", "no scored items; the task scores as missing")
+                skips.add(path, None, "items", "note", "no scored items; the task scores as missing")
             if stored is None:
-                _skip(skips, rel, None, "weighted_task_score", "note", "no weighted_task_score; the recomputed mean is used")
+                skips.add(path, None, "weighted_task_score", "note", "no weighted_task_score; the recomputed mean is used")
             elif score is not None and abs(stored - score) > SCORE_TOL:
-                _skip(skips, rel, None, "weighted_task_score", "note",
+                skips.add(path, None, "weighted_task_score", "note",
                       f"stored {stored:.6f} differs from the item mean {score:.6f}; the item mean is used")
             files.append({**row, "kind": "task", "task": m["task"], "n_items": len(scores), "task_score": score, "stored_score": stored})
     if not files:
         raise GenexIIImportError(f"{src}: no importable comparison files; is this the genex-ii-comparisons folder?")
-    return pa.Table.from_pylist(items, ITEMS), pa.Table.from_pylist(files, FILES), skips
+    return pa.Table.from_pylist(items, ITEMS), pa.Table.from_pylist(files, FILES), skips.rows
 
 
 def import_genex_ii(src_dir: str | Path, out_run_dir: str | Path) -> Path:

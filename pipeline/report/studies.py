@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline.report.writer import _fmt, _md_table, _plt, _read, _setting_key
+from pipeline.report.writer import fmt, md_table, pyplot, read_frame, setting_key
 
 STUDY_TABLES = ("post_training", "ii_tasks", "ratings_tests")
 
@@ -43,13 +43,13 @@ def notes(tables: Path) -> str | None:
 def sections(run_dir: Path, plots: Path) -> list[tuple[str, str]]:
     tables = run_dir / "tables"
     out = []
-    post = _read(tables, "post_training")
+    post = read_frame(tables, "post_training")
     if post is not None:
         out.append(("Post-training (RL): base vs post-trained sources", _post_training(tables, post, plots)))
-    tasks = _read(tables, "ii_tasks")
+    tasks = read_frame(tables, "ii_tasks")
     if tasks is not None:
         out.append(("Instruction Induction: paper vs corrected aggregation", _ii(tables, tasks, plots)))
-    tests = _read(tables, "ratings_tests")
+    tests = read_frame(tables, "ratings_tests")
     if tests is not None:
         out.append(("Human ratings", _ratings(tables, tests, plots)))
     return out
@@ -69,21 +69,21 @@ def _post_training(tables: Path, post: pl.DataFrame, plots: Path) -> str:
         v = {r["group"]: r for r in g.iter_rows(named=True)}
         b, p = v.get("base"), v.get("post")
         delta = p["value"] - b["value"] if b and p else None
-        rows.append([variant, metric, _fmt(b and b["value"]), _fmt(p and p["value"]), _fmt(delta),
+        rows.append([variant, metric, fmt(b and b["value"]), fmt(p and p["value"]), fmt(delta),
                      f"{b['n_transfers'] if b else 0} / {p['n_transfers'] if p else 0}"])
-    md.append(_md_table(["variant", "metric", "base", "post", "post − base", "transfers (base / post)"], rows))
-    detail = _read(tables, "post_training_detail")
+    md.append(md_table(["variant", "metric", "base", "post", "post − base", "transfers (base / post)"], rows))
+    detail = read_frame(tables, "post_training_detail")
     if detail is not None and detail.height:
         p = _plot_post_training(detail, plots / "post_training.png")
         md.append(f"![Post-training]({'plots/' + p.name})")
         per = (detail.group_by("variant", "base", "group", "source")
                .agg(pl.col("accuracy").mean(), pl.col("source_agreement").mean(), pl.len().alias("n"))
                .sort("variant", "base", "group"))
-        md.append("Per source (mean over its targets):\n\n" + _md_table(
+        md.append("Per source (mean over its targets):\n\n" + md_table(
             ["variant", "base model", "group", "source", "accuracy", "source agreement", "targets"],
-            [[r["variant"], r["base"], r["group"], r["source"], _fmt(r["accuracy"]), _fmt(r["source_agreement"]),
+            [[r["variant"], r["base"], r["group"], r["source"], fmt(r["accuracy"]), fmt(r["source_agreement"]),
               str(r["n"])] for r in per.iter_rows(named=True)]))
-    src = _read(tables, "post_training_sources")
+    src = read_frame(tables, "post_training_sources")
     if src is not None:
         warn = confounds(src)
         if warn:
@@ -92,7 +92,7 @@ def _post_training(tables: Path, post: pl.DataFrame, plots: Path) -> str:
 
 
 def _plot_post_training(detail: pl.DataFrame, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     metrics = ["accuracy", "source_agreement"]
     variants = sorted(detail["variant"].unique().to_list(), key=lambda v: (v != "full", v))
     bases = sorted(detail["base"].unique().to_list())
@@ -120,26 +120,26 @@ def _plot_post_training(detail: pl.DataFrame, path: Path) -> Path:
 
 
 def _ii(tables: Path, tasks: pl.DataFrame, plots: Path) -> str:
-    summary = _read(tables, "consistency_summary")
+    summary = read_frame(tables, "consistency_summary")
     md = []
     if summary is not None and summary.height:
         s = summary.filter(pl.col("variant") == "full") if "full" in summary["variant"].to_list() else summary
         idx = {(r["setting"], r["metric"]): r["mean"] for r in s.iter_rows(named=True)}
         settings = sorted({r["setting"] for r in s.iter_rows(named=True)},
                           key=lambda t: -(idx.get((t, "paper")) or -1))
-        md.append("Settings by the study's ranking (full text):\n\n" + _md_table(
+        md.append("Settings by the study's ranking (full text):\n\n" + md_table(
             ["setting", "paper (21 'tasks')", "corrected (20 tasks)"],
-            [[t, _fmt(idx.get((t, "paper"))), _fmt(idx.get((t, "corrected")))] for t in settings]))
+            [[t, fmt(idx.get((t, "paper"))), fmt(idx.get((t, "corrected")))] for t in settings]))
     p = _plot_ii_tasks(tasks, plots / "ii_tasks.png")
     md.append(f"Per task (mean over target pairs):\n\n![II tasks](plots/{p.name})")
     return "\n\n".join(md)
 
 
 def _plot_ii_tasks(tasks: pl.DataFrame, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     t = tasks.filter(pl.col("variant") == "full") if "full" in tasks["variant"].to_list() else tasks
     m = t.group_by("setting", "task").agg(pl.col("task_score").mean())
-    settings = sorted(m["setting"].unique().to_list(), key=_setting_key)
+    settings = sorted(m["setting"].unique().to_list(), key=setting_key)
     names = sorted(m["task"].unique().to_list())
     mat = np.full((len(settings), len(names)), np.nan)
     si, ti = {s: i for i, s in enumerate(settings)}, {n: j for j, n in enumerate(names)}
@@ -174,29 +174,29 @@ def _ratings(tables: Path, tests: pl.DataFrame, plots: Path) -> str:
           "Bonferroni over the paired rows.  Best Overall is a rank: lower is better."]
     for method in tests["method"].unique(maintain_order=True).to_list():
         t = tests.filter(pl.col("method") == method)
-        md.append(f"**method = {method}**\n\n" + _md_table(
+        md.append(f"**method = {method}**\n\n" + md_table(
             ["criterion", "model1", "model2", "n1", "n2", "t", "p", "d", "p (Bonferroni)"],
-            [[r["criterion"], r["model1"], r["model2"], str(r["n1"]), str(r["n2"]), _fmt(r["t"]), _p(r["p"]),
-              _fmt(r["d"]), _p(r["p_bonferroni"])] for r in t.iter_rows(named=True)]))
-    src = _read(tables, "ratings_sources")
+            [[r["criterion"], r["model1"], r["model2"], str(r["n1"]), str(r["n2"]), fmt(r["t"]), _p(r["p"]),
+              fmt(r["d"]), _p(r["p_bonferroni"])] for r in t.iter_rows(named=True)]))
+    src = read_frame(tables, "ratings_sources")
     if src is not None and src.height:
         p = _plot_rating_means(src, plots / "ratings_means.png")
-        md.append("Mean per source (95 % bootstrap CI over participants):\n\n" + _md_table(
+        md.append("Mean per source (95 % bootstrap CI over participants):\n\n" + md_table(
             ["criterion", "source", "mean [95 % CI]", "ratings", "participants", "consistency"],
-            [[r["criterion"], r["source"], f"{_fmt(r['mean'], 2)} [{_fmt(r['ci_low'], 2)}, {_fmt(r['ci_high'], 2)}]",
-              str(r["n_ratings"]), str(r["n_participants"]), _fmt(r["consistency"])] for r in src.iter_rows(named=True)]))
+            [[r["criterion"], r["source"], f"{fmt(r['mean'], 2)} [{fmt(r['ci_low'], 2)}, {fmt(r['ci_high'], 2)}]",
+              str(r["n_ratings"]), str(r["n_participants"]), fmt(r["consistency"])] for r in src.iter_rows(named=True)]))
         md.append(f"![Ratings by source](plots/{p.name})")
         if src["consistency"].drop_nulls().len():
             p = _plot_rating_vs_consistency(src, plots / "ratings_vs_consistency.png")
             md.append(f"![Mean rating vs consistency](plots/{p.name})")
-    corr = _read(tables, "ratings_correlation")
+    corr = read_frame(tables, "ratings_correlation")
     if corr is not None and corr.height:
         md.append("Consistency vs mean preference across sources (ranks negated so higher = preferred; "
-                  "95 % bootstrap CI over participants):\n\n" + _md_table(
+                  "95 % bootstrap CI over participants):\n\n" + md_table(
                       ["criterion", "sources", "Pearson [CI]", "Spearman [CI]"],
                       [[r["criterion"], str(r["n_sources"]),
-                        f"{_fmt(r['pearson'])} [{_fmt(r['pearson_ci_low'])}, {_fmt(r['pearson_ci_high'])}]",
-                        f"{_fmt(r['spearman'])} [{_fmt(r['spearman_ci_low'])}, {_fmt(r['spearman_ci_high'])}]"]
+                        f"{fmt(r['pearson'])} [{fmt(r['pearson_ci_low'])}, {fmt(r['pearson_ci_high'])}]",
+                        f"{fmt(r['spearman'])} [{fmt(r['spearman_ci_low'])}, {fmt(r['spearman_ci_high'])}]"]
                        for r in corr.iter_rows(named=True)]))
         warns = sorted({w for w in corr["warning"].to_list() if w})
         if warns:
@@ -205,7 +205,7 @@ def _ratings(tables: Path, tests: pl.DataFrame, plots: Path) -> str:
 
 
 def _plot_rating_means(src: pl.DataFrame, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     crits = src["criterion"].unique(maintain_order=True).to_list()
     sources = src["source"].unique(maintain_order=True).to_list()
     fig, axes = plt.subplots(1, len(crits), figsize=(3.6 * len(crits), 3.8), squeeze=False)
@@ -225,7 +225,7 @@ def _plot_rating_means(src: pl.DataFrame, path: Path) -> Path:
 
 
 def _plot_rating_vs_consistency(src: pl.DataFrame, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     crits = src["criterion"].unique(maintain_order=True).to_list()
     fig, axes = plt.subplots(1, len(crits), figsize=(3.6 * len(crits), 3.6), squeeze=False)
     for ax, c in zip(axes[0], crits):

@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from pipeline.scoring import bootstrap as bs
-from pipeline.scoring.consistency import order_models
+from pipeline.scoring.consistency import order_models, pair_stats
 from pipeline.scoring.tables import PAIRS_SCHEMA, SUMMARY_SCHEMA
 
 II_METRICS = ("paper", "corrected")
@@ -58,14 +58,6 @@ def _pair_arrays(files: pl.DataFrame, tasks: list[str]) -> tuple[list[tuple[str,
     return pairs, score, present, extra
 
 
-def _values(w: np.ndarray, score: np.ndarray, present: np.ndarray, extra: np.ndarray) -> np.ndarray:
-    """(B, P) pair values under task weights ``w`` (B, T); ``extra`` zero files join the denominator."""
-    num = w @ score.T
-    den = w @ present.T.astype(float) + extra[None, :]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
-
-
 def ii_tables(files: pl.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[str, pl.DataFrame]:
     """``consistency_summary``, ``consistency_pairs`` and ``ii_tasks`` from the ``ii_files`` table."""
     summary, pair_rows = [], []
@@ -75,24 +67,17 @@ def ii_tables(files: pl.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[st
         w = bs.problem_weights(len(tasks), n_boot, bs.rng_for(seed, f"ii|{setting}|{variant}")) if n_boot > 0 else None
         for met in II_METRICS:
             ex = extra if met == "paper" else np.zeros_like(extra)
-            vals = _values(np.ones((1, len(tasks))), score, present, ex)[0]
-            ok = np.isfinite(vals)
+            # A pair's value is a ratio over tasks: sum of task scores / (tasks present + extra zero files).
+            vals = bs.ratio_draws(np.ones((1, len(tasks))), score, present, ex)[0]
             if w is not None:
-                draws = _values(w, score, present, ex)
-                fin = np.isfinite(draws)
-                cnt = fin.sum(axis=1)
-                means = np.where(cnt > 0, np.where(fin, draws, 0).sum(axis=1) / np.maximum(cnt, 1), np.nan)
-                lo, hi = bs.percentile_ci(means)
+                draws = bs.ratio_draws(w, score, present, ex)
+                lo, hi = bs.pairs_mean_ci(draws)
                 pcis = [bs.percentile_ci(draws[:, p]) for p in range(len(pairs))]
             else:
                 lo = hi = float("nan")
                 pcis = [(float("nan"), float("nan"))] * len(pairs)
-            summary.append({
-                "setting": setting, "variant": variant, "metric": met,
-                "mean": float(vals[ok].mean()) if ok.any() else float("nan"),
-                "std": float(vals[ok].std(ddof=0)) if ok.any() else float("nan"),
-                "n_pairs": int(ok.sum()), "ci_low": lo, "ci_high": hi, "n_problems": len(tasks),
-            })
+            summary.append({"setting": setting, "variant": variant, "metric": met, **pair_stats(vals),
+                            "ci_low": lo, "ci_high": hi, "n_problems": len(tasks)})
             for (a, b), v, n, (plo, phi) in zip(pairs, vals, present.sum(axis=1), pcis):
                 pair_rows.append({"setting": setting, "variant": variant, "metric": met, "model_a": a, "model_b": b,
                                   "value": float(v), "n_items": int(n), "ci_low": plo, "ci_high": phi})

@@ -22,16 +22,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipeline.datasets import shared_dataset
 from pipeline.schema import SCORED, conform
 
 JUDGES = ("ours", "stored")
-
-
-@lru_cache(maxsize=None)
-def _plugin(name: str) -> Any:
-    from pipeline.datasets import get_dataset
-
-    return get_dataset(name)
 
 
 @lru_cache(maxsize=200_000)
@@ -47,7 +41,7 @@ def _our_judgments(answers: pa.Table) -> tuple[list[str | None], list[bool]]:
     extracted: list[str | None] = []
     correct: list[bool] = []
     for i, (d, a, t, g) in enumerate(zip(ds, ans, txt, gold)):
-        p = _plugin(d)
+        p = shared_dataset(d)
         e = p.extract(a if a is not None else t)
         try:
             c = bool(p.check(e, _gold(g))) if e is not None else False

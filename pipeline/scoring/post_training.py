@@ -3,7 +3,7 @@
 Input: a ``scored`` table holding, for each (base, post-trained) source pair,
 the source's own run (method ``default``, target = source) and its CoTs
 transferred to target models (method ``transfer``), as imported from the
-study's ``genex-medcalc-rl`` folder by :mod:`pipeline.genex`.
+study's ``genex-medcalc-rl`` folder by :mod:`pipeline.importers.genex_medcalc`.
 
 Per transfer (source → target, variant), as the study computes it:
 
@@ -68,7 +68,7 @@ def parse_pairs(spec: str | list[str]) -> list[tuple[str, str]]:
 
 def resolve_pairs(pairs: list[tuple[str, str]], sources: list[str]) -> list[tuple[str, str]]:
     """Map each name (short name or the study's file-name id) to a transfer source of the run."""
-    from pipeline.genex import short_name
+    from pipeline.importers.genex_medcalc import short_name
 
     known = set(sources)
     out = []

@@ -21,7 +21,7 @@ lockstep**:
    of each candidate's own tokens after the evaluator's thinking prompt + CoT
    in the evaluator's own format and tokenizer (a closing candidate is scored
    with the evaluator's own close tag appended), computed with vLLM's prefix
-   cache (:meth:`pipeline.engine.core.ModelEngine.score`, ``mode="cached"``):
+   cache (:meth:`pipeline.engine.vllm_engine.ModelEngine.score`, ``mode="cached"``):
    the context is prefilled once per evaluator and step and only the
    candidates' tokens are computed per candidate.  ``scoring: paper`` instead
    ranks by the reference study's whole-sequence perplexity (mean NLL over
@@ -51,20 +51,20 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from pipeline.artifacts import read_table, write_table, write_text_atomic
 from pipeline.config import hash_fields
-from pipeline.engine.core import Sampling, request_seed
-from pipeline.formats import ALL_MARKERS, get_format
+from pipeline.engine.formats import ALL_MARKERS, get_format
+from pipeline.engine.vllm_engine import Sampling, request_seed
 from pipeline.schema import GENERATIONS, from_rows
-from pipeline.stages.base import Context, stage_meta, timed
-from pipeline.text import cut_to_sentence
+from pipeline.stages.context import Context, stage_meta, timed
+from pipeline.store.artifacts import read_table, write_table
+from pipeline.store.atomic import copy_atomic, write_text_atomic
+from pipeline.text.sentences import cut_to_sentence
 
 CANDIDATES = pa.schema(
     [
@@ -130,9 +130,7 @@ class EnsembleStage:
             if not (cots_path.exists() and cand_path.exists()):
                 self._run(ctx, cots_path, cand_path, args)
             dest = ctx.run_dir / "ensemble_candidates.arrow"
-            tmp = dest.with_name(f".{dest.name}.tmp")
-            shutil.copyfile(cand_path, tmp)
-            os.replace(tmp, dest)
+            copy_atomic(cand_path, dest)
             return [cots_path]
 
     # ------------------------------------------------------------------ loop
@@ -145,9 +143,8 @@ class EnsembleStage:
         start, state = self._resume(parts, problems)
         if start < ec.max_steps and not all(s["done"] for s in state.values()):
             # Load every engine of the ensemble at once (a lazy submit would load them one by one).
-            # `ensure` (when the pool has it) also stops idle engines that would not fit beside them.
-            pool = ctx.pool
-            getattr(pool, "ensure", pool.start)(list(dict.fromkeys(list(ec.generators) + list(ec.evaluators))))
+            # `ensure` also stops idle engines that would not fit beside them.
+            ctx.pool.ensure(list(dict.fromkeys(list(ec.generators) + list(ec.evaluators))))
         bar = tqdm(total=ec.max_steps, initial=start, desc="ensemble", unit="step",
                    disable=not ctx.cfg.progress, leave=False)
         for step in range(start, ec.max_steps):
@@ -189,9 +186,8 @@ class EnsembleStage:
         gens, evs = list(ec.generators), list(ec.evaluators)
         source = ensemble_source(gens, evs)
         pool = ctx.pool
-        if hasattr(pool, "ensure"):
-            # the whole ensemble group resident together (no reloads between steps in waves)
-            pool.ensure(list(dict.fromkeys(gens + evs)))
+        # the whole ensemble group resident together (no reloads between steps in waves)
+        pool.ensure(list(dict.fromkeys(gens + evs)))
         # 1. one propose call per generator, all submitted before any is awaited
         refs = {}
         for g in gens:

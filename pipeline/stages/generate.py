@@ -11,11 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.config import hash_fields
-from pipeline.engine.core import Sampling, request_seed
-from pipeline.schema import GENERATIONS
-from pipeline.stages.base import Context, Job, execute_jobs, stage_meta, timed
-
-KEY = ("dataset", "problem_id", "method", "source", "variant", "sample", "target")
+from pipeline.engine.vllm_engine import Sampling, request_seed
+from pipeline.schema import GENERATION_KEY, GENERATIONS
+from pipeline.stages.context import Context, stage_meta, timed
+from pipeline.stages.runner import Job, execute_jobs
 
 
 class GenerateStage:
@@ -48,7 +47,7 @@ class GenerateStage:
                                     "gold": p["gold"]},
                         })
             meta = stage_meta(ctx, self.name, args, {"problems": str(ctx.problems_path)}, [m.name])
-            jobs.append(Job(m.name, "generate", path, GENERATIONS, KEY, items, meta, g.chunk_size))
+            jobs.append(Job(m.name, "generate", path, GENERATIONS, GENERATION_KEY, items, meta, g.chunk_size))
         return jobs
 
     def run(self, ctx: Context) -> list[Path]:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.artifacts import read_table
 from pipeline.config import hash_fields
-from pipeline.engine.core import Sampling
-from pipeline.schema import ANSWERS
-from pipeline.stages.base import Context, Job, execute_jobs, gold_map, prompt_map, stage_meta, timed
-
-KEY = ("dataset", "problem_id", "method", "source", "variant", "sample", "target")
+from pipeline.engine.vllm_engine import Sampling
+from pipeline.schema import ANSWER_KEY, ANSWERS
+from pipeline.stages.context import Context, gold_map, prompt_map, stage_meta, timed
+from pipeline.stages.runner import Job, execute_jobs
+from pipeline.store.artifacts import read_table
 
 
 class TransferStage:
@@ -58,7 +57,7 @@ class TransferStage:
                             "target": tname, "cot": c["cot"], "gold": golds[c["problem_id"]]},
                 })
             meta = stage_meta(ctx, self.name, args, {"cots": str(cots_path)}, [tname])
-            jobs.append(Job(tname, "answer", path, ANSWERS, KEY, items, meta, tc.chunk_size))
+            jobs.append(Job(tname, "answer", path, ANSWERS, ANSWER_KEY, items, meta, tc.chunk_size))
         return jobs
 
     def run(self, ctx: Context) -> list[Path]:

@@ -10,9 +10,9 @@ cannot be transferred).
 
 Answer statements are removed by ``truncate.filter``:
 
-* ``rule`` — the rule-based sentence filter of :mod:`pipeline.text`;
+* ``rule`` — the rule-based sentence filter of :mod:`pipeline.text.sentences`;
 * ``llm`` — the pool model ``truncate.filter_model`` marks the sentences that
-  state the answer (:mod:`pipeline.filters`: one ``complete`` batch for all
+  state the answer (:mod:`pipeline.text.llm_filter`: one ``complete`` batch for all
   CoTs; kept sentences verbatim and in order), with the rule filter as
   fallback for unusable replies.
 
@@ -24,14 +24,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.artifacts import read_table, write_table
 from pipeline.config import hash_fields
 from pipeline.datasets import get_dataset
 from pipeline.schema import COTS, from_rows
-from pipeline.stages.base import Context, stage_meta, timed
-from pipeline.text import RULES_VERSION, keep_prefix, leaks, remove_answer_statements
-
-COT_KEY = ("dataset", "problem_id", "method", "source", "variant", "sample")
+from pipeline.stages.context import Context, stage_meta, timed
+from pipeline.store.artifacts import read_table, write_table
+from pipeline.text.answers import RULES_VERSION, leaks, remove_answer_statements
+from pipeline.text.sentences import keep_prefix
 
 
 def cot_sources(ctx: Context) -> list[Path]:
@@ -51,7 +50,7 @@ class TruncateStage:
                     "v": self.version, "rules": RULES_VERSION}
             models = []
             if t.filter == "llm":
-                from pipeline.filters import PROMPT_VERSION
+                from pipeline.text.llm_filter import PROMPT_VERSION
 
                 if not t.filter_model:
                     raise ValueError("truncate.filter=llm needs truncate.filter_model: the short name of a "
@@ -76,7 +75,7 @@ class TruncateStage:
     @staticmethod
     def llm_removed(ctx: Context, src: list[dict], ds) -> list:
         """(without_answer text, filter used) per source row; None for rows without a CoT."""
-        from pipeline.filters import llm_filter
+        from pipeline.text.llm_filter import llm_filter
 
         todo = [i for i, r in enumerate(src) if not r.get("error") and (r.get("cot") or "").strip()]
         cots = [(src[i].get("cot") or "").strip() for i in todo]

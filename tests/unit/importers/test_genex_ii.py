@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.artifacts import read_table
+from pipeline.store.artifacts import read_table
 from pipeline.cli import main
 from pipeline.importers.genex_ii import FILES_FILE, import_genex_ii, parse_setting
 from pipeline.scoring.ii import ii_tables
@@ -67,6 +67,7 @@ def test_synthetic_import_and_both_aggregations(tmp_path: Path) -> None:
     assert swapped["answer_a"].startswith("openai_gpt-oss-20b")
     skips = (tmp_path / "run" / "import_skips.csv").read_text()
     assert "mystery" in skips and "notes.json" in skips and "differs from the item mean" in skips
+    assert "transfer_oss/notes.json" in skips  # a skipped file is named with its setting folder
     t = ii_tables(files, n_boot=200, seed=0)
     s = {(r["setting"], r["metric"]): r for r in t["consistency_summary"].iter_rows(named=True)}
     # Pair (QwQ, DAPO): tasks 0.6 and 0.9 (item means, not the stored 0.3); (OSS, QwQ): 0.4 and 0.7.

@@ -8,9 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.artifacts import read_table
+from pipeline.store.artifacts import read_table
 from pipeline.cli import main
-from pipeline.genex import import_genex
+from pipeline.importers.genex_medcalc import import_genex
 from pipeline.scoring.judge import score_answers
 from pipeline.scoring.post_training import (
     PostTrainingError, confounds, parse_pairs, post_training_tables, resolve_pairs,
