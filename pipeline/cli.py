@@ -19,6 +19,9 @@ COMMANDS = {
     "plan": "plan",
     "models": "models",
     "bench": "bench",
+    # The study's other tables (issue 11).
+    "import-genex-ii": "import_genex_ii",
+    "ratings": "ratings",
 }
 
 

@@ -36,3 +36,11 @@ def tiny_cfg(tmp_path):
                         "progress=false", *overrides])
 
     return make
+
+
+# --- issue 11: tests that reproduce the study's numbers need its released data: they fail without it.
+@pytest.fixture
+def study_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"shared data folder {SHARED_DATA} is absent; these tests reproduce the study's numbers from it")
+    return SHARED_DATA

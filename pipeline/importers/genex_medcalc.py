@@ -94,18 +94,27 @@ class FileSpec:
     variant: str
 
 
-class _Skips:
-    def __init__(self) -> None:
+class Skips:
+    """The importers' skip records (``import_skips.csv``): what was skipped or noted, and why.
+
+    A file is recorded by its path relative to ``root`` when given (importers that read
+    sub-folders), else by its name.
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
         self.rows: list[dict[str, str]] = []
+        self.root = root
 
     def add(self, file: str | Path, row: Any, field: str, action: str, reason: str) -> None:
         # The datasets' skip record (file, row, field, reason) plus what the importer did about it.
-        self.rows.append({**skip_record(Path(file).name, "" if row is None else str(row), reason, field), "action": action})
+        p = Path(file)
+        name = p.relative_to(self.root).as_posix() if self.root is not None and p.is_relative_to(self.root) else p.name
+        self.rows.append({**skip_record(name, "" if row is None else str(row), reason, field), "action": action})
         level = logging.INFO if action == "kept_with_error" else logging.WARNING
         log.log(level, "%s row %s field %s: %s (%s)", Path(file).name, row, field, reason, action)
 
 
-def short_name(model_id: str, skips: _Skips | None = None, file: str | Path = "") -> str:
+def short_name(model_id: str, skips: Skips | None = None, file: str | Path = "") -> str:
     """Short name of a file-name model id; unknown ids are sanitized and recorded."""
     if model_id in MODEL_SHORT:
         return MODEL_SHORT[model_id]
@@ -121,17 +130,19 @@ def short_name(model_id: str, skips: _Skips | None = None, file: str | Path = ""
     return name
 
 
-def _ensemble_short(tok: str, skips: _Skips, file: Path) -> str:
+def ensemble_short(tok: str, skips: Skips | None = None, file: str | Path = "") -> str:
+    """Short name of a lower-case model name inside ensemble/setting names; unknown ones are kept and recorded."""
     if tok.lower() in ENSEMBLE_SHORT:
         return ENSEMBLE_SHORT[tok.lower()]
-    skips.add(
-        file, None, "model", "note",
-        f"unknown ensemble model {tok!r}; kept as-is (add it to pipeline.importers.genex_medcalc.ENSEMBLE_SHORT to name it)",
-    )
+    if skips is not None:
+        skips.add(
+            file, None, "model", "note",
+            f"unknown ensemble model {tok!r}; kept as-is (add it to pipeline.importers.genex_medcalc.ENSEMBLE_SHORT to name it)",
+        )
     return tok
 
 
-def parse_filename(path: Path, skips: _Skips) -> FileSpec | None:
+def parse_filename(path: Path, skips: Skips) -> FileSpec | None:
     """FileSpec for a file name in the scheme, else None (caller records the skip)."""
     name = path.name
     m = _TRANSFER_RE.match(name)
@@ -141,7 +152,7 @@ def parse_filename(path: Path, skips: _Skips) -> FileSpec | None:
         )
     m = _ENSEMBLE_RE.match(name)
     if m:
-        src = f"{_ensemble_short(m['a'], skips, path)}+{_ensemble_short(m['b'], skips, path)}/{_ensemble_short(m['c'], skips, path)}"
+        src = f"{ensemble_short(m['a'], skips, path)}+{ensemble_short(m['b'], skips, path)}/{ensemble_short(m['c'], skips, path)}"
         model = short_name(m["model"], skips, path)
         return FileSpec(path, "ensemble", src, model, "without_answer" if m["wa"] else "full")
     m = _SAMPLED_RE.match(name)
@@ -180,7 +191,7 @@ def _answer_text(explanation: Any, answer: Any) -> str | None:
 
 
 def _row_to_answer(
-    spec: FileSpec, rec: dict[str, Any], line_no: int, bench: dict[str, dict[str, str]] | None, skips: _Skips
+    spec: FileSpec, rec: dict[str, Any], line_no: int, bench: dict[str, dict[str, str]] | None, skips: Skips
 ) -> dict[str, Any] | None:
     f = spec.path
     rn = rec.get("Row Number")
@@ -278,7 +289,7 @@ def read_genex(src_dir: str | Path, benchmark_csv: str | Path | None = None) -> 
     src = Path(src_dir)
     if not src.is_dir():
         raise GenexImportError(f"genex folder not found: {src}; pass the folder holding the study's *.jsonl files")
-    skips = _Skips()
+    skips = Skips()
     bench: dict[str, dict[str, str]] | None = None
     if benchmark_csv is not None:
         bench_rows, bench_skips = read_benchmark_csv(benchmark_csv)

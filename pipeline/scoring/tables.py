@@ -84,6 +84,21 @@ def compute_tables(
     }
 
 
+def write_frames(frames: dict[str, pl.DataFrame], tables_dir: Path) -> dict[str, Path]:
+    """Write each frame atomically as ``<name>.csv`` and ``<name>.arrow``; returns name → CSV path."""
+    tables_dir = Path(tables_dir)
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Path] = {}
+    for name, frame in frames.items():
+        csv_path = tables_dir / f"{name}.csv"
+        with atomic_path(csv_path) as tmp:
+            frame.write_csv(tmp)
+        with atomic_path(tables_dir / f"{name}.arrow") as tmp:
+            frame.write_ipc(tmp)
+        out[name] = csv_path
+    return out
+
+
 def write_tables(
     scored: pa.Table | pl.DataFrame,
     tables_dir: Path,
@@ -92,14 +107,4 @@ def write_tables(
     seed: int = 0,
 ) -> dict[str, Path]:
     """Write every table as ``<name>.csv`` and ``<name>.arrow``; returns name → CSV path."""
-    tables_dir = Path(tables_dir)
-    tables_dir.mkdir(parents=True, exist_ok=True)
-    out: dict[str, Path] = {}
-    for name, frame in compute_tables(scored, tuple(metrics), n_boot, seed).items():
-        csv_path = tables_dir / f"{name}.csv"
-        with atomic_path(csv_path) as tmp:
-            frame.write_csv(tmp)
-        with atomic_path(tables_dir / f"{name}.arrow") as tmp:
-            frame.write_ipc(tmp)
-        out[name] = csv_path
-    return out
+    return write_frames(compute_tables(scored, tuple(metrics), n_boot, seed), tables_dir)
