@@ -85,10 +85,10 @@ def run_length(engine, n_tokens: int, seed: int = 0, steps: int = STEPS) -> dict
         for mode in ("naive", "cached"):
             engine.llm.reset_prefix_cache()
             if mode == "cached":  # steady state: the previous step's context is in the cache
-                engine._run([engine.encode(c) for c in prev], [engine._params(_greedy(), 1) for _ in prev])
+                engine.run_many([engine.encode(c) for c in prev], [engine.params(_greedy(), 1) for _ in prev])
             before = engine.stats["prefill_tokens"]
             t0, c0 = time.perf_counter(), time.process_time()
-            out[mode] = engine.score(ctx, cands, mode=mode)
+            out[mode] = score(engine, ctx, cands, mode)
             res[f"{mode}_s"].append(time.perf_counter() - t0)
             res[f"{mode}_cpu"].append(time.process_time() - c0)
             res[f"{mode}_prefill"].append(engine.stats["prefill_tokens"] - before)
@@ -97,6 +97,12 @@ def run_length(engine, n_tokens: int, seed: int = 0, steps: int = STEPS) -> dict
             for x, y in zip(a, b):
                 res["max_diff"] = max(res["max_diff"], abs(x["mean_nll"] - y["mean_nll"]))
     return res
+
+
+def score(engine, contexts: list[str], continuations: list[list[str]], mode: str) -> list[list[dict]]:
+    """Every context's candidates scored at once (all in flight together, as a step of many problems)."""
+    return engine.run_batch("score", [{"context": c, "continuations": k} for c, k in zip(contexts, continuations)],
+                            mode)
 
 
 def _greedy():
@@ -144,10 +150,10 @@ def main(out_dir: str | os.PathLike = "runs/bench", lengths=LENGTHS, block_size:
     from pipeline.engine.vllm_engine import ModelEngine
 
     engine = ModelEngine(bench_model(block_size=block_size))
-    block_size = engine.llm.llm_engine.vllm_config.cache_config.block_size
+    block_size = engine.llm.vllm_config.cache_config.block_size
     # Warm-up: first calls pay one-off kernel/compile costs.
-    engine.score([engine.thinking_prompt("warm up")], [[" a b c."]], mode="naive")
-    engine.score([engine.thinking_prompt("warm up")], [[" a b c."]], mode="cached")
+    score(engine, [engine.thinking_prompt("warm up")], [[" a b c."]], "naive")
+    score(engine, [engine.thinking_prompt("warm up")], [[" a b c."]], "cached")
     results = {n: run_length(engine, n, steps=3 if quick else STEPS) for n in lengths}
     md = table(results, block_size)
     print(md)

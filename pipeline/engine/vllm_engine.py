@@ -214,6 +214,10 @@ class ModelEngine:
         fn = getattr(self, op)
         return list(await asyncio.gather(*(fn(it, *args) for it in items)))
 
+    def run_batch(self, op: str, items: list, *args) -> list:
+        """Blocking :meth:`batch` for in-process callers without an event loop (benches, tests)."""
+        return asyncio.run(self.batch(op, items, *args))
+
     def get_stats(self) -> dict:
         return {**self.stats, "steps": self.loop.steps, "max_in_flight": self.loop.max_seen_in_flight,
                 "intervals": list(self.loop.intervals), "load_intervals": list(self.load_intervals),

@@ -96,45 +96,12 @@ def run(cfg: RunConfig, pool_factory: Optional[Callable[[], Any]] = None, keep_p
     """Run the configured stages; ``pool`` shares an existing engine pool (sweeps), never stopped here."""
     from pipeline.stages.runner import run_stream
 
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(cfg.store_dir or run_dir / "store")
-    ctx = Context(cfg=cfg, store=store, run_dir=run_dir, pool_factory=pool_factory or default_pool_factory(cfg))
-    if pool is not None:
-        ctx._pool, keep_pool = pool, True
-    write_text_atomic(run_dir / "config.json", json.dumps(to_plain(cfg), indent=2, default=str))
-    order = plan_stages(cfg)
-    log.info("stages: %s", " -> ".join(order))
-    t0 = ctx.t0
-    manifest: dict[str, Any] = {"stages": []}
+    ctx, order = _prepare(cfg, pool_factory, pool)
+    keep_pool = keep_pool or pool is not None
     try:
-        streamed = [n for n in order if n in ENGINE_STAGES]
-        if streamed:
-            ts = time.time()
-            stages = [STAGES.get(n)() for n in streamed]
-            ctx.problems  # noqa: B018 - load (and hash) the problems before any stage opens
-            outputs = run_stream(ctx, stages)
-            ctx.timings["stream"] = time.time() - ts
-            for st in stages:
-                ctx.outputs[st.name] = outputs[st.name]
-                _record(manifest, st, outputs[st.name])
-            log.info("engine stages %s: %.1fs", "+".join(streamed), time.time() - ts)
-            if ctx._pool is not None and not keep_pool and ctx._pool.actors:
-                ctx._pool.stop()  # no engine work left: free the engines (their stats are kept)
-            _write_manifest(ctx, manifest)
-        for name in order:
-            if name in ENGINE_STAGES:
-                continue
-            ts = time.time()
-            stage: Stage = STAGES.get(name)()
-            if name == "report":
-                _write_telemetry(ctx, t0)
-            paths = stage.run(ctx)
-            ctx.outputs[name] = paths
-            log.info("stage %s: %d artifact(s) in %.1fs", name, len(paths), time.time() - ts)
-            _record(manifest, stage, paths)
-            _write_manifest(ctx, manifest)
-        _write_telemetry(ctx, t0)
+        stages = [STAGES.get(n)() for n in order if n in ENGINE_STAGES]
+        outputs = run_stream(ctx, stages) if stages else {}
+        _finish(ctx, order, stages, outputs, keep_pool)
     finally:
         if ctx._pool is not None and not keep_pool:
             try:
@@ -142,6 +109,81 @@ def run(cfg: RunConfig, pool_factory: Optional[Callable[[], Any]] = None, keep_p
             except Exception:  # noqa: BLE001
                 pass
     return ctx
+
+
+def run_jobs(cfgs: list[RunConfig], pool: Any) -> list[Any]:
+    """Several runs (a sweep's jobs) on one shared engine pool; per job its Context, or the exception.
+
+    Each model is loaded once and serves every job that uses it; the jobs' engine items interleave
+    in the same streams (:func:`pipeline.stages.runner.run_streams`).  Score and report run per job
+    afterwards.  One job's failure never stops the others.
+    """
+    from pipeline.stages.runner import run_streams
+
+    prepared, results = [], []
+    for cfg in cfgs:
+        try:
+            prepared.append(_prepare(cfg, None, pool))
+        except Exception as e:  # noqa: BLE001
+            prepared.append(e)
+    live = [(i, ctx, order) for i, x in enumerate(prepared) if not isinstance(x, Exception) for ctx, order in [x]]
+    stages = {i: [STAGES.get(n)() for n in order if n in ENGINE_STAGES] for i, _, order in live}
+    streamed = run_streams([(ctx, stages[i]) for i, ctx, _ in live]) if live else []
+    outs = {i: o for (i, _, _), o in zip(live, streamed)}
+    for i, x in enumerate(prepared):
+        if isinstance(x, Exception):
+            results.append(x)
+            continue
+        ctx, order = x
+        if isinstance(outs[i], Exception):
+            results.append(outs[i])
+            continue
+        try:
+            _finish(ctx, order, stages[i], outs[i], keep_pool=True)
+            results.append(ctx)
+        except Exception as e:  # noqa: BLE001
+            results.append(e)
+    return results
+
+
+def _prepare(cfg: RunConfig, pool_factory: Optional[Callable[[], Any]], pool: Optional[Any]) -> tuple[Context, list]:
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(cfg.store_dir or run_dir / "store")
+    ctx = Context(cfg=cfg, store=store, run_dir=run_dir, pool_factory=pool_factory or default_pool_factory(cfg))
+    if pool is not None:
+        ctx._pool = pool
+    write_text_atomic(run_dir / "config.json", json.dumps(to_plain(cfg), indent=2, default=str))
+    order = plan_stages(cfg)
+    log.info("stages: %s", " -> ".join(order))
+    ctx.problems  # noqa: B018 - load (and hash) the problems before any stage opens
+    return ctx, order
+
+
+def _finish(ctx: Context, order: list, stages: list, outputs: dict, keep_pool: bool) -> None:
+    """Record the streamed stages, free the engines, run score and report, write telemetry."""
+    manifest: dict[str, Any] = {"stages": []}
+    if stages:
+        ctx.timings["stream"] = time.time() - ctx.t0
+        for st in stages:
+            ctx.outputs[st.name] = outputs[st.name]
+            _record(manifest, st, outputs[st.name])
+        if ctx._pool is not None and not keep_pool and ctx._pool.actors:
+            ctx._pool.stop()  # no engine work left: free the engines (their stats are kept)
+        _write_manifest(ctx, manifest)
+    for name in order:
+        if name in ENGINE_STAGES:
+            continue
+        ts = time.time()
+        stage: Stage = STAGES.get(name)()
+        if name == "report":
+            _write_telemetry(ctx, ctx.t0)
+        paths = stage.run(ctx)
+        ctx.outputs[name] = paths
+        log.info("stage %s: %d artifact(s) in %.1fs", name, len(paths), time.time() - ts)
+        _record(manifest, stage, paths)
+        _write_manifest(ctx, manifest)
+    _write_telemetry(ctx, ctx.t0)
 
 
 def _record(manifest: dict, stage: Any, paths: list[Path]) -> None:

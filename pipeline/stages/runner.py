@@ -72,10 +72,12 @@ class Flow:
     deferred: Counter = field(default_factory=Counter)
     submitted: int = 0
     per_model: Counter = field(default_factory=Counter)  # items submitted per model in this pass
+    # model -> in-flight semaphore; shared by the flows of a sweep so the bound is per engine
+    sems: Optional[dict] = None
 
     def __post_init__(self) -> None:
         self._tasks: set[asyncio.Task] = set()
-        self._sems: dict[str, asyncio.Semaphore] = {}
+        self._sems: dict[str, asyncio.Semaphore] = self.sems if self.sems is not None else {}
         self._consumers: dict[str, list] = {}
         for s in self.stages:
             for kind in s.consumes:
@@ -213,9 +215,69 @@ class Flow:
 
 def run_stream(ctx: Any, stages: list) -> dict[str, list]:
     """Run the streaming engine stages to completion (waves when engines do not all fit); their artifacts."""
-    t0 = ctx.t0
     for s in stages:
         s.open(ctx)
+    return _run_opened(ctx, stages)
+
+
+def run_streams(jobs: list[tuple[Any, list]]) -> list:
+    """Several runs' engine stages on ONE shared pool (a sweep); per job its artifacts, or the exception.
+
+    When every engine any job needs fits the cluster, all jobs' flows run in one event loop: their
+    items interleave in the same engines' streams, under one in-flight bound per engine.  Otherwise
+    the jobs run one after another (each with its own waves), still on the shared pool, so an
+    engine loaded for one job serves the next without a reload.
+    """
+    for ctx, stages in jobs:
+        for s in stages:
+            s.open(ctx)
+    pool = jobs[0][0].pool
+    union = list(dict.fromkeys(m for ctx, stages in jobs for s in stages for m in s.models(ctx)))
+    if len(jobs) == 1 or not union or not pool.fits(union):
+        out: list = []
+        for ctx, stages in jobs:
+            try:
+                out.append(_run_opened(ctx, stages))
+            except Exception as e:  # noqa: BLE001 - one job's failure never stops the others
+                out.append(e)
+        return out
+    stopped = pool.ensure(union)
+    resident = frozenset(union) | frozenset(pool.actors)
+    sems: dict = {}
+    flows = [Flow(ctx, stages, resident, ctx.t0, sems=sems) for ctx, stages in jobs]
+    t_w = time.time()
+    log.info("sweep: %d jobs streaming together on %s", len(jobs), ", ".join(sorted(resident)))
+
+    async def together() -> None:
+        await asyncio.gather(*(f.run() for f in flows))
+
+    asyncio.run(together())
+    pool.locate(list(resident))
+    out = []
+    for (ctx, stages), flow in zip(jobs, flows):
+        ctx.record_wave({"stage": "stream", "wave": 1, "of": 1, "models": sorted(resident),
+                         "requests": dict(flow.per_model), "stopped_before": stopped, "start": t_w,
+                         "end": time.time(), "deferred": dict(flow.deferred), "shared_with_jobs": len(jobs)})
+        try:
+            if flow.deferred:
+                raise RuntimeError(f"internal: work deferred for {dict(flow.deferred)} with every engine resident")
+            _raise_failures(flow.failures)
+            out.append({s.name: s.finish(ctx) for s in stages})
+        except Exception as e:  # noqa: BLE001
+            out.append(e)
+    return out
+
+
+def _raise_failures(failures: list[str]) -> None:
+    if failures:
+        raise RuntimeError(
+            f"{len(failures)} item(s) failed after engine restarts/retries (first: {failures[0]}). "
+            "Finished rows are checkpointed: rerun the same command to redo only the failed work."
+        )
+
+
+def _run_opened(ctx: Any, stages: list) -> dict[str, list]:
+    t0 = ctx.t0
     needed = list(dict.fromkeys(m for s in stages for m in s.models(ctx)))
     if not needed:  # everything already computed: replay only (cheap), then finish
         flow = Flow(ctx, stages, frozenset(), t0)
@@ -257,12 +319,8 @@ def run_stream(ctx: Any, stages: list) -> dict[str, list]:
             break
         if not progress:
             raise RuntimeError(f"streaming made no progress; work is still pending for {dict(check.deferred)}")
-    if failures:
-        raise RuntimeError(
-            f"{len(failures)} item(s) failed after engine restarts/retries (first: {failures[0]}). "
-            "Finished rows are checkpointed: rerun the same command to redo only the failed work."
-        )
+    _raise_failures(failures)
     return {s.name: s.finish(ctx) for s in stages}
 
 
-__all__ = ["Flow", "StreamStage", "StageModelTelemetry", "run_stream"]
+__all__ = ["Flow", "StreamStage", "StageModelTelemetry", "run_stream", "run_streams"]

@@ -68,7 +68,7 @@ def test_engine_builds_prompts_in_own_format():
     assert p.endswith("one plus one<|end|><|start|>assistant<|channel|>final<|message|>")
     ids = e.encode("<|channel|>")
     assert len(ids) == 1  # a special token, not text
-    out = e.generate([{"prompt": "What is 1 + 1?", "cot": None, "sampling": Sampling(0.0, 1.0, -1),
+    out = e.run_batch("generate", [{"prompt": "What is 1 + 1?", "cot": None, "sampling": Sampling(0.0, 1.0, -1),
                        "think_tokens": 8, "answer_tokens": 4},
                       {"prompt": "x " * 600, "cot": None, "sampling": Sampling(0.0, 1.0, -1),
                        "think_tokens": 8, "answer_tokens": 4}])
