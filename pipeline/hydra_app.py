@@ -1,9 +1,14 @@
-"""Hydra entry point of ``crosscot run``: one run, or a multirun sweep with ``-m``.
+"""Hydra entry point of ``crosscot run``: one run, or a sweep with ``-m``.
 
-In a sweep every job is isolated: a failing job is logged to
-``<sweep dir>/failures.jsonl`` and the others go on; jobs share the
-content-addressed store (``store_dir``), so overlapping jobs never recompute a
-generation, and rerunning the same command resumes.
+A sweep (``-m``) expands Hydra's sweep syntax (``a=x,y``, plus the experiment's
+``hydra.sweeper.params``) exactly as Hydra's basic sweeper does, composes every
+job's config up front, and runs ALL jobs in this process on ONE engine pool
+(:func:`pipeline.stages.dag.run_jobs`): a model is loaded once and serves every
+job that uses it, and the jobs' items interleave in the same engine streams.
+Jobs share the content-addressed store (``store_dir``), so overlapping jobs
+never recompute a generation, and rerunning the same command resumes.  A
+failing job is recorded in ``<sweep dir>/failures.jsonl`` while the others
+finish; the sweep then prints a failure summary and exits non-zero.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import logging
 import os
 import sys
 import traceback
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
@@ -48,8 +54,100 @@ def _main(cfg: DictConfig) -> None:
         log.error("sweep job %s failed (recorded in %s/failures.jsonl): %s", hc.job.num, sweep_dir, e)
 
 
+def sweep_jobs(overrides: list[str]) -> tuple[list[list[str]], Any]:
+    """Every job's override list (Hydra's basic-sweeper expansion) and the composed hydra node of the sweep."""
+    from hydra import compose as hcompose
+    from hydra import initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    parsed = parser.parse_overrides(overrides)
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        base = hcompose(config_name="config", overrides=fixed, return_hydra_config=True)
+    params = dict(base.hydra.sweeper.get("params") or {})
+    given = {o.get_key_element() for o in parsed}
+    # The experiment's sweeper params first, the command line after (it wins, as in Hydra).
+    swept = [o for o in parser.parse_overrides([f"{k}={v}" for k, v in params.items() if k not in given])
+             if o.is_sweep_override()] + [o for o in parsed if o.is_sweep_override()]
+    # Sweep dimensions expanded as Hydra's basic sweeper does; fixed overrides passed on verbatim.
+    [grid] = BasicSweeper.split_arguments(swept, None) if swept else [[[]]]
+    return [[*fixed, *point] for point in grid], base.hydra
+
+
+def _compose_job(job_overrides: list[str], num: int):
+    """One job's RunConfig, with ``${hydra:job.num}`` and ``hydra.sweep.dir`` resolved as in a Hydra multirun."""
+    from hydra import compose as hcompose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        cfg = hcompose(config_name="config", overrides=job_overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.job.num = num
+        cfg.hydra.job.override_dirname = ",".join(job_overrides)
+    HydraConfig.instance().set_config(cfg)  # `${hydra:...}` in the job's config resolves against this
+    with open_dict(cfg):
+        cfg.pop("hydra")  # Hydra's own logging/output fields are not resolvable outside a Hydra job
+    return to_run_config(cfg)
+
+
+def run_sweep(overrides: list[str]) -> int:
+    """``crosscot run -m ...``: every job on one shared engine pool (module docstring); exit 1 if any failed."""
+    from pipeline.stages.dag import run_jobs
+
+    jobs, hydra_node = sweep_jobs(overrides)
+    sweep_dir = str(hydra_node.sweep.dir)
+    cfgs, failed = [], []
+    for num, ov in enumerate(jobs):
+        log.info("sweep job %d: %s", num, " ".join(ov))
+        try:
+            cfgs.append((num, ov, _compose_job(ov, num)))
+        except Exception as e:  # noqa: BLE001 - a bad job is recorded; the others run
+            failed.append((num, ov, e, traceback.format_exc()))
+    results = []
+    if cfgs:
+        from pipeline.engine.ray_pool import EnginePool, init_ray
+
+        init_ray(cfgs[0][2].ray)
+        pool = EnginePool(cfgs[0][2])
+        pool.bind([c for _, _, c in cfgs])
+        try:
+            results = run_jobs([c for _, _, c in cfgs], pool)
+        finally:
+            pool.stop()
+    for (num, ov, cfg), res in zip(cfgs, results):
+        if isinstance(res, Exception):
+            failed.append((num, ov, res, "".join(traceback.format_exception(res))))
+        else:
+            print(f"crosscot: sweep job {num} complete -> {cfg.run_dir}/report.md")
+    if failed:
+        os.makedirs(sweep_dir, exist_ok=True)
+        with open(os.path.join(sweep_dir, "failures.jsonl"), "a") as fh:
+            for num, ov, e, tb in sorted(failed, key=lambda f: f[0]):
+                fh.write(json.dumps({"job": num, "overrides": ov, "error": f"{type(e).__name__}: {e}",
+                                     "traceback": tb[-2000:]}) + "\n")
+        print(f"crosscot: sweep finished with {len(failed)} of {len(jobs)} job(s) failed "
+              f"(details in {sweep_dir}/failures.jsonl):", file=sys.stderr)
+        for num, ov, e, _ in sorted(failed, key=lambda f: f[0]):
+            print(f"  job {num} [{' '.join(ov)}]: {type(e).__name__}: {str(e)[:300]}", file=sys.stderr)
+        return 1
+    print(f"crosscot: sweep complete: {len(jobs)} job(s), engines shared")
+    return 0
+
+
 def run_cli(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if "-m" in argv or "--multirun" in argv:
+        return run_sweep([a for a in argv if a not in ("-m", "--multirun")])
     sys.argv = [sys.argv[0], f"--config-dir={conf_dir()}", *argv]
     try:
         _main()

@@ -140,6 +140,31 @@ class EnginePool:
         self.restarts: dict[str, int] = {}  # actor restarts by Ray (engine process died)
         self.waves: list[dict] = []  # runtime waves, in order (see pipeline.stages.runner)
         self._is_gpu: Optional[bool] = None  # cached _gpu_cluster() for telemetry
+        self._models: dict[str, Any] = {}  # bound sweep jobs' models by name (see bind)
+
+    # ------------------------------------------------------------------ models
+    def bind(self, cfgs: list) -> None:
+        """Serve several runs (a sweep's jobs): models by short name from all of them.
+
+        One name must mean one engine: two jobs may sample differently (sampling is per
+        request) but not give the same name other weights, format or prompts.
+        """
+        from pipeline.config import ConfigError, hash_fields
+
+        models: dict[str, Any] = {}
+        for c in cfgs:
+            for m in c.models.values():
+                prev = models.get(m.name)
+                if prev is not None and _engine_identity(prev, hash_fields) != _engine_identity(m, hash_fields):
+                    raise ConfigError(f"sweep jobs give model {m.name!r} different engine settings "
+                                      f"(weights, format or prompts); give each variant its own models.<key>.name")
+                models.setdefault(m.name, m)
+        self._models = models
+
+    def model(self, name: str):
+        """A model's config: from the bound jobs (sweeps), else from this run's config."""
+        m = self._models.get(name)
+        return m if m is not None else self.cfg.model(name)
 
     # ------------------------------------------------------------------ placement
     def cluster(self):
@@ -161,7 +186,7 @@ class EnginePool:
         return self.cfg.ray.max_concurrent_engines
 
     def replicas(self, name: str) -> int:
-        return max(1, int(self.cfg.model(name).replicas or 1))
+        return max(1, int(self.model(name).replicas or 1))
 
     def fits(self, names: Iterable[str]) -> bool:
         """Whether these engines (every replica of each) can be resident at the same time."""
@@ -171,7 +196,7 @@ class EnginePool:
         if self.max_engines and len(names) > self.max_engines:
             return False
         sched = self.schedule()
-        demands = [engine_demand(self.cfg.model(n)) for n in names for _ in range(self.replicas(n))]
+        demands = [engine_demand(self.model(n)) for n in names for _ in range(self.replicas(n))]
         return Packer(sched.cluster, self._share_gpus()).fits(demands)
 
     def _share_gpus(self) -> bool:
@@ -230,7 +255,7 @@ class EnginePool:
         for n in names:
             if n in self.actors:
                 continue
-            m = self.cfg.model(n)
+            m = self.model(n)
             threads = max(1, int(m.num_cpus)) if not gpu else 0
             if cores <= 1:
                 threads = 0
@@ -343,7 +368,7 @@ class EnginePool:
         now = time.time()
         engines = {}
         for n, spans in self.held.items():
-            m = self.cfg.model(n)
+            m = self.model(n)
             gpus = float(m.tensor_parallel_size * self.replicas(n)) if self._gpu_cluster_cached() else 0.0
             held = sum((b or now) - a for a, b in spans)
             engines[n] = {"where": self.where.get(n), "loads": self.loads.get(n, 0), "replicas": self.replicas(n),
@@ -388,6 +413,11 @@ class EnginePool:
                 from ray.util.placement_group import remove_placement_group
 
                 remove_placement_group(pg)
+
+
+def _engine_identity(m, hash_fields) -> dict:
+    """What makes two model configs the same engine: everything that changes results but sampling."""
+    return {k: v for k, v in hash_fields(m).items() if k not in ("greedy", "sampled")}
 
 
 def schedule_dict(s) -> dict:

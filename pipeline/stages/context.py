@@ -42,6 +42,8 @@ class Context:
     artifacts: dict[str, list[Path]] = field(default_factory=dict)
     _problem_rows: Optional[list[dict]] = None
     failed_items: set = field(default_factory=set)  # (stage, row key) of items that failed in this run
+    # artifact path -> its RowSink; shared by the jobs of a sweep so one artifact has one writer
+    sinks: dict = field(default_factory=dict)
 
     @property
     def pool(self) -> Pool:
@@ -65,8 +67,11 @@ class Context:
         """A :class:`pipeline.store.sink.RowSink` for one artifact, with this run's flush settings."""
         from pipeline.store.sink import RowSink
 
-        st = self.cfg.stream
-        return RowSink(artifact, schema, key_columns, st.flush_rows, st.flush_seconds)
+        sink = self.sinks.get(Path(artifact))
+        if sink is None:
+            st = self.cfg.stream
+            sink = self.sinks[Path(artifact)] = RowSink(artifact, schema, key_columns, st.flush_rows, st.flush_seconds)
+        return sink
 
     def engine_waves(self, stage: str, models: list[str]) -> list[list[str]]:
         """Groups of ``models`` resident together: all at once when they fit, else the planned waves."""

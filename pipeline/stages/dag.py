@@ -121,9 +121,11 @@ def run_jobs(cfgs: list[RunConfig], pool: Any) -> list[Any]:
     from pipeline.stages.runner import run_streams
 
     prepared, results = [], []
+    sinks: dict = {}  # one writer per artifact across the jobs (a shared generation, say)
     for cfg in cfgs:
         try:
             prepared.append(_prepare(cfg, None, pool))
+            prepared[-1][0].sinks = sinks
         except Exception as e:  # noqa: BLE001
             prepared.append(e)
     live = [(i, ctx, order) for i, x in enumerate(prepared) if not isinstance(x, Exception) for ctx, order in [x]]

@@ -162,28 +162,26 @@ class EnsembleStage:
                 for m in models:
                     flow.runnable(m)  # counts the deferral
                 return
-            await flow.guarded(self.name, key, self.problem(flow, p))
+            async def work() -> dict:
+                return await flow.guarded(self.name, key, self.problem(flow, p))
+
+            row = await flow.once(self.cots, key, work)
+            flow.emit("generation", row)
 
         limit = flow.stream.max_pending or max(1, flow.max_in_flight(self.gens[0]) // max(1, len(self.gens)))
         await flow.bounded("ensemble", limit, flow.ctx.problem_rows(), handle)
 
-    async def problem(self, flow, p: dict) -> None:
-        """Run one problem's ensemble to its end; write its rows and hand its CoT downstream."""
+    async def problem(self, flow, p: dict) -> dict:
+        """Run one problem's ensemble to its end; write its rows; its CoT row (handed downstream by the caller)."""
         ec = flow.ctx.cfg.ensemble
         st: dict[str, Any] = {"cot": "", "reason": None, "steps": 0}
         rows: list[dict] = []
-        for step in range(ec.max_steps):
+        for step in range(ec.max_steps):  # step() returns "max_steps" on the last one
             step_rows, reason = await self.step(flow, p, step, st)
             rows += step_rows
             if reason:
                 st["reason"] = reason
                 break
-        else:
-            st["reason"] = "max_steps"
-            for r in reversed(rows):
-                if r["winner"]:
-                    r["stop_reason"] = r["stop_reason"] or "max_steps"
-                    break
         for r in rows:
             self.cands.add(r)
         closed = st["reason"] == "closed"
@@ -194,7 +192,7 @@ class EnsembleStage:
                          "ensemble.thought_budget") if st["reason"] == "context" and not st["cot"].strip() else None}
         self.cots.add(out)
         flow.bar(self.name, done=1)
-        flow.emit("generation", self.cots.get(self.cots.key(out)))
+        return self.cots.get(self.cots.key(out))
 
     async def step(self, flow, p: dict, step: int, st: dict) -> tuple[list[dict], str | None]:
         """One step of one problem: (candidate rows, stop reason or None)."""

@@ -78,9 +78,14 @@ class GenerateStage:
                 return
             if flow.failed_before(self.name, key) or not flow.runnable(model):
                 return
-            res = await flow.guarded(self.name, key, flow.call(self.name, model, "generate", req))
-            out = {**row, **pick(res, GENERATIONS)}
-            sink.add(out)
+
+            async def work() -> dict:
+                res = await flow.guarded(self.name, key, flow.call(self.name, model, "generate", req))
+                out = {**row, **pick(res, GENERATIONS)}
+                sink.add(out)
+                return out
+
+            out = await flow.once(sink, key, work)
             flow.bar(self.name, done=1)
             flow.emit("generation", out)
 

@@ -146,6 +146,29 @@ class Flow:
             self.ctx.failed_items.add((stage, key))
             raise
 
+    async def once(self, sink: Any, key: Any, work: Callable[[], Awaitable[dict]]) -> dict:
+        """The row for ``key``: already done, being made by another flow of this sweep (awaited),
+        or made now by ``work()`` (which adds it to ``sink``).  Jobs of a sweep that share an
+        artifact (the same model's generations) never compute the same item twice."""
+        done = sink.get(key)
+        if done is not None:
+            return done
+        other = sink.claims.get(key)
+        if other is not None:
+            return await asyncio.shield(other)
+        fut = asyncio.get_running_loop().create_future()
+        sink.claims[key] = fut
+        try:
+            row = await work()
+            fut.set_result(row)
+            return row
+        except BaseException as e:
+            fut.set_exception(e)
+            fut.exception()  # retrieved: waiters (if any) get it; no "never retrieved" warning
+            raise
+        finally:
+            sink.claims.pop(key, None)
+
     def spawn(self, what: str, coro: Awaitable) -> None:
         """Run ``coro`` as a task of this flow; its failure is recorded, never silent."""
         task = asyncio.ensure_future(self._guard(what, coro))

@@ -84,9 +84,14 @@ class TransferStage:
 
     async def _one(self, flow, sink: RowSink, target: str, req: dict, row: dict) -> None:
         key = sink.key(row)
-        res = await flow.guarded(self.name, key, flow.call(self.name, target, "answer", req))
-        if not sink.done(key):
-            sink.add({**row, **pick(res, ANSWERS)})
+
+        async def work() -> dict:
+            res = await flow.guarded(self.name, key, flow.call(self.name, target, "answer", req))
+            out = {**row, **pick(res, ANSWERS)}
+            sink.add(out)
+            return out
+
+        await flow.once(sink, key, work)
         flow.bar(self.name, done=1)
 
     def finish(self, ctx: Context) -> list[Path]:

@@ -45,6 +45,7 @@ class RowSink:
         self._rows: dict[tuple, dict] = {}
         self._seq = 0
         self.added = 0  # rows added in this run (not read back)
+        self.claims: dict[tuple, Any] = {}  # key -> future of the row being made (see Flow.once)
         if self.complete:
             for r in read_table(self.artifact).to_pylist():
                 self._rows[self.key(r)] = r

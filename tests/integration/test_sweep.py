@@ -1,6 +1,7 @@
-"""`make sweep`: a Hydra multirun over the tiny demo (conf/experiment/sweep_cpu.yaml) with the REAL
-CPU engine: jobs share one store (a later job recomputes nothing an earlier one made), a failing
-job is recorded in failures.jsonl while the others finish, and rerunning resumes from the store."""
+"""`make sweep`: `crosscot run -m` over the tiny demo (conf/experiment/sweep_cpu.yaml) with the REAL CPU
+engine: the jobs share one engine pool (a model is loaded once for all of them, and their items
+interleave), one store (an artifact two jobs share is computed once), a failing job is recorded in
+failures.jsonl while the others finish and the sweep exits non-zero, and rerunning resumes."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def multirun(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+def multirun(sweep_dir: Path, *overrides: str, rc: int = 0) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "pipeline", "run", "-m", "experiment=sweep_cpu", f"hydra.sweep.dir={sweep_dir}",
            f"store_dir={sweep_dir / 'store'}", f"run_dir={sweep_dir}/${{hydra:job.num}}",
            "dataset.size=3", "generate.thought_budget=24", "generate.answer_budget=8", "transfer.answer_budget=8",
@@ -23,7 +24,7 @@ def multirun(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("CROSSCOT_FAULT_DELAY_S", None)
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.returncode == rc, r.stderr[-3000:]
     return r
 
 
@@ -32,27 +33,38 @@ def generate_artifacts(job_dir: Path) -> list[str]:
     return sorted(a["path"] for s in man["stages"] if s["stage"] == "generate" for a in s["artifacts"])
 
 
+def telemetry(job_dir: Path) -> dict:
+    return json.loads((job_dir / "telemetry.json").read_text())
+
+
 @pytest.mark.slow
-def test_sweep_shares_store_records_failures_and_resumes(tmp_path):
+def test_sweep_shares_engines_and_store_records_failures_and_resumes(tmp_path):
     sweep = tmp_path / "sweep"
-    multirun(sweep, "model_set=ab,a", "dataset.seed=0")
+    r = multirun(sweep, "model_set=ab,a", "dataset.seed=0")
+    assert "engines shared" in r.stdout
     j0, j1 = sweep / "0", sweep / "1"
     assert (j0 / "report.md").exists() and (j1 / "report.md").exists()
     assert (sweep / "store").is_dir() and not (j0 / "store").exists(), "jobs share <sweep dir>/store"
     gen0, gen1 = generate_artifacts(j0), generate_artifacts(j1)
-    assert len(gen0) == 2 and len(gen1) == 1 and gen1[0] in gen0, "job 1 reuses job 0's tiny-think generations"
-    tel1 = json.loads((j1 / "telemetry.json").read_text())
-    assert "generate" not in tel1["stage_models"], "job 1 generated nothing"
-    assert set(tel1["stage_models"]["transfer"]) == {"tiny-think"}
+    assert len(gen0) == 2 and len(gen1) == 1 and gen1[0] in gen0, "a's generations are ab's too"
+    # One engine per distinct model for the whole sweep, shared by both jobs at the same time.
+    t0, t1 = telemetry(j0), telemetry(j1)
+    assert {n: e["loads"] for n, e in t1["engines"].items()} == {"tiny-think": 1, "tiny-thought": 1}
+    assert all(w.get("shared_with_jobs") == 2 for w in t0["waves"] + t1["waves"])
+    # The generations both jobs need were computed once: by exactly one of the two jobs.
+    gen_items = [t["stage_models"].get("generate", {}).get(m, {}).get("requests", 0)
+                 for t in (t0, t1) for m in ("tiny-think",)]
+    assert sum(gen_items) == 3 * 3, gen_items  # 3 problems x (empty, default, sampled), not twice
     mtime = Path(gen1[0]).stat().st_mtime
 
-    # A failing job (invalid dataset.limit) is recorded; the other job still finishes (from the store).
-    multirun(sweep, "model_set=a", "dataset.seed=0", "dataset.limit=0,null")
+    # A failing job (invalid dataset.limit) is recorded; the other job still finishes (from the store),
+    # and the sweep exits non-zero with a summary.
+    r = multirun(sweep, "model_set=a", "dataset.seed=0", "dataset.limit=0,null", rc=1)
+    assert "1 of 2 job(s) failed" in r.stderr and "dataset.limit=0" in r.stderr
     fails = [json.loads(x) for x in (sweep / "failures.jsonl").read_text().splitlines()]
     assert [f["job"] for f in fails] == [0] and "dataset.limit=0" in fails[0]["error"]
     assert (sweep / "1" / "report.md").exists()
-    tel = json.loads((sweep / "1" / "telemetry.json").read_text())
-    assert not tel.get("engines"), "everything came from the shared store: no engine was started"
+    assert not telemetry(sweep / "1").get("engines"), "everything came from the shared store: no engine started"
 
     # Rerunning the first sweep resumes: nothing is recomputed, same tables.
     before = (j0 / "tables" / "accuracy.csv").read_text()
@@ -60,4 +72,4 @@ def test_sweep_shares_store_records_failures_and_resumes(tmp_path):
     assert (j0 / "tables" / "accuracy.csv").read_text() == before
     assert Path(gen1[0]).stat().st_mtime == mtime
     for j in (j0, j1):
-        assert not json.loads((j / "telemetry.json").read_text()).get("engines")
+        assert not telemetry(j).get("engines")

@@ -10,7 +10,7 @@ context positions get ``ignore_index`` so only the candidate's own tokens count.
 ``mode="paper"`` also gives the whole-sequence mean NLL (every position after
 the first), the reference study's perplexity choice.
 
-It mirrors :meth:`pipeline.engine.vllm_engine.ModelEngine.score` and ``score_texts``
+It mirrors :meth:`pipeline.engine.vllm_engine.ModelEngine.score`
 (prompt construction is shared verbatim), so tests can check the engine's
 cached scores against it.
 """
@@ -33,7 +33,6 @@ class ReferenceScorer:
     thinking_prompt = ModelEngine.thinking_prompt
     encode = ModelEngine.encode
     _fit = ModelEngine._fit
-    score_texts = ModelEngine.score_texts
 
     def __init__(self, model_cfg, device: Optional[str] = None):
         import torch
