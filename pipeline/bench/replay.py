@@ -63,10 +63,10 @@ def _prompts(n: int, vocab: int, seed: int) -> list[list[int]]:
 
 def run(model_key: str = "smollm2", n: int = 96, mean: float = 48.0, shard: int = 32, rounds: int = 1,
         data_dir: Path = DATA, source: str = "Qwen_QwQ-32B", max_in_flight: Optional[int] = None) -> dict:
-    from pipeline.config import load_run_config
+    from pipeline.config import compose
     from pipeline.engine.ray_pool import EnginePool, init_ray
 
-    cfg = load_run_config(["experiment=demo", "progress=false"])
+    cfg = compose(["experiment=demo", "progress=false"])
     key = next(k for k, m in cfg.models.items() if k == model_key or m.name == model_key)
     m = cfg.models[key]
     lengths = draw(released_lengths(data_dir, source), n, mean)
@@ -75,23 +75,32 @@ def run(model_key: str = "smollm2", n: int = 96, mean: float = 48.0, shard: int 
     try:
         pool.ensure([m.name])
         vocab = pool.call(m.name, "info")["vocab_size"]
-        prompts = _prompts(n, vocab, 0)
-        reqs = [{"ids": p, "max_tokens": L, "ignore_eos": True} for p, L in zip(prompts, lengths)]
         limit = max_in_flight or 2 * int(m.max_num_seqs)
-        pool.call(m.name, "complete_blocking", reqs[: min(8, n)])  # warm-up (allocations, caches)
+        runs = iter(range(1, 10_000))
+
+        def fresh() -> list[dict]:
+            # New prompts for every timed run (same lengths): no run reads another's prefix cache.
+            return [{"ids": p, "max_tokens": L, "ignore_eos": True}
+                    for p, L in zip(_prompts(n, vocab, next(runs)), lengths)]
+
+        pool.call(m.name, "complete_blocking", fresh()[: min(16, n)])  # warm-up (allocations, kernels)
 
         def ceiling() -> float:
+            reqs = fresh()
             t = time.perf_counter()
             pool.call(m.name, "complete_blocking", reqs)
             return time.perf_counter() - t
 
         def chunked() -> float:
+            reqs = fresh()
             t = time.perf_counter()
             for i in range(0, n, shard):
                 pool.call(m.name, "complete_blocking", reqs[i:i + shard])
             return time.perf_counter() - t
 
         def pipeline() -> float:
+            reqs = fresh()
+
             async def go() -> None:
                 sem = asyncio.Semaphore(limit)
 
@@ -142,17 +151,17 @@ def markdown(res: dict) -> str:
 
 def main(argv: Optional[list[str]] = None) -> str:
     ap = argparse.ArgumentParser(prog="crosscot bench replay", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="96 requests, one round (under 5 minutes on 2 cores)")
+    ap.add_argument("--quick", action="store_true", help="96 requests, two rounds (under 5 minutes on 2 cores)")
     ap.add_argument("--model", default="smollm2", help="model config key (conf/model) or short name")
     ap.add_argument("-n", type=int, default=None, help="requests (default 96 quick, 192 full)")
     ap.add_argument("--mean", type=float, default=48.0, help="mean CoT length after scaling (tokens)")
     ap.add_argument("--shard", type=int, default=32, help="shard size of the synchronous baseline")
-    ap.add_argument("--rounds", type=int, default=None, help="rounds per mode (best kept; default 1 quick, 3 full)")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds per mode (best kept; default 2 quick, 3 full)")
     ap.add_argument("--source", default="Qwen_QwQ-32B", help="whose released CoT lengths to replay")
     ap.add_argument("--data", type=Path, default=DATA, help="folder of the released MedCalc generations")
     ap.add_argument("--out", type=Path, default=None, help="write replay.md and replay.json here")
     a = ap.parse_args(argv)
-    res = run(a.model, a.n or (96 if a.quick else 192), a.mean, a.shard, a.rounds or (1 if a.quick else 3),
+    res = run(a.model, a.n or (96 if a.quick else 192), a.mean, a.shard, a.rounds or (2 if a.quick else 3),
               a.data, a.source)
     md = markdown(res)
     if a.out:

@@ -10,7 +10,9 @@ Sections (each writes ``<out>/<name>/<name>.md``; all are collected into ``<out>
 * ``kernel`` — fused token log-prob kernel vs ``log_softmax`` + ``gather`` (time, peak memory);
 * ``plan`` — planned makespan vs one-model-after-another for the reference sweep;
 * ``parallel`` — engines in parallel vs one at a time on a (simulated) cluster;
-* ``filters`` — rule-based answer filter leakage and kept-text ratio on the study's released CoTs.
+* ``filters`` — rule-based answer filter leakage and kept-text ratio on the study's released CoTs;
+* ``replay`` — the streaming pipeline vs the engine's ceiling vs synchronous shards, on request lengths
+  drawn from the study's released CoT lengths (last line ``replay: pipeline/ceiling=X pipeline/chunked=Y``).
 
 Each section lives in its own module (listed in :data:`SECTIONS`), imported only when it runs.
 """
@@ -36,6 +38,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "parallel": ("pipeline.bench.parallel", "main"),
     "filters": ("pipeline.bench.filters", "main"),
     "cpu_dtype": ("pipeline.bench.cpu_speed", "section"),
+    "replay": ("pipeline.bench.replay", "argv"),
 }
 
 
@@ -83,4 +86,11 @@ def run_benches(names: list[str], out: Path, quick: bool = False) -> int:
         print(md, flush=True)
     write_text_atomic(out / "BENCH.md", "\n".join(report))
     print(f"\nwrote {out / 'BENCH.md'}" + (f"; failed sections: {failed}" if failed else ""))
+    # A section whose table ends in a "<name>: ..." summary line repeats it last, so scripts read
+    # it from the final line of the output (e.g. "replay: pipeline/ceiling=... pipeline/chunked=...").
+    for name in names:
+        md_path = out / name / f"{name}.md"
+        last = md_path.read_text().strip().splitlines()[-1:] if md_path.exists() else []
+        if last and last[0].startswith(f"{name}: "):
+            print(last[0])
     return 1 if failed else 0
