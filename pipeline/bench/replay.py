@@ -30,22 +30,17 @@ import time
 from pathlib import Path
 from typing import Optional
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "genex-medcalc-outputs"
+from pipeline.planning.lengths import DATA
+from pipeline.planning.lengths import released_lengths as _released
 
 
 def released_lengths(data_dir: Path = DATA, model: str = "Qwen_QwQ-32B") -> list[int]:
     """CoT lengths (approximate tokens: characters / 4) of one model's released Default run."""
-    f = Path(data_dir) / f"{model}_zero_shot_original.jsonl"
-    if not f.is_file():
-        raise FileNotFoundError(f"{f} not found: the replay bench reads the study's released generations "
+    out = _released(model, data_dir)
+    if not out:
+        raise FileNotFoundError(f"{Path(data_dir) / f'{model}_zero_shot_original.jsonl'} not found: the replay "
+                                "bench reads the study's released generations "
                                 "(../shared/data/genex-medcalc-outputs); pass --data DIR")
-    out = []
-    for line in f.read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            text = r.get("LLM Thinking") or r.get("LLM Raw Thinking") or ""
-            if text:
-                out.append(max(1, len(text) // 4))
     return out
 
 

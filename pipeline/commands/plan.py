@@ -3,11 +3,14 @@
     crosscot plan --node h200x8 experiment=reference
     crosscot plan --node h100x8 --problems 200 --throughput telemetry.json experiment=reference
     crosscot plan --node cpu2                     (the embedded demo on this machine)
+    crosscot plan --node cpu2 --lengths runs/demo experiment=demo   (replay a finished run's CoT lengths)
 
 Positional arguments are Hydra overrides of the run config, composed exactly as
 `crosscot run` does (pipeline.config.compose).  Nothing is started: no Ray, no
 engines.  Node types live in conf/node/<name>.yaml; their throughput numbers
-are estimates unless --throughput gives measured tokens/s.
+are estimates unless --throughput gives measured tokens/s (cpu2's are calibrated).
+The headline is the SIMULATED makespan (pipeline.planning.tails): streaming,
+synchronous shards and streaming with replicas on idle GPUs.
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--share-gpus", choices=["auto", "yes", "no"], default="auto",
                         help="engines may share GPUs by gpu_memory_utilization: auto (only when not all fit "
                              "with whole GPUs and it is faster), yes, no (default auto)")
+    parser.add_argument("--lengths", default=None, metavar="RUN_DIR",
+                        help="replay the CoT lengths (cot_tokens) a finished run generated, per model, instead of "
+                             "the study's released lengths / their shape")
+    parser.add_argument("--shard", type=int, default=None,
+                        help="shard size of the synchronous baseline in the simulation (default 64)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write a JSON summary here")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=reference")
 
@@ -41,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.config import ConfigError, compose
     from pipeline.planning.cluster import PlacementError
     from pipeline.planning.plan import PlanParams, as_dict, format_plan, plan
+    from pipeline.planning.tails import SHARD, TailOptions
     from pipeline.planning.throughput import PlanError
 
     try:
@@ -50,8 +59,18 @@ def run(args: argparse.Namespace) -> int:
             if not (0 < args.thought_fill <= 1):
                 raise PlanError(f"--thought-fill {args.thought_fill}: must be in (0, 1]")
             params.thought_fill = args.thought_fill
+        opt = TailOptions(shard=getattr(args, "shard", None) or SHARD)
+        if opt.shard < 1:
+            raise PlanError(f"--shard {opt.shard}: must be >= 1")
+        if getattr(args, "lengths", None):
+            from pipeline.planning.lengths import measured_lengths
+
+            try:
+                opt.measured = measured_lengths(args.lengths)
+            except FileNotFoundError as e:
+                raise PlanError(str(e)) from e
         p = plan(cfg, getattr(args, "node", "h100x8") or "h100x8", getattr(args, "problems", None),
-                 getattr(args, "throughput", None), params=params,
+                 getattr(args, "throughput", None), params=params, tails=opt,
                  share_gpus={"yes": True, "no": False}.get(str(getattr(args, "share_gpus", "auto")), "auto"))
     except (ConfigError, PlanError, PlacementError, HydraException) as e:
         print(f"crosscot plan: error: {e}", file=sys.stderr)

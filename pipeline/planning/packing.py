@@ -300,7 +300,16 @@ class Packer:
         return dict(out) if rec(0) else None
 
     def fits(self, demands: Sequence[EngineDemand], fixed: Sequence[Placement] = ()) -> bool:
-        return self.pack(demands, fixed) is not None
+        """Whether all ``demands`` fit at once; replicas (several demands of one model) may repeat
+        a name (``pack`` keys its placements by name, so repeats are numbered here)."""
+        import dataclasses
+
+        count: dict[str, int] = {}
+        uniq = []
+        for d in demands:
+            count[d.name] = count.get(d.name, 0) + 1
+            uniq.append(d if count[d.name] == 1 else dataclasses.replace(d, name=f"{d.name}#{count[d.name]}"))
+        return self.pack(uniq, fixed) is not None
 
 
 def _size_key(d: EngineDemand) -> tuple:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from pipeline.planning.cluster import ClusterSpec
 from pipeline.planning.packing import demands_from_run
 from pipeline.planning.schedule import Schedule, plan_waves, workload_from_run
+from pipeline.planning.tails import TailOptions, TailPlan, format_tails, plan_tails, tails_dict
 from pipeline.planning.throughput import (
     ModelThroughput,
     NodeType,
@@ -147,14 +148,18 @@ def estimate_work(run: "RunConfig", n: int, params: Optional[PlanParams] = None)
         rows.append(StageWork("truncate", run.truncate.filter_model, "llm filter", r,
                               r * (T + p.filter_prompt_tokens), r * T * p.without_answer_share))
 
-    if "transfer" in stages and cots_per_source:
+    if "transfer" in stages:
         t = run.transfer
         A_t = t.answer_budget * p.answer_fill
+        ens_cot = _ensemble_cot_tokens(run, p)
         for target in (t.targets or names):
             cache = run.model(target).enable_prefix_caching
             for v in t.variants:
-                r = n * len(sources) * cots_per_source
-                cot = T * _variant_share(v, p)
+                r = transferred_cots(run, n, target, v)
+                if not r:
+                    continue
+                # CoT tokens: every transferred CoT is a generated one, except the ensemble's
+                cot = (T * (r - _ensemble_cots(run, n)) + ens_cot * _ensemble_cots(run, n)) / r * _variant_share(v, p)
                 # With prefix caching the problem prompt is prefilled once per (problem, target).
                 pre = r * cot + (n * P / len(t.variants) if cache else r * P)
                 rows.append(StageWork("transfer", target, v, r, pre, r * A_t))
@@ -178,6 +183,27 @@ def estimate_work(run: "RunConfig", n: int, params: Optional[PlanParams] = None)
             rows.append(StageWork("ensemble", ename, "evaluator", r, r * avg_len, r * 1))
         rows.append(StageWork("ensemble", e.generators[0], "answer", n, n * (P + cot_final), n * A))
     return rows
+
+
+def _ensemble_cots(run: "RunConfig", n: int) -> int:
+    return n if "ensemble" in run.stages and run.ensemble.enabled else 0
+
+
+def _ensemble_cot_tokens(run: "RunConfig", p: PlanParams) -> float:
+    e = run.ensemble
+    return min(e.max_steps, math.ceil(e.thought_budget * p.thought_fill / p.sentence_tokens)) * p.sentence_tokens
+
+
+def transferred_cots(run: "RunConfig", n: int, target: str, variant: str) -> int:
+    """CoTs the transfer stage sends to ``target`` in ``variant`` (``stages.transfer.transfer_method``):
+    every source's Default CoTs, the ensemble's CoTs, and the target's own Sampled CoTs in the
+    variants other than ``full`` (the Sampled ``without_answer`` setting)."""
+    g = run.generate
+    srcs = set(run.transfer.sources or run.model_names)
+    r = n * len(srcs) if "default" in g.methods and "generate" in run.stages else 0
+    if "sampled" in g.methods and "generate" in run.stages and variant != "full" and target in srcs:
+        r += n * g.num_samples
+    return r + _ensemble_cots(run, n)
 
 
 @dataclass
@@ -218,6 +244,8 @@ class Plan:
     gpu_hours_busy: float  # sum over engines of (resident time x GPUs)
     baselines: dict[str, Baseline]
     run_overrides: list[str] = field(default_factory=list)  # node-type engine sizing, as Hydra overrides
+    # Simulated makespans that know the CoT tail (streaming / shards / + replicas): the headline.
+    tails: "Optional[TailPlan]" = None
 
     def speedup(self, baseline: str) -> float:
         return self.baselines[baseline].makespan_s / self.makespan_s if self.makespan_s else float("inf")
@@ -286,7 +314,7 @@ def wave_timing(waves: list, per: dict[tuple[str, str], float], load_s: dict[str
 def plan(run_cfg: "RunConfig", node_type: "str | NodeType" = "h100x8", n_problems: Optional[int] = None,
          throughput: "str | dict | None" = None, *, params: Optional[PlanParams] = None,
          cluster: Optional[ClusterSpec] = None, share_gpus: "bool | str" = "auto",
-         node_overrides: bool = True) -> Plan:
+         node_overrides: bool = True, tails: "TailOptions | bool" = True) -> Plan:
     """Plan ``run_cfg`` on ``node_type`` (name in conf/node, path, or NodeType).
 
     ``throughput`` is a telemetry JSON path or an already-loaded mapping
@@ -295,6 +323,8 @@ def plan(run_cfg: "RunConfig", node_type: "str | NodeType" = "h100x8", n_problem
     while the node type still supplies throughput and load speed.
     ``node_overrides`` applies the node type's ``model_overrides`` (engine sizing
     for that GPU size) first; :attr:`Plan.run_overrides` lists them as Hydra overrides.
+    ``tails`` (options, or False to skip) adds :attr:`Plan.tails`: the event-driven simulation of
+    every engine with replayed CoT lengths (:mod:`pipeline.planning.tails`).
     """
     node = node_type if isinstance(node_type, NodeType) else load_node_type(node_type)
     run_overrides: list[str] = []
@@ -345,8 +375,12 @@ def plan(run_cfg: "RunConfig", node_type: "str | NodeType" = "h100x8", n_problem
         baselines[name] = Baseline(name, desc, mk, seq_loads, mk * gpus / 3600)
     if cl.cpu_only:
         busy = 0.0
+    tail = None
+    if tails is not False:
+        tail = plan_tails(run_cfg, n, params, tput, sched, load_s, cl,
+                          tails if isinstance(tails, TailOptions) else None, share_gpus=share_gpus is True)
     return Plan(node, n, params, work, tput, sched, wave_times, load_s, makespan, makespan * gpus / 3600,
-                busy / 3600, baselines, run_overrides)
+                busy / 3600, baselines, run_overrides, tail)
 
 
 def _ensemble_time(work: list[StageWork], single: bool, sequential: bool = False) -> float:
@@ -408,17 +442,19 @@ def format_plan(p: Plan) -> str:
              for w in p.wave_times]
     out += ["", _table(["wave", "stages", "models", "loads", "time"], wrows, {3, 4})]
     if p.schedule.cluster.cpu_only:
-        out += ["", f"Planned makespan: {fmt_duration(p.makespan_s)} (CPU-only: no GPU-hours)"]
+        out += ["", f"Mean-throughput makespan: {fmt_duration(p.makespan_s)} (CPU-only: no GPU-hours)"]
     else:
-        out += ["", f"Planned makespan: {fmt_duration(p.makespan_s)}; GPU-hours: {p.gpu_hours_allocated:.1f} "
+        out += ["", f"Mean-throughput makespan: {fmt_duration(p.makespan_s)}; GPU-hours: {p.gpu_hours_allocated:.1f} "
                     f"allocated ({p.schedule.cluster.total_gpus} GPUs x makespan), "
                     f"{p.gpu_hours_busy:.1f} held by engines"]
     brows = [[b.name, fmt_duration(b.makespan_s), str(b.loads), f"{b.gpu_hours_allocated:.1f}",
               f"{p.speedup(b.name):.1f}x", b.description] for b in p.baselines.values()]
     brows.insert(0, ["planned (waves)", fmt_duration(p.makespan_s), str(p.schedule.total_loads),
                      f"{p.gpu_hours_allocated:.1f}", "1.0x", "this plan"])
-    out += ["", "Against the baselines (makespan ratio = baseline / planned):",
+    out += ["", "Against the baselines (mean throughput; makespan ratio = baseline / planned):",
             _table(["schedule", "makespan", "loads", "GPU-h", "ratio", "what"], brows, {1, 2, 3, 4})]
+    if p.tails is not None:
+        out += ["", format_tails(p.tails, p.node.name, p.makespan_s, not p.schedule.cluster.cpu_only)]
     return "\n".join(out)
 
 
@@ -450,4 +486,5 @@ def as_dict(p: Plan) -> dict[str, Any]:
         "totals": p.totals(),
         "baselines": {k: {"makespan_s": b.makespan_s, "loads": b.loads, "ratio": p.speedup(k)}
                       for k, b in p.baselines.items()},
+        "tails": tails_dict(p.tails) if p.tails is not None else None,
     }

@@ -34,6 +34,9 @@ class ModelThroughput:
     single_decode_tps: float  # one sequence at a time (the reference study's way)
     tp: int = 1  # tensor-parallel size the numbers are for
     source: str = "node table"  # node table | telemetry | fallback
+    # Sequences in flight at which decode_tps holds (e.g. what a 32B model's KV cache allows);
+    # 0 = the engine's max_num_seqs.  The step-cost simulation (planning/simulate.py) caps slots here.
+    batch: int = 0
 
     def scaled_to(self, tp: int) -> "ModelThroughput":
         """Numbers for another TP size: linear in GPUs with 85% efficiency per doubling."""
@@ -43,8 +46,9 @@ class ModelThroughput:
         f = r * 0.85 ** math.log2(r)
         # single-stream decode is bandwidth bound: more GPUs help less than batched decode
         fs = r ** 0.7
+        # KV capacity grows with the GPUs, and with it the concurrency the decode rate holds at.
         return ModelThroughput(self.decode_tps * f, self.prefill_tps * f, self.single_decode_tps * fs, tp,
-                               self.source + f" (scaled tp {self.tp}->{tp})")
+                               self.source + f" (scaled tp {self.tp}->{tp})", int(self.batch * r))
 
 
 @dataclass
@@ -60,6 +64,11 @@ class NodeType:
     memory_gib: float = 0.0  # host RAM
     load_fixed_s: float = 60.0  # engine start (process, CUDA context, graphs, warm-up)
     load_gibps: float = 2.0  # weight read speed from local disk/cache
+    # Wall time of a run outside engine loading and engine work (Ray start, dataset, scoring, report);
+    # only the plan-vs-measured check (pipeline/bench/plan_check.py) adds it.
+    run_overhead_s: float = 0.0
+    # Measured engine start-up per model short name (seconds), replacing the fixed + size model.
+    load_s: dict[str, float] = field(default_factory=dict)
     throughput: dict[str, ModelThroughput] = field(default_factory=dict)  # by model short name
     # Engine sizing this node type needs, by model short name, e.g. {QwQ: {tensor_parallel_size: 2}}.
     # Placement-only fields (they do not change results); see apply_node_overrides.
@@ -149,10 +158,11 @@ def load_node_type(name_or_path: str) -> NodeType:
         try:
             tput[str(model)] = ModelThroughput(float(t["decode_tps"]), float(t["prefill_tps"]),
                                                float(t["single_decode_tps"]), int(t.get("tp", 1)),
-                                               f"node table {data.get('name', name_or_path)}")
+                                               f"node table {data.get('name', name_or_path)}",
+                                               int(t.get("batch", 0)))
         except (KeyError, TypeError) as e:
             raise PlanError(f"{path}: throughput.{model} needs decode_tps, prefill_tps, single_decode_tps "
-                            f"(and optional tp); got {t!r}") from e
+                            f"(and optional tp, batch); got {t!r}") from e
     return NodeType(throughput=tput, model_overrides={str(k): dict(v) for k, v in overrides.items()}, **data)
 
 
@@ -209,12 +219,15 @@ def resolve_throughput(run: "RunConfig", node: NodeType,
             mtp = int(meas.get("tp", tp))
             t = ModelThroughput(meas.get("decode_tps", base.decode_tps),
                                 meas.get("prefill_tps", base.prefill_tps),
-                                meas.get("single_decode_tps", base.single_decode_tps), mtp, "telemetry")
+                                meas.get("single_decode_tps", base.single_decode_tps), mtp, "telemetry",
+                                base.batch)
             base = t.scaled_to(tp) if mtp != tp else t
         out[m.name] = base
     return out
 
 
 def load_seconds(d: EngineDemand, node: NodeType) -> float:
-    """Engine start: fixed cost plus reading the weights."""
+    """Engine start: measured for this node type (``load_s``), else fixed cost plus reading the weights."""
+    if d.name in node.load_s:
+        return float(node.load_s[d.name])
     return node.load_fixed_s + (d.weights_gib / node.load_gibps if node.load_gibps > 0 else 0.0)

@@ -79,13 +79,14 @@ def test_token_counts_by_hand(conf_copy):
     assert (d.requests, d.prefill_tokens, d.decode_tokens) == (10, 400, 550)
     s = g[("tiny-think", "sampled x2")]
     assert (s.requests, s.prefill_tokens, s.decode_tokens) == (20, 400, 1100)  # prompt shared via prefix cache
-    # transfer: 3 sources x (1 default + 2 sampled) CoTs x 10 problems = 90 requests per target and variant
+    # transfer (stages.transfer.transfer_method): every source's Default CoT, 3 sources x 10 problems =
+    # 30 per target in each variant; without its answer also the target's own 2 Sampled CoTs: 50
     t = {(w.model, w.detail): w for w in work if w.stage == "transfer"}
     full, wa = t[("tiny-harmony", "full")], t[("tiny-harmony", "without_answer")]
-    assert full.requests == wa.requests == 90
-    assert full.prefill_tokens == pytest.approx(90 * 50 + 10 * 40 / 2)  # prompt once per (problem, target)
-    assert wa.prefill_tokens == pytest.approx(90 * 45 + 10 * 40 / 2)
-    assert full.decode_tokens == 90 * 10
+    assert (full.requests, wa.requests) == (30, 50)
+    assert full.prefill_tokens == pytest.approx(30 * 50 + 10 * 40 / 2)  # prompt once per (problem, target)
+    assert wa.prefill_tokens == pytest.approx(50 * 45 + 10 * 40 / 2)
+    assert full.decode_tokens == 30 * 10
     assert len([w for w in work if w.stage == "transfer"]) == 3 * 2
     assert not [w for w in work if w.stage == "ensemble"]
 
@@ -95,14 +96,14 @@ def test_makespan_and_baselines_by_hand(conf_copy):
     p = plan(run, flat_node(), params=PARAMS)
     assert p.n_problems == 10 and len(p.schedule.waves) == 1
     gen = (400 + 400 + 400) / 1000 + (50 + 550 + 1100) / 100  # 18.2 s per model
-    xfer = (4700 + 4250) / 1000 + 1800 / 100  # 26.95 s per target
+    xfer = (1700 + 2450) / 1000 + 800 / 100  # 12.15 s per target (30 full + 50 without-answer transfers)
     assert p.makespan_s == pytest.approx(10 + gen + xfer)
     seq_b = p.baselines["sequential_batched"]
     # 3 generate loads + 2 transfer loads (the last generator stays loaded) = 5 x 10 s
     assert seq_b.loads == 5
     assert seq_b.makespan_s == pytest.approx(50 + 3 * (gen + xfer))
     gen1 = 1.2 + 1700 / 10
-    xfer1 = 8.95 + 1800 / 10
+    xfer1 = 4.15 + 800 / 10
     assert p.baselines["sequential_single"].makespan_s == pytest.approx(50 + 3 * (gen1 + xfer1))
     assert p.speedup("sequential_single") > p.speedup("sequential_batched") > 1
     # with 2 CPUs only two 1-CPU engines fit: 3 waves and 4 loads, and a longer makespan
@@ -167,7 +168,9 @@ def test_reference_sweep_plan(conf_copy):
         assert p.n_problems == 1047
         t = p.totals()
         assert t["generate"]["requests"] == 5 * 3 * 1047
-        assert t["transfer"]["requests"] == 5 * 2 * 2 * 5 * 1047  # sources x CoTs x variants x targets
+        # per target and variant: every source's Default CoT and the ensemble's CoT; plus, without
+        # its answer, the target's own Sampled CoT (stages.transfer.transfer_method)
+        assert t["transfer"]["requests"] == 5 * 2 * (5 + 1) * 1047 + 5 * 1047
         assert len(p.schedule.waves) == 1 and p.schedule.total_loads == 5
         assert p.baselines["sequential_single"].loads == 5 + 4 + 3
         assert p.speedup("sequential_single") > 5 and p.speedup("sequential_batched") > 1
@@ -244,7 +247,8 @@ def test_bench_writes_markdown(conf_copy, tmp_path):
     text = (tmp_path / "plan_bench.md").read_text()
     assert text.strip() == md.strip()
     rows = [line for line in md.splitlines() if line.startswith("| h")]
-    assert len(rows) == 2 * 4 and "Without the ensemble stage" in md  # with and without the ensemble
+    # 4 settings, with and without the ensemble, in the estimate table and in the simulated one
+    assert len(rows) == 2 * 2 * 4 and "Without the ensemble stage" in md and "SIMULATED makespans" in md
     assert "h200x8" in md and "6 of 8 GPUs" in md and "TP=2" in md
 
 
