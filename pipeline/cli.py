@@ -18,6 +18,8 @@ COMMANDS = {
     "report": "report",
     "plan": "plan",
     "models": "models",
+    "judge": "judge",
+    "prompts": "prompts",
 }
 
 

@@ -20,6 +20,16 @@ too.  All checking is our own code; it mirrors the benchmark's published rules
 ``extract`` pulls the answer out of free model text: the ``"answer"`` field of
 the requested JSON dict, with fallbacks for malformed JSON, ``Answer:`` lines,
 ``\\boxed{}`` and finally the last number.
+
+All of the above is the ``lenient`` checker.  ``dataset.options`` select the
+reference study's protocol item by item:
+
+* ``checker``: ``lenient`` (default) or ``official`` — MedCalc-Bench's own
+  extraction and ``evaluate.py`` rules (:mod:`pipeline.datasets.medcalc_official`);
+* ``sample``: ``first`` (default: file order, then ``limit``) or ``genex`` — the
+  study's 100 rows (:mod:`pipeline.datasets.medcalc_study`), ``problem_id`` = Row Number;
+* ``prompt``: ``ours`` (default: one user turn, ``PROMPT_TEMPLATE``) or ``study`` —
+  the study's system + user messages, verbatim.
 """
 
 from __future__ import annotations
@@ -35,6 +45,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipeline.datasets import medcalc_official, medcalc_study
+from pipeline.datasets.protocol import Judgment
 from pipeline.schema import PROBLEMS, from_rows
 
 log = logging.getLogger(__name__)
@@ -411,10 +423,51 @@ def answer_tolerance(gold: dict[str, Any]) -> float:
     return abs(g) * 0.05 if g is not None else 0.0
 
 
+CHECKERS = ("lenient", "official")
+PROMPTS = ("ours", "study")
+
+
+def option(cfg: Any, name: str, allowed: tuple[str, ...], default: str) -> str:
+    """``dataset.options[name]`` checked against ``allowed``."""
+    v = (_get(cfg, "options") or {}).get(name) or default
+    if v not in allowed:
+        raise MedCalcLoadError(f"dataset.options.{name}={v!r} is unknown; use one of {list(allowed)}")
+    return str(v)
+
+
+def judge_text(answer_text: str | None, answer: str | None, gold: dict[str, Any], checker: str) -> Judgment:
+    """Judge one reply (``answer_text``) or an already extracted ``answer`` (imported rows).
+
+    ``Judgment.answer`` is the form the paper metric compares: ``official`` —
+    what the study stored (its extracted string, or its evaluator's exception
+    text, which the metric's drop rule removes); ``lenient`` — the extracted
+    answer normalized for its output type (raw when it does not parse).
+    """
+    if checker == "official":
+        if answer is not None:  # already extracted (the study's stored answer): check only
+            try:
+                ok = bool(medcalc_official.check(answer, gold))
+            except Exception:  # noqa: BLE001 - the study judged a raising answer wrong
+                ok = False
+            return Judgment(answer, answer, ok)
+        v = medcalc_official.judge_reply(answer_text, gold)
+        return Judgment(v.answer, v.extracted, v.correct)
+    if checker != "lenient":
+        raise ValueError(f"unknown MedCalc checker {checker!r}; use one of {list(CHECKERS)}")
+    e = extract_answer(answer if answer is not None else answer_text)
+    ok = check_answer(e, gold) if e is not None else False
+    if answer is not None:
+        return Judgment(answer, e, ok)
+    otype = gold.get("output_type") or infer_output_type(str(gold.get("answer", "")))
+    return Judgment(normalize(e, otype) or e, e, ok)
+
+
 class MedCalc:
     """MedCalc-Bench plug-in (see module docstring)."""
 
     name = NAME
+    checkers = CHECKERS
+    default_checker = "lenient"
 
     def __init__(self) -> None:
         # Malformed rows skipped by the last load(): file/row/column/reason dicts.
@@ -440,6 +493,10 @@ class MedCalc:
             )
         if not rows:
             raise MedCalcLoadError(f"{path}: no usable rows ({len(skips)} skipped)")
+        sample = option(cfg, "sample", ("first", "genex"), "first")
+        style = option(cfg, "prompt", PROMPTS, "ours")
+        option(cfg, "checker", CHECKERS, "lenient")  # validated here, used by scoring
+        rows = medcalc_study.select_sample(rows, sample)
         limit = _get(cfg, "limit")
         if limit is not None:
             rows = rows[: int(limit)]
@@ -465,12 +522,24 @@ class MedCalc:
                 {
                     "dataset": NAME,
                     "problem_id": r["Row Number"].strip(),
-                    "prompt": PROMPT_TEMPLATE.format(note=r["Patient Note"].strip(), question=r["Question"].strip()),
+                    **self.messages(r, style),
                     "gold": json.dumps(gold),
                     "meta": json.dumps(meta),
                 }
             )
         return from_rows(out, PROBLEMS)
+
+    @staticmethod
+    def messages(r: dict[str, str], style: str) -> dict[str, str | None]:
+        """``prompt`` (user turn) and ``system`` of one CSV row in prompt ``style``."""
+        if style == "study":  # the study passed the CSV fields unstripped
+            system, user = medcalc_study.study_messages(r["Patient Note"], r["Question"])
+            return {"prompt": user["content"], "system": system["content"]}
+        return {"prompt": PROMPT_TEMPLATE.format(note=r["Patient Note"].strip(), question=r["Question"].strip()),
+                "system": None}
+
+    def judge(self, answer_text: str | None, answer: str | None, gold: dict[str, Any], checker: str) -> Judgment:
+        return judge_text(answer_text, answer, gold, checker)
 
     def extract(self, text: str | None) -> str | None:
         return extract_answer(text)
