@@ -63,6 +63,20 @@ class TinyModelSpec:
 
 
 @dataclass
+class ModelProtocol:
+    """How prompts are built for this model (pipeline.engine.messages). Filled from the run's
+    ``protocol`` by :func:`apply_protocol`; set it there, not per model."""
+
+    system_role: str = "system"  # system | model_identity (gpt-oss template argument) | merge (into the user turn)
+    chat_template_kwargs: dict = field(default_factory=dict)  # own runs, e.g. {reasoning_effort: low}
+    transfer_chat_template_kwargs: Optional[dict] = None  # answering after another model's CoT; null = same
+    cot_strings: str = "format"  # format (our tags) | study (the study's literal strings)
+    double_think_open: bool = False  # bug-compat: keep the study's second <think> (needs cot_strings=study)
+    harmony_channels_as_text: bool = False  # bug-compat: gpt-oss channels as plain text (cot_strings=study)
+    thought_budget_plus_prompt: bool = False  # think budget = thought_budget + prompt tokens (the study's)
+
+
+@dataclass
 class ModelConfig:
     """One model served by one engine actor."""
 
@@ -78,6 +92,7 @@ class ModelConfig:
     trust_remote_code: bool = False  # off unless a model really needs it
     tokenizer: Optional[str] = None  # tokenizer path if not beside the weights
     # Provisioning: how `crosscot models prepare` builds `path` when absent.
+    protocol: ModelProtocol = field(default_factory=ModelProtocol)  # filled from RunConfig.protocol
     tiny: Optional[TinyModelSpec] = None  # random tiny test model recipe
     gguf: Optional[str] = None  # name of a GGUF provisioner (e.g. "smollm2")
     # --- placement & engine sizing: do not change results ---
@@ -221,6 +236,53 @@ class ScoreConfig:
 
 
 @dataclass
+class ProtocolConfig:
+    """Run-wide protocol items that shape prompts (README: "Reference experiments").
+
+    ``reference_paper`` sets the study's values (and its bug-compat flags);
+    ``reference`` our corrections.  :func:`apply_protocol` copies them into
+    every model's ``protocol`` (so they are part of each model's artifact hash).
+    """
+
+    name: str = "ours"  # label in provenance and the report
+    cot_strings: str = "format"  # format | study: how a given CoT is placed (pipeline.engine.messages)
+    double_think_open: bool = False  # bug-compat (study): "<think>" doubled after templates that open it
+    harmony_channels_as_text: bool = False  # bug-compat (study): gpt-oss channels written as plain text
+    reasoning_effort: Optional[str] = None  # harmony (gpt-oss) own runs: low | medium | high; null = template default
+    transfer_reasoning_effort: Optional[str] = None  # harmony answering after a given CoT; null = reasoning_effort
+    harmony_system_as_model_identity: bool = False  # the study's gpt-oss call: system text -> model_identity
+    thought_budget_plus_prompt: bool = False  # the study's think budget: generate.thought_budget + prompt tokens
+
+    def validate(self) -> None:
+        if self.cot_strings not in ("format", "study"):
+            raise ConfigError(f"protocol.cot_strings={self.cot_strings!r}: use format or study")
+        if (self.double_think_open or self.harmony_channels_as_text) and self.cot_strings != "study":
+            raise ConfigError("protocol.double_think_open / harmony_channels_as_text reproduce the study's literal "
+                              "strings: set protocol.cot_strings=study too")
+        for k in ("reasoning_effort", "transfer_reasoning_effort"):
+            v = getattr(self, k)
+            if v not in (None, "low", "medium", "high"):
+                raise ConfigError(f"protocol.{k}={v!r}: use low, medium, high or null")
+
+
+def apply_protocol(run: "RunConfig") -> None:
+    """Fill every model's ``protocol`` from ``run.protocol`` (harmony-only items go to harmony models)."""
+    p = run.protocol
+    for m in run.models.values():
+        harmony = m.thinking_format == "harmony"
+        own = {"reasoning_effort": p.reasoning_effort} if harmony and p.reasoning_effort else {}
+        tr = p.transfer_reasoning_effort
+        m.protocol = ModelProtocol(
+            system_role="model_identity" if harmony and p.harmony_system_as_model_identity else "system",
+            chat_template_kwargs=own,
+            transfer_chat_template_kwargs={"reasoning_effort": tr} if harmony and tr else None,
+            cot_strings=p.cot_strings, double_think_open=p.double_think_open,
+            harmony_channels_as_text=p.harmony_channels_as_text,
+            thought_budget_plus_prompt=p.thought_budget_plus_prompt,
+        )
+
+
+@dataclass
 class RayConfig:
     """Where engines run."""
 
@@ -246,6 +308,7 @@ class RunConfig:
     transfer: TransferConfig = field(default_factory=TransferConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     stages: list = field(
         default_factory=lambda: ["generate", "truncate", "transfer", "ensemble", "score", "report"]
@@ -262,6 +325,7 @@ class RunConfig:
         if len(set(names)) != len(names):
             raise ConfigError(f"model short names must be unique, got {names}")
         self.dataset.validate()
+        self.protocol.validate()
         self.generate.validate()
         self.truncate.validate()
         for lst, what in ((self.transfer.sources, "transfer.sources"), (self.transfer.targets, "transfer.targets"),
@@ -322,6 +386,8 @@ def hash_fields(obj: Any) -> Any:
 
             if obj.thinking_format in FORMATS:
                 out["_format"] = hash_fields(dataclasses.asdict(FORMATS.get(obj.thinking_format)))
+            if obj.protocol == ModelProtocol():
+                out.pop("protocol", None)  # the default protocol leaves earlier artifacts' names unchanged
         return out
     if isinstance(obj, dict):
         return {str(k): hash_fields(v) for k, v in sorted(obj.items())}
@@ -371,6 +437,7 @@ def to_run_config(cfg: Any) -> RunConfig:
     data.pop("hydra", None)
     run = _build(RunConfig, data, "")
     run.validate()
+    apply_protocol(run)
     return run
 
 

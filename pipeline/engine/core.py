@@ -114,18 +114,21 @@ class ModelEngine:
         self.intervals: list[tuple[float, float]] = [self._load_interval]
 
     # ------------------------------------------------------------------ prompts
-    def generation_prompt(self, user_prompt: str) -> str:
-        msgs = []
-        if self.cfg.system_prompt:
-            msgs.append({"role": "system", "content": self.cfg.system_prompt})
-        msgs.append({"role": "user", "content": user_prompt})
-        return self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    # [issue10 hook] prompts come from pipeline.engine.messages (shared with `crosscot prompts`):
+    # the problem's system message, the model's protocol (system role, chat-template kwargs such
+    # as gpt-oss reasoning_effort, CoT placement strings) and the phase ("transfer" for given CoTs).
+    def generation_prompt(self, user_prompt: str, system: Optional[str] = None, phase: str = "own") -> str:
+        from pipeline.engine.messages import chat_messages, render
 
-    def thinking_prompt(self, user_prompt: str) -> str:
-        return self.fmt.open_thinking(self.generation_prompt(user_prompt))
+        return render(self.tok, chat_messages(user_prompt, system, self.cfg.system_prompt), self.cfg.protocol, phase)
 
-    def answer_prompt(self, user_prompt: str, cot: str) -> str:
-        return self.fmt.place_cot(self.generation_prompt(user_prompt), cot)
+    def thinking_prompt(self, user_prompt: str, system: Optional[str] = None) -> str:
+        return self.fmt.open_thinking(self.generation_prompt(user_prompt, system))
+
+    def answer_prompt(self, user_prompt: str, cot: str, system: Optional[str] = None, phase: str = "own") -> str:
+        from pipeline.engine.messages import place_cot
+
+        return place_cot(self.fmt, self.generation_prompt(user_prompt, system, phase), cot, self.cfg.protocol)
 
     def encode(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False).input_ids
@@ -191,15 +194,19 @@ class ModelEngine:
         results: list[Optional[dict]] = [None] * len(requests)
         ids, params, idx = [], [], []
         stop = [self.fmt.think_stop]
+        from pipeline.engine.messages import thought_budget
+
         for i, r in enumerate(requests):
-            p = self.encode(self.thinking_prompt(r["prompt"]))
-            err = self._fit(p, r["max_tokens"], "think")
+            p = self.encode(self.thinking_prompt(r["prompt"], r.get("system")))  # [issue10 hook] system
+            budget = thought_budget(r["max_tokens"], len(p), self.cfg.max_model_len,
+                                    self.cfg.protocol.thought_budget_plus_prompt)  # [issue10 hook]
+            err = self._fit(p, budget, "think")
             if err:
                 results[i] = {"cot": "", "cot_tokens": 0, "finish_reason": "error", "forced_close": False,
                               "error": err}
                 continue
             ids.append(p)
-            params.append(self._params(r["sampling"], r["max_tokens"], stop=stop, skip_special_tokens=False))
+            params.append(self._params(r["sampling"], budget, stop=stop, skip_special_tokens=False))
             idx.append(i)
         for i, o in zip(idx, self._run(ids, params) if ids else []):
             c = o.outputs[0]
@@ -221,7 +228,8 @@ class ModelEngine:
         ids, params, idx = [], [], []
         stop = list(self.fmt.answer_stop) or None
         for i, r in enumerate(requests):
-            p = self.encode(self.answer_prompt(r["prompt"], r.get("cot") or ""))
+            p = self.encode(self.answer_prompt(r["prompt"], r.get("cot") or "", r.get("system"),
+                                               r.get("phase", "own")))  # [issue10 hook] system, phase
             err = self._fit(p, r["max_tokens"], "answer")
             if err:
                 results[i] = {"answer_text": None, "prompt_tokens": len(p), "answer_tokens": 0,
@@ -246,6 +254,7 @@ class ModelEngine:
         out: list[dict] = [dict() for _ in requests]
         think_idx = [i for i, r in enumerate(requests) if r.get("cot") is None]
         thoughts = self.think([{"prompt": requests[i]["prompt"], "sampling": requests[i]["sampling"],
+                                "system": requests[i].get("system"),  # [issue10 hook]
                                 "max_tokens": requests[i]["think_tokens"]} for i in think_idx])
         for i, t in zip(think_idx, thoughts):
             out[i].update(t)
@@ -255,6 +264,7 @@ class ModelEngine:
                                "forced_close": False, "error": None})
         ans_idx = [i for i in range(len(requests)) if not out[i].get("error")]
         answers = self.answer([{"prompt": requests[i]["prompt"], "cot": out[i]["cot"],
+                                "system": requests[i].get("system"),  # [issue10 hook]
                                 "sampling": requests[i]["sampling"], "max_tokens": requests[i]["answer_tokens"]}
                                for i in ans_idx])
         for i, a in zip(ans_idx, answers):
@@ -389,7 +399,7 @@ class ModelEngine:
                 if max_tokens <= 0:
                     out[i] = {**base, "exhausted": True}
                     continue
-            p = self.encode(self.thinking_prompt(r["prompt"]) + r["cot"])
+            p = self.encode(self.thinking_prompt(r["prompt"], r.get("system")) + r["cot"])  # [issue10 hook]
             err = self._fit(p, max_tokens, "ensemble propose")
             if err:
                 out[i] = {**base, "exhausted": True, "error": err}
@@ -422,7 +432,7 @@ class ModelEngine:
         contexts, conts, where, res = [], [], [], []
         for i, r in enumerate(requests):
             # Tokenized once here and handed to score_ids (no second encode per step).
-            ctx = self.encode(self.thinking_prompt(r["prompt"]) + r["cot"])
+            ctx = self.encode(self.thinking_prompt(r["prompt"], r.get("system")) + r["cot"])  # [issue10 hook]
             cands = [self.encode(t + (close if c else "")) for t, c in zip(r["candidates"], r["closes"])]
             longest = max((len(c) for c in cands), default=0)
             err = self._fit(ctx, longest + 1, "ensemble score")

@@ -196,7 +196,8 @@ class EnsembleStage:
         refs = {}
         for g in gens:
             m = ctx.cfg.model(g)
-            reqs = [{"prompt": p["prompt"], "cot": state[p["problem_id"]]["cot"], "n": ec.candidates,
+            reqs = [{"prompt": p["prompt"], "system": p.get("system"),  # [issue10 hook]
+                     "cot": state[p["problem_id"]]["cot"], "n": ec.candidates,
                      "max_tokens": ec.max_candidate_tokens,
                      "sampling": Sampling.from_config(m.sampled, request_seed(ec.seed, p["problem_id"], step, g)),
                      "budget": ec.thought_budget if g == gens[0] else None} for p in active]
@@ -238,7 +239,8 @@ class EnsembleStage:
         scored = [i for i in range(len(active)) if uniq[i]]
         mode = "paper" if ec.scoring == "paper" else "cached"
         key = "seq_mean_nll" if ec.scoring == "paper" else "mean_nll"
-        reqs = [{"prompt": active[i]["prompt"], "cot": state[active[i]["problem_id"]]["cot"],
+        reqs = [{"prompt": active[i]["prompt"], "system": active[i].get("system"),  # [issue10 hook]
+                 "cot": state[active[i]["problem_id"]]["cot"],
                  "candidates": [cands[i][j]["text"] for j in uniq[i]],
                  "closes": [cands[i][j]["closes"] for j in uniq[i]]} for i in scored]
         srefs = {e: pool.submit(e, "score_texts", reqs, mode) for e in evs} if reqs else {}

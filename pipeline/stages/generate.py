@@ -40,7 +40,8 @@ class GenerateStage:
                         else:
                             samp = Sampling.from_config(m.greedy, 0)
                         items.append({
-                            "request": {"prompt": p["prompt"], "cot": "" if method == "empty" else None,
+                            "request": {"prompt": p["prompt"], "system": p.get("system"),  # [issue10 hook]
+                                        "cot": "" if method == "empty" else None,
                                         "sampling": samp, "think_tokens": g.thought_budget,
                                         "answer_tokens": g.answer_budget},
                             "row": {"dataset": p["dataset"], "problem_id": p["problem_id"], "method": method,

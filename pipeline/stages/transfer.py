@@ -30,6 +30,8 @@ class TransferStage:
         [cots_path] = ctx.outputs["truncate"]
         cots = read_table(cots_path).to_pylist()
         prompts, golds = prompt_map(ctx), gold_map(ctx)
+        # [issue10 hook] the problem's system message; "transfer" phase (e.g. gpt-oss's transfer reasoning effort)
+        systems = dict(zip(ctx.problems.column("problem_id").to_pylist(), ctx.problems.column("system").to_pylist()))
         sources = set(tc.sources or ctx.cfg.model_names)
         targets = tc.targets or ctx.cfg.model_names
         jobs = []
@@ -52,6 +54,7 @@ class TransferStage:
                     continue
                 items.append({
                     "request": {"prompt": prompts[c["problem_id"]], "cot": c["cot"],
+                                "system": systems[c["problem_id"]], "phase": "own" if method == "sampled" else "transfer",
                                 "sampling": Sampling.from_config(m.greedy, 0), "max_tokens": tc.answer_budget},
                     "row": {"dataset": c["dataset"], "problem_id": c["problem_id"], "method": method,
                             "source": c["source"], "variant": c["variant"], "sample": c["sample"],
