@@ -199,7 +199,7 @@ class ModelEngine:
         for i, r in enumerate(requests):
             p = self.encode(self.thinking_prompt(r["prompt"], r.get("system")))  # [issue10 hook] system
             budget = thought_budget(r["max_tokens"], len(p), self.cfg.max_model_len,
-                                    self.cfg.protocol.thought_budget_plus_prompt)  # [issue10 hook]
+                                    self.cfg.protocol.thought_budget_plus_prompt, r.get("reserve", 0))  # [issue10 hook]
             err = self._fit(p, budget, "think")
             if err:
                 results[i] = {"cot": "", "cot_tokens": 0, "finish_reason": "error", "forced_close": False,
@@ -255,6 +255,7 @@ class ModelEngine:
         think_idx = [i for i, r in enumerate(requests) if r.get("cot") is None]
         thoughts = self.think([{"prompt": requests[i]["prompt"], "sampling": requests[i]["sampling"],
                                 "system": requests[i].get("system"),  # [issue10 hook]
+                                "reserve": requests[i]["answer_tokens"],  # [issue10 hook]
                                 "max_tokens": requests[i]["think_tokens"]} for i in think_idx])
         for i, t in zip(think_idx, thoughts):
             out[i].update(t)

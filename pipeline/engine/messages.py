@@ -93,12 +93,13 @@ def place_cot(fmt: ThinkingFormat, generation_prompt: str, cot: str, proto: Any)
     return head + open_ + fmt.clean(cot) + close
 
 
-def thought_budget(budget: int, prompt_tokens: int, max_model_len: int, plus_prompt: bool) -> int:
+def thought_budget(budget: int, prompt_tokens: int, max_model_len: int, plus_prompt: bool, reserve: int = 0) -> int:
     """New-token budget of the thinking phase.
 
     ``plus_prompt``: the study's ``max_new_tokens=min(max_length, prompt + 4096)``
     (``llm_inference.generate``) — the budget grows with the prompt; capped
-    here so prompt + budget fit the context window.
+    here so prompt + budget + ``reserve`` (the answer budget that follows)
+    fit the context window.
     """
     want = budget + (prompt_tokens if plus_prompt else 0)
-    return max(1, min(want, max_model_len - prompt_tokens)) if plus_prompt else want
+    return max(1, min(want, max_model_len - prompt_tokens - reserve)) if plus_prompt else want

@@ -90,4 +90,5 @@ def test_place_cot_and_budget_rules() -> None:
     assert template_call(msgs, p, "transfer")[1] == {"reasoning_effort": "medium"}
     assert thought_budget(4096, 700, 32768, True) == 4796
     assert thought_budget(4096, 700, 4096, True) == 3396  # capped by the context window
+    assert thought_budget(4096, 700, 4096, True, reserve=96) == 3300  # room for the answer that follows
     assert thought_budget(4096, 700, 32768, False) == 4096
