@@ -223,6 +223,11 @@ class EnsembleConfig:
     max_steps: int = 64  # hard cap on sentences
     scoring: str = "mean_nll"  # "mean_nll" (candidate tokens only) or "paper" (whole-sequence ppl)
     seed: int = 0
+    # The study's rules (pipeline.ensemble_rules), each selectable:
+    sentence_rule: str = "ours"  # ours (text.cut_to_sentence) | study (no cut after a digit or a 1-4 letter word)
+    join: str = "ours"  # ours (candidate text as cut) | space (" " + stripped candidate, the study's)
+    top_k: Optional[int] = None  # proposals' top-k (study: 50); null = the generator's sampled.top_k
+    reseed_each_step: bool = False  # study: the same seed (ensemble.seed) before every step's sampling
 
 
 @dataclass
@@ -342,6 +347,9 @@ class RunConfig:
             raise ConfigError("ensemble.enabled=true needs ensemble.generators and ensemble.evaluators")
         if self.ensemble.scoring not in ("mean_nll", "paper"):
             raise ConfigError(f"ensemble.scoring={self.ensemble.scoring!r}: use mean_nll or paper")
+        if self.ensemble.sentence_rule not in ("ours", "study") or self.ensemble.join not in ("ours", "space"):
+            raise ConfigError(f"ensemble.sentence_rule={self.ensemble.sentence_rule!r} / ensemble.join="
+                              f"{self.ensemble.join!r}: use sentence_rule ours|study and join ours|space")
         from pipeline.stages import STAGES
 
         for s in self.stages:

@@ -91,8 +91,11 @@ def ensemble_source(generators: list[str], evaluators: list[str]) -> str:
     return "+".join(generators) + "/" + "+".join(evaluators)
 
 
-def parse_candidate(raw: str, closed: bool, close_tag: str) -> tuple[str, bool]:
-    """(text, closes): cut at the generator's close tag, else back to the last sentence end."""
+def parse_candidate(raw: str, closed: bool, close_tag: str, rule: str = "ours") -> tuple[str, bool]:
+    """(text, closes): cut at the generator's close tag, else back to the last sentence end.
+
+    ``rule="study"``: the study's sentence end (pipeline.ensemble_rules.study_cut).
+    """
     closes = closed
     text = raw
     if close_tag and close_tag in text:
@@ -101,7 +104,12 @@ def parse_candidate(raw: str, closed: bool, close_tag: str) -> tuple[str, bool]:
     for m in ALL_MARKERS:  # foreign tags must never enter the shared CoT
         text = text.replace(m, "")
     if not closes:
-        text = cut_to_sentence(text)
+        if rule == "study":  # [issue10 hook]
+            from pipeline.ensemble_rules import study_cut
+
+            text = study_cut(text)
+        else:
+            text = cut_to_sentence(text)
     # Trailing whitespace goes to the next sentence: a BPE model writes " Then", not "Then" after
     # a context ending in a space, and the score should not include the whitespace.
     return text.rstrip(), closes
@@ -199,7 +207,7 @@ class EnsembleStage:
             reqs = [{"prompt": p["prompt"], "system": p.get("system"),  # [issue10 hook]
                      "cot": state[p["problem_id"]]["cot"], "n": ec.candidates,
                      "max_tokens": ec.max_candidate_tokens,
-                     "sampling": Sampling.from_config(m.sampled, request_seed(ec.seed, p["problem_id"], step, g)),
+                     "sampling": _proposal_sampling(m, ec, p["problem_id"], step, g),  # [issue10 hook]
                      "budget": ec.thought_budget if g == gens[0] else None} for p in active]
             refs[g] = pool.submit(g, "propose", reqs)
         props = {g: pool.get(refs[g]) for g in gens}
@@ -220,7 +228,7 @@ class EnsembleStage:
                 tag = get_format(ctx.cfg.model(g).thinking_format).think_stop
                 res = props[g][i]
                 for k, (raw, closed) in enumerate(zip(res["texts"], res["closed"])):
-                    text, closes = parse_candidate(raw, closed, tag)
+                    text, closes = parse_candidate(raw, closed, tag, ec.sentence_rule)  # [issue10 hook]
                     valid = closes or bool(text.strip())
                     key = (text, closes)
                     dup = valid and key in seen
@@ -276,7 +284,12 @@ class EnsembleStage:
                 continue
             w = rows[best]
             w["winner"] = True
-            st["cot"] += w["text"]
+            if ec.join == "space":  # [issue10 hook] the study's join
+                from pipeline.ensemble_rules import study_join
+
+                st["cot"] = study_join(st["cot"], w["text"])
+            else:
+                st["cot"] += w["text"]
             st["steps"] += 1
             if w["closes"]:
                 st.update(done=True, reason="closed")
@@ -313,6 +326,15 @@ class EnsembleStage:
                     {**meta, "candidates": str(cand_path), "steps": {k: v["steps"] for k, v in state.items()},
                      "stop_reasons": {k: v["reason"] for k, v in state.items()}})
         shutil.rmtree(parts, ignore_errors=True)
+
+
+def _proposal_sampling(m: Any, ec: Any, problem_id: str, step: int, g: str) -> Sampling:
+    """[issue10 hook] a generator's proposal sampling; the study's top_k and per-step reseeding when set."""
+    seed = ec.seed if ec.reseed_each_step else request_seed(ec.seed, problem_id, step, g)
+    s = Sampling.from_config(m.sampled, seed)
+    if ec.top_k is not None:
+        s.top_k = int(ec.top_k)
+    return s
 
 
 def _finite(x: Any) -> float:
