@@ -187,13 +187,14 @@ class GenerateConfig:
 class TruncateConfig:
     """Stage `truncate`: make the "without answer" and partial variants of CoTs."""
 
-    filter: str = "rule"  # "rule" (sentence filter) or "llm" (a pool model rewrites; rule fallback)
+    filter: str = "rule"  # "rule" (sentence filter), "llm" (a pool model marks sentences; rule fallback) or
+    #   "rewrite" (the study's: a pool model rewrites the CoT with openai_remove_answer.py's prompt)
     filter_model: Optional[str] = None  # model name (from `models`) used when filter=llm
     prefix_fractions: list = field(default_factory=list)  # e.g. [0.25, 0.5]: keep first share of sentences
 
     def validate(self) -> None:
-        if self.filter not in ("rule", "llm"):
-            raise ConfigError(f"truncate.filter={self.filter!r}: use 'rule' or 'llm'")
+        if self.filter not in ("rule", "llm", "rewrite"):
+            raise ConfigError(f"truncate.filter={self.filter!r}: use 'rule', 'llm' or 'rewrite'")
         for f in self.prefix_fractions:
             if not (0 < float(f) < 1):
                 raise ConfigError(f"truncate.prefix_fractions has {f}: each must be in (0, 1)")
@@ -338,9 +339,9 @@ class RunConfig:
             for n in lst or []:
                 if n not in names:
                     raise ConfigError(f"{what} names {n!r}, which is not a configured model; known: {names}")
-        if self.truncate.filter == "llm" and self.truncate.filter_model not in names:
+        if self.truncate.filter in ("llm", "rewrite") and self.truncate.filter_model not in names:
             raise ConfigError(
-                f"truncate.filter=llm needs truncate.filter_model set to one of {names}, "
+                f"truncate.filter={self.truncate.filter} needs truncate.filter_model set to one of {names}, "
                 f"got {self.truncate.filter_model!r}"
             )
         if self.ensemble.enabled and (not self.ensemble.generators or not self.ensemble.evaluators):

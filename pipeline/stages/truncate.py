@@ -50,6 +50,12 @@ class TruncateStage:
             args = {"truncate": hash_fields(t), "inputs": sorted(ctx.artifact_hash(p) for p in inputs),
                     "v": self.version, "rules": RULES_VERSION}
             models = []
+            if t.filter == "rewrite":  # [issue10 hook] the study's answer removal by a pool model
+                from pipeline.rewrite_filter import PROMPT_VERSION as REWRITE_VERSION
+
+                args["filter_model"] = ctx.model_key(t.filter_model)
+                args["filter_prompt"] = REWRITE_VERSION
+                models = [t.filter_model]
             if t.filter == "llm":
                 from pipeline.filters import PROMPT_VERSION
 
@@ -66,7 +72,7 @@ class TruncateStage:
             ds = get_dataset(ctx.cfg.dataset.name)
             src = [r for p in inputs for r in read_table(p).to_pylist()
                    if r["method"] in ("default", "sampled", "ensemble")]
-            removed = self.llm_removed(ctx, src, ds) if t.filter == "llm" else None
+            removed = self.llm_removed(ctx, src, ds) if t.filter in ("llm", "rewrite") else None
             for i, r in enumerate(src):
                 rows.extend(self.variants(r, ds, t, removed[i] if removed is not None else None))
             meta = stage_meta(ctx, self.name, args, {"cots": [str(p) for p in inputs]}, models)
@@ -81,8 +87,14 @@ class TruncateStage:
         todo = [i for i, r in enumerate(src) if not r.get("error") and (r.get("cot") or "").strip()]
         cots = [(src[i].get("cot") or "").strip() for i in todo]
         answers = [row_answer(src[i], ds) for i in todo]
-        res = llm_filter(ctx.pool, ctx.cfg.model(ctx.cfg.truncate.filter_model), cots, answers)
         out: list = [None] * len(src)
+        if ctx.cfg.truncate.filter == "rewrite":  # [issue10 hook]
+            from pipeline.rewrite_filter import rewrite_filter
+
+            for i, pair in zip(todo, rewrite_filter(ctx.pool, ctx.cfg.model(ctx.cfg.truncate.filter_model), cots)):
+                out[i] = pair
+            return out
+        res = llm_filter(ctx.pool, ctx.cfg.model(ctx.cfg.truncate.filter_model), cots, answers)
         for i, fr in zip(todo, res):
             out[i] = (fr.cot, fr.filter)
         return out
@@ -105,7 +117,9 @@ class TruncateStage:
         else:
             wo, used = removed[0].strip(), removed[1]
         out.append({**base, "variant": "without_answer", "cot": wo, "leak": leaks(wo, answer), "filter": used,
-                    "error": None if wo else "without_answer variant is empty: every sentence stated the answer"})
+                    "error": None if wo else ("without_answer variant is empty: the rewrite model returned no text"
+                                               if used == "rewrite" else  # [issue10 hook]
+                                               "without_answer variant is empty: every sentence stated the answer")})
         for f in t.prefix_fractions:
             pre = keep_prefix(cot, float(f)).strip()
             out.append({**base, "variant": f"prefix_{float(f):g}", "cot": pre, "leak": leaks(pre, answer)})
