@@ -356,6 +356,12 @@ class RunConfig:
         for s in self.stages:
             if s not in STAGES:
                 raise ConfigError(f"stages has {s!r}; known stages: {STAGES.names()}")
+        from pipeline.scoring.similarity import SimilarityError, check_metrics
+
+        try:
+            check_metrics(list(self.score.metrics), dict(self.dataset.options or {}))
+        except SimilarityError as e:
+            raise ConfigError(str(e)) from None
         if not (0 <= self.error_budget <= 1):
             raise ConfigError(f"error_budget={self.error_budget}: must be a share in [0, 1]")
 

@@ -13,7 +13,10 @@ with its plug-in and builds each request with the functions the engine uses
 * ``rendered`` — the prompt text after the model's chat template and
   thinking format, when its tokenizer is on this machine (a transferred CoT
   appears as ``<<COT>>``);
-* ``think_budget`` / ``answer_budget`` — the token budgets of the request.
+* ``think_budget`` / ``answer_budget`` — the token budgets of the request;
+* ``answer_prefix`` — the text forced at the start of the answer, after the
+  thinking (e.g. the study's Instruction Induction " The instruction is:"),
+  when the problem has one; ``rendered`` of answer requests ends with it.
 """
 
 from __future__ import annotations
@@ -86,7 +89,10 @@ def requests(cfg: Any, model: Any, method: str, problems: list[dict], tok: Optio
             if method in ("default", "sampled"):
                 row["rendered"] = fmt.open_thinking(gen)
             else:
-                row["rendered"] = place_cot(fmt, gen, COT_PLACEHOLDER if method == "transfer" else "", model.protocol)
+                row["rendered"] = place_cot(fmt, gen, COT_PLACEHOLDER if method == "transfer" else "", model.protocol,
+                                            p.get("answer_prefix"))
+        if p.get("answer_prefix"):
+            row["answer_prefix"] = p["answer_prefix"]
         out.append(row)
     return out
 

@@ -4,6 +4,10 @@
 ``lenient`` and ``official``) judges a reply in one call and says what the
 paper metric should compare (:class:`Judgment`).  Scoring selects the
 checker with ``dataset.options.checker`` or ``crosscot score --checker``.
+
+:class:`FreeTextAnswers` — a plug-in whose answers are free text, compared
+pairwise by similarity (the ``embedding`` / ``bertscore`` consistency metrics,
+pipeline.scoring.similarity); items of other plug-ins do not count there.
 """
 
 from __future__ import annotations
@@ -28,3 +32,8 @@ class CheckerJudge(Protocol):
 
     def judge(self, answer_text: Optional[str], answer: Optional[str], gold: dict[str, Any],
               checker: str) -> Judgment: ...
+
+
+@runtime_checkable
+class FreeTextAnswers(Protocol):
+    free_text: bool

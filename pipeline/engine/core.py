@@ -125,10 +125,12 @@ class ModelEngine:
     def thinking_prompt(self, user_prompt: str, system: Optional[str] = None) -> str:
         return self.fmt.open_thinking(self.generation_prompt(user_prompt, system))
 
-    def answer_prompt(self, user_prompt: str, cot: str, system: Optional[str] = None, phase: str = "own") -> str:
+    def answer_prompt(self, user_prompt: str, cot: str, system: Optional[str] = None, phase: str = "own",
+                      answer_prefix: Optional[str] = None) -> str:  # [issue10 hook] answer_prefix
         from pipeline.engine.messages import place_cot
 
-        return place_cot(self.fmt, self.generation_prompt(user_prompt, system, phase), cot, self.cfg.protocol)
+        return place_cot(self.fmt, self.generation_prompt(user_prompt, system, phase), cot, self.cfg.protocol,
+                         answer_prefix)
 
     def encode(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False).input_ids
@@ -229,7 +231,7 @@ class ModelEngine:
         stop = list(self.fmt.answer_stop) or None
         for i, r in enumerate(requests):
             p = self.encode(self.answer_prompt(r["prompt"], r.get("cot") or "", r.get("system"),
-                                               r.get("phase", "own")))  # [issue10 hook] system, phase
+                                               r.get("phase", "own"), r.get("answer_prefix")))  # [issue10 hook] system, phase, answer_prefix
             err = self._fit(p, r["max_tokens"], "answer")
             if err:
                 results[i] = {"answer_text": None, "prompt_tokens": len(p), "answer_tokens": 0,
@@ -266,6 +268,7 @@ class ModelEngine:
         ans_idx = [i for i in range(len(requests)) if not out[i].get("error")]
         answers = self.answer([{"prompt": requests[i]["prompt"], "cot": out[i]["cot"],
                                 "system": requests[i].get("system"),  # [issue10 hook]
+                                "answer_prefix": requests[i].get("answer_prefix"),  # [issue10 hook]
                                 "sampling": requests[i]["sampling"], "max_tokens": requests[i]["answer_tokens"]}
                                for i in ans_idx])
         for i, a in zip(ans_idx, answers):

@@ -80,8 +80,17 @@ def _study_strings(fmt: ThinkingFormat, proto: Any) -> tuple[str, str]:
     return fmt.open, fmt.close + fmt.answer_prefix
 
 
-def place_cot(fmt: ThinkingFormat, generation_prompt: str, cot: str, proto: Any) -> str:
-    """Prompt whose continuation is the answer after ``cot`` (see module docstring for the options)."""
+def place_cot(fmt: ThinkingFormat, generation_prompt: str, cot: str, proto: Any,
+              answer_prefix: Optional[str] = None) -> str:
+    """Prompt whose continuation is the answer after ``cot`` (see module docstring for the options).
+
+    ``answer_prefix`` ([issue10 hook]): the problem's forced start of the answer (the study's
+    Instruction Induction " The instruction is:"), written right after the thinking.
+    """
+    return _place_cot(fmt, generation_prompt, cot, proto) + (answer_prefix or "")
+
+
+def _place_cot(fmt: ThinkingFormat, generation_prompt: str, cot: str, proto: Any) -> str:
     if proto.cot_strings == "format":
         return fmt.place_cot(generation_prompt, cot)
     if proto.cot_strings != "study":

@@ -26,6 +26,10 @@ Metrics (registry ``METRICS``, selectable by name):
   Lower–Upper window, i.e. ±5 % of the gold).  No both-correct shortcut; a
   missing or unparseable answer never agrees.
 
+* ``embedding`` / ``bertscore`` — continuous: the similarity of the two
+  answers (pipeline.scoring.similarity); a pair's value is the mean over its
+  items, as the study's Instruction Induction consistency.
+
 ``rl_agreement`` is the comparison with the source model itself: per source,
 the share of items on which each target's answer (after the source's
 transferred CoT) agrees with the source's own answer, averaged over targets.
@@ -77,6 +81,10 @@ class ItemMatrix:
 
 MetricFn = Callable[[ItemMatrix, int, int], tuple[np.ndarray, np.ndarray]]
 METRICS: Registry = Registry("consistency metric")
+# Continuous metrics: pairwise similarity of free-text answers (the study's Instruction Induction
+# consistency); per-item values in [0, 1] instead of agree flags.
+METRICS.register("embedding", "pipeline.scoring.similarity:embedding_metric")
+METRICS.register("bertscore", "pipeline.scoring.similarity:bertscore_metric")
 
 
 def get_metric(name: str) -> MetricFn:

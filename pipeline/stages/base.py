@@ -77,7 +77,7 @@ def load_problems(ctx: Context) -> tuple[pa.Table, Path]:
     key = {"stage": "problems", "dataset": hash_fields(ds_cfg), "v": 1}
     path = ctx.store.path("problems", ds_cfg.name, key)
     if path.exists():
-        return read_table(path), path
+        return conform(read_table(path), PROBLEMS), path  # [issue10 hook] artifacts from before answer_prefix
     table = conform(get_dataset(ds_cfg.name).load(ds_cfg), PROBLEMS)
     if table.num_rows == 0:
         raise ValueError(f"dataset {ds_cfg.name!r} loaded no problems (path={ds_cfg.path!r}, "

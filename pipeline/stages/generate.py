@@ -41,6 +41,7 @@ class GenerateStage:
                             samp = Sampling.from_config(m.greedy, 0)
                         items.append({
                             "request": {"prompt": p["prompt"], "system": p.get("system"),  # [issue10 hook]
+                                        "answer_prefix": p.get("answer_prefix"),  # [issue10 hook]
                                         "cot": "" if method == "empty" else None,
                                         "sampling": samp, "think_tokens": g.thought_budget,
                                         "answer_tokens": g.answer_budget},

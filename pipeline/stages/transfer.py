@@ -32,6 +32,9 @@ class TransferStage:
         prompts, golds = prompt_map(ctx), gold_map(ctx)
         # [issue10 hook] the problem's system message; "transfer" phase (e.g. gpt-oss's transfer reasoning effort)
         systems = dict(zip(ctx.problems.column("problem_id").to_pylist(), ctx.problems.column("system").to_pylist()))
+        # [issue10 hook] the problem's forced answer prefix (null: none)
+        prefixes = dict(zip(ctx.problems.column("problem_id").to_pylist(),
+                            ctx.problems.column("answer_prefix").to_pylist()))
         sources = set(tc.sources or ctx.cfg.model_names)
         targets = tc.targets or ctx.cfg.model_names
         jobs = []
@@ -55,6 +58,7 @@ class TransferStage:
                 items.append({
                     "request": {"prompt": prompts[c["problem_id"]], "cot": c["cot"],
                                 "system": systems[c["problem_id"]], "phase": "own" if method == "sampled" else "transfer",
+                                "answer_prefix": prefixes[c["problem_id"]],  # [issue10 hook]
                                 "sampling": Sampling.from_config(m.greedy, 0), "max_tokens": tc.answer_budget},
                     "row": {"dataset": c["dataset"], "problem_id": c["problem_id"], "method": method,
                             "source": c["source"], "variant": c["variant"], "sample": c["sample"],

@@ -69,3 +69,34 @@ def test_reference_protocol_end_to_end(protocol, tmp_path, ray_session):
     summary = pl.read_csv(rd / "tables" / "consistency_summary.csv")
     assert {"Default", "Transfer tiny-think", "Ensemble tiny-think+tiny-thought/tiny-harmony"} <= set(summary["setting"])
     assert (rd / "report.md").is_file()
+
+
+def test_instruction_induction_study_protocol_end_to_end(tmp_path, ray_session):
+    """Instruction Induction under the study's protocol (study_protocol=paper sets dataset.options.protocol=study):
+    forced " The instruction is:", the study's normalized answers, and the continuous ``embedding``
+    consistency averaged over the model pairs in the tables."""
+    from pipeline.artifacts import read_table
+    from pipeline.config import compose
+    from pipeline.dag import run
+    from pipeline.datasets.ii_study import FORCED_PREFIX, normalize_answer
+
+    cfg = compose(["experiment=demo_tiny", "dataset=instruction_induction", "dataset.options.tasks=[rhymes,synonyms]",
+                   "dataset.options.per_task=2", "progress=false", "+study_protocol=paper",
+                   "models.a.max_model_len=4096", "models.b.max_model_len=4096", "models.c.max_model_len=4096",
+                   "generate.thought_budget=16", "generate.answer_budget=12", "transfer.answer_budget=12",
+                   "ensemble.enabled=false", "score.n_boot=50", f"run_dir={tmp_path / 'ii'}"])
+    assert cfg.dataset.options["protocol"] == "study" and "embedding" in cfg.score.metrics
+    ctx = run(cfg)
+    rd = ctx.run_dir
+    scored = pl.from_arrow(read_table(rd / "scored.arrow"))
+    assert set(scored["problem_id"]) == {"ii-rhymes-004", "ii-rhymes-015", "ii-synonyms-004", "ii-synonyms-015"}
+    live = scored.filter(pl.col("answer_text").is_not_null())
+    assert live.height > 0
+    for r in live.iter_rows(named=True):
+        assert r["answer"] == normalize_answer(FORCED_PREFIX.lstrip() + r["answer_text"])
+    summary = pl.read_csv(rd / "tables" / "consistency_summary.csv")
+    emb = summary.filter((pl.col("metric") == "embedding") & (pl.col("setting") == "Default"))
+    assert emb.height == 1 and emb["n_pairs"][0] == 3 and 0 <= emb["mean"][0] <= 1
+    pairs = pl.read_csv(rd / "tables" / "consistency_pairs.csv").filter(
+        (pl.col("metric") == "embedding") & (pl.col("setting") == "Default"))
+    assert abs(pairs["value"].mean() - emb["mean"][0]) < 1e-9 and set(pairs["n_items"]) == {4}

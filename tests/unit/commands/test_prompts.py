@@ -92,3 +92,35 @@ def test_place_cot_and_budget_rules() -> None:
     assert thought_budget(4096, 700, 4096, True) == 3396  # capped by the context window
     assert thought_budget(4096, 700, 4096, True, reserve=96) == 3300  # room for the answer that follows
     assert thought_budget(4096, 700, 32768, False) == 4096
+
+
+def test_instruction_induction_study_prompt_and_forced_prefix() -> None:
+    """reference_paper on Instruction Induction: the benchmark's prompt as the only user turn, and the
+    study's forced answer " The instruction is:" right after the thinking."""
+    from pipeline.datasets.ii_study import FORCED_PREFIX, STUDY_TASKS
+    from pipeline.models import ensure_model
+
+    rows = _prompts("experiment=reference_paper", "dataset=instruction_induction", "--model", "qwq", "--method", "default")
+    assert len(rows) == 100 and len({r["problem_id"].rsplit("-", 1)[0] for r in rows}) == len(STUDY_TASKS)
+    for r in rows:
+        assert [m["role"] for m in r["messages"]] == ["user"]
+        assert r["messages"][0]["content"].endswith("\n\nThe instruction was")
+        assert r["answer_prefix"] == FORCED_PREFIX
+    tiny = ["experiment=demo_tiny", "dataset=instruction_induction", "dataset.options.tasks=[rhymes]"]
+    for m in compose(tiny).models.values():
+        ensure_model(m)
+    paper = _prompts(*tiny, "+study_protocol=paper", "--model", "a", "--method", "transfer", "--limit", "1")[0]
+    assert paper["rendered"].endswith("The instruction was<|im_end|>\n<|im_start|>assistant\n<think>\n"
+                                      "<think><<COT>></think> The instruction is:")
+    empty = _prompts(*tiny, "+study_protocol=paper", "--model", "c", "--method", "empty", "--limit", "1")[0]
+    assert empty["rendered"].endswith("assistantanalysisassistantfinal The instruction is:")
+    ours = _prompts(*tiny, "--model", "a", "--method", "transfer", "--limit", "1")[0]
+    assert "answer_prefix" not in ours and not ours["rendered"].endswith(FORCED_PREFIX)  # our protocol: no forced answer
+
+
+def test_place_cot_appends_the_answer_prefix() -> None:
+    fmt = get_format("think_tags")
+    proto = ModelProtocol()
+    assert place_cot(fmt, "<u>q</u>", "c", proto, " The instruction is:") == place_cot(fmt, "<u>q</u>", "c", proto) + \
+        " The instruction is:"
+    assert place_cot(fmt, "<u>q</u>", "c", proto, None) == place_cot(fmt, "<u>q</u>", "c", proto)
