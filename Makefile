@@ -57,7 +57,7 @@ test-fast: setup
 	$(BIN)/python -m pytest tests -m "not slow"
 
 bench: setup
-	$(BIN)/python -m pipeline.bench --out runs/bench
+	$(BIN)/crosscot bench all --out runs/bench
 
 # Hydra multirun: the tiny demo over seeds and model subsets, one shared content-addressed store.
 sweep: setup

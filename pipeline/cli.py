@@ -20,6 +20,10 @@ COMMANDS = {
     "models": "models",
     "judge": "judge",
     "prompts": "prompts",
+    "bench": "bench",
+    # The study's other tables (issue 11).
+    "import-genex-ii": "import_genex_ii",
+    "ratings": "ratings",
 }
 
 

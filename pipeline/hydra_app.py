@@ -27,7 +27,7 @@ register_configs()
 def _main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from pipeline.dag import run
+    from pipeline.stages.dag import run
 
     hc = HydraConfig.get()
     multirun = hc.mode.name == "MULTIRUN"

@@ -44,15 +44,20 @@ PROBLEMS = pa.schema(
     ]
 )
 
+# The columns that identify a CoT (and, with its target, an answer): the head of both schemas.
+_COT_ID = [
+    pa.field("dataset", pa.string(), nullable=False),
+    pa.field("problem_id", pa.string(), nullable=False),
+    pa.field("method", pa.string(), nullable=False),
+    # Model (short name) that wrote the CoT; "G1+G2/E" for ensembles.
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("variant", pa.string(), nullable=False),
+    pa.field("sample", pa.int32(), nullable=False),
+]
+
 COTS = pa.schema(
-    [
-        pa.field("dataset", pa.string(), nullable=False),
-        pa.field("problem_id", pa.string(), nullable=False),
-        pa.field("method", pa.string(), nullable=False),
-        # Model (short name) that wrote the CoT; "G1+G2/E" for ensembles.
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("variant", pa.string(), nullable=False),
-        pa.field("sample", pa.int32(), nullable=False),
+    _COT_ID
+    + [
         pa.field("cot", pa.string(), nullable=False),
         pa.field("cot_tokens", pa.int32()),
         # "stop": the model closed its thinking; "length": budget hit, closed by us.
@@ -69,13 +74,8 @@ COTS = pa.schema(
 )
 
 ANSWERS = pa.schema(
-    [
-        pa.field("dataset", pa.string(), nullable=False),
-        pa.field("problem_id", pa.string(), nullable=False),
-        pa.field("method", pa.string(), nullable=False),
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("variant", pa.string(), nullable=False),
-        pa.field("sample", pa.int32(), nullable=False),
+    _COT_ID
+    + [
         # Model (short name) that answered after the CoT.
         pa.field("target", pa.string(), nullable=False),
         pa.field("cot", pa.string()),
@@ -110,11 +110,24 @@ GENERATIONS = pa.schema(
         pa.field("cot_tokens", pa.int32()),
         pa.field("cot_finish_reason", pa.string()),
         pa.field("forced_close", pa.bool_()),
+        # Ensemble CoTs only: steps taken and why the problem stopped (closed, budget, max_steps, ...).
+        pa.field("ensemble_steps", pa.int32()),
+        pa.field("ensemble_stop", pa.string()),
     ]
 )
 
-ANSWER_KEY = ("dataset", "problem_id", "method", "source", "variant", "sample", "target")
-COT_KEY = ("dataset", "problem_id", "method", "source", "variant", "sample")
+# Row keys, one per artifact kind: the columns that identify a row (shards are cut and deduplicated on them).
+COT_KEY = tuple(f.name for f in _COT_ID)
+ANSWER_KEY = COT_KEY + ("target",)
+GENERATION_KEY = ANSWER_KEY  # a generation is a model's answer after its own CoT
+ENSEMBLE_KEY = GENERATION_KEY  # an ensemble CoT is a generation row of method "ensemble"
+CANDIDATE_KEY = ("dataset", "problem_id", "source", "step", "generator", "candidate")
+
+
+def pick(result: dict, schema: pa.Schema) -> dict:
+    """The entries of an engine result that are columns of ``schema`` (the rest is dropped)."""
+    names = set(schema.names)
+    return {k: v for k, v in result.items() if k in names}
 
 
 def setting_name(method: str, source: str) -> str:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+# tests/reference/ (reference scorers the tests compare against) imports as `reference.*`.
+sys.path.insert(0, str(REPO / "tests"))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -33,3 +36,11 @@ def tiny_cfg(tmp_path):
                         "progress=false", *overrides])
 
     return make
+
+
+# --- issue 11: tests that reproduce the study's numbers need its released data: they fail without it.
+@pytest.fixture
+def study_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"shared data folder {SHARED_DATA} is absent; these tests reproduce the study's numbers from it")
+    return SHARED_DATA

@@ -65,8 +65,9 @@ def judge_rows(rows: list[dict[str, Any]], golds: dict[str, dict[str, Any]], che
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.artifacts import write_text_atomic
-    from pipeline.datasets.medcalc import CHECKERS, MedCalcLoadError, make_gold, read_benchmark_csv
+    from pipeline.datasets.medcalc import CHECKERS
+    from pipeline.datasets.medcalc_csv import MedCalcLoadError, make_gold, read_benchmark_csv
+    from pipeline.store.atomic import write_text_atomic
 
     if args.checker not in CHECKERS:
         return fail(f"--checker {args.checker!r} is unknown; use one of {', '.join(CHECKERS)}")

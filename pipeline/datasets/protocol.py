@@ -1,4 +1,11 @@
-"""Protocols of dataset plug-ins that offer more than ``extract``/``check``.
+"""What the pipeline needs from a dataset plug-in: the :class:`Dataset` protocol and its defaults.
+
+A plug-in loads ``problems`` rows (the ``PROBLEMS`` schema) and knows how to extract and check
+answers.  The ``strict`` consistency metric also asks how two answers compare
+(:meth:`Dataset.normalize`, :meth:`Dataset.tolerance`); :class:`DatasetBase` gives the
+defaults (whitespace- and case-insensitive text, exact match) that plug-ins override.
+
+Plug-ins that offer more than ``extract``/``check``:
 
 :class:`CheckerJudge` — a plug-in with several answer checkers (MedCalc:
 ``lenient`` and ``official``) judges a reply in one call and says what the
@@ -14,6 +21,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol, runtime_checkable
+
+import pyarrow as pa
+
+
+class DatasetError(ValueError):
+    """A dataset file or row is malformed; the message names the file, row and field."""
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    name: str  # registry name (also the ``dataset`` column value)
+
+    def load(self, cfg: Any) -> pa.Table: ...  # cfg: a DatasetConfig (path, limit, seed, options)
+    def extract(self, text: Optional[str]) -> Optional[str]: ...  # the answer in a model's free text
+    def check(self, extracted: Optional[str], gold: dict) -> bool: ...  # correct against the JSON gold?
+    def normalize(self, text: Optional[str], gold: dict) -> Optional[str]: ...  # comparison key (strict metric)
+    def tolerance(self, gold: dict) -> float: ...  # numeric closeness counted as agreement (strict metric)
+
+
+class DatasetBase:
+    """Defaults of the optional comparison methods of :class:`Dataset`."""
+
+    def normalize(self, text: Optional[str], gold: dict) -> Optional[str]:
+        return None if text is None else " ".join(str(text).split()).lower()
+
+    def tolerance(self, gold: dict) -> float:
+        return 0.0
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,13 @@ import re
 
 import pyarrow as pa
 
+from pipeline.datasets.protocol import DatasetBase
 from pipeline.schema import PROBLEMS, from_rows
 
 _INSTRUCTION = "Think step by step, then give the result on the last line as 'Answer: <number>'."
 
 
-class ToyArith:
+class ToyArith(DatasetBase):
     name = "toy_arith"
 
     def load(self, cfg) -> pa.Table:

@@ -8,11 +8,13 @@ a hash of the prompt, so runs are reproducible, and it can be told to fail
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from typing import Any
 
-from pipeline.formats import get_format
+from pipeline.engine.formats import get_format
+from pipeline.engine.local import LocalPool
 
 
 def _h(*parts: Any) -> int:
@@ -20,13 +22,16 @@ def _h(*parts: Any) -> int:
 
 
 class FakeEngine:
+    """Per-item coroutines with :class:`pipeline.engine.vllm_engine.ModelEngine`'s meaning (see module docstring)."""
+
     def __init__(self, model_cfg, skill: float = 0.5):
         self.cfg = model_cfg
         self.fmt = get_format(model_cfg.thinking_format)
         self.skill = skill
         self.stats = {"prefill_tokens": 0, "cached_tokens": 0, "generated_tokens": 0, "requests": 0,
                       "engine_seconds": 0.0, "load_seconds": 0.0}
-        self.calls: list[tuple[str, int]] = []
+        self.calls: list[tuple[str, int]] = []  # (op, items) per call, for tests
+        self.filter_batches: list[int] = []
 
     def _truth(self, prompt: str) -> str:
         m = re.search(r"What is ([\d+\-* ]+)\?", prompt)
@@ -37,51 +42,54 @@ class FakeEngine:
                 pass
         return "0"
 
-    def think(self, requests):
-        self.calls.append(("think", len(requests)))
-        out = []
-        for r in requests:
-            seed = r["sampling"].seed if r["sampling"].temperature > 0 else 0
-            truth = self._truth(r["prompt"])
-            n = 3 + _h(self.cfg.name, r["prompt"], seed) % 4
-            sents = [f"Step {i + 1} for {self.cfg.name}." for i in range(n)] + [f"So the answer is {truth}."]
-            self.stats["generated_tokens"] += 8 * len(sents)
-            self.stats["requests"] += 1
-            out.append({"cot": " ".join(sents), "cot_tokens": 8 * len(sents), "finish_reason": "stop",
-                        "forced_close": False, "error": None})
-        return out
+    async def think(self, r: dict) -> dict:
+        self.calls.append(("think", 1))
+        await asyncio.sleep(0)  # a real engine yields while it works: items interleave
+        seed = r["sampling"].seed if r["sampling"].temperature > 0 else 0
+        truth = self._truth(r["prompt"])
+        n = 3 + _h(self.cfg.name, r["prompt"], seed) % 4
+        sents = [f"Step {i + 1} for {self.cfg.name}." for i in range(n)] + [f"So the answer is {truth}."]
+        self.stats["generated_tokens"] += 8 * len(sents)
+        self.stats["requests"] += 1
+        return {"cot": " ".join(sents), "cot_tokens": 8 * len(sents), "finish_reason": "stop",
+                "forced_close": False, "error": None}
 
-    def answer(self, requests):
-        self.calls.append(("answer", len(requests)))
-        out = []
-        for r in requests:
-            # ~2 characters per token: crude, but enough to exercise the over-long-prompt path.
-            if (len(r["prompt"]) + len(r.get("cot") or "")) // 2 + r["max_tokens"] > self.cfg.max_model_len:
-                out.append({"answer_text": None, "prompt_tokens": 0, "answer_tokens": 0, "finish_reason": "error",
-                            "error": f"answer: prompt exceeds max_model_len={self.cfg.max_model_len}"})
-                continue
-            truth = self._truth(r["prompt"])
-            m = re.findall(r"answer is (-?\d+)", r.get("cot") or "")
-            if m:  # follows the CoT's stated answer, like a consistent model would
-                ans = m[-1]
-            else:
-                good = (_h(self.cfg.name, r["prompt"]) % 100) < self.skill * 100
-                ans = truth if good else str(int(truth) + 1 + _h(self.cfg.name, r["prompt"]) % 3)
-            self.stats["requests"] += 1
-            out.append({"answer_text": f"Answer: {ans}", "prompt_tokens": len(r["prompt"]) // 4, "answer_tokens": 3,
-                        "finish_reason": "stop", "error": None})
-        return out
+    async def answer(self, r: dict) -> dict:
+        self.calls.append(("answer", 1))
+        await asyncio.sleep(0)
+        # ~2 characters per token: crude, but enough to exercise the over-long-prompt path.
+        if (len(r["prompt"]) + len(r.get("cot") or "")) // 2 + r["max_tokens"] > self.cfg.max_model_len:
+            return {"answer_text": None, "prompt_tokens": 0, "answer_tokens": 0, "finish_reason": "error",
+                    "error": f"answer: prompt exceeds max_model_len={self.cfg.max_model_len}"}
+        truth = self._truth(r["prompt"])
+        m = re.findall(r"answer is (-?\d+)", r.get("cot") or "")
+        if m:  # follows the CoT's stated answer, like a consistent model would
+            ans = m[-1]
+        else:
+            good = (_h(self.cfg.name, r["prompt"]) % 100) < self.skill * 100
+            ans = truth if good else str(int(truth) + 1 + _h(self.cfg.name, r["prompt"]) % 3)
+        self.stats["requests"] += 1
+        return {"answer_text": f"Answer: {ans}", "prompt_tokens": len(r["prompt"]) // 4, "answer_tokens": 3,
+                "finish_reason": "stop", "error": None}
 
-    from pipeline.engine.core import ModelEngine as _ME  # reuse the two-phase orchestration verbatim
+    from pipeline.engine.vllm_engine import (
+        ModelEngine as _ME,  # reuse the two-phase orchestration verbatim
+    )
 
     generate = _ME.generate
+    batch = _ME.batch
 
     def generation_prompt(self, user_prompt: str) -> str:
         return f"<user>{user_prompt}</user><assistant>"
 
+    def chat_template_marker(self) -> str:
+        from pipeline.text.llm_filter import MARK
+
+        return self.generation_prompt(MARK)
+
     @staticmethod
     def _filter_reply(text: str) -> str:
-        """Deterministic reply to an LLM answer-filter prompt (pipeline.filters).
+        """Deterministic reply to an LLM answer-filter prompt (pipeline.text.llm_filter).
 
         Marks the numbered sentences that contain "answer is" or the stated final
         answer next to "so"/"total"/"="; a window containing the word GARBAGE gets
@@ -99,27 +107,18 @@ class FakeEngine:
                     and re.search(r"\b(so|total|thus)\b|=", s, re.I))]
         return " " + (", ".join(f"S{k}" for k in hits) if hits else "none")
 
-    def complete(self, requests):
-        from pipeline.filters import REPLY_PREFIX
+    async def complete(self, r: dict) -> dict:
+        from pipeline.text.llm_filter import REPLY_PREFIX
 
-        n_filter = sum(r["text"].rstrip().endswith(REPLY_PREFIX) for r in requests)
-        if n_filter:
-            self.filter_batches = getattr(self, "filter_batches", []) + [n_filter]  # batch sizes, for tests
-        out = []
-        for r in requests:
-            if r["text"].rstrip().endswith(REPLY_PREFIX):
-                reply = self._filter_reply(r["text"])
-                out.append({"texts": [reply], "token_ids": [[1] * 5], "finish_reasons": ["stop"]})
-                continue
-            texts = [f" Sentence {(_h(self.cfg.name, r['text'], k, r['sampling'].seed) % 97)} by {self.cfg.name}."
-                     for k in range(r.get("n", 1))]
-            out.append({"texts": texts, "token_ids": [[1] * 5 for _ in texts], "finish_reasons": ["length"] * len(texts)})
-        return out
-
-    def score(self, contexts, continuations, mode="cached"):
-        return [[{"logprobs": [-1.0], "n_tokens": 1, "mean_nll": (_h(self.cfg.name, c, k) % 1000) / 100.0,
-                  "seq_mean_nll": (_h(self.cfg.name, c, k, 1) % 1000) / 100.0} for k in conts]
-                for c, conts in zip(contexts, continuations)]
+        self.calls.append(("complete", 1))
+        await asyncio.sleep(0)
+        if r["text"].rstrip().endswith(REPLY_PREFIX):
+            self.filter_batches.append(1)
+            return {"texts": [self._filter_reply(r["text"])], "token_ids": [[1] * 5], "finish_reasons": ["stop"]}
+        seed = r["sampling"].seed if r.get("sampling") else 0
+        texts = [f" Sentence {(_h(self.cfg.name, r['text'], k, seed) % 97)} by {self.cfg.name}."
+                 for k in range(r.get("n", 1))]
+        return {"texts": texts, "token_ids": [[1] * 5 for _ in texts], "finish_reasons": ["length"] * len(texts)}
 
     def get_stats(self):
         return {**self.stats, "intervals": []}
@@ -128,79 +127,49 @@ class FakeEngine:
     # Mirrors ModelEngine.propose / score_texts.  Tokens are whitespace words.
     close_after = 3  # sentences in the CoT after which the first sample closes the thinking
 
-    def propose(self, requests):
-        self.calls.append(("propose", len(requests)))
-        out = []
-        for r in requests:
-            cot_tokens = len(r["cot"].split())
-            budget = r.get("budget")
-            if budget is not None and cot_tokens >= budget:
-                out.append({"texts": [], "closed": [], "cot_tokens": cot_tokens, "exhausted": True, "error": None})
-                continue
-            texts, closed = [], []
-            for k in range(r.get("n", 1)):
-                if k == 0 and r["cot"].count(".") >= self.close_after:
-                    texts.append(f" So done by {self.cfg.name}.{self.fmt.think_stop} trailing")
-                    closed.append(True)
-                else:
-                    v = _h(self.cfg.name, r["prompt"], r["cot"], k, r["sampling"].seed) % 97
-                    texts.append(f" Sentence {v} by {self.cfg.name}. And a fragment")
-                    closed.append(False)
-            out.append({"texts": texts, "closed": closed, "cot_tokens": cot_tokens, "exhausted": False,
-                        "error": None})
-        return out
+    async def propose(self, r: dict) -> dict:
+        self.calls.append(("propose", 1))
+        await asyncio.sleep(0)
+        cot_tokens = len(r["cot"].split())
+        budget = r.get("budget")
+        if budget is not None and cot_tokens >= budget:
+            return {"texts": [], "closed": [], "cot_tokens": cot_tokens, "exhausted": True, "error": None}
+        texts, closed = [], []
+        for k in range(r.get("n", 1)):
+            if k == 0 and r["cot"].count(".") >= self.close_after:
+                texts.append(f" So done by {self.cfg.name}.{self.fmt.think_stop} trailing")
+                closed.append(True)
+            else:
+                v = _h(self.cfg.name, r["prompt"], r["cot"], k, r["sampling"].seed) % 97
+                texts.append(f" Sentence {v} by {self.cfg.name}. And a fragment")
+                closed.append(False)
+        return {"texts": texts, "closed": closed, "cot_tokens": cot_tokens, "exhausted": False, "error": None}
 
-    def score_texts(self, requests, mode="cached"):
-        self.calls.append(("score_texts", sum(len(r["candidates"]) for r in requests)))
+    async def score_texts(self, r: dict, mode: str = "cached") -> list[dict]:
+        self.calls.append(("score_texts", len(r["candidates"])))
+        await asyncio.sleep(0)
         close = self.fmt.close.rstrip()
-        return [[{"mean_nll": (_h(self.cfg.name, r["cot"], t + (close if c else "")) % 1000) / 100.0,
-                  "seq_mean_nll": (_h(self.cfg.name, r["prompt"], r["cot"], t, c, 1) % 1000) / 100.0,
-                  "n_tokens": max(1, len(t.split()))}
-                 for t, c in zip(r["candidates"], r["closes"])] for r in requests]
+        return [{"mean_nll": (_h(self.cfg.name, r["cot"], t + (close if c else "")) % 1000) / 100.0,
+                 "seq_mean_nll": (_h(self.cfg.name, r["prompt"], r["cot"], t, c, 1) % 1000) / 100.0,
+                 "n_tokens": max(1, len(t.split()))}
+                for t, c in zip(r["candidates"], r["closes"])]
 
     def info(self):
         return {"name": self.cfg.name, "load_seconds": 0.0}
 
 
-class _Ref:
-    __slots__ = ("value", "error")
-
-    def __init__(self, value=None, error=None):
-        self.value, self.error = value, error
-
-
-class FakePool:
-    """In-process stand-in for :class:`pipeline.engine.pool.EnginePool`."""
+class FakePool(LocalPool):
+    """In-process stand-in for :class:`pipeline.engine.ray_pool.EnginePool`: FakeEngines, optional injected failures."""
 
     def __init__(self, run_cfg, fail_on: dict | None = None, skill: dict | None = None):
+        super().__init__({m.name: FakeEngine(m, (skill or {}).get(m.name, 0.5)) for m in run_cfg.models.values()})
         self.cfg = run_cfg
-        self.engines = {m.name: FakeEngine(m, (skill or {}).get(m.name, 0.5)) for m in run_cfg.models.values()}
-        self.fail_on = dict(fail_on or {})  # model -> number of calls that raise before succeeding
+        self.fail_on = dict(fail_on or {})  # model -> number of items that raise before succeeding
         self.submitted = 0
 
-    def submit(self, name, method, *args, **kwargs):
+    async def op(self, name: str, method: str, *args):
         self.submitted += 1
         if self.fail_on.get(name, 0) > 0:
             self.fail_on[name] -= 1
-            return _Ref(error=RuntimeError(f"injected failure in {name}"))
-        return _Ref(getattr(self.engines[name], method)(*args, **kwargs))
-
-    def wait(self, refs):
-        return refs
-
-    def get(self, ref):
-        if ref.error is not None:
-            raise ref.error
-        return ref.value
-
-    def call(self, name, method, *args, **kwargs):
-        return self.get(self.submit(name, method, *args, **kwargs))
-
-    def start(self, names):
-        pass
-
-    def stats(self):
-        return {n: e.get_stats() for n, e in self.engines.items()}
-
-    def stop(self, names=None):
-        pass
+            raise RuntimeError(f"injected failure in {name}")
+        return await super().op(name, method, *args)

@@ -1,6 +1,6 @@
 """What a model is sent: chat messages, chat-template arguments and the placed CoT — pure functions.
 
-The engine (:class:`pipeline.engine.core.ModelEngine`) and ``crosscot prompts``
+The engine (:class:`pipeline.engine.vllm_engine.ModelEngine`) and ``crosscot prompts``
 both build prompts here, so what ``crosscot prompts`` prints is what the
 engine sends.  Per model, :class:`pipeline.config.ModelProtocol` (filled from
 the run's ``protocol``, see :func:`pipeline.config.apply_protocol`) says:
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from pipeline.formats import ThinkingFormat
+from pipeline.engine.formats import ThinkingFormat
 
 PHASES = ("own", "transfer")
 

@@ -20,7 +20,8 @@ def ensemble_section(run_dir: Path, stop_reasons: Optional[dict] = None) -> Opti
     """
     import polars as pl
 
-    from pipeline.artifacts import read_table
+    from pipeline.report.writer import slug
+    from pipeline.store.artifacts import read_table
 
     path = Path(run_dir) / "ensemble_candidates.arrow"
     if not path.is_file():
@@ -64,28 +65,22 @@ def ensemble_section(run_dir: Path, stop_reasons: Optional[dict] = None) -> Opti
             if reasons.height:
                 md.append("Stop reasons (problems that stopped on a selected sentence): "
                           + ", ".join(f"{r['stop_reason']} {r['len']}" for r in reasons.iter_rows(named=True)) + ".")
-        png = _histogram(d, Path(run_dir) / "plots" / f"ensemble_scores_{_slug(src)}.png", src)
+        png = _histogram(d, Path(run_dir) / "plots" / f"ensemble_scores_{slug(src)}.png", src)
         if png is not None:
             md.append(f"![Candidate scores, {src}](plots/{png.name})")
     return ("Sentence-level ensemble", "\n\n".join(md))
 
 
-def _slug(s: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9]+", "_", s).strip("_").lower()
-
-
 def _histogram(d, path: Path, src: str) -> Optional[Path]:
     import polars as pl
 
-    from pipeline.report.writer import _plt
+    from pipeline.report.writer import pyplot
 
     scored = d.filter(pl.col("valid") & ~pl.col("duplicate") & pl.col("mean_score").is_not_null())
     vals = [v for v in scored["mean_score"].to_list() if v is not None and math.isfinite(v)]
     if not vals:
         return None
-    plt = _plt()
+    plt = pyplot()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 3.2))
     win = [v for v, w in zip(scored["mean_score"].to_list(), scored["winner"].to_list()) if w and math.isfinite(v)]

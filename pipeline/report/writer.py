@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 import os
 import re
@@ -26,7 +25,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from pipeline.report.telemetry import telemetry_file_markdown
 from pipeline.scoring.consistency import MODEL_ORDER, order_models
+from pipeline.store.atomic import write_text_atomic
 
 _METHOD_RANK = {"Empty": 0, "Default": 1, "Sampled": 2, "Transfer": 3, "Ensemble": 4}
 
@@ -45,25 +46,25 @@ NOTES = """\
 """
 
 
-def _setting_key(s: str) -> tuple[int, int, str]:
+def setting_key(s: str) -> tuple[int, int, str]:
     head, _, rest = s.partition(" ")
     rank = {m: i for i, m in enumerate(MODEL_ORDER)}
     return (_METHOD_RANK.get(head, 9), rank.get(rest, len(rank)), rest)
 
 
-def _fmt(x: Any, digits: int = 3) -> str:
+def fmt(x: Any, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
     return f"{x:.{digits}f}"
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
+def md_table(header: list[str], rows: list[list[str]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)
 
 
-def _read(tables: Path, name: str, required: bool = False) -> pl.DataFrame | None:
+def read_frame(tables: Path, name: str, required: bool = False) -> pl.DataFrame | None:
     p = tables / f"{name}.csv"
     if not p.is_file():
         if required:
@@ -74,14 +75,14 @@ def _read(tables: Path, name: str, required: bool = False) -> pl.DataFrame | Non
     return pl.read_csv(p, infer_schema_length=10000)
 
 
-def _slug(s: str) -> str:
+def slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", s).strip("_").lower()
 
 
 # --------------------------------------------------------------------------- plots
 
 
-def _plt():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,7 +93,7 @@ def _plt():
 
 def plot_heatmap(pairs: pl.DataFrame, setting: str, variant: str, path: Path) -> Path:
     """Targets × targets agreement, one panel per metric."""
-    plt = _plt()
+    plt = pyplot()
     sub = pairs.filter((pl.col("setting") == setting) & (pl.col("variant") == variant))
     metrics = sub["metric"].unique(maintain_order=True).to_list()
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.8), squeeze=False)
@@ -122,9 +123,9 @@ def plot_heatmap(pairs: pl.DataFrame, setting: str, variant: str, path: Path) ->
 
 def plot_methods(summary: pl.DataFrame, metric: str, path: Path) -> Path:
     """Consistency per setting with 95 % CI error bars; one bar per variant."""
-    plt = _plt()
+    plt = pyplot()
     s = summary.filter(pl.col("metric") == metric)
-    settings = sorted(s["setting"].unique().to_list(), key=_setting_key)
+    settings = sorted(s["setting"].unique().to_list(), key=setting_key)
     variants = sorted(s["variant"].unique().to_list(), key=lambda v: (v != "full", v))
     width = 0.8 / max(1, len(variants))
     fig, ax = plt.subplots(figsize=(max(6, 0.75 * len(settings) + 2), 4))
@@ -149,9 +150,9 @@ def plot_methods(summary: pl.DataFrame, metric: str, path: Path) -> Path:
 
 
 def plot_accuracy(acc: pl.DataFrame, variant: str, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     s = acc.filter(pl.col("variant") == variant)
-    settings = sorted(s["setting"].unique().to_list(), key=_setting_key)
+    settings = sorted(s["setting"].unique().to_list(), key=setting_key)
     targets = order_models(s["target"].unique().to_list())
     width = 0.8 / max(1, len(targets))
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(settings) + 2), 4))
@@ -179,7 +180,7 @@ def plot_accuracy(acc: pl.DataFrame, variant: str, path: Path) -> Path:
 
 def _consistency_md(summary: pl.DataFrame) -> str:
     metrics = summary["metric"].unique(maintain_order=True).to_list()
-    keys = sorted({(r["setting"], r["variant"]) for r in summary.iter_rows(named=True)}, key=lambda k: (_setting_key(k[0]), k[1]))
+    keys = sorted({(r["setting"], r["variant"]) for r in summary.iter_rows(named=True)}, key=lambda k: (setting_key(k[0]), k[1]))
     idx = {(r["setting"], r["variant"], r["metric"]): r for r in summary.iter_rows(named=True)}
     rows = []
     for s, v in keys:
@@ -189,15 +190,15 @@ def _consistency_md(summary: pl.DataFrame) -> str:
             if r is None:
                 cells.append("–")
                 continue
-            ci = f" [{_fmt(r.get('ci_low'))}, {_fmt(r.get('ci_high'))}]" if "ci_low" in r else ""
-            cells.append(f"{_fmt(r['mean'])} ± {_fmt(r['std'])}{ci}")
+            ci = f" [{fmt(r.get('ci_low'))}, {fmt(r.get('ci_high'))}]" if "ci_low" in r else ""
+            cells.append(f"{fmt(r['mean'])} ± {fmt(r['std'])}{ci}")
         rows.append(cells)
-    return _md_table(["setting", "variant"] + [f"{m} (mean ± std [95 % CI])" for m in metrics], rows)
+    return md_table(["setting", "variant"] + [f"{m} (mean ± std [95 % CI])" for m in metrics], rows)
 
 
 def _accuracy_md(acc: pl.DataFrame) -> str:
     targets = order_models(acc["target"].unique().to_list())
-    keys = sorted({(r["setting"], r["variant"]) for r in acc.iter_rows(named=True)}, key=lambda k: (_setting_key(k[0]), k[1]))
+    keys = sorted({(r["setting"], r["variant"]) for r in acc.iter_rows(named=True)}, key=lambda k: (setting_key(k[0]), k[1]))
     idx = {(r["setting"], r["variant"], r["target"]): r for r in acc.iter_rows(named=True)}
     rows = []
     for s, v in keys:
@@ -209,7 +210,7 @@ def _accuracy_md(acc: pl.DataFrame) -> str:
                 if r["ci_low"] is not None and math.isfinite(r["ci_low"]) else f"{100 * r['accuracy']:.0f} % (n={r['n']})"
             )
         rows.append(cells)
-    return _md_table(["setting", "variant"] + targets, rows)
+    return md_table(["setting", "variant"] + targets, rows)
 
 
 def _rl_md(rl: pl.DataFrame) -> str:
@@ -217,27 +218,10 @@ def _rl_md(rl: pl.DataFrame) -> str:
         return "_No transfer settings with the source's own (Default) answers._"
     targets = [t for t in order_models([t for t in rl["target"].unique().to_list() if t != "mean"])] + ["mean"]
     keys = sorted({(r["source"], r["variant"], r["metric"]) for r in rl.iter_rows(named=True)},
-                  key=lambda k: (_setting_key(f"Transfer {k[0]}"), k[1], k[2]))
+                  key=lambda k: (setting_key(f"Transfer {k[0]}"), k[1], k[2]))
     idx = {(r["source"], r["variant"], r["metric"], r["target"]): r["value"] for r in rl.iter_rows(named=True)}
-    rows = [[s, v, m] + [_fmt(idx.get((s, v, m, t))) for t in targets] for s, v, m in keys]
-    return _md_table(["source", "variant", "metric"] + targets, rows)
-
-
-def _telemetry_md(path: Path) -> str:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        return f"_Could not read {path.name}: {e}_"
-    if not isinstance(data, dict):
-        return "```json\n" + json.dumps(data, indent=2)[:20000] + "\n```"
-    scalars = [[html.escape(str(k)), html.escape(str(v))] for k, v in data.items() if not isinstance(v, (dict, list))]
-    nested = {k: v for k, v in data.items() if isinstance(v, (dict, list))}
-    parts = []
-    if scalars:
-        parts.append(_md_table(["key", "value"], scalars))
-    if nested:
-        parts.append("```json\n" + json.dumps(nested, indent=2)[:20000] + "\n```")
-    return "\n\n".join(parts) or "_empty_"
+    rows = [[s, v, m] + [fmt(idx.get((s, v, m, t))) for t in targets] for s, v, m in keys]
+    return md_table(["source", "variant", "metric"] + targets, rows)
 
 
 def _judges(run_dir: Path) -> list[str]:
@@ -245,8 +229,8 @@ def _judges(run_dir: Path) -> list[str]:
     if not p.is_file():
         return []
     try:
-        import pyarrow.ipc as ipc
         import pyarrow as pa
+        import pyarrow.ipc as ipc
 
         with pa.memory_map(str(p), "r") as src:
             t = ipc.open_file(src).read_all().select(["judge"])
@@ -292,7 +276,7 @@ def render(
 ) -> Path:
     """Write plots, ``report.md`` and ``report.html`` for ``run_dir``; returns the HTML path.
 
-    ``include_telemetry``: add a raw dump of ``telemetry.json`` as a section.
+    ``include_telemetry``: add ``telemetry.json`` as a section (:func:`telemetry_file_markdown`).
     Default (None): only when no ``extra_sections`` are given — a caller that
     passes sections (the pipeline's report stage) formats telemetry itself.
     """
@@ -300,11 +284,14 @@ def render(
         include_telemetry = extra_sections is None
     run_dir = Path(run_dir)
     tables = run_dir / "tables"
-    summary = _read(tables, "consistency_summary", required=True)
-    assert summary is not None
-    acc = _read(tables, "accuracy")
-    pairs = _read(tables, "consistency_pairs")
-    rl = _read(tables, "rl_agreement")
+    # --- issue 11: the study's other tables (post-training, II, ratings) add their own sections.
+    from pipeline.report import studies
+
+    summary = read_frame(tables, "consistency_summary", required=not studies.has_study_tables(tables))
+    # --- end issue 11
+    acc = read_frame(tables, "accuracy")
+    pairs = read_frame(tables, "consistency_pairs")
+    rl = read_frame(tables, "rl_agreement")
     plots = run_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
 
@@ -312,14 +299,15 @@ def render(
     judges = _judges(run_dir)
     if judges:
         md.append(f"Correctness judged by: {', '.join(judges)}.")
-    md.append("## Consistency\n\n" + _consistency_md(summary))
-    for met in summary["metric"].unique(maintain_order=True).to_list():
-        p = plot_methods(summary, met, plots / f"methods_{_slug(met)}.png")
-        md.append(f"![Consistency by method ({met})](plots/{p.name})")
+    if summary is not None:
+        md.append("## Consistency\n\n" + _consistency_md(summary))
+        for met in summary["metric"].unique(maintain_order=True).to_list():
+            p = plot_methods(summary, met, plots / f"methods_{slug(met)}.png")
+            md.append(f"![Consistency by method ({met})](plots/{p.name})")
     if acc is not None and acc.height:
         md.append("## Accuracy\n\n" + _accuracy_md(acc))
         for v in sorted(acc["variant"].unique().to_list(), key=lambda v: (v != "full", v)):
-            p = plot_accuracy(acc, v, plots / f"accuracy_{_slug(v)}.png")
+            p = plot_accuracy(acc, v, plots / f"accuracy_{slug(v)}.png")
             md.append(f"![Accuracy ({v})](plots/{p.name})")
     if rl is not None:
         md.append("## Agreement with the source model's own answer\n\n"
@@ -327,22 +315,22 @@ def render(
                   "own (Default) answer; `mean` averages over targets.\n\n" + _rl_md(rl))
     if pairs is not None and pairs.height:
         md.append("## Pairwise agreement")
-        keys = sorted({(r["setting"], r["variant"]) for r in pairs.iter_rows(named=True)}, key=lambda k: (_setting_key(k[0]), k[1]))
+        keys = sorted({(r["setting"], r["variant"]) for r in pairs.iter_rows(named=True)}, key=lambda k: (setting_key(k[0]), k[1]))
         for s, v in keys:
-            p = plot_heatmap(pairs, s, v, plots / f"heatmap_{_slug(s)}_{_slug(v)}.png")
+            p = plot_heatmap(pairs, s, v, plots / f"heatmap_{slug(s)}_{slug(v)}.png")
             md.append(f"### {s} ({v})\n\n![{s} {v}](plots/{p.name})")
-    md.append("## Notes\n\n" + NOTES)
+    md += [f"## {title}\n\n{body}" for title, body in studies.sections(run_dir, plots)]  # issue 11
+    if summary is not None:
+        md.append("## Notes\n\n" + (studies.notes(tables) or NOTES))
     tele = run_dir / "telemetry.json"
     if include_telemetry and tele.is_file():
-        md.append("## Telemetry\n\n" + _telemetry_md(tele))
+        md.append("## Telemetry\n\n" + telemetry_file_markdown(tele))
     for title, body in extra_sections or []:
         md.append(f"## {title}\n\n{body}")
     text = "\n\n".join(md) + "\n"
 
     md_path = run_dir / "report.md"
-    tmp = md_path.with_name(".report.md.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, md_path)
+    write_text_atomic(md_path, text)
 
     body = _embed_images(_md_to_html(text), run_dir)
     page = (
@@ -350,7 +338,5 @@ def render(
         f"<style>{_CSS}</style></head><body>{body}</body></html>\n"
     )
     html_path = run_dir / "report.html"
-    tmp = html_path.with_name(".report.html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, html_path)
+    write_text_atomic(html_path, page)
     return html_path

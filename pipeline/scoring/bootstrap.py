@@ -46,14 +46,17 @@ def percentile_ci(draws: np.ndarray, alpha: float = ALPHA) -> tuple[float, float
     return float(lo), float(hi)
 
 
-def ratio_draws(w: np.ndarray, num: np.ndarray, den: np.ndarray) -> np.ndarray:
+def ratio_draws(w: np.ndarray, num: np.ndarray, den: np.ndarray, extra_den: np.ndarray | None = None) -> np.ndarray:
     """Weighted ratios under each draw.
 
     ``w``: (B, I) item weights; ``num``/``den``: (P, I) per-item numerators and
-    denominators (e.g. agree/valid flags of P pairs).  Returns (B, P).
+    denominators (e.g. agree/valid flags of P pairs); ``extra_den``: (P,) fixed
+    amounts added to each pair's denominator, not resampled.  Returns (B, P).
     """
     n = w @ num.T.astype(float)
     d = w @ den.T.astype(float)
+    if extra_den is not None:
+        d = d + extra_den[None, :]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(d > 0, n / np.where(d > 0, d, 1), np.nan)
 
@@ -64,7 +67,11 @@ def consistency_ci(
     """CI of the mean over pairs of pair agreement rates."""
     if agree.shape[0] == 0:
         return float("nan"), float("nan")
-    per_pair = ratio_draws(w, agree, valid)
+    return pairs_mean_ci(ratio_draws(w, agree, valid), alpha)
+
+
+def pairs_mean_ci(per_pair: np.ndarray, alpha: float = ALPHA) -> tuple[float, float]:
+    """CI of the mean over pairs, from (B, P) per-pair draws (NaN: the pair is undefined in that draw)."""
     ok = np.isfinite(per_pair)
     cnt = ok.sum(axis=1)
     # Mean over the pairs defined in this draw (a pair can lose all its valid items).

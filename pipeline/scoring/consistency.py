@@ -40,11 +40,12 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 import polars as pl
 
+from pipeline.datasets import shared_dataset
 from pipeline.registry import Registry
 from pipeline.schema import setting_name
 
@@ -74,6 +75,8 @@ class ItemMatrix:
     datasets: list[str]  # per item
     problems: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # problem index per item
     n_problems: int = 0
+    # The strict metric's per-cell keys/values/tolerances, computed once per matrix (see strict_metric).
+    strict_cells: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default=None, repr=False, compare=False)
 
     def pairs(self) -> list[tuple[int, int]]:
         return list(itertools.combinations(range(len(self.targets)), 2))
@@ -122,12 +125,6 @@ def paper_metric(m: ItemMatrix, a: int, b: int) -> tuple[np.ndarray, np.ndarray]
     return agree & valid, valid
 
 
-def _plugin(name: str) -> Any:
-    from pipeline.scoring.judge import _plugin as p
-
-    return p(name)
-
-
 def _strict_cells(m: ItemMatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Normalized key (object), numeric value (float, nan) per cell and tolerance per item."""
     I, T = m.extracted.shape
@@ -135,15 +132,12 @@ def _strict_cells(m: ItemMatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     vals = np.full((I, T), np.nan)
     tol = np.zeros(I)
     for i in range(I):
-        p = _plugin(m.datasets[i])
+        p = shared_dataset(m.datasets[i])
         g = m.gold[i]
-        tol[i] = float(p.tolerance(g)) if hasattr(p, "tolerance") else 0.0
+        tol[i] = float(p.tolerance(g))
         for t in range(T):
             e = m.extracted[i, t]
-            if hasattr(p, "normalize"):
-                k = p.normalize(e, g)
-            else:
-                k = None if e is None else " ".join(str(e).split()).lower()
+            k = p.normalize(e, g)
             keys[i, t] = k
             if k is not None and tol[i] > 0:
                 try:
@@ -155,9 +149,9 @@ def _strict_cells(m: ItemMatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @METRICS.register("strict")
 def strict_metric(m: ItemMatrix, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
-    if not hasattr(m, "_strict_cache"):
-        m._strict_cache = _strict_cells(m)  # type: ignore[attr-defined]
-    keys, vals, tol = m._strict_cache  # type: ignore[attr-defined]
+    if m.strict_cells is None:
+        m.strict_cells = _strict_cells(m)
+    keys, vals, tol = m.strict_cells
     valid = m.present[:, a] & m.present[:, b]
     ka, kb = keys[:, a], keys[:, b]
     both = np.fromiter((p is not None and q is not None for p, q in zip(ka, kb)), dtype=bool, count=len(ka))
@@ -244,18 +238,23 @@ def pair_values(agree: np.ndarray, valid: np.ndarray) -> np.ndarray:
         return np.where(n > 0, agree.sum(axis=1) / np.maximum(n, 1), np.nan)
 
 
+def pair_stats(vals: np.ndarray) -> dict[str, Any]:
+    """``mean``, population ``std`` and ``n_pairs`` over the pairs that have a value (NaN: no items)."""
+    ok = ~np.isnan(vals)
+    return {"mean": float(vals[ok].mean()) if ok.any() else float("nan"),
+            "std": float(vals[ok].std(ddof=0)) if ok.any() else float("nan"),
+            "n_pairs": int(ok.sum())}
+
+
 def setting_consistency(m: ItemMatrix, metric: str = "paper") -> dict[str, Any]:
     """Mean and population std over target pairs, plus the per-pair values."""
     names, agree, valid = pair_flags(m, metric)
     vals = pair_values(agree, valid)
-    ok = ~np.isnan(vals)
     return {
         "setting": m.setting,
         "variant": m.variant,
         "metric": metric,
-        "mean": float(vals[ok].mean()) if ok.any() else float("nan"),
-        "std": float(vals[ok].std(ddof=0)) if ok.any() else float("nan"),
-        "n_pairs": int(ok.sum()),
+        **pair_stats(vals),
         "pairs": [(a, b, float(v), int(n)) for (a, b), v, n in zip(names, vals, valid.sum(axis=1))],
     }
 

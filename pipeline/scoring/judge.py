@@ -29,16 +29,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipeline.datasets import shared_dataset
 from pipeline.schema import SCORED, conform
 
 JUDGES = ("ours", "stored")
-
-
-@lru_cache(maxsize=None)
-def _plugin(name: str) -> Any:
-    from pipeline.datasets import get_dataset
-
-    return get_dataset(name)
 
 
 @lru_cache(maxsize=200_000)
@@ -58,7 +52,7 @@ def _our_judgments(answers: pa.Table, checker: str | None = None) -> tuple[list[
     correct: list[bool] = []
     form: list[str | None] = []
     for i, (d, a, t, g) in enumerate(zip(ds, ans, txt, gold)):
-        p = _plugin(d)
+        p = shared_dataset(d)
         try:
             gd = _gold(g)
         except json.JSONDecodeError as err:

@@ -41,10 +41,10 @@ class SimilarityError(ValueError):
 
 
 def _free_text(dataset: str) -> bool:
+    from pipeline.datasets import shared_dataset
     from pipeline.datasets.protocol import FreeTextAnswers
-    from pipeline.scoring.judge import _plugin
 
-    return isinstance(_plugin(dataset), FreeTextAnswers)
+    return isinstance(shared_dataset(dataset), FreeTextAnswers)
 
 
 def embedding_scores(a: Sequence[str], b: Sequence[str], model_path: Optional[str] = None) -> np.ndarray:

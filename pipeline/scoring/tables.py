@@ -14,7 +14,6 @@ All intervals are percentile bootstrap 95 % over problems (pipeline.scoring.boot
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,15 @@ import polars as pl
 import pyarrow as pa
 
 from pipeline.scoring import bootstrap as bs
-from pipeline.scoring.consistency import group_matrices, pair_flags, pair_values, rl_agreement, with_setting
+from pipeline.scoring.consistency import (
+    group_matrices,
+    pair_flags,
+    pair_stats,
+    pair_values,
+    rl_agreement,
+    with_setting,
+)
+from pipeline.store.atomic import atomic_path
 
 SUMMARY_SCHEMA = {
     "setting": pl.String, "variant": pl.String, "metric": pl.String, "mean": pl.Float64, "std": pl.Float64,
@@ -58,14 +65,11 @@ def compute_tables(
         for met in metrics:
             names, agree, valid = pair_flags(m, met)
             vals = pair_values(agree, valid)
-            ok = ~np.isnan(vals)
             lo, hi = bs.consistency_ci(agree, valid, w) if n_boot > 0 else (np.nan, np.nan)
             pcis = bs.pair_ci(agree, valid, w) if n_boot > 0 and names else [(np.nan, np.nan)] * len(names)
             summary.append(
-                {"setting": m.setting, "variant": m.variant, "metric": met,
-                 "mean": float(vals[ok].mean()) if ok.any() else float("nan"),
-                 "std": float(vals[ok].std(ddof=0)) if ok.any() else float("nan"),
-                 "n_pairs": int(ok.sum()), "ci_low": lo, "ci_high": hi, "n_problems": m.n_problems}
+                {"setting": m.setting, "variant": m.variant, "metric": met, **pair_stats(vals),
+                 "ci_low": lo, "ci_high": hi, "n_problems": m.n_problems}
             )
             for (a, b), v, n, (plo, phi) in zip(names, vals, valid.sum(axis=1), pcis):
                 pairs.append(
@@ -80,10 +84,19 @@ def compute_tables(
     }
 
 
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+def write_frames(frames: dict[str, pl.DataFrame], tables_dir: Path) -> dict[str, Path]:
+    """Write each frame atomically as ``<name>.csv`` and ``<name>.arrow``; returns name → CSV path."""
+    tables_dir = Path(tables_dir)
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Path] = {}
+    for name, frame in frames.items():
+        csv_path = tables_dir / f"{name}.csv"
+        with atomic_path(csv_path) as tmp:
+            frame.write_csv(tmp)
+        with atomic_path(tables_dir / f"{name}.arrow") as tmp:
+            frame.write_ipc(tmp)
+        out[name] = csv_path
+    return out
 
 
 def write_tables(
@@ -94,12 +107,4 @@ def write_tables(
     seed: int = 0,
 ) -> dict[str, Path]:
     """Write every table as ``<name>.csv`` and ``<name>.arrow``; returns name → CSV path."""
-    tables_dir = Path(tables_dir)
-    tables_dir.mkdir(parents=True, exist_ok=True)
-    out: dict[str, Path] = {}
-    for name, frame in compute_tables(scored, tuple(metrics), n_boot, seed).items():
-        csv_path = tables_dir / f"{name}.csv"
-        _atomic(csv_path, lambda p, f=frame: f.write_csv(p))
-        _atomic(tables_dir / f"{name}.arrow", lambda p, f=frame: f.write_ipc(p))
-        out[name] = csv_path
-    return out
+    return write_frames(compute_tables(scored, tuple(metrics), n_boot, seed), tables_dir)

@@ -5,66 +5,63 @@ step every *generator* proposes candidate next sentences, every *evaluator*
 scores them, and the candidate with the lowest mean score is appended to the
 CoT that every model sees; this repeats until a selected candidate closes the
 thinking.  Their code re-scores the whole sequence for every candidate and
-steps one problem at a time.  Ours, per step, for **all active problems in
-lockstep**:
+steps one problem at a time.  Ours runs **every problem independently**: a
+problem's next step goes out the moment its last step is scored (no lockstep,
+so a problem with short sentences never waits for one with long ones), with
+many problems in flight per engine.  One step of one problem:
 
-1. one batched ``propose`` call per generator (all generators submitted at
-   once, so their engines run concurrently): ``candidates`` samples of at most
-   ``max_candidate_tokens`` tokens after *that model's* thinking prompt + CoT
-   so far, seeded per (seed, problem, step, generator).  Each fragment is cut
-   back to its last sentence end (kept whole when it has none; trailing
-   whitespace is left to the next sentence); a fragment
-   holding the generator's close tag (or ending its turn) *closes* the
-   thinking: it is cut at the tag;
-2. duplicate candidates of a problem (same text, same closing) are scored once;
-3. one batched ``score_texts`` call per evaluator (all at once): the mean NLL
-   of each candidate's own tokens after the evaluator's thinking prompt + CoT
-   in the evaluator's own format and tokenizer (a closing candidate is scored
-   with the evaluator's own close tag appended), computed with vLLM's prefix
-   cache (:meth:`pipeline.engine.core.ModelEngine.score`, ``mode="cached"``):
-   the context is prefilled once per evaluator and step and only the
-   candidates' tokens are computed per candidate.  ``scoring: paper`` instead
-   ranks by the reference study's whole-sequence perplexity (mean NLL over
-   prompt + CoT + candidate, computed without the cache) — its exact choice;
+1. one ``propose`` item per generator (all at once, so their engines run
+   concurrently): ``candidates`` samples of at most ``max_candidate_tokens``
+   tokens after *that model's* thinking prompt + CoT so far, seeded per (seed,
+   problem, step, generator).  Each fragment is cut back to its last sentence
+   end (kept whole when it has none; trailing whitespace is left to the next
+   sentence); a fragment holding the generator's close tag (or ending its turn)
+   *closes* the thinking: it is cut at the tag;
+2. duplicate candidates (same text, same closing) are scored once;
+3. one ``score_texts`` item per evaluator (all at once): the mean NLL of each
+   candidate's own tokens after the evaluator's thinking prompt + CoT in the
+   evaluator's own format and tokenizer (a closing candidate is scored with the
+   evaluator's own close tag appended), with vLLM's prefix cache
+   (:meth:`pipeline.engine.vllm_engine.ModelEngine.score_ids`, ``mode="cached"``).
+   ``scoring: paper`` instead ranks by the reference study's whole-sequence
+   perplexity (mean NLL over prompt + CoT + candidate, without the cache);
 4. scores are averaged over evaluators; the minimum wins (ties: first
    generator, first sample).  A problem stops when its winner closes the
    thinking (``closed``), when the CoT reaches ``thought_budget`` tokens of the
-   first generator's tokenizer (``budget``, checked when the next step starts),
-   after ``max_steps`` steps (``max_steps``), or when nothing usable was
-   proposed / fits the context (``no_candidate`` / ``context``).
+   first generator's tokenizer (``budget``), after ``max_steps`` steps
+   (``max_steps``), or when nothing usable was proposed / fits the context
+   (``no_candidate`` / ``context``).  A generator whose context overflows on a
+   step *drops out of that step*: recorded per step (``dropped`` on its
+   candidate rows: ``generator_error``) and counted in the report.
 
 Outputs: ``ensemble-<G1+G2/E>-<hash>.arrow`` (GENERATIONS rows, method
-``ensemble``, the final CoT; truncate and transfer treat it like any other CoT)
-and ``ensemble_candidates-<...>-<hash>.arrow`` (one row per problem, step and
-candidate: generator, text, per-evaluator scores, mean, winner flag), also
-copied to ``<run_dir>/ensemble_candidates.arrow`` for the report.
-
-Resume: the state is checkpointed after every step (``<artifact>.parts/
-step-NNNN.arrow`` with that step's candidate rows, then ``step-NNNN.json`` with
-every problem's CoT and status; a step counts only once its JSON exists).  A
-killed run restarts at the first uncommitted step and rewrites that step's
-shard under the same name, so no row is duplicated or lost; the final
-artifacts are written atomically and the shards removed.
+``ensemble``, the final CoT; truncate and transfer consume each one as soon as
+its problem finishes) and ``ensemble_candidates-<...>-<hash>.arrow`` (one row
+per problem, step and candidate: generator, text, per-evaluator scores, mean,
+winner flag), also copied to ``<run_dir>/ensemble_candidates.arrow`` for the
+report.  Resume is per problem: a problem's rows are written when it finishes,
+so a killed run redoes only the problems in flight (deterministically: every
+request is seeded by its identity).
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import math
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from pipeline.artifacts import read_table, write_table, write_text_atomic
 from pipeline.config import hash_fields
-from pipeline.engine.core import Sampling, request_seed
-from pipeline.formats import ALL_MARKERS, get_format
-from pipeline.schema import GENERATIONS, from_rows
-from pipeline.stages.base import Context, stage_meta, timed
-from pipeline.text import cut_to_sentence
+from pipeline.engine.vllm_engine import Sampling, request_seed
+from pipeline.engine.formats import ALL_MARKERS, get_format
+from pipeline.schema import CANDIDATE_KEY, ENSEMBLE_KEY, GENERATIONS
+from pipeline.stages.context import Context, stage_meta
+from pipeline.store.atomic import copy_atomic
+from pipeline.store.sink import RowSink
+from pipeline.text.ensemble_rules import study_cut, study_join
+from pipeline.text.sentences import cut_to_sentence
 
 CANDIDATES = pa.schema(
     [
@@ -83,6 +80,7 @@ CANDIDATES = pa.schema(
         pa.field("mean_score", pa.float64()),
         pa.field("winner", pa.bool_()),
         pa.field("stop_reason", pa.string()),  # on the winner row of a problem's last step
+        pa.field("generator_error", pa.string()),  # the generator dropped out of this step (why)
     ]
 )
 
@@ -94,7 +92,7 @@ def ensemble_source(generators: list[str], evaluators: list[str]) -> str:
 def parse_candidate(raw: str, closed: bool, close_tag: str, rule: str = "ours") -> tuple[str, bool]:
     """(text, closes): cut at the generator's close tag, else back to the last sentence end.
 
-    ``rule="study"``: the study's sentence end (pipeline.ensemble_rules.study_cut).
+    ``rule="study"``: the study's sentence end (pipeline.text.ensemble_rules.study_cut).
     """
     closes = closed
     text = raw
@@ -104,12 +102,7 @@ def parse_candidate(raw: str, closed: bool, close_tag: str, rule: str = "ours") 
     for m in ALL_MARKERS:  # foreign tags must never enter the shared CoT
         text = text.replace(m, "")
     if not closes:
-        if rule == "study":  # [issue10 hook]
-            from pipeline.ensemble_rules import study_cut
-
-            text = study_cut(text)
-        else:
-            text = cut_to_sentence(text)
+        text = study_cut(text) if rule == "study" else cut_to_sentence(text)  # [issue10 hook] ensemble.sentence_rule
     # Trailing whitespace goes to the next sentence: a BPE model writes " Then", not "Then" after
     # a context ending in a space, and the score should not include the whitespace.
     return text.rstrip(), closes
@@ -118,214 +111,193 @@ def parse_candidate(raw: str, closed: bool, close_tag: str, rule: str = "ours") 
 class EnsembleStage:
     name = "ensemble"
     requires: tuple[str, ...] = ()
-    version = "1"
+    version = "2"  # 2: problems advance independently; generator drop-outs recorded
+    consumes: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ names
-    def paths(self, ctx: Context) -> tuple[Path, Path, dict]:
+    def open(self, ctx: Context) -> None:
         ec = ctx.cfg.ensemble
-        gens, evs = list(ec.generators), list(ec.evaluators)
-        source = ensemble_source(gens, evs)
+        self.gens, self.evs = list(ec.generators), list(ec.evaluators)
+        self.source_name = ensemble_source(self.gens, self.evs)
         # Exactly the fields that change results: not `enabled` (always true here).
         args = {"ensemble": {k: v for k, v in hash_fields(ec).items() if k != "enabled"},
-                "models": {n: hash_fields(ctx.cfg.model(n)) for n in dict.fromkeys(gens + evs)},
+                "models": {n: ctx.model_key(n) for n in dict.fromkeys(self.gens + self.evs)},
                 "problems": ctx.artifact_hash(ctx.problems_path), "v": self.version}
-        return (ctx.store.path("ensemble", source, args), ctx.store.path("ensemble_candidates", source, args), args)
+        self.cots = ctx.sink(ctx.store.path("ensemble", self.source_name, args), GENERATIONS, ENSEMBLE_KEY)
+        self.cands = ctx.sink(ctx.store.path("ensemble_candidates", self.source_name, args), CANDIDATES,
+                              CANDIDATE_KEY)
+        self._meta = stage_meta(ctx, self.name, args, {"problems": str(ctx.problems_path)},
+                                list(dict.fromkeys(self.gens + self.evs)))
+        self._closers = {g: get_format(ctx.cfg.model(g).thinking_format).think_stop for g in self.gens}
+        ctx.artifacts["ensemble"] = [self.cots.artifact]
 
-    def run(self, ctx: Context) -> list[Path]:
-        with timed(ctx, self.name):
-            ctx.problems  # noqa: B018 - load (and hash) the problems first
-            cots_path, cand_path, args = self.paths(ctx)
-            if not (cots_path.exists() and cand_path.exists()):
-                self._run(ctx, cots_path, cand_path, args)
-            dest = ctx.run_dir / "ensemble_candidates.arrow"
-            tmp = dest.with_name(f".{dest.name}.tmp")
-            shutil.copyfile(cand_path, tmp)
-            os.replace(tmp, dest)
-            return [cots_path]
+    def sinks(self) -> list[RowSink]:
+        return [self.cots, self.cands]
 
-    # ------------------------------------------------------------------ loop
-    def _run(self, ctx: Context, cots_path: Path, cand_path: Path, args: dict) -> None:
-        from tqdm.auto import tqdm
+    def models(self, ctx: Context) -> list[str]:
+        return [] if (self.cots.complete and self.cands.complete) else list(dict.fromkeys(self.gens + self.evs))
 
-        ec = ctx.cfg.ensemble
-        problems = ctx.problems.to_pylist()
-        parts = cots_path.with_suffix(".parts")
-        start, state = self._resume(parts, problems)
-        if start < ec.max_steps and not all(s["done"] for s in state.values()):
-            # Load every engine of the ensemble at once (a lazy submit would load them one by one).
-            # `ensure` (when the pool has it) also stops idle engines that would not fit beside them.
-            pool = ctx.pool
-            getattr(pool, "ensure", pool.start)(list(dict.fromkeys(list(ec.generators) + list(ec.evaluators))))
-        bar = tqdm(total=ec.max_steps, initial=start, desc="ensemble", unit="step",
-                   disable=not ctx.cfg.progress, leave=False)
-        for step in range(start, ec.max_steps):
-            active = [p for p in problems if not state[p["problem_id"]]["done"]]
-            if not active:
+    def on_event(self, flow, kind: str, row: dict) -> None:  # consumes nothing
+        return None
+
+    # ------------------------------------------------------------------ flow
+    async def source(self, flow) -> None:
+        models = list(dict.fromkeys(self.gens + self.evs))
+        todo = [p for p in flow.ctx.problem_rows() if not self.cots.done(self.cots.key(self._row_key(p)))]
+        runnable = all(m in flow.resident for m in models)
+        if todo and runnable:
+            flow.bar(self.name, more=len(todo))
+        flow.spawn("ensemble", self._feed(flow, models, runnable))
+
+    def _row_key(self, p: dict) -> dict:
+        return {"dataset": p["dataset"], "problem_id": p["problem_id"], "method": "ensemble",
+                "source": self.source_name, "variant": "full", "sample": 0, "target": self.source_name}
+
+    async def _feed(self, flow, models: list[str], runnable: bool) -> None:
+        async def handle(p: dict) -> None:
+            done = self.cots.get(self.cots.key(self._row_key(p)))
+            if done is not None:
+                flow.emit("generation", done)
+                return
+            key = self.cots.key(self._row_key(p))
+            if flow.failed_before(self.name, key):
+                return
+            if not runnable:
+                for m in models:
+                    flow.runnable(m)  # counts the deferral
+                return
+            await flow.guarded(self.name, key, self.problem(flow, p))
+
+        limit = flow.stream.max_pending or max(1, flow.max_in_flight(self.gens[0]) // max(1, len(self.gens)))
+        await flow.bounded("ensemble", limit, flow.ctx.problem_rows(), handle)
+
+    async def problem(self, flow, p: dict) -> None:
+        """Run one problem's ensemble to its end; write its rows and hand its CoT downstream."""
+        ec = flow.ctx.cfg.ensemble
+        st: dict[str, Any] = {"cot": "", "reason": None, "steps": 0}
+        rows: list[dict] = []
+        for step in range(ec.max_steps):
+            step_rows, reason = await self.step(flow, p, step, st)
+            rows += step_rows
+            if reason:
+                st["reason"] = reason
                 break
-            rows = self.step(ctx, step, active, state)
-            parts.mkdir(parents=True, exist_ok=True)
-            write_table(parts / f"step-{step:04d}.arrow", from_rows(rows, CANDIDATES))
-            write_text_atomic(parts / f"step-{step:04d}.json", json.dumps({"step": step, "state": state}))
-            bar.update(1)
-            bar.set_postfix(active=sum(not s["done"] for s in state.values()))
-        bar.close()
-        for s in state.values():
-            if not s["done"]:
-                s.update(done=True, reason="max_steps")
-        self._finish(ctx, parts, problems, state, cots_path, cand_path, args)
+        else:
+            st["reason"] = "max_steps"
+            for r in reversed(rows):
+                if r["winner"]:
+                    r["stop_reason"] = r["stop_reason"] or "max_steps"
+                    break
+        for r in rows:
+            self.cands.add(r)
+        closed = st["reason"] == "closed"
+        out = {**self._row_key(p), "cot": st["cot"].strip(), "answer_text": None, "gold": p["gold"],
+               "cot_finish_reason": "stop" if closed else "length", "forced_close": not closed,
+               "ensemble_steps": st["steps"], "ensemble_stop": st["reason"],
+               "error": ("ensemble: the CoT no longer fits an engine's max_model_len; raise it or lower "
+                         "ensemble.thought_budget") if st["reason"] == "context" and not st["cot"].strip() else None}
+        self.cots.add(out)
+        flow.bar(self.name, done=1)
+        flow.emit("generation", self.cots.get(self.cots.key(out)))
 
-    @staticmethod
-    def _resume(parts: Path, problems: list[dict]) -> tuple[int, dict]:
-        state = {p["problem_id"]: {"cot": "", "done": False, "reason": None, "steps": 0} for p in problems}
-        start = 0
-        if parts.exists():
-            committed = sorted(int(p.stem.split("-")[1]) for p in parts.glob("step-*.json"))
-            for k in committed:
-                if k == start and (parts / f"step-{k:04d}.arrow").exists():
-                    start = k + 1
-            if start:
-                saved = json.loads((parts / f"step-{start - 1:04d}.json").read_text())["state"]
-                state.update({k: v for k, v in saved.items() if k in state})
-            for p in parts.glob("step-*"):  # uncommitted or stale steps are redone
-                if int(p.stem.split("-")[1].split(".")[0]) >= start:
-                    p.unlink()
-        return start, state
+    async def step(self, flow, p: dict, step: int, st: dict) -> tuple[list[dict], str | None]:
+        """One step of one problem: (candidate rows, stop reason or None)."""
+        ec = flow.ctx.cfg.ensemble
+        gens, evs = self.gens, self.evs
+        pid = p["problem_id"]
 
-    def step(self, ctx: Context, step: int, active: list[dict], state: dict) -> list[dict]:
-        """One lockstep ensemble step over ``active`` problems; updates ``state``, returns candidate rows."""
-        ec = ctx.cfg.ensemble
-        gens, evs = list(ec.generators), list(ec.evaluators)
-        source = ensemble_source(gens, evs)
-        pool = ctx.pool
-        if hasattr(pool, "ensure"):
-            # the whole ensemble group resident together (no reloads between steps in waves)
-            pool.ensure(list(dict.fromkeys(gens + evs)))
-        # 1. one propose call per generator, all submitted before any is awaited
-        refs = {}
+        # 1. one propose item per generator, all in flight together
+        def preq(g: str) -> dict:
+            m = flow.ctx.cfg.model(g)
+            return {"prompt": p["prompt"], "system": p.get("system"),  # [issue10 hook] the problem's system message
+                    "cot": st["cot"], "n": ec.candidates, "max_tokens": ec.max_candidate_tokens,
+                    "sampling": _proposal_sampling(m, ec, pid, step, g),  # [issue10 hook] top_k, reseeding
+                    "budget": ec.thought_budget if g == gens[0] else None}
+
+        props = await asyncio.gather(*(flow.call(self.name, g, "propose", preq(g)) for g in gens))
+        props = dict(zip(gens, props))
+        first = props[gens[0]]
+        if first["exhausted"]:
+            return [], ("context" if first.get("error") else "budget")
+
+        # 2. parse, cut and deduplicate
+        rows: list[dict] = []
+        uniq: list[int] = []
+        seen: dict[tuple[str, bool], int] = {}
         for g in gens:
-            m = ctx.cfg.model(g)
-            reqs = [{"prompt": p["prompt"], "system": p.get("system"),  # [issue10 hook]
-                     "cot": state[p["problem_id"]]["cot"], "n": ec.candidates,
-                     "max_tokens": ec.max_candidate_tokens,
-                     "sampling": _proposal_sampling(m, ec, p["problem_id"], step, g),  # [issue10 hook]
-                     "budget": ec.thought_budget if g == gens[0] else None} for p in active]
-            refs[g] = pool.submit(g, "propose", reqs)
-        props = {g: pool.get(refs[g]) for g in gens}
-
-        # 2. parse, cut and deduplicate candidates per problem
-        cands: list[list[dict]] = []  # per active problem: every candidate (row-shaped)
-        uniq: list[list[int]] = []  # per active problem: indices into cands of unique valid ones
-        for i, p in enumerate(active):
-            first = props[gens[0]][i]
-            rows: list[dict] = []
-            u: list[int] = []
-            if first["exhausted"]:
-                cands.append(rows)
-                uniq.append(u)
+            res = props[g]
+            if res.get("error"):  # this generator's context overflowed: it drops out of this step, recorded
+                rows.append({**self._cand_base(p, step, g, -1), "raw_text": None, "text": None, "closes": False,
+                             "valid": False, "duplicate": False, "winner": False,
+                             "generator_error": res["error"], "_rep": None})
                 continue
-            seen: dict[tuple[str, bool], int] = {}
-            for g in gens:
-                tag = get_format(ctx.cfg.model(g).thinking_format).think_stop
-                res = props[g][i]
-                for k, (raw, closed) in enumerate(zip(res["texts"], res["closed"])):
-                    text, closes = parse_candidate(raw, closed, tag, ec.sentence_rule)  # [issue10 hook]
-                    valid = closes or bool(text.strip())
-                    key = (text, closes)
-                    dup = valid and key in seen
-                    row = {"dataset": p["dataset"], "problem_id": p["problem_id"], "source": source, "step": step,
-                           "generator": g, "candidate": k, "raw_text": raw, "text": text, "closes": closes,
-                           "valid": valid, "duplicate": dup, "winner": False, "_rep": seen.get(key)}
-                    if valid and not dup:
-                        seen[key] = len(rows)
-                        row["_rep"] = len(rows)
-                        u.append(len(rows))
-                    rows.append(row)
-            cands.append(rows)
-            uniq.append(u)
+            for k, (raw, closed) in enumerate(zip(res["texts"], res["closed"])):
+                text, closes = parse_candidate(raw, closed, self._closers[g], ec.sentence_rule)  # [issue10 hook]
+                valid = closes or bool(text.strip())
+                key = (text, closes)
+                dup = valid and key in seen
+                row = {**self._cand_base(p, step, g, k), "raw_text": raw, "text": text, "closes": closes,
+                       "valid": valid, "duplicate": dup, "winner": False, "_rep": seen.get(key)}
+                if valid and not dup:
+                    seen[key] = len(rows)
+                    row["_rep"] = len(rows)
+                    uniq.append(len(rows))
+                rows.append(row)
+        if not uniq:
+            return self._clean(rows), "no_candidate"
 
-        # 3. one scoring call per evaluator, all submitted before any is awaited
-        scored = [i for i in range(len(active)) if uniq[i]]
+        # 3. one scoring item per evaluator, all in flight together
         mode = "paper" if ec.scoring == "paper" else "cached"
         key = "seq_mean_nll" if ec.scoring == "paper" else "mean_nll"
-        reqs = [{"prompt": active[i]["prompt"], "system": active[i].get("system"),  # [issue10 hook]
-                 "cot": state[active[i]["problem_id"]]["cot"],
-                 "candidates": [cands[i][j]["text"] for j in uniq[i]],
-                 "closes": [cands[i][j]["closes"] for j in uniq[i]]} for i in scored]
-        srefs = {e: pool.submit(e, "score_texts", reqs, mode) for e in evs} if reqs else {}
-        scores = {e: pool.get(r) for e, r in srefs.items()}
+        sreq = {"prompt": p["prompt"], "system": p.get("system"), "cot": st["cot"], "candidates": [rows[j]["text"] for j in uniq],
+                "closes": [rows[j]["closes"] for j in uniq]}
+        scores = await asyncio.gather(*(flow.call(self.name, e, "score_texts", sreq, mode) for e in evs))
 
         # 4. average over evaluators, pick the minimum, advance the state
-        out: list[dict] = []
-        for n, i in enumerate(scored):
-            rows = cands[i]
-            for jj, j in enumerate(uniq[i]):
-                per = {e: _finite(scores[e][n][jj].get(key)) for e in evs}
-                rows[j]["scores"] = per
-                rows[j]["mean_score"] = sum(per.values()) / len(per)
-        for i, p in enumerate(active):
-            st = state[p["problem_id"]]
-            rows = cands[i]
-            for r in rows:  # duplicates share their representative's scores
-                rep = r.pop("_rep")
-                if r["duplicate"] and rep is not None:
-                    r["scores"], r["mean_score"] = rows[rep].get("scores"), rows[rep].get("mean_score")
-            res0 = props[gens[0]][i]
-            if res0["exhausted"]:
-                st.update(done=True, reason="context" if res0.get("error") else "budget")
-                continue
-            best = None
-            for j in uniq[i]:
-                s = rows[j]["mean_score"]
-                if math.isfinite(s) and (best is None or s < rows[best]["mean_score"]):
-                    best = j
-            if best is None:
-                st.update(done=True, reason="context" if uniq[i] else "no_candidate")
-                out.extend(rows)
-                continue
-            w = rows[best]
-            w["winner"] = True
-            if ec.join == "space":  # [issue10 hook] the study's join
-                from pipeline.ensemble_rules import study_join
+        for jj, j in enumerate(uniq):
+            per = {e: _finite(scores[n][jj].get(key)) for n, e in enumerate(evs)}
+            rows[j]["scores"] = per
+            rows[j]["mean_score"] = sum(per.values()) / len(per)
+        for r in rows:  # duplicates share their representative's scores
+            rep = r.get("_rep")
+            if r["duplicate"] and rep is not None:
+                r["scores"], r["mean_score"] = rows[rep].get("scores"), rows[rep].get("mean_score")
+        best = None
+        for j in uniq:
+            s = rows[j]["mean_score"]
+            if math.isfinite(s) and (best is None or s < rows[best]["mean_score"]):
+                best = j
+        if best is None:
+            return self._clean(rows), "context"
+        w = rows[best]
+        w["winner"] = True
+        # [issue10 hook] ensemble.join: the candidate as cut (ours) or the study's space join
+        st["cot"] = study_join(st["cot"], w["text"]) if ec.join == "space" else st["cot"] + w["text"]
+        st["steps"] += 1
+        reason = "closed" if w["closes"] else ("max_steps" if step + 1 >= ec.max_steps else None)
+        if reason:
+            w["stop_reason"] = reason
+        return self._clean(rows), reason
 
-                st["cot"] = study_join(st["cot"], w["text"])
-            else:
-                st["cot"] += w["text"]
-            st["steps"] += 1
-            if w["closes"]:
-                st.update(done=True, reason="closed")
-            elif step + 1 >= ec.max_steps:
-                st.update(done=True, reason="max_steps")
-            if st["done"]:
-                w["stop_reason"] = st["reason"]
-            out.extend(rows)
-        return out
+    def _cand_base(self, p: dict, step: int, g: str, k: int) -> dict:
+        return {"dataset": p["dataset"], "problem_id": p["problem_id"], "source": self.source_name, "step": step,
+                "generator": g, "candidate": k, "stop_reason": None, "generator_error": None}
+
+    @staticmethod
+    def _clean(rows: list[dict]) -> list[dict]:
+        for r in rows:
+            r.pop("_rep", None)
+        return rows
 
     # ---------------------------------------------------------------- finish
-    def _finish(self, ctx: Context, parts: Path, problems: list[dict], state: dict, cots_path: Path,
-                cand_path: Path, args: dict) -> None:
+    def finish(self, ctx: Context) -> list[Path]:
         ec = ctx.cfg.ensemble
-        gens, evs = list(ec.generators), list(ec.evaluators)
-        source = ensemble_source(gens, evs)
-        shards = sorted(parts.glob("step-*.arrow")) if parts.exists() else []
-        tables = [read_table(p).cast(CANDIDATES) for p in shards]
-        cand = pa.concat_tables(tables) if tables else CANDIDATES.empty_table()
-        meta = stage_meta(ctx, "ensemble", args, {"problems": str(ctx.problems_path)}, list(dict.fromkeys(gens + evs)))
-        write_table(cand_path, cand, {**meta, "scoring": ec.scoring})
-        rows = []
-        for p in problems:
-            st = state[p["problem_id"]]
-            closed = st["reason"] == "closed"
-            rows.append({
-                "dataset": p["dataset"], "problem_id": p["problem_id"], "method": "ensemble", "source": source,
-                "variant": "full", "sample": 0, "target": source, "cot": st["cot"].strip(), "answer_text": None,
-                "gold": p["gold"], "cot_finish_reason": "stop" if closed else "length", "forced_close": not closed,
-                "error": ("ensemble: the CoT no longer fits an engine's max_model_len; raise it or lower "
-                          "ensemble.thought_budget") if st["reason"] == "context" and not st["cot"].strip() else None,
-            })
-        write_table(cots_path, from_rows(rows, GENERATIONS),
-                    {**meta, "candidates": str(cand_path), "steps": {k: v["steps"] for k, v in state.items()},
-                     "stop_reasons": {k: v["reason"] for k, v in state.items()}})
-        shutil.rmtree(parts, ignore_errors=True)
+        cand = self.cands.finish({**self._meta, "scoring": ec.scoring})
+        steps = {r["problem_id"]: r.get("ensemble_steps") for r in self.cots.rows()}
+        reasons = {r["problem_id"]: r.get("ensemble_stop") for r in self.cots.rows()}
+        cots = self.cots.finish({**self._meta, "candidates": str(cand), "steps": steps, "stop_reasons": reasons})
+        copy_atomic(cand, ctx.run_dir / "ensemble_candidates.arrow")
+        return [cots]
 
 
 def _proposal_sampling(m: Any, ec: Any, problem_id: str, step: int, g: str) -> Sampling:

@@ -1,58 +1,95 @@
 """Stage `generate`: each model's own Empty, Default (greedy) and Sampled CoTs, and its answers.
 
 One artifact per model (so sweeps share a model's generations across
-experiments).  Two-phase: the model thinks until it closes its thinking or hits
-``thought_budget`` (then we close it), then answers after its own CoT.  Empty
-CoT places an empty thinking block and asks for the answer directly.
+experiments).  Two-phase, per item inside the engine: the model thinks until it
+closes its thinking or hits ``thought_budget`` (then we close it), and its
+answer request goes out the moment *its own* CoT closes.  Empty CoT places an
+empty thinking block and asks for the answer directly.  Each finished row is
+handed at once to the consumers of ``generation`` rows (truncate → transfer).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 from pipeline.config import hash_fields
-from pipeline.engine.core import Sampling, request_seed
-from pipeline.schema import GENERATIONS
-from pipeline.stages.base import Context, Job, execute_jobs, stage_meta, timed
-
-KEY = ("dataset", "problem_id", "method", "source", "variant", "sample", "target")
+from pipeline.engine.vllm_engine import Sampling, request_seed
+from pipeline.schema import GENERATION_KEY, GENERATIONS, pick
+from pipeline.stages.context import Context, stage_meta
+from pipeline.store.sink import RowSink
 
 
 class GenerateStage:
     name = "generate"
     requires: tuple[str, ...] = ()
     version = "1"
+    consumes: tuple[str, ...] = ()
 
-    def jobs(self, ctx: Context) -> list[Job]:
+    def open(self, ctx: Context) -> None:
         g = ctx.cfg.generate
-        problems = ctx.problems.to_pylist()
-        jobs = []
+        self._sinks: dict[str, RowSink] = {}
+        self._meta: dict[str, dict] = {}
         for m in ctx.cfg.models.values():
-            args = {"generate": {k: v for k, v in hash_fields(g).items()}, "model": hash_fields(m),
+            args = {"generate": hash_fields(g), "model": ctx.model_key(m.name),
                     "problems": ctx.artifact_hash(ctx.problems_path), "v": self.version}
             path = ctx.store.path("generate", m.name, args)
-            items = []
-            for method in g.methods:
-                for s in range(g.num_samples if method == "sampled" else 1):
-                    for p in problems:
-                        if method == "sampled":
-                            samp = Sampling.from_config(m.sampled, request_seed(m.sampled.seed, p["problem_id"], s))
-                        else:
-                            samp = Sampling.from_config(m.greedy, 0)
-                        items.append({
-                            "request": {"prompt": p["prompt"], "system": p.get("system"),  # [issue10 hook]
-                                        "answer_prefix": p.get("answer_prefix"),  # [issue10 hook]
-                                        "cot": "" if method == "empty" else None,
-                                        "sampling": samp, "think_tokens": g.thought_budget,
-                                        "answer_tokens": g.answer_budget},
-                            "row": {"dataset": p["dataset"], "problem_id": p["problem_id"], "method": method,
-                                    "source": m.name, "variant": "full", "sample": s, "target": m.name,
-                                    "gold": p["gold"]},
-                        })
-            meta = stage_meta(ctx, self.name, args, {"problems": str(ctx.problems_path)}, [m.name])
-            jobs.append(Job(m.name, "generate", path, GENERATIONS, KEY, items, meta, g.chunk_size))
-        return jobs
+            self._sinks[m.name] = ctx.sink(path, GENERATIONS, GENERATION_KEY)
+            self._meta[m.name] = stage_meta(ctx, self.name, args, {"problems": str(ctx.problems_path)}, [m.name])
+        ctx.artifacts["generate"] = [s.artifact for s in self._sinks.values()]
 
-    def run(self, ctx: Context) -> list[Path]:
-        with timed(ctx, self.name):
-            return execute_jobs(ctx, self.jobs(ctx), "generate")
+    def sinks(self) -> list[RowSink]:
+        return list(self._sinks.values())
+
+    def models(self, ctx: Context) -> list[str]:
+        return [m for m, s in self._sinks.items() if not s.complete]
+
+    def items(self, ctx: Context, model: str) -> Iterator[tuple[dict, dict]]:
+        """(request, row) per output row of ``model``, lazily (a large sweep is never held whole)."""
+        g = ctx.cfg.generate
+        m = ctx.cfg.model(model)
+        for method in g.methods:
+            for s in range(g.num_samples if method == "sampled" else 1):
+                for p in ctx.problems.to_pylist():
+                    if method == "sampled":
+                        samp = Sampling.from_config(m.sampled, request_seed(m.sampled.seed, p["problem_id"], s))
+                    else:
+                        samp = Sampling.from_config(m.greedy, 0)
+                    # [issue10 hook] the problem's system message and forced answer prefix (null: none)
+                    yield ({"prompt": p["prompt"], "system": p.get("system"), "answer_prefix": p.get("answer_prefix"),
+                            "cot": "" if method == "empty" else None, "sampling": samp,
+                            "think_tokens": g.thought_budget, "answer_tokens": g.answer_budget},
+                           {"dataset": p["dataset"], "problem_id": p["problem_id"], "method": method,
+                            "source": m.name, "variant": "full", "sample": s, "target": m.name, "gold": p["gold"]})
+
+    async def source(self, flow) -> None:
+        for model, sink in self._sinks.items():
+            todo = 0 if sink.complete else sum(1 for _, row in self.items(flow.ctx, model)
+                                               if not sink.done(sink.key(row)))
+            if todo and model in flow.resident:
+                flow.bar(self.name, more=todo)
+            flow.spawn(f"generate {model}", self._feed(flow, model, sink))
+
+    async def _feed(self, flow, model: str, sink: RowSink) -> None:
+        async def handle(item: tuple[dict, dict]) -> None:
+            req, row = item
+            key = sink.key(row)
+            done = sink.get(key)
+            if done is not None:
+                flow.emit("generation", done)
+                return
+            if flow.failed_before(self.name, key) or not flow.runnable(model):
+                return
+            res = await flow.guarded(self.name, key, flow.call(self.name, model, "generate", req))
+            out = {**row, **pick(res, GENERATIONS)}
+            sink.add(out)
+            flow.bar(self.name, done=1)
+            flow.emit("generation", out)
+
+        await flow.bounded(f"generate {model}", flow.pending_limit(model), self.items(flow.ctx, model), handle)
+
+    def on_event(self, flow, kind: str, row: dict) -> None:  # consumes nothing
+        return None
+
+    def finish(self, ctx: Context) -> list[Path]:
+        return [s.finish(self._meta[m]) for m, s in self._sinks.items()]

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.artifacts import read_table, write_table
 from pipeline.config import hash_fields
 from pipeline.schema import ANSWERS, conform
-from pipeline.stages.base import Context, stage_meta, timed
+from pipeline.stages.context import Context, stage_meta, timed
+from pipeline.store.artifacts import read_table, write_table
 
 
 class ErrorBudgetExceeded(RuntimeError):

@@ -1,73 +1,96 @@
 """Stage `transfer`: every source CoT variant x every target model -> the target's answer.
 
-The CoT is placed in the *target's* own thinking format (its chat template,
-its tags) and the target answers greedily after it.  Default CoTs become the
-``Transfer <SRC>`` settings; ensemble CoTs become ``Ensemble <G1>+<G2>/<E>``;
-a model's own Sampled CoT without its answer statements gives the Sampled
-``without_answer`` variant.  One artifact per target model.
+Streaming: each ``cot`` row from truncate is sent to every target the moment it
+exists (one engine item per target), so transfers run while other CoTs are still
+being written.  The CoT is placed in the *target's* own thinking format (its chat
+template, its tags) and the target answers greedily after it.  Default CoTs
+become the ``Transfer <SRC>`` settings; ensemble CoTs become
+``Ensemble <G1>+<G2>/<E>``; a model's own Sampled CoT without its answer
+statements gives the Sampled ``without_answer`` variant.  One artifact per
+target model.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
-from pipeline.artifacts import read_table
 from pipeline.config import hash_fields
-from pipeline.engine.core import Sampling
-from pipeline.schema import ANSWERS
-from pipeline.stages.base import Context, Job, execute_jobs, gold_map, prompt_map, stage_meta, timed
+from pipeline.engine.vllm_engine import Sampling
+from pipeline.schema import ANSWER_KEY, ANSWERS, pick
+from pipeline.stages.context import Context, stage_meta
+from pipeline.store.sink import RowSink
 
-KEY = ("dataset", "problem_id", "method", "source", "variant", "sample", "target")
+
+def transfer_method(c: dict, target: str, sources: set[str]) -> Optional[str]:
+    """The setting a CoT row gives on ``target`` (None: not transferred there)."""
+    if c["method"] == "default" and c["source"] in sources:
+        return "transfer"
+    if c["method"] == "ensemble":
+        return "ensemble"
+    if c["method"] == "sampled" and c["source"] == target and c["variant"] != "full":
+        return "sampled"
+    return None
 
 
 class TransferStage:
     name = "transfer"
     requires = ("truncate",)
     version = "1"
+    consumes = ("cot",)
 
-    def jobs(self, ctx: Context) -> list[Job]:
+    def open(self, ctx: Context) -> None:
         tc = ctx.cfg.transfer
-        [cots_path] = ctx.outputs["truncate"]
-        cots = read_table(cots_path).to_pylist()
-        prompts, golds = prompt_map(ctx), gold_map(ctx)
-        # [issue10 hook] the problem's system message; "transfer" phase (e.g. gpt-oss's transfer reasoning effort)
-        systems = dict(zip(ctx.problems.column("problem_id").to_pylist(), ctx.problems.column("system").to_pylist()))
-        # [issue10 hook] the problem's forced answer prefix (null: none)
-        prefixes = dict(zip(ctx.problems.column("problem_id").to_pylist(),
-                            ctx.problems.column("answer_prefix").to_pylist()))
-        sources = set(tc.sources or ctx.cfg.model_names)
-        targets = tc.targets or ctx.cfg.model_names
-        jobs = []
-        for tname in targets:
-            m = ctx.cfg.model(tname)
-            args = {"transfer": hash_fields(tc), "target": hash_fields(m), "cots": ctx.artifact_hash(cots_path),
+        [cots_path] = ctx.artifacts["truncate"]
+        self._sinks: dict[str, RowSink] = {}
+        self._meta: dict[str, dict] = {}
+        self._sources = set(tc.sources or ctx.cfg.model_names)
+        for tname in tc.targets or ctx.cfg.model_names:
+            args = {"transfer": hash_fields(tc), "target": ctx.model_key(tname), "cots": ctx.artifact_hash(cots_path),
                     "v": self.version}
             path = ctx.store.path("transfer", tname, args)
-            items = []
-            for c in cots:
-                if c["variant"] not in tc.variants or c.get("error"):
-                    continue
-                if c["method"] == "default" and c["source"] in sources:
-                    method = "transfer"
-                elif c["method"] == "ensemble":
-                    method = "ensemble"
-                elif c["method"] == "sampled" and c["source"] == tname and c["variant"] != "full":
-                    method = "sampled"
-                else:
-                    continue
-                items.append({
-                    "request": {"prompt": prompts[c["problem_id"]], "cot": c["cot"],
-                                "system": systems[c["problem_id"]], "phase": "own" if method == "sampled" else "transfer",
-                                "answer_prefix": prefixes[c["problem_id"]],  # [issue10 hook]
-                                "sampling": Sampling.from_config(m.greedy, 0), "max_tokens": tc.answer_budget},
-                    "row": {"dataset": c["dataset"], "problem_id": c["problem_id"], "method": method,
-                            "source": c["source"], "variant": c["variant"], "sample": c["sample"],
-                            "target": tname, "cot": c["cot"], "gold": golds[c["problem_id"]]},
-                })
-            meta = stage_meta(ctx, self.name, args, {"cots": str(cots_path)}, [tname])
-            jobs.append(Job(tname, "answer", path, ANSWERS, KEY, items, meta, tc.chunk_size))
-        return jobs
+            self._sinks[tname] = ctx.sink(path, ANSWERS, ANSWER_KEY)
+            self._meta[tname] = stage_meta(ctx, self.name, args, {"cots": str(cots_path)}, [tname])
+        self._prompts = {p["problem_id"]: p for p in ctx.problem_rows()}
+        ctx.artifacts["transfer"] = [s.artifact for s in self._sinks.values()]
 
-    def run(self, ctx: Context) -> list[Path]:
-        with timed(ctx, self.name):
-            return execute_jobs(ctx, self.jobs(ctx), "transfer")
+    def sinks(self) -> list[RowSink]:
+        return list(self._sinks.values())
+
+    def models(self, ctx: Context) -> list[str]:
+        return [m for m, s in self._sinks.items() if not s.complete]
+
+    async def source(self, flow) -> None:
+        return None
+
+    def on_event(self, flow, kind: str, c: dict) -> None:
+        tc = flow.ctx.cfg.transfer
+        if c["variant"] not in tc.variants or c.get("error"):
+            return
+        for tname, sink in self._sinks.items():
+            method = transfer_method(c, tname, self._sources)
+            if method is None or sink.complete:
+                continue
+            p = self._prompts[c["problem_id"]]
+            row = {"dataset": c["dataset"], "problem_id": c["problem_id"], "method": method, "source": c["source"],
+                   "variant": c["variant"], "sample": c["sample"], "target": tname, "cot": c["cot"], "gold": p["gold"]}
+            key = sink.key(row)
+            if sink.done(key) or flow.failed_before(self.name, key) or not flow.runnable(tname):
+                continue
+            # [issue10 hook] the problem's system message and forced answer prefix; the "transfer" phase
+            # (e.g. gpt-oss's transfer reasoning effort) for another model's CoT, "own" for a model's own sample.
+            req = {"prompt": p["prompt"], "system": p.get("system"), "answer_prefix": p.get("answer_prefix"),
+                   "phase": "own" if method == "sampled" else "transfer", "cot": c["cot"],
+                   "sampling": Sampling.from_config(flow.ctx.cfg.model(tname).greedy, 0), "max_tokens": tc.answer_budget}
+            flow.bar(self.name, more=1)
+            flow.spawn(f"transfer {c['source']}->{tname}/{c['problem_id']}", self._one(flow, sink, tname, req, row))
+
+    async def _one(self, flow, sink: RowSink, target: str, req: dict, row: dict) -> None:
+        key = sink.key(row)
+        res = await flow.guarded(self.name, key, flow.call(self.name, target, "answer", req))
+        if not sink.done(key):
+            sink.add({**row, **pick(res, ANSWERS)})
+        flow.bar(self.name, done=1)
+
+    def finish(self, ctx: Context) -> list[Path]:
+        return [s.finish(self._meta[m]) for m, s in self._sinks.items()]

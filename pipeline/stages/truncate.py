@@ -1,103 +1,153 @@
 """Stage `truncate`: the "without answer" and partial variants of every CoT, with a leakage audit.
 
-Inputs: the generations (Default and Sampled CoTs) and, when enabled, the
-ensemble CoTs.  For each CoT it writes the ``full`` variant, the
-``without_answer`` variant (answer statements removed), and ``prefix_<f>``
-variants keeping the first fraction of sentences.  ``leak`` flags CoTs in
-which the source's final answer still appears after removal (for either
-filter).  Empty CoTs are recorded as skipped rows with their reason (they
-cannot be transferred).
+Streaming: it consumes each ``generation`` row (Default, Sampled and ensemble
+CoTs) the moment it is finished and emits its variants as ``cot`` rows, which
+the transfer stage sends to every target at once.  For each CoT it writes the
+``full`` variant, the ``without_answer`` variant (answer statements removed),
+and ``prefix_<f>`` variants keeping the first fraction of sentences.  ``leak``
+flags CoTs in which the source's final answer still appears after removal.
+Empty CoTs are recorded as rows with their reason (they cannot be transferred).
 
 Answer statements are removed by ``truncate.filter``:
 
-* ``rule`` — the rule-based sentence filter of :mod:`pipeline.text`;
+* ``rule`` — the rule-based sentence filter of :mod:`pipeline.text.sentences`
+  (runs inline, on the driver);
 * ``llm`` — the pool model ``truncate.filter_model`` marks the sentences that
-  state the answer (:mod:`pipeline.filters`: one ``complete`` batch for all
-  CoTs; kept sentences verbatim and in order), with the rule filter as
-  fallback for unusable replies.
-
-The ``filter`` column of ``without_answer`` rows records what was used:
-``"rule"``, ``"llm"`` or ``"llm->rule"`` (at least one window fell back).
+  state the answer (:mod:`pipeline.text.llm_filter`; one engine item per CoT;
+  kept sentences verbatim and in order).  A window whose reply is unusable
+  falls back to the rule filter for that window (``"llm->rule"``).  A *failed*
+  filter call is an error (the row is not written, the run fails at the end and
+  a rerun retries it) unless ``truncate.on_filter_error=rule``, which uses the
+  rule filter for that CoT and records ``"rule(filter error)"`` — part of the
+  artifact's hash, so such rows are never mistaken for LLM-filtered ones;
+* ``rewrite`` — the study's answer removal: ``truncate.filter_model`` rewrites
+  the CoT with ``openai_remove_answer.py``'s prompt (:mod:`pipeline.text.rewrite_filter`;
+  one ``generate`` item per CoT, never told the answer; recorded as ``"rewrite"``).
+  Failures are handled as for ``llm``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-from pipeline.artifacts import read_table, write_table
 from pipeline.config import hash_fields
 from pipeline.datasets import get_dataset
-from pipeline.schema import COTS, from_rows
-from pipeline.stages.base import Context, stage_meta, timed
-from pipeline.text import RULES_VERSION, keep_prefix, leaks, remove_answer_statements
+from pipeline.schema import COT_KEY, COTS
+from pipeline.stages.context import Context, stage_meta
+from pipeline.store.sink import RowSink
+from pipeline.text.answers import RULES_VERSION, leaks, remove_answer_statements
+from pipeline.text.sentences import keep_prefix
 
-COT_KEY = ("dataset", "problem_id", "method", "source", "variant", "sample")
-
-
-def cot_sources(ctx: Context) -> list[Path]:
-    return list(ctx.outputs.get("generate", [])) + list(ctx.outputs.get("ensemble", []))
+COT_METHODS = ("default", "sampled", "ensemble")
 
 
 class TruncateStage:
     name = "truncate"
     requires = ("generate",)
     version = "2"  # 2: `filter` column, answer-form-aware rules (text.RULES_VERSION)
+    consumes = ("generation",)
 
-    def run(self, ctx: Context) -> list[Path]:
-        with timed(ctx, self.name):
-            inputs = cot_sources(ctx)
-            t = ctx.cfg.truncate
-            args = {"truncate": hash_fields(t), "inputs": sorted(ctx.artifact_hash(p) for p in inputs),
-                    "v": self.version, "rules": RULES_VERSION}
-            models = []
-            if t.filter == "rewrite":  # [issue10 hook] the study's answer removal by a pool model
-                from pipeline.rewrite_filter import PROMPT_VERSION as REWRITE_VERSION
+    def open(self, ctx: Context) -> None:
+        t = ctx.cfg.truncate
+        inputs = list(ctx.artifacts.get("generate", [])) + list(ctx.artifacts.get("ensemble", []))
+        args = {"truncate": hash_fields(t), "inputs": sorted(ctx.artifact_hash(p) for p in inputs),
+                "v": self.version, "rules": RULES_VERSION}
+        self._models: list[str] = []
+        if t.filter in ("llm", "rewrite"):
+            from pipeline.text import llm_filter, rewrite_filter  # [issue10 hook] rewrite: the study's prompt
 
-                args["filter_model"] = ctx.model_key(t.filter_model)
-                args["filter_prompt"] = REWRITE_VERSION
-                models = [t.filter_model]
-            if t.filter == "llm":
-                from pipeline.filters import PROMPT_VERSION
+            args["filter_model"] = ctx.model_key(t.filter_model)
+            args["filter_prompt"] = (llm_filter if t.filter == "llm" else rewrite_filter).PROMPT_VERSION
+            self._models = [t.filter_model]
+        path = ctx.store.path("truncate", "cots", args)
+        self._sink = ctx.sink(path, COTS, COT_KEY)
+        self._meta = stage_meta(ctx, self.name, args, {"cots": [str(p) for p in inputs]}, self._models)
+        self._ds = get_dataset(ctx.cfg.dataset.name)
+        self._template: dict[str, object] = {}
+        ctx.artifacts["truncate"] = [path]
 
-                if not t.filter_model:
-                    raise ValueError("truncate.filter=llm needs truncate.filter_model: the short name of a "
-                                     "configured model (one of `models`) that marks answer sentences")
-                args["filter_model"] = ctx.model_key(t.filter_model)
-                args["filter_prompt"] = PROMPT_VERSION
-                models = [t.filter_model]
-            path = ctx.store.path("truncate", "cots", args)
-            if path.exists():
-                return [path]
-            rows = []
-            ds = get_dataset(ctx.cfg.dataset.name)
-            src = [r for p in inputs for r in read_table(p).to_pylist()
-                   if r["method"] in ("default", "sampled", "ensemble")]
-            removed = self.llm_removed(ctx, src, ds) if t.filter in ("llm", "rewrite") else None
-            for i, r in enumerate(src):
-                rows.extend(self.variants(r, ds, t, removed[i] if removed is not None else None))
-            meta = stage_meta(ctx, self.name, args, {"cots": [str(p) for p in inputs]}, models)
-            write_table(path, from_rows(rows, COTS), meta)
-            return [path]
+    def sinks(self) -> list[RowSink]:
+        return [self._sink]
 
+    def models(self, ctx: Context) -> list[str]:
+        return [] if self._sink.complete else list(self._models)
+
+    async def source(self, flow) -> None:
+        self._template = {}  # futures of this flow's event loop (one loop per wave)
+
+    # ------------------------------------------------------------------ items
+    def on_event(self, flow, kind: str, row: dict) -> None:
+        if row["method"] not in COT_METHODS:
+            return
+        t = flow.ctx.cfg.truncate
+        want = self.variant_names(row, t)
+        base = {k: row[k] for k in ("dataset", "problem_id", "method", "source", "sample")}
+        keys = [self._sink.key({**base, "variant": v}) for v in want]
+        if all(self._sink.done(k) for k in keys):
+            for k in keys:
+                flow.emit("cot", self._sink.get(k))
+            return
+        if t.filter in ("llm", "rewrite") and self._has_cot(row):
+            if not flow.failed_before(self.name, keys[0]) and flow.runnable(t.filter_model):
+                flow.spawn(f"truncate {row['source']}/{row['problem_id']}",
+                           flow.guarded(self.name, keys[0], self._filter(flow, row)))
+            return
+        self._store(flow, self.variants(row, self._ds, t))
+
+    def _store(self, flow, rows: list[dict]) -> None:
+        for r in rows:
+            k = self._sink.key(r)
+            if not self._sink.done(k):
+                self._sink.add(r)
+            flow.emit("cot", self._sink.get(k))
+
+    async def _filter(self, flow, row: dict) -> None:
+        t = flow.ctx.cfg.truncate
+        model = t.filter_model
+        answer = row_answer(row, self._ds)
+        try:
+            removed = await self._filter_call(flow, model, row["cot"].strip(), answer)
+        except Exception as e:  # noqa: BLE001 - loud unless the user opted into the fallback
+            if t.on_filter_error != "rule":
+                what = "LLM answer filter" if t.filter == "llm" else "rewrite answer filter"
+                raise RuntimeError(f"{what} ({model}) failed: {type(e).__name__}: {e}; rerun to retry, "
+                                   "or set truncate.on_filter_error=rule to use the rule filter instead") from e
+            removed = (remove_answer_statements(row["cot"].strip(), answer), "rule(filter error)")
+        self._store(flow, self.variants(row, self._ds, t, removed))
+
+    async def _filter_call(self, flow, model: str, cot: str, answer: str | None) -> tuple[str, str]:
+        """(without-answer CoT, filter used) from the filter model: ``llm`` marks sentences, ``rewrite`` rewrites."""
+        mcfg = flow.ctx.cfg.model(model)
+        if flow.ctx.cfg.truncate.filter == "rewrite":  # [issue10 hook] one generate item per CoT
+            from pipeline.text.rewrite_filter import rewrite_one
+
+            async def generate(req: dict) -> dict:
+                return await flow.call(self.name, model, "generate", req)
+
+            return await rewrite_one(generate, mcfg, cot)
+        from pipeline.text.llm_filter import filter_one
+
+        if model not in self._template:  # rendered once per model; concurrent CoTs share the one call
+            self._template[model] = asyncio.ensure_future(flow.call(self.name, model, "chat_template_marker"))
+        template = await self._template[model]
+
+        async def complete(req: dict) -> dict:
+            return await flow.call(self.name, model, "complete", req)
+
+        res = await filter_one(complete, mcfg, template, cot, answer)
+        return res.cot, res.filter
+
+    # --------------------------------------------------------------- variants
     @staticmethod
-    def llm_removed(ctx: Context, src: list[dict], ds) -> list:
-        """(without_answer text, filter used) per source row; None for rows without a CoT."""
-        from pipeline.filters import llm_filter
+    def _has_cot(r: dict) -> bool:
+        return not r.get("error") and bool((r.get("cot") or "").strip())
 
-        todo = [i for i, r in enumerate(src) if not r.get("error") and (r.get("cot") or "").strip()]
-        cots = [(src[i].get("cot") or "").strip() for i in todo]
-        answers = [row_answer(src[i], ds) for i in todo]
-        out: list = [None] * len(src)
-        if ctx.cfg.truncate.filter == "rewrite":  # [issue10 hook]
-            from pipeline.rewrite_filter import rewrite_filter
-
-            for i, pair in zip(todo, rewrite_filter(ctx.pool, ctx.cfg.model(ctx.cfg.truncate.filter_model), cots)):
-                out[i] = pair
-            return out
-        res = llm_filter(ctx.pool, ctx.cfg.model(ctx.cfg.truncate.filter_model), cots, answers)
-        for i, fr in zip(todo, res):
-            out[i] = (fr.cot, fr.filter)
-        return out
+    @classmethod
+    def variant_names(cls, r: dict, t) -> list[str]:
+        if not cls._has_cot(r):
+            return ["full", "without_answer"]
+        return ["full", "without_answer"] + [f"prefix_{float(f):g}" for f in t.prefix_fractions]
 
     @staticmethod
     def variants(r: dict, ds, t, removed: tuple | None = None) -> list[dict]:
@@ -109,8 +159,7 @@ class TruncateStage:
             reason = r.get("error") or ("empty CoT: the source wrote no thinking text, so there is "
                                         "nothing to transfer; raise generate.thought_budget if it was cut")
             return [{**base, "variant": v, "cot": "", "error": reason} for v in ("full", "without_answer")]
-        # The source's own final answer, to find the sentences that state it.
-        answer = row_answer(r, ds)
+        answer = row_answer(r, ds)  # the source's own final answer, to find the sentences that state it
         out = [{**base, "variant": "full", "cot": cot, "leak": leaks(cot, answer)}]
         if removed is None:
             wo, used = remove_answer_statements(cot, answer).strip(), "rule"
@@ -125,8 +174,10 @@ class TruncateStage:
             out.append({**base, "variant": f"prefix_{float(f):g}", "cot": pre, "leak": leaks(pre, answer)})
         return out
 
+    def finish(self, ctx: Context) -> list[Path]:
+        return [self._sink.finish(self._meta)]
+
 
 def row_answer(r: dict, ds) -> str | None:
     """The source's own final answer, to find the sentences that state it."""
     return r.get("answer") or ds.extract(r.get("answer_text") or "")
-

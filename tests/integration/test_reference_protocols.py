@@ -33,7 +33,7 @@ def ray_session():
     import ray
 
     from pipeline.config import compose
-    from pipeline.engine.pool import init_ray
+    from pipeline.engine.ray_pool import init_ray
 
     init_ray(compose(["experiment=demo_tiny"]).ray)
     yield
@@ -42,9 +42,9 @@ def ray_session():
 
 @pytest.mark.parametrize("protocol", ["paper", "ours"])
 def test_reference_protocol_end_to_end(protocol, tmp_path, ray_session):
-    from pipeline.artifacts import read_table
+    from pipeline.store.artifacts import read_table
     from pipeline.config import compose
-    from pipeline.dag import run
+    from pipeline.stages.dag import run
     from pipeline.datasets.medcalc import judge_text
 
     cfg = compose([*SMALL, f"+study_protocol={protocol}", f"run_dir={tmp_path / protocol}"])
@@ -75,9 +75,9 @@ def test_instruction_induction_study_protocol_end_to_end(tmp_path, ray_session):
     """Instruction Induction under the study's protocol (study_protocol=paper sets dataset.options.protocol=study):
     forced " The instruction is:", the study's normalized answers, and the continuous ``embedding``
     consistency averaged over the model pairs in the tables."""
-    from pipeline.artifacts import read_table
+    from pipeline.store.artifacts import read_table
     from pipeline.config import compose
-    from pipeline.dag import run
+    from pipeline.stages.dag import run
     from pipeline.datasets.ii_study import FORCED_PREFIX, normalize_answer
 
     cfg = compose(["experiment=demo_tiny", "dataset=instruction_induction", "dataset.options.tasks=[rhymes,synonyms]",

@@ -12,7 +12,7 @@ import pytest
 from pipeline.config import ModelProtocol, compose
 from pipeline.datasets.medcalc_study import GENEX_ROW_NUMBERS, STUDY_SYSTEM
 from pipeline.engine.messages import place_cot, template_call, thought_budget
-from pipeline.formats import get_format
+from pipeline.engine.formats import get_format
 
 REPO = Path(__file__).resolve().parents[3]
 TINY = ["experiment=demo_tiny", "dataset=medcalc", "models.a.max_model_len=4096", "models.b.max_model_len=4096",
@@ -44,7 +44,7 @@ def test_reference_paper_shows_the_study_messages_for_its_100_problems() -> None
 
 
 def test_rendered_with_tiny_tokenizers_shows_bug_compat_flags() -> None:
-    from pipeline.models import ensure_model
+    from pipeline.provision.models import ensure_model
 
     for m in compose(TINY).models.values():
         ensure_model(m)  # provisions the tiny tokenizers (no engine)
@@ -98,7 +98,7 @@ def test_instruction_induction_study_prompt_and_forced_prefix() -> None:
     """reference_paper on Instruction Induction: the benchmark's prompt as the only user turn, and the
     study's forced answer " The instruction is:" right after the thinking."""
     from pipeline.datasets.ii_study import FORCED_PREFIX, STUDY_TASKS
-    from pipeline.models import ensure_model
+    from pipeline.provision.models import ensure_model
 
     rows = _prompts("experiment=reference_paper", "dataset=instruction_induction", "--model", "qwq", "--method", "default")
     assert len(rows) == 100 and len({r["problem_id"].rsplit("-", 1)[0] for r in rows}) == len(STUDY_TASKS)

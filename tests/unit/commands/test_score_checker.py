@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.artifacts import read_table, write_table
+from pipeline.store.artifacts import read_table, write_table
 from pipeline.commands import score as cmd
 from pipeline.datasets.medcalc import make_gold
 from pipeline.schema import ANSWERS, from_rows
@@ -24,9 +24,15 @@ def _run_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def _args(run_dir: Path, checker: str | None) -> argparse.Namespace:
+    """The command's own parser (its defaults), as `crosscot score` builds it."""
+    parser = argparse.ArgumentParser()
+    cmd.add_arguments(parser)
+    return parser.parse_args([str(run_dir), "--n-boot", "0"] + (["--checker", checker] if checker else []))
+
+
 def _score(run_dir: Path, checker: str | None) -> pa.Table:
-    ns = argparse.Namespace(run_dir=run_dir, judge="ours", metric=None, n_boot=0, seed=0, checker=checker)
-    assert cmd.run(ns) == 0
+    assert cmd.run(_args(run_dir, checker)) == 0
     return read_table(run_dir / "scored.arrow")
 
 
@@ -36,6 +42,5 @@ def test_checker_flag_and_run_default(tmp_path: Path, capsys) -> None:
     assert _score(rd, "official").column("answer").to_pylist() == ["2", "2"]  # last number: the 2 of m^2
     (rd / "config.json").write_text(json.dumps({"dataset": {"options": {"checker": "official"}}}))
     assert _score(rd, None).column("correct").to_pylist() == [False, False]
-    ns = argparse.Namespace(run_dir=rd, judge="ours", metric=None, n_boot=0, seed=0, checker="strictest")
-    assert cmd.run(ns) == 2
+    assert cmd.run(_args(rd, "strictest")) == 2
     assert capsys.readouterr().err.startswith("crosscot: error: dataset 'medcalc' has no checker 'strictest'")

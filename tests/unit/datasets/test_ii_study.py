@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipeline.datasets.gsm8k import DatasetError
+from pipeline.datasets.protocol import DatasetError
 from pipeline.datasets.ii_study import (
     FORCED_PREFIX,
     STUDY_TASKS,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.datasets import medcalc_official as mo
-from pipeline.datasets.medcalc import make_gold, read_benchmark_csv
+from pipeline.datasets.medcalc_csv import make_gold, read_benchmark_csv
 
 REPO = Path(__file__).resolve().parents[3]
 DATA = (REPO / ".." / "shared" / "data").resolve()

@@ -80,7 +80,7 @@ def test_bertscore_config_error_stops_the_run_before_any_engine(tmp_path) -> Non
                         "score.metrics=[paper,bertscore]", f"run_dir={rd}"],
                        capture_output=True, text=True, cwd=REPO, timeout=300)
     assert r.returncode != 0  # raised by RunConfig.validate, before the DAG (and any engine) starts
-    msg = [ln for ln in r.stderr.splitlines() if ln.startswith("pipeline.config.ConfigError: ")]
+    msg = [ln for ln in r.stderr.splitlines() if ln.startswith("pipeline.config.schemas.ConfigError: ")]
     assert len(msg) == 1 and "bertscore" in msg[0] and ("pip install bert-score" in msg[0]
                                                         or "dataset.options.bertscore_model" in msg[0]), r.stderr
 

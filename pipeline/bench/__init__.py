@@ -1,0 +1,1 @@
+"""Benchmarks, one module each, run by ``crosscot bench <name>|all`` (:mod:`.runner` lists them)."""

@@ -1,0 +1,117 @@
+"""Decode throughput of the vLLM CPU engine on a small real model, bf16 vs fp32, batch 1 vs 32.
+
+``python -m pipeline.bench.cpu_speed [--model smollm2] [--tokens 128] [--batches 1 32]``
+(``make bench``).  Each dtype runs in its own subprocess so that only one engine
+is alive at a time; the model is provisioned first with
+:func:`pipeline.provision.gguf.prepare`.  Prints one line per (dtype, batch) and a
+JSON summary; ``--json PATH`` also writes it.
+
+Throughput = generated tokens / wall time of ``LLM.generate`` (prefill included,
+prompts are short), with ``ignore_eos`` so every request yields ``--tokens``.
+A warm-up request runs first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pipeline.report.telemetry import tokens_per_s
+
+
+def _cache_dir() -> str:
+    base = os.environ.get("CROSSCOT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "crosscot")
+    return os.path.join(base, "models")
+
+
+def _worker(path: str, dtype: str, batches: list[int], tokens: int, kv_gib: float) -> list[dict]:
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(kv_gib))))
+    from vllm import LLM, SamplingParams
+
+    t0 = time.time()
+    llm = LLM(model=path, dtype=dtype, max_model_len=1024, enforce_eager=True,
+              max_num_seqs=max(batches), seed=0)
+    load_s = time.time() - t0
+    tok = llm.get_tokenizer()
+    base = "Write a short story about a robot who learns to paint."
+    prompt = tok.apply_chat_template([{"role": "user", "content": base}], tokenize=False,
+                                     add_generation_prompt=True)
+    sp = SamplingParams(temperature=0.0, max_tokens=tokens, ignore_eos=True)
+    llm.generate([prompt], SamplingParams(temperature=0.0, max_tokens=8), use_tqdm=False)  # warm-up
+    rows = []
+    for b in batches:
+        # Distinct prompts so prefix caching does not fold the batch into one sequence.
+        prompts = [prompt.replace("a robot", f"robot number {i}") for i in range(b)]
+        t = time.time()
+        outs = llm.generate(prompts, sp, use_tqdm=False)
+        dt = time.time() - t
+        n = sum(len(o.outputs[0].token_ids) for o in outs)
+        rows.append({"dtype": dtype, "batch": b, "tokens": n, "seconds": round(dt, 3),
+                     "tok_per_s": round(tokens_per_s(n, dt), 1), "load_s": round(load_s, 1)})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2", help="GGUF provisioner name (pipeline.provision.gguf)")
+    ap.add_argument("--path", default=None, help="model folder (default: the crosscot cache)")
+    ap.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"])
+    ap.add_argument("--batches", nargs="+", type=int, default=[1, 32])
+    ap.add_argument("--tokens", type=int, default=128, help="generated tokens per request")
+    ap.add_argument("--kv-gib", type=float, default=1.0)
+    ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    path = args.path or os.path.join(_cache_dir(), args.model)
+    if args._worker:
+        print("RESULT " + json.dumps(_worker(path, args._worker, args.batches, args.tokens, args.kv_gib)),
+              flush=True)
+        return 0
+
+    from pipeline.provision import gguf
+
+    path = gguf.prepare(args.model, path)
+    results = []
+    for dtype in args.dtypes:
+        cmd = [sys.executable, "-m", "pipeline.bench.cpu_speed", "--path", path, "--_worker", dtype,
+               "--tokens", str(args.tokens), "--kv-gib", str(args.kv_gib), "--batches",
+               *map(str, args.batches)]
+        proc = subprocess.run(cmd, capture_output=True, text=True,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+        if proc.returncode != 0 or line is None:
+            print(f"{dtype}: engine failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", file=sys.stderr)
+            return 1
+        for r in json.loads(line[len("RESULT "):]):
+            results.append(r)
+            print(f"{args.model} {r['dtype']:>8} batch {r['batch']:>3}: {r['tok_per_s']:>8.1f} tok/s "
+                  f"({r['tokens']} tokens in {r['seconds']} s; engine load {r['load_s']} s)", flush=True)
+    summary = {"model": args.model, "path": path, "cpus": os.cpu_count(), "results": results}
+    print(json.dumps(summary))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(summary, f, indent=2)
+    return 0
+
+
+def section(out: Path, quick: bool = False) -> str:
+    from pipeline.config import compose
+    from pipeline.provision.models import ensure_model
+
+    m = compose(["experiment=demo"]).model("SmolLM2")
+    path = ensure_model(m)
+    js = out / "cpu_speed.json"
+    main(["--model", "smollm2", "--path", path, "--dtypes", "bfloat16", "float32", "--batches", "1", "32",
+              "--tokens", "32" if quick else "128", "--json", str(js)])
+    data = json.loads(js.read_text()) if js.exists() else {}
+    return "```\n" + json.dumps(data, indent=1)[:3000] + "\n```"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

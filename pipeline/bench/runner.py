@@ -1,0 +1,86 @@
+"""``crosscot bench <name>|all`` (``make bench``): every speed measurement, each a ratio against a baseline in the same run.
+
+Sections (each writes ``<out>/<name>/<name>.md``; all are collected into ``<out>/BENCH.md``):
+
+* ``throughput`` — pipeline generation (batched requests to one engine) vs a naive loop sending the same
+  prompts one request at a time to the same engine: generated tokens/s and the ratio;
+* ``demo_overhead`` — a tiny demo run in real Ray actors: share of wall time spent outside the engines;
+* ``cpu_dtype`` — CPU engine speed, bf16 vs fp32 (real small model), when it is provisioned;
+* ``ensemble`` — cached candidate scoring vs naive ``prompt_logprobs`` rescoring;
+* ``kernel`` — fused token log-prob kernel vs ``log_softmax`` + ``gather`` (time, peak memory);
+* ``plan`` — planned makespan vs one-model-after-another for the reference sweep;
+* ``parallel`` — engines in parallel vs one at a time on a (simulated) cluster;
+* ``filters`` — rule-based answer filter leakage and kept-text ratio on the study's released CoTs.
+
+Each section lives in its own module (listed in :data:`SECTIONS`), imported only when it runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+from pipeline.store.atomic import write_text_atomic
+
+# name -> (module, entry point): "section" takes (out, quick) and returns markdown; "main" is a
+# bench module's own entry point (markdown returned or written into ``out``); "argv" takes argv.
+SECTIONS: dict[str, tuple[str, str]] = {
+    "throughput": ("pipeline.bench.throughput", "section"),
+    "demo_overhead": ("pipeline.bench.overhead", "section"),
+    "ensemble": ("pipeline.bench.ensemble", "main"),
+    "kernel": ("kernels.token_logprob.bench", "argv"),
+    "plan": ("pipeline.bench.plan", "main"),
+    "parallel": ("pipeline.bench.parallel", "main"),
+    "filters": ("pipeline.bench.filters", "main"),
+    "cpu_dtype": ("pipeline.bench.cpu_speed", "section"),
+}
+
+
+def _latest_md(out: Path, default: str) -> str:
+    mds = sorted(out.glob("*.md"), key=lambda p: p.stat().st_mtime)
+    return mds[-1].read_text() if mds else default
+
+
+def section(name: str) -> Callable[[Path, bool], str]:
+    module, kind = SECTIONS[name]
+
+    def run(out: Path, quick: bool = False) -> str:
+        mod = importlib.import_module(module)
+        if kind == "section":
+            return mod.section(out, quick=quick)
+        if kind == "argv":
+            mod.main(["--out", str(out)] + (["--quick"] if quick else []))
+            return _latest_md(out, "(no table written)")
+        try:
+            res = mod.main(out, quick=quick)
+        except TypeError:  # bench mains without a quick mode
+            res = mod.main(out)
+        return res if isinstance(res, str) else _latest_md(out, "(see files in this folder)")
+
+    return run
+
+
+def run_benches(names: list[str], out: Path, quick: bool = False) -> int:
+    """Run the named sections (all when empty) into ``out``; 1 when any failed (the others still run)."""
+    out.mkdir(parents=True, exist_ok=True)
+    names = names or list(SECTIONS)
+    report, failed = ["# crosscot benchmarks", ""], []
+    for name in names:
+        sub = out / name
+        sub.mkdir(parents=True, exist_ok=True)
+        print(f"== {name}", flush=True)
+        t0 = time.perf_counter()
+        try:
+            md = section(name)(sub, quick)
+        except Exception as e:  # noqa: BLE001 - one failing section must not hide the others
+            failed.append(name)
+            md = f"FAILED: {type(e).__name__}: {e}\n\n```\n{traceback.format_exc()[-1500:]}\n```"
+        write_text_atomic(sub / f"{name}.md", md + "\n")
+        report += [f"## {name} ({time.perf_counter() - t0:.0f} s)", "", md, ""]
+        print(md, flush=True)
+    write_text_atomic(out / "BENCH.md", "\n".join(report))
+    print(f"\nwrote {out / 'BENCH.md'}" + (f"; failed sections: {failed}" if failed else ""))
+    return 1 if failed else 0

@@ -1,0 +1,1 @@
+"""The ``crosscot`` subcommands other than ``run``, one module each, registered in :data:`pipeline.cli.COMMANDS`."""

@@ -1,0 +1,406 @@
+"""Typed configuration: dataclass schemas registered in Hydra's ConfigStore.
+
+Every field is documented where it is declared.  ``validate()`` methods run
+after Hydra composes the YAML files (``load_run_config``) and raise
+:class:`ConfigError` naming the bad value and the fix.
+
+Fields that do not change results (placement, memory, batch sizes) carry
+``metadata={"hash": False}``; :func:`hash_fields` drops them so that artifact
+names depend on exactly the fields that change outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names it and the fix."""
+
+
+def nohash(default: Any = MISSING, **kw: Any) -> Any:
+    """A dataclass field excluded from artifact hashes (does not change results)."""
+    if "default_factory" in kw:
+        return field(metadata={"hash": False}, **kw)
+    return field(default=default, metadata={"hash": False}, **kw)
+
+
+@dataclass
+class SamplingConfig:
+    """Decoding settings; written out in full for every model (never inherited)."""
+
+    temperature: float = MISSING  # 0 = greedy
+    top_p: float = MISSING  # nucleus mass in (0, 1]
+    top_k: int = MISSING  # -1 or 0 = no top-k cut
+    min_p: float = 0.0  # vLLM min_p; 0 disables
+    repetition_penalty: float = 1.0  # 1 disables
+    seed: int = 0  # per-request seeds derive from this, the problem and the sample index
+
+    def validate(self, where: str) -> None:
+        if self.temperature < 0:
+            raise ConfigError(f"{where}.temperature={self.temperature}: must be >= 0 (0 = greedy)")
+        if not (0 < self.top_p <= 1):
+            raise ConfigError(f"{where}.top_p={self.top_p}: must be in (0, 1]; use 1.0 to disable")
+        if self.top_k < -1:
+            raise ConfigError(f"{where}.top_k={self.top_k}: must be -1/0 (off) or a positive int")
+
+
+@dataclass
+class TinyModelSpec:
+    """Recipe for a random-weight test model built locally (no hub)."""
+
+    family: str = "llama"  # "llama" or "qwen2" (transformers architectures vLLM runs)
+    hidden_size: int = 128  # head_dim = hidden/heads must be >= 64 on the CPU engine
+    num_layers: int = 2
+    num_heads: int = 2
+    intermediate_size: int = 256
+    vocab_size: int = 512  # BPE vocabulary trained on the spot
+    seed: int = 0  # weight init seed; different seeds = different "models"
+
+
+@dataclass
+class ModelProtocol:
+    """How prompts are built for this model (pipeline.engine.messages). Filled from the run's
+    ``protocol`` by :func:`apply_protocol`; set it there, not per model."""
+
+    system_role: str = "system"  # system | model_identity (gpt-oss template argument) | merge (into the user turn)
+    chat_template_kwargs: dict = field(default_factory=dict)  # own runs, e.g. {reasoning_effort: low}
+    transfer_chat_template_kwargs: Optional[dict] = None  # answering after another model's CoT; null = same
+    cot_strings: str = "format"  # format (our tags) | study (the study's literal strings)
+    double_think_open: bool = False  # bug-compat: keep the study's second <think> (needs cot_strings=study)
+    harmony_channels_as_text: bool = False  # bug-compat: gpt-oss channels as plain text (cot_strings=study)
+    thought_budget_plus_prompt: bool = False  # think budget = thought_budget + prompt tokens (the study's)
+
+
+@dataclass
+class ModelConfig:
+    """One model served by one engine actor."""
+
+    name: str = MISSING  # short name used in every table ("QwQ", "tiny-a")
+    path: str = MISSING  # local folder or hub id of the weights
+    thinking_format: str = MISSING  # registry name: think_tags, openthoughts, harmony, plain
+    dtype: str = "auto"  # torch dtype for the engine: auto, bfloat16, float16, float32
+    max_model_len: int = 4096  # context window given to vLLM (prompt + CoT + answer)
+    greedy: SamplingConfig = field(default_factory=SamplingConfig)  # Default CoT
+    sampled: SamplingConfig = field(default_factory=SamplingConfig)  # Sampled CoT
+    system_prompt: Optional[str] = None  # prepended as a system turn when set
+    chat_template: Optional[str] = None  # Jinja override of the tokenizer's template
+    trust_remote_code: bool = False  # off unless a model really needs it
+    tokenizer: Optional[str] = None  # tokenizer path if not beside the weights
+    # Provisioning: how `crosscot models prepare` builds `path` when absent.
+    protocol: ModelProtocol = field(default_factory=ModelProtocol)  # filled from RunConfig.protocol
+    tiny: Optional[TinyModelSpec] = None  # random tiny test model recipe
+    gguf: Optional[str] = None  # name of a GGUF provisioner (e.g. "smollm2")
+    # --- placement & engine sizing: do not change results ---
+    tensor_parallel_size: int = nohash(1)  # GPUs per engine (one node)
+    gpu_memory_utilization: float = nohash(0.9)  # vLLM GPU memory share
+    kv_cache_gib: float = nohash(1.0)  # CPU engine KV cache size (VLLM_CPU_KVCACHE_SPACE)
+    num_cpus: float = nohash(1.0)  # Ray CPUs reserved per actor
+    memory_gib: float = nohash(0.0)  # GPU memory need per engine (planner); 0 = estimate
+    params_b: float = nohash(0.0)  # parameter count in billions (planner's throughput model)
+    max_num_seqs: int = nohash(64)  # vLLM batch width
+    # Data-parallel engines of this model (each a full copy; requests go to the least loaded).
+    replicas: int = nohash(1)
+    enforce_eager: bool = nohash(True)  # skip graph capture (fast start on CPU / tests)
+    enable_prefix_caching: bool = nohash(True)  # reuse shared prompt prefixes
+    # KV-cache block size (tokens); null = the engine's default (16 on GPU, 128 on CPU). The prefix
+    # cache reuses whole blocks only, so cached ensemble scoring re-prefills the context's partial
+    # last block per candidate: smaller blocks prefill fewer tokens (CPU prefers multiples of 32).
+    block_size: Optional[int] = nohash(None)
+
+    def validate(self, key: str = "") -> None:
+        where = f"models.{key or self.name}"
+        if not self.name or self.name is MISSING:
+            raise ConfigError(f"{where}.name is empty: give the model a short name")
+        if any(c in self.name for c in "+/ ,"):
+            raise ConfigError(
+                f"{where}.name={self.name!r}: short names may not contain '+', '/', ',' or spaces "
+                "(they are used in setting labels like 'Ensemble A+B/C')"
+            )
+        from pipeline.engine.formats import FORMATS
+
+        if self.thinking_format not in FORMATS:
+            raise ConfigError(
+                f"{where}.thinking_format={self.thinking_format!r} is unknown; "
+                f"choose one of {FORMATS.names()}"
+            )
+        if self.dtype not in ("auto", "bfloat16", "float16", "float32", "half", "float"):
+            raise ConfigError(f"{where}.dtype={self.dtype!r}: use auto, bfloat16, float16 or float32")
+        if self.max_model_len < 64:
+            raise ConfigError(f"{where}.max_model_len={self.max_model_len}: too small (>= 64)")
+        if self.replicas < 1:
+            raise ConfigError(f"{where}.replicas={self.replicas}: must be >= 1")
+        if self.tensor_parallel_size < 1:
+            raise ConfigError(f"{where}.tensor_parallel_size must be >= 1")
+        self.greedy.validate(f"{where}.greedy")
+        self.sampled.validate(f"{where}.sampled")
+        if self.greedy.temperature != 0:
+            raise ConfigError(
+                f"{where}.greedy.temperature={self.greedy.temperature}: Default CoT is greedy; set 0"
+            )
+
+
+@dataclass
+class DatasetConfig:
+    """Which benchmark to load and how much of it."""
+
+    name: str = MISSING  # dataset plug-in: toy_arith, medcalc, gsm8k, instruction_induction, jsonl
+    path: Optional[str] = None  # file or folder of the user's copy (not needed for toy_arith)
+    limit: Optional[int] = None  # keep the first N problems (after shuffling when seed is set)
+    seed: int = 0  # toy generation / sampling seed
+    size: int = 24  # toy_arith: number of problems to generate
+    options: dict = field(default_factory=dict)  # plug-in specific (column mapping, tasks, ...)
+
+    def validate(self) -> None:
+        from pipeline.datasets import DATASETS
+
+        if self.name not in DATASETS:
+            raise ConfigError(
+                f"dataset.name={self.name!r} is unknown; choose one of {DATASETS.names()}"
+            )
+        if self.limit is not None and self.limit <= 0:
+            raise ConfigError(f"dataset.limit={self.limit}: must be positive or null")
+
+
+@dataclass
+class GenerateConfig:
+    """Stage `generate`: produce each model's own CoT and answer."""
+
+    methods: list = field(default_factory=lambda: ["empty", "default", "sampled"])
+    num_samples: int = 1  # k samples per problem for Sampled CoT
+    thought_budget: int = 256  # max CoT tokens before we close the thinking ourselves
+    answer_budget: int = 64  # max answer tokens after the CoT
+
+    def validate(self) -> None:
+        bad = [m for m in self.methods if m not in ("empty", "default", "sampled")]
+        if bad:
+            raise ConfigError(
+                f"generate.methods has {bad}: allowed are empty, default, sampled "
+                "(transfer and ensemble are their own stages)"
+            )
+        if self.num_samples < 1 or self.thought_budget < 1 or self.answer_budget < 1:
+            raise ConfigError("generate.num_samples, thought_budget and answer_budget must be >= 1")
+
+
+@dataclass
+class TruncateConfig:
+    """Stage `truncate`: make the "without answer" and partial variants of CoTs."""
+
+    filter: str = "rule"  # "rule" (sentence filter), "llm" (a pool model marks sentences; rule fallback) or
+    #   "rewrite" (the study's: a pool model rewrites the CoT with openai_remove_answer.py's prompt)
+    filter_model: Optional[str] = None  # model name (from `models`) used when filter=llm
+    # A FAILED filter call (engine error, not an unusable reply): "error" fails the run (a rerun
+    # retries it); "rule" uses the rule filter for that CoT, recorded in the row's `filter` column.
+    on_filter_error: str = "error"
+    prefix_fractions: list = field(default_factory=list)  # e.g. [0.25, 0.5]: keep first share of sentences
+
+    def validate(self) -> None:
+        if self.filter not in ("rule", "llm", "rewrite"):
+            raise ConfigError(f"truncate.filter={self.filter!r}: use 'rule', 'llm' or 'rewrite'")
+        if self.on_filter_error not in ("error", "rule"):
+            raise ConfigError(f"truncate.on_filter_error={self.on_filter_error!r}: use 'error' or 'rule'")
+        for f in self.prefix_fractions:
+            if not (0 < float(f) < 1):
+                raise ConfigError(f"truncate.prefix_fractions has {f}: each must be in (0, 1)")
+
+
+@dataclass
+class TransferConfig:
+    """Stage `transfer`: every source CoT variant x every target model."""
+
+    variants: list = field(default_factory=lambda: ["full", "without_answer"])
+    sources: Optional[list] = None  # source model names; null = all models
+    targets: Optional[list] = None  # target model names; null = all models
+    answer_budget: int = 64  # max answer tokens after the transferred CoT
+
+
+@dataclass
+class EnsembleConfig:
+    """Stage `ensemble`: sentence-level ensemble CoT (off unless enabled)."""
+
+    enabled: bool = False
+    generators: list = field(default_factory=list)  # model names proposing sentences
+    evaluators: list = field(default_factory=list)  # model names scoring candidates
+    candidates: int = 3  # candidates per generator per step
+    max_candidate_tokens: int = 15  # cut back to the last sentence end
+    thought_budget: int = 256  # max CoT tokens (in the first generator's tokenizer)
+    max_steps: int = 64  # hard cap on sentences
+    scoring: str = "mean_nll"  # "mean_nll" (candidate tokens only) or "paper" (whole-sequence ppl)
+    seed: int = 0
+    # The study's rules (pipeline.text.ensemble_rules), each selectable:
+    sentence_rule: str = "ours"  # ours (text.cut_to_sentence) | study (no cut after a digit or a 1-4 letter word)
+    join: str = "ours"  # ours (candidate text as cut) | space (" " + stripped candidate, the study's)
+    top_k: Optional[int] = None  # proposals' top-k (study: 50); null = the generator's sampled.top_k
+    reseed_each_step: bool = False  # study: the same seed (ensemble.seed) before every step's sampling
+
+
+@dataclass
+class ScoreConfig:
+    """Stage `score`: extraction, correctness, consistency and accuracy tables."""
+
+    metrics: list = field(default_factory=lambda: ["paper", "strict"])
+    judge: str = "ours"  # "ours" or "stored" (imported judgments)
+    n_boot: int = 1000  # bootstrap resamples for 95% intervals
+    seed: int = 0
+
+
+@dataclass
+class ProtocolConfig:
+    """Run-wide protocol items that shape prompts (README: "Reference experiments").
+
+    ``reference_paper`` sets the study's values (and its bug-compat flags);
+    ``reference`` our corrections.  :func:`apply_protocol` copies them into
+    every model's ``protocol`` (so they are part of each model's artifact hash).
+    """
+
+    name: str = "ours"  # label in provenance and the report
+    cot_strings: str = "format"  # format | study: how a given CoT is placed (pipeline.engine.messages)
+    double_think_open: bool = False  # bug-compat (study): "<think>" doubled after templates that open it
+    harmony_channels_as_text: bool = False  # bug-compat (study): gpt-oss channels written as plain text
+    reasoning_effort: Optional[str] = None  # harmony (gpt-oss) own runs: low | medium | high; null = template default
+    transfer_reasoning_effort: Optional[str] = None  # harmony answering after a given CoT; null = reasoning_effort
+    harmony_system_as_model_identity: bool = False  # the study's gpt-oss call: system text -> model_identity
+    thought_budget_plus_prompt: bool = False  # the study's think budget: generate.thought_budget + prompt tokens
+
+    def validate(self) -> None:
+        if self.cot_strings not in ("format", "study"):
+            raise ConfigError(f"protocol.cot_strings={self.cot_strings!r}: use format or study")
+        if (self.double_think_open or self.harmony_channels_as_text) and self.cot_strings != "study":
+            raise ConfigError("protocol.double_think_open / harmony_channels_as_text reproduce the study's literal "
+                              "strings: set protocol.cot_strings=study too")
+        for k in ("reasoning_effort", "transfer_reasoning_effort"):
+            v = getattr(self, k)
+            if v not in (None, "low", "medium", "high"):
+                raise ConfigError(f"protocol.{k}={v!r}: use low, medium, high or null")
+
+
+def apply_protocol(run: "RunConfig") -> None:
+    """Fill every model's ``protocol`` from ``run.protocol`` (harmony-only items go to harmony models)."""
+    p = run.protocol
+    for m in run.models.values():
+        harmony = m.thinking_format == "harmony"
+        own = {"reasoning_effort": p.reasoning_effort} if harmony and p.reasoning_effort else {}
+        tr = p.transfer_reasoning_effort
+        m.protocol = ModelProtocol(
+            system_role="model_identity" if harmony and p.harmony_system_as_model_identity else "system",
+            chat_template_kwargs=own,
+            transfer_chat_template_kwargs={"reasoning_effort": tr} if harmony and tr else None,
+            cot_strings=p.cot_strings, double_think_open=p.double_think_open,
+            harmony_channels_as_text=p.harmony_channels_as_text,
+            thought_budget_plus_prompt=p.thought_budget_plus_prompt,
+        )
+
+
+@dataclass
+class StreamConfig:
+    """How the engine stages stream items (never changes results: rows are keyed and sorted)."""
+
+    # Requests in flight per engine replica; 0 = 2 x the model's max_num_seqs (the engine's batch
+    # stays full while finished results travel back).
+    max_in_flight: int = nohash(0)
+    # Items a source (one model's generate items, the ensemble's problems) keeps open; 0 = 2 x max_in_flight.
+    max_pending: int = nohash(0)
+    flush_rows: int = nohash(256)  # checkpoint finished rows every this many rows ...
+    flush_seconds: float = nohash(30.0)  # ... or this many seconds, whichever comes first
+
+    def validate(self) -> None:
+        for k in ("max_in_flight", "max_pending"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"stream.{k}={getattr(self, k)}: must be >= 0 (0 = automatic)")
+        if self.flush_rows < 1:
+            raise ConfigError(f"stream.flush_rows={self.flush_rows}: must be >= 1")
+        if self.flush_seconds <= 0:
+            raise ConfigError(f"stream.flush_seconds={self.flush_seconds}: must be > 0")
+
+
+@dataclass
+class RayConfig:
+    """Where engines run."""
+
+    address: Optional[str] = None  # null = start local Ray; "auto" or "ray://host:port" joins a cluster
+    num_cpus: Optional[int] = None  # CPUs for local Ray (null = all)
+    ship_code: bool = True  # ship this project to workers via runtime_env when joining a cluster
+    log_to_driver: bool = False
+    # At most this many engines loaded at once (null = as many as fit the cluster).  1 runs one
+    # model at a time: the sequential baseline of pipeline.bench.parallel.  Never changes results.
+    max_concurrent_engines: Optional[int] = None
+
+
+@dataclass
+class RunConfig:
+    """A whole experiment: models, dataset, stages and where outputs go."""
+
+    run_dir: str = "runs/demo"  # tables, report and manifest of this run
+    store_dir: Optional[str] = None  # content-hashed artifacts; null = <run_dir>/store
+    models: dict = field(default_factory=dict)  # name -> ModelConfig
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    truncate: TruncateConfig = field(default_factory=TruncateConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    stages: list = field(
+        default_factory=lambda: ["generate", "truncate", "transfer", "ensemble", "score", "report"]
+    )  # which stages to run, in DAG order
+    error_budget: float = 0.05  # fail the run if more than this share of requests errored
+    progress: bool = True  # progress bars
+
+    def validate(self) -> None:
+        if not self.models:
+            raise ConfigError("models is empty: add at least one model (e.g. +model@models.a=tiny_a)")
+        for key, m in self.models.items():
+            m.validate(key)
+        names = [m.name for m in self.models.values()]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"model short names must be unique, got {names}")
+        self.dataset.validate()
+        self.protocol.validate()
+        self.generate.validate()
+        self.truncate.validate()
+        self.stream.validate()
+        for lst, what in ((self.transfer.sources, "transfer.sources"), (self.transfer.targets, "transfer.targets"),
+                          (self.ensemble.generators, "ensemble.generators"), (self.ensemble.evaluators, "ensemble.evaluators")):
+            for n in lst or []:
+                if n not in names:
+                    raise ConfigError(f"{what} names {n!r}, which is not a configured model; known: {names}")
+        if self.truncate.filter in ("llm", "rewrite") and self.truncate.filter_model not in names:
+            raise ConfigError(
+                f"truncate.filter={self.truncate.filter} needs truncate.filter_model set to one of {names}, "
+                f"got {self.truncate.filter_model!r}"
+            )
+        if self.ensemble.enabled and (not self.ensemble.generators or not self.ensemble.evaluators):
+            raise ConfigError("ensemble.enabled=true needs ensemble.generators and ensemble.evaluators")
+        if self.ensemble.scoring not in ("mean_nll", "paper"):
+            raise ConfigError(f"ensemble.scoring={self.ensemble.scoring!r}: use mean_nll or paper")
+        if self.ensemble.sentence_rule not in ("ours", "study") or self.ensemble.join not in ("ours", "space"):
+            raise ConfigError(f"ensemble.sentence_rule={self.ensemble.sentence_rule!r} / ensemble.join="
+                              f"{self.ensemble.join!r}: use sentence_rule ours|study and join ours|space")
+        from pipeline.stages import STAGES
+
+        for s in self.stages:
+            if s not in STAGES:
+                raise ConfigError(f"stages has {s!r}; known stages: {STAGES.names()}")
+        from pipeline.scoring.similarity import SimilarityError, check_metrics
+
+        try:
+            check_metrics(list(self.score.metrics), dict(self.dataset.options or {}))
+        except SimilarityError as e:
+            raise ConfigError(str(e)) from None
+        if not (0 <= self.error_budget <= 1):
+            raise ConfigError(f"error_budget={self.error_budget}: must be a share in [0, 1]")
+
+    def model(self, name: str) -> ModelConfig:
+        for m in self.models.values():
+            if m.name == name:
+                return m
+        raise ConfigError(f"no model named {name!r}; known: {[m.name for m in self.models.values()]}")
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.models.values()]

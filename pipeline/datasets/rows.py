@@ -1,0 +1,88 @@
+"""The one row reader of the dataset plug-ins, and their one handling of malformed rows (``on_bad_row``).
+
+:func:`read_records` yields ``(row number, record)`` from JSONL(.gz) or Parquet files.
+:class:`BadRows` applies ``dataset.options.on_bad_row``: ``raise`` (default) stops with a
+:class:`~pipeline.datasets.protocol.DatasetError` naming the file, row and field and the fix;
+``skip`` keeps going and records one skip record per row in ``skipped``:
+``{"file", "row", "field", "reason"}`` (the same record MedCalc's CSV reader and the
+importers write).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import warnings
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+from pipeline.datasets.protocol import DatasetError
+
+ON_BAD_ROW = ("raise", "skip")
+
+
+def skip_record(file: str | Path, row: object, reason: str, field: str = "") -> dict:
+    """One skipped row: where it is, which field, and why."""
+    return {"file": str(file), "row": row, "field": field, "reason": reason}
+
+
+class BadRows:
+    """``on_bad_row`` for one load: raise at the first malformed row, or skip and record it."""
+
+    def __init__(self, dataset: str, options: dict, default: str = "raise"):
+        self.dataset = dataset
+        self.mode = options.get("on_bad_row", default)
+        if self.mode not in ON_BAD_ROW:
+            raise DatasetError(f"{dataset}: options.on_bad_row={self.mode!r}: use 'raise' or 'skip'")
+        self.skipped: list[dict] = []
+
+    def bad(self, file: str | Path, row: object, reason: str, *, field: str = "", message: str | None = None,
+            fixable: bool = True) -> None:
+        """Row ``row`` of ``file`` is malformed: raise (naming the fix) or record it.
+
+        ``message`` is the error text (default ``"<file>: row <row>: <reason>"``); ``fixable=False``
+        raises without suggesting ``on_bad_row=skip``.
+        """
+        if self.mode == "raise":
+            msg = message or f"{file}: row {row}: {reason}"
+            raise DatasetError(msg + (" (fix the row, or set dataset.options.on_bad_row=skip)" if fixable else ""))
+        self.skipped.append(skip_record(file, row, reason, field))
+
+    def warn(self, what: str = "malformed row(s)") -> None:
+        if self.skipped:
+            warnings.warn(f"{self.dataset}: skipped {len(self.skipped)} {what} "
+                          f"(first: row {self.skipped[0]['row']}: {self.skipped[0]['reason']})", stacklevel=3)
+
+
+def read_records(path: Path, on_bad_line: Optional[Callable[[int, str], None]] = None) -> Iterator[tuple[int, dict]]:
+    """(row number, record) from a .jsonl(.gz) or .parquet file; row numbers are 1-based lines.
+
+    A line that is not a JSON object raises :class:`DatasetError`, or, with ``on_bad_line``,
+    is reported as ``on_bad_line(line, reason)`` and skipped.
+    """
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        for i, rec in enumerate(pq.read_table(path).to_pylist(), start=1):
+            yield i, rec
+        return
+    if name.endswith((".jsonl", ".jsonl.gz", ".json", ".ndjson")):
+        opener = gzip.open if name.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            for i, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                    why = None if isinstance(rec, dict) else f"expected a JSON object, got {type(rec).__name__}"
+                except json.JSONDecodeError as e:
+                    why = f"not valid JSON ({e.msg} at column {e.colno})"
+                if why is None:
+                    yield i, rec
+                elif on_bad_line is None:
+                    raise DatasetError(f"{path}: row {i}: {why}")
+                else:
+                    on_bad_line(i, why)
+        return
+    raise DatasetError(f"{path}: unsupported file type; use .jsonl, .jsonl.gz or .parquet")

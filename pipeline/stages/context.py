@@ -1,0 +1,145 @@
+"""The run context every stage receives, and small helpers stages share.
+
+:class:`Context` holds the run config, the artifact store, the engine pool (made on first use)
+and the loaded problems; :func:`stage_meta` builds an artifact's provenance, :func:`timed`
+adds a block's wall time to the run's stage timings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pyarrow as pa
+
+from pipeline.config import RunConfig, hash_fields
+from pipeline.engine.protocol import Pool
+from pipeline.store.artifacts import Store, provenance, read_table
+
+log = logging.getLogger("crosscot")
+
+
+@dataclass
+class Context:
+    cfg: RunConfig
+    store: Store
+    run_dir: Path
+    pool_factory: Callable[[], Pool]
+    outputs: dict[str, list[Path]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    _pool: Optional[Pool] = None
+    _problems: Optional[pa.Table] = None
+    problems_path: Optional[Path] = None
+    waves: list[dict] = field(default_factory=list)  # engine waves as they ran (see stages.runner)
+    t0: float = field(default_factory=time.time)  # run start; telemetry times are seconds since then
+    # stage -> model -> StageModelTelemetry (requests, first_submit, last_done), filled by the streaming flow
+    stage_models: dict[str, dict] = field(default_factory=dict)
+    # stage -> artifact paths, known when the stage opens (before any row exists)
+    artifacts: dict[str, list[Path]] = field(default_factory=dict)
+    _problem_rows: Optional[list[dict]] = None
+    failed_items: set = field(default_factory=set)  # (stage, row key) of items that failed in this run
+
+    @property
+    def pool(self) -> Pool:
+        if self._pool is None:
+            self._pool = self.pool_factory()
+        return self._pool
+
+    @property
+    def problems(self) -> pa.Table:
+        if self._problems is None:
+            self._problems, self.problems_path = load_problems(self)
+        return self._problems
+
+    def problem_rows(self) -> list[dict]:
+        """The problems as dicts (loaded once)."""
+        if self._problem_rows is None:
+            self._problem_rows = self.problems.to_pylist()
+        return self._problem_rows
+
+    def sink(self, artifact: Path, schema: pa.Schema, key_columns: tuple[str, ...]):
+        """A :class:`pipeline.store.sink.RowSink` for one artifact, with this run's flush settings."""
+        from pipeline.store.sink import RowSink
+
+        st = self.cfg.stream
+        return RowSink(artifact, schema, key_columns, st.flush_rows, st.flush_seconds)
+
+    def engine_waves(self, stage: str, models: list[str]) -> list[list[str]]:
+        """Groups of ``models`` resident together: all at once when they fit, else the planned waves."""
+        from pipeline.planning.waves import plan_stage_waves
+
+        pool = self.pool
+        if pool.fits(models):
+            return [list(dict.fromkeys(models))]
+        return plan_stage_waves("generate", models, pool.schedule(), set(pool.actors), pool.fits)
+
+    def record_wave(self, rec: dict) -> None:
+        """Keep an engine wave as it ran (telemetry, manifest)."""
+        self.waves.append(rec)
+        self.pool.waves.append(rec)
+
+    def model_key(self, name: str) -> dict:
+        return hash_fields(self.cfg.model(name))
+
+    def artifact_hash(self, path: Path) -> str:
+        return path.stem.rsplit("-", 1)[-1]
+
+
+def load_problems(ctx: Context) -> tuple[pa.Table, Path]:
+    """Load the dataset once into a content-hashed ``problems`` artifact."""
+    from pipeline.datasets import get_dataset
+    from pipeline.schema import PROBLEMS, conform
+    from pipeline.store.artifacts import write_table
+
+    ds_cfg = ctx.cfg.dataset
+    key = {"stage": "problems", "dataset": hash_fields(ds_cfg), "v": 1}
+    path = ctx.store.path("problems", ds_cfg.name, key)
+    if path.exists():
+        # [issue10 hook] conform: problems artifacts from before the system/answer_prefix columns
+        return conform(read_table(path), PROBLEMS), path
+    table = conform(get_dataset(ds_cfg.name).load(ds_cfg), PROBLEMS)
+    if table.num_rows == 0:
+        raise ValueError(f"dataset {ds_cfg.name!r} loaded no problems (path={ds_cfg.path!r}, "
+                         f"limit={ds_cfg.limit}); check dataset.path")
+    ids = table.column("problem_id").to_pylist()
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        raise ValueError(f"dataset {ds_cfg.name!r} has duplicate problem_id values {dup}; ids must be unique")
+    write_table(path, table, provenance("problems", hash_fields(ds_cfg), {}))
+    return table, path
+
+
+def stage_meta(ctx: Context, stage: str, args: Any, inputs: dict[str, str], models: list[str]) -> dict:
+    sampling = {m: {"greedy": hash_fields(ctx.cfg.model(m).greedy), "sampled": hash_fields(ctx.cfg.model(m).sampled)}
+                for m in models}
+    return provenance(stage, args, inputs, {"models": {m: hash_fields(ctx.cfg.model(m)) for m in models},
+                                            "sampling": sampling})
+
+
+def timed(ctx: Context, name: str):
+    class _T:
+        def __enter__(self):
+            self.t = time.time()
+
+        def __exit__(self, *a):
+            ctx.timings[name] = ctx.timings.get(name, 0.0) + time.time() - self.t
+
+    return _T()
+
+
+def gold_map(ctx: Context) -> dict[str, str]:
+    t = ctx.problems
+    return dict(zip(t.column("problem_id").to_pylist(), t.column("gold").to_pylist()))
+
+
+def prompt_map(ctx: Context) -> dict[str, str]:
+    t = ctx.problems
+    return dict(zip(t.column("problem_id").to_pylist(), t.column("prompt").to_pylist()))
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)
