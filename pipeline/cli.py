@@ -18,6 +18,8 @@ COMMANDS = {
     "report": "report",
     "plan": "plan",
     "models": "models",
+    "judge": "judge",
+    "prompts": "prompts",
     "bench": "bench",
     # The study's other tables (issue 11).
     "import-genex-ii": "import_genex_ii",

@@ -32,6 +32,11 @@ PROBLEMS = pa.schema(
         pa.field("problem_id", pa.string(), nullable=False),
         # The user message shown to every model (instructions included).
         pa.field("prompt", pa.string(), nullable=False),
+        # A system message sent before it (null: none); e.g. the study's MedCalc zero-shot system turn.
+        pa.field("system", pa.string()),
+        # Text forced at the start of the answer, after the thinking (null: none); e.g. the study's
+        # Instruction Induction " The instruction is:".  The answer_text is its continuation.
+        pa.field("answer_prefix", pa.string()),
         # Dataset-specific gold answer, JSON-encoded (see each dataset plug-in).
         pa.field("gold", pa.string(), nullable=False),
         # Free-form extra fields, JSON-encoded (calculator name, task name, ...).

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.datasets.medcalc import MedCalcLoadError
+    from pipeline.datasets.medcalc_csv import MedCalcLoadError
     from pipeline.importers.genex_medcalc import GenexImportError, import_genex
     from pipeline.store.artifacts import read_table
 

@@ -20,6 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--metric", action="append", default=None,
         help="consistency metric (repeatable; default: paper and strict)",
     )
+    parser.add_argument(
+        "--checker", default=None,
+        help="answer checker of the dataset plug-in (MedCalc: lenient or official); default: the run's "
+             "dataset.options.checker from config.json, else the plug-in's default",
+    )
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals (0: none)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument(
@@ -60,10 +65,11 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"score: unknown metric(s) {unknown}; known: {METRICS.names()}", file=sys.stderr)
         return 2
+    checker = args.checker or run_checker(Path(args.run_dir))
     try:
-        scored = score_answers(read_table(src), judge=args.judge)
+        scored = score_answers(read_table(src), judge=args.judge, checker=checker)
     except ValueError as e:
-        print(f"score: {e}", file=sys.stderr)
+        print(f"crosscot: error: {e}", file=sys.stderr)
         return 2
     # --- issue 11: post-training tables (checked before anything is written).
     post = None
@@ -74,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         if post is None:
             return 2
     # --- end issue 11
-    meta = provenance("score", {"judge": args.judge, "metrics": list(metrics), "n_boot": args.n_boot, "seed": args.seed},
+    meta = provenance("score", {"judge": args.judge, "checker": checker, "metrics": list(metrics),
+                                "n_boot": args.n_boot, "seed": args.seed},
                       {"answers": str(src)})
     write_table(Path(args.run_dir) / "scored.arrow", scored, meta)  # atomic
     paths = write_tables(scored, Path(args.run_dir) / "tables", metrics=metrics, n_boot=args.n_boot, seed=args.seed)
@@ -85,3 +92,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"scored {scored.num_rows} rows (judge {args.judge}) in {time.perf_counter() - t0:.1f} s; tables: "
           + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+def run_checker(run_dir: Path) -> str | None:
+    """``dataset.options.checker`` of the run that wrote ``run_dir`` (its config.json), if any."""
+    import json
+
+    cfg = run_dir / "config.json"
+    if not cfg.is_file():
+        return None
+    try:
+        return ((json.loads(cfg.read_text()).get("dataset") or {}).get("options") or {}).get("checker")
+    except (json.JSONDecodeError, AttributeError):
+        return None

@@ -19,6 +19,8 @@ from pipeline.config.schemas import (
                                      EnsembleConfig,
                                      GenerateConfig,
                                      ModelConfig,
+                                     ModelProtocol,
+                                     ProtocolConfig,
                                      RayConfig,
                                      RunConfig,
                                      SamplingConfig,
@@ -27,9 +29,10 @@ from pipeline.config.schemas import (
                                      TinyModelSpec,
                                      TransferConfig,
                                      TruncateConfig,
+                                     apply_protocol,
                                      nohash,
 )
 
-__all__ = ["ConfigError", "DatasetConfig", "EnsembleConfig", "GenerateConfig", "ModelConfig", "RayConfig", "RunConfig",
-           "SamplingConfig", "ScoreConfig", "StreamConfig", "TinyModelSpec", "TransferConfig", "TruncateConfig", "_build", "compose",
+__all__ = ["ConfigError", "DatasetConfig", "EnsembleConfig", "GenerateConfig", "ModelConfig", "ModelProtocol", "ProtocolConfig", "RayConfig", "RunConfig",
+           "SamplingConfig", "ScoreConfig", "StreamConfig", "TinyModelSpec", "TransferConfig", "TruncateConfig", "_build", "apply_protocol", "compose",
            "conf_dir", "hash_fields", "nohash", "register_configs", "to_plain", "to_run_config"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pipeline.config.schemas import ModelConfig
+from pipeline.config.schemas import ModelConfig, ModelProtocol
 
 
 def hash_fields(obj: Any) -> Any:
@@ -26,6 +26,8 @@ def hash_fields(obj: Any) -> Any:
 
             if obj.thinking_format in FORMATS:
                 out["_format"] = hash_fields(dataclasses.asdict(FORMATS.get(obj.thinking_format)))
+            if obj.protocol == ModelProtocol():
+                out.pop("protocol", None)  # the default protocol leaves earlier artifacts' names unchanged
         return out
     if isinstance(obj, dict):
         return {str(k): hash_fields(v) for k, v in sorted(obj.items())}

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
-from pipeline.config.schemas import ConfigError, DatasetConfig, ModelConfig, RunConfig
+from pipeline.config.schemas import ConfigError, DatasetConfig, ModelConfig, RunConfig, apply_protocol
 
 
 def register_configs() -> None:
@@ -53,6 +53,7 @@ def to_run_config(cfg: Any) -> RunConfig:
     data.pop("hydra", None)
     run = _build(RunConfig, data, "")
     run.validate()
+    apply_protocol(run)
     return run
 
 

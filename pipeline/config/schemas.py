@@ -62,6 +62,20 @@ class TinyModelSpec:
 
 
 @dataclass
+class ModelProtocol:
+    """How prompts are built for this model (pipeline.engine.messages). Filled from the run's
+    ``protocol`` by :func:`apply_protocol`; set it there, not per model."""
+
+    system_role: str = "system"  # system | model_identity (gpt-oss template argument) | merge (into the user turn)
+    chat_template_kwargs: dict = field(default_factory=dict)  # own runs, e.g. {reasoning_effort: low}
+    transfer_chat_template_kwargs: Optional[dict] = None  # answering after another model's CoT; null = same
+    cot_strings: str = "format"  # format (our tags) | study (the study's literal strings)
+    double_think_open: bool = False  # bug-compat: keep the study's second <think> (needs cot_strings=study)
+    harmony_channels_as_text: bool = False  # bug-compat: gpt-oss channels as plain text (cot_strings=study)
+    thought_budget_plus_prompt: bool = False  # think budget = thought_budget + prompt tokens (the study's)
+
+
+@dataclass
 class ModelConfig:
     """One model served by one engine actor."""
 
@@ -77,6 +91,7 @@ class ModelConfig:
     trust_remote_code: bool = False  # off unless a model really needs it
     tokenizer: Optional[str] = None  # tokenizer path if not beside the weights
     # Provisioning: how `crosscot models prepare` builds `path` when absent.
+    protocol: ModelProtocol = field(default_factory=ModelProtocol)  # filled from RunConfig.protocol
     tiny: Optional[TinyModelSpec] = None  # random tiny test model recipe
     gguf: Optional[str] = None  # name of a GGUF provisioner (e.g. "smollm2")
     # --- placement & engine sizing: do not change results ---
@@ -174,7 +189,8 @@ class GenerateConfig:
 class TruncateConfig:
     """Stage `truncate`: make the "without answer" and partial variants of CoTs."""
 
-    filter: str = "rule"  # "rule" (sentence filter) or "llm" (a pool model rewrites; rule fallback)
+    filter: str = "rule"  # "rule" (sentence filter), "llm" (a pool model marks sentences; rule fallback) or
+    #   "rewrite" (the study's: a pool model rewrites the CoT with openai_remove_answer.py's prompt)
     filter_model: Optional[str] = None  # model name (from `models`) used when filter=llm
     # A FAILED filter call (engine error, not an unusable reply): "error" fails the run (a rerun
     # retries it); "rule" uses the rule filter for that CoT, recorded in the row's `filter` column.
@@ -182,8 +198,8 @@ class TruncateConfig:
     prefix_fractions: list = field(default_factory=list)  # e.g. [0.25, 0.5]: keep first share of sentences
 
     def validate(self) -> None:
-        if self.filter not in ("rule", "llm"):
-            raise ConfigError(f"truncate.filter={self.filter!r}: use 'rule' or 'llm'")
+        if self.filter not in ("rule", "llm", "rewrite"):
+            raise ConfigError(f"truncate.filter={self.filter!r}: use 'rule', 'llm' or 'rewrite'")
         if self.on_filter_error not in ("error", "rule"):
             raise ConfigError(f"truncate.on_filter_error={self.on_filter_error!r}: use 'error' or 'rule'")
         for f in self.prefix_fractions:
@@ -214,6 +230,11 @@ class EnsembleConfig:
     max_steps: int = 64  # hard cap on sentences
     scoring: str = "mean_nll"  # "mean_nll" (candidate tokens only) or "paper" (whole-sequence ppl)
     seed: int = 0
+    # The study's rules (pipeline.text.ensemble_rules), each selectable:
+    sentence_rule: str = "ours"  # ours (text.cut_to_sentence) | study (no cut after a digit or a 1-4 letter word)
+    join: str = "ours"  # ours (candidate text as cut) | space (" " + stripped candidate, the study's)
+    top_k: Optional[int] = None  # proposals' top-k (study: 50); null = the generator's sampled.top_k
+    reseed_each_step: bool = False  # study: the same seed (ensemble.seed) before every step's sampling
 
 
 @dataclass
@@ -224,6 +245,53 @@ class ScoreConfig:
     judge: str = "ours"  # "ours" or "stored" (imported judgments)
     n_boot: int = 1000  # bootstrap resamples for 95% intervals
     seed: int = 0
+
+
+@dataclass
+class ProtocolConfig:
+    """Run-wide protocol items that shape prompts (README: "Reference experiments").
+
+    ``reference_paper`` sets the study's values (and its bug-compat flags);
+    ``reference`` our corrections.  :func:`apply_protocol` copies them into
+    every model's ``protocol`` (so they are part of each model's artifact hash).
+    """
+
+    name: str = "ours"  # label in provenance and the report
+    cot_strings: str = "format"  # format | study: how a given CoT is placed (pipeline.engine.messages)
+    double_think_open: bool = False  # bug-compat (study): "<think>" doubled after templates that open it
+    harmony_channels_as_text: bool = False  # bug-compat (study): gpt-oss channels written as plain text
+    reasoning_effort: Optional[str] = None  # harmony (gpt-oss) own runs: low | medium | high; null = template default
+    transfer_reasoning_effort: Optional[str] = None  # harmony answering after a given CoT; null = reasoning_effort
+    harmony_system_as_model_identity: bool = False  # the study's gpt-oss call: system text -> model_identity
+    thought_budget_plus_prompt: bool = False  # the study's think budget: generate.thought_budget + prompt tokens
+
+    def validate(self) -> None:
+        if self.cot_strings not in ("format", "study"):
+            raise ConfigError(f"protocol.cot_strings={self.cot_strings!r}: use format or study")
+        if (self.double_think_open or self.harmony_channels_as_text) and self.cot_strings != "study":
+            raise ConfigError("protocol.double_think_open / harmony_channels_as_text reproduce the study's literal "
+                              "strings: set protocol.cot_strings=study too")
+        for k in ("reasoning_effort", "transfer_reasoning_effort"):
+            v = getattr(self, k)
+            if v not in (None, "low", "medium", "high"):
+                raise ConfigError(f"protocol.{k}={v!r}: use low, medium, high or null")
+
+
+def apply_protocol(run: "RunConfig") -> None:
+    """Fill every model's ``protocol`` from ``run.protocol`` (harmony-only items go to harmony models)."""
+    p = run.protocol
+    for m in run.models.values():
+        harmony = m.thinking_format == "harmony"
+        own = {"reasoning_effort": p.reasoning_effort} if harmony and p.reasoning_effort else {}
+        tr = p.transfer_reasoning_effort
+        m.protocol = ModelProtocol(
+            system_role="model_identity" if harmony and p.harmony_system_as_model_identity else "system",
+            chat_template_kwargs=own,
+            transfer_chat_template_kwargs={"reasoning_effort": tr} if harmony and tr else None,
+            cot_strings=p.cot_strings, double_think_open=p.double_think_open,
+            harmony_channels_as_text=p.harmony_channels_as_text,
+            thought_budget_plus_prompt=p.thought_budget_plus_prompt,
+        )
 
 
 @dataclass
@@ -274,6 +342,7 @@ class RunConfig:
     transfer: TransferConfig = field(default_factory=TransferConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
     stages: list = field(
@@ -291,6 +360,7 @@ class RunConfig:
         if len(set(names)) != len(names):
             raise ConfigError(f"model short names must be unique, got {names}")
         self.dataset.validate()
+        self.protocol.validate()
         self.generate.validate()
         self.truncate.validate()
         self.stream.validate()
@@ -299,20 +369,29 @@ class RunConfig:
             for n in lst or []:
                 if n not in names:
                     raise ConfigError(f"{what} names {n!r}, which is not a configured model; known: {names}")
-        if self.truncate.filter == "llm" and self.truncate.filter_model not in names:
+        if self.truncate.filter in ("llm", "rewrite") and self.truncate.filter_model not in names:
             raise ConfigError(
-                f"truncate.filter=llm needs truncate.filter_model set to one of {names}, "
+                f"truncate.filter={self.truncate.filter} needs truncate.filter_model set to one of {names}, "
                 f"got {self.truncate.filter_model!r}"
             )
         if self.ensemble.enabled and (not self.ensemble.generators or not self.ensemble.evaluators):
             raise ConfigError("ensemble.enabled=true needs ensemble.generators and ensemble.evaluators")
         if self.ensemble.scoring not in ("mean_nll", "paper"):
             raise ConfigError(f"ensemble.scoring={self.ensemble.scoring!r}: use mean_nll or paper")
+        if self.ensemble.sentence_rule not in ("ours", "study") or self.ensemble.join not in ("ours", "space"):
+            raise ConfigError(f"ensemble.sentence_rule={self.ensemble.sentence_rule!r} / ensemble.join="
+                              f"{self.ensemble.join!r}: use sentence_rule ours|study and join ours|space")
         from pipeline.stages import STAGES
 
         for s in self.stages:
             if s not in STAGES:
                 raise ConfigError(f"stages has {s!r}; known stages: {STAGES.names()}")
+        from pipeline.scoring.similarity import SimilarityError, check_metrics
+
+        try:
+            check_metrics(list(self.score.metrics), dict(self.dataset.options or {}))
+        except SimilarityError as e:
+            raise ConfigError(str(e)) from None
         if not (0 <= self.error_budget <= 1):
             raise ConfigError(f"error_budget={self.error_budget}: must be a share in [0, 1]")
 

@@ -32,11 +32,19 @@ annotations (max over annotations) against a threshold:
   clear error says so.  Default threshold 0.9.
 * ``exact`` — normalized exact match (case, punctuation, whitespace); threshold 1.
 
+``protocol: study`` follows the reference study (pipeline.datasets.ii_study): its 20
+tasks (``tasks`` may name a subset of them), its 5 prompts per task, the benchmark's prompt
+verbatim, the forced answer prefix " The instruction is:" (the problems' ``answer_prefix``,
+placed after the thinking) and, for the consistency metrics, its answer normalization
+(:meth:`InstructionInduction.judge` fills ``answer`` with it).  The ``embedding`` /
+``bertscore`` consistency metrics (pipeline.scoring.similarity) compare those answers pairwise.
+
 Options: ``tasks`` (list of task names, or ``original`` / ``added`` / ``all``),
 ``per_task`` (first N prompts of each task), ``prompt_style``, ``similarity``,
 ``threshold``, ``embedding_model`` (folder overriding the packaged one),
 ``bertscore_model``, ``bertscore_layer`` (default: last), ``on_bad_row``
-(``raise``|``skip``).  The similarity settings travel in each row's gold JSON,
+(``raise``|``skip``), ``protocol`` (``ours`` | ``study``), ``strip_markdown`` (study
+normalization only).  The similarity settings travel in each row's gold JSON,
 so ``check`` needs nothing else.
 """
 
@@ -52,7 +60,8 @@ from typing import Optional, Sequence
 
 import pyarrow as pa
 
-from pipeline.datasets.protocol import DatasetBase, DatasetError
+from pipeline.datasets import ii_study
+from pipeline.datasets.protocol import DatasetBase, DatasetError, Judgment
 from pipeline.datasets.rows import BadRows
 from pipeline.schema import PROBLEMS, from_rows
 
@@ -268,7 +277,13 @@ def _resolve_root(path: Optional[str]) -> Path:
 
 
 class InstructionInduction(DatasetBase):
+    """Plug-in; also a :class:`pipeline.datasets.protocol.CheckerJudge` (checkers below)."""
+
     name = "instruction_induction"
+    # lenient: our extraction (``extract``); official: the study's normalization (ii_study).
+    checkers = ("lenient", "official")
+    default_checker = "lenient"
+    free_text = True  # FreeTextAnswers: answers compared pairwise by the similarity metrics
 
     def __init__(self, similarity: str = "embedding", threshold: Optional[float] = None,
                  embedding_model: Optional[str] = None, bertscore_model: Optional[str] = None):
@@ -297,8 +312,17 @@ class InstructionInduction(DatasetBase):
         bad_rows = BadRows("instruction_induction", opts)
         if metric == "bertscore" and not opts.get("bertscore_model", self.bertscore_model):
             bertscore_f1("x", ["x"], None)  # raises the explanatory error at load time
+        protocol = opts.get("protocol") or "ours"
+        if protocol not in ("ours", "study"):
+            raise DatasetError(f"instruction_induction: options.protocol={protocol!r}: use 'ours' or 'study'")
+        study = protocol == "study"
         available = self.tasks(root)
         want = opts.get("tasks", "all")
+        if study:
+            available = [t for t in ii_study.STUDY_TASKS if t in available]
+            missing = [t for t in ii_study.STUDY_TASKS if t not in available]
+            if missing:
+                raise DatasetError(f"instruction_induction: protocol=study needs the study's tasks; {root} lacks {missing}")
         if want in (None, "all"):
             tasks = available
         elif want == "original":
@@ -328,6 +352,8 @@ class InstructionInduction(DatasetBase):
             if not isinstance(anns, list) or not anns or not all(isinstance(a, str) and a.strip() for a in anns):
                 raise DatasetError(f"{ap}: field 'annotations' must be a non-empty list of strings")
             keys = sorted(examples, key=lambda k: (len(k), k))
+            if study:
+                keys = ii_study.study_keys(keys)
             if per_task:
                 keys = keys[: int(per_task)]
             for k in keys:
@@ -342,11 +368,16 @@ class InstructionInduction(DatasetBase):
                            f"{e if isinstance(e, ValueError) else 'missing'}")
                     bad_rows.bad(ip, k, msg, field="metadata.examples_seen", message=msg)
                     continue
+                study_gold = ({"protocol": "study", "answer_prefix": ii_study.FORCED_PREFIX,
+                               "strip_markdown": bool(opts.get("strip_markdown", False))} if study else {})
                 rows.append({
                     "dataset": self.name,
                     "problem_id": f"ii-{task}-{int(k):03d}" if str(k).isdigit() else f"ii-{task}-{k}",
-                    "prompt": build_prompt(demos, style),
+                    # The study sent the benchmark's prompt verbatim (typos included).
+                    "prompt": ex["input"] if study else build_prompt(demos, style),
+                    "answer_prefix": ii_study.FORCED_PREFIX if study else None,
                     "gold": json.dumps({
+                        **study_gold,
                         "task": task, "annotations": anns, "similarity": metric, "threshold": thr,
                         "embedding_model": opts.get("embedding_model", self.embedding_model),
                         "bertscore_model": opts.get("bertscore_model", self.bertscore_model),
@@ -384,6 +415,27 @@ class InstructionInduction(DatasetBase):
             bertscore_model=g.get("bertscore_model") or self.bertscore_model,
             bertscore_layer=g.get("bertscore_layer"),
         )
+
+    def judge(self, answer_text: Optional[str], answer: Optional[str], gold: dict, checker: str) -> Judgment:
+        """One reply judged.  Under ``protocol: study`` the reply is the continuation of the forced
+        prefix, which is put back first (the study's stored answers start with it), and the compared
+        ``answer`` is the study's normalized form whatever the checker; ``official`` also extracts
+        that form, ``lenient`` extracts with :meth:`extract`."""
+        if checker not in self.checkers:
+            raise ValueError(f"instruction_induction has no checker {checker!r}; use one of {list(self.checkers)}")
+        study = gold.get("protocol") == "study"
+        text = answer if answer is not None else answer_text
+        if study and answer is None and answer_text is not None:
+            text = (gold.get("answer_prefix") or "").lstrip() + answer_text
+        norm = ii_study.normalize_answer(text, bool(gold.get("strip_markdown"))) if text is not None else None
+        if checker == "official":
+            extracted = norm if norm and len(norm) >= ii_study.MIN_CHARS else None
+        else:
+            extracted = self.extract(text)
+        ok = bool(extracted) and self.check(extracted, gold)
+        if study or checker == "official":
+            return Judgment(answer=norm, extracted=extracted, correct=ok)
+        return Judgment(answer=answer if answer is not None else extracted, extracted=extracted, correct=ok)
 
     def check(self, extracted: Optional[str], gold: dict) -> bool:
         if not extracted:

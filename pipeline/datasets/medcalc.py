@@ -20,39 +20,42 @@ too.  All checking is our own code; it mirrors the benchmark's published rules
 ``extract`` pulls the answer out of free model text: the ``"answer"`` field of
 the requested JSON dict, with fallbacks for malformed JSON, ``Answer:`` lines,
 ``\\boxed{}`` and finally the last number.
+
+All of the above is the ``lenient`` checker.  ``dataset.options`` select the
+reference study's protocol item by item:
+
+* ``checker``: ``lenient`` (default) or ``official`` — MedCalc-Bench's own
+  extraction and ``evaluate.py`` rules (:mod:`pipeline.datasets.medcalc_official`);
+* ``sample``: ``first`` (default: file order, then ``limit``) or ``genex`` — the
+  study's 100 rows (:mod:`pipeline.datasets.medcalc_study`), ``problem_id`` = Row Number;
+* ``prompt``: ``ours`` (default: one user turn, ``PROMPT_TEMPLATE``) or ``study`` —
+  the study's system + user messages, verbatim.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import logging
-import math
 import re
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from pipeline.datasets.protocol import DatasetBase
-from pipeline.datasets.rows import skip_record
+from pipeline.datasets import medcalc_official, medcalc_study
+from pipeline.datasets.medcalc_csv import (  # noqa: F401 - the reader's names, re-exported for callers
+                                           DATE_RE,
+                                           REQUIRED_COLUMNS,
+                                           MedCalcLoadError,
+                                           get_option,
+                                           infer_output_type,
+                                           make_gold,
+                                           read_benchmark_csv,
+                                           to_float,
+)
+from pipeline.datasets.protocol import DatasetBase, Judgment
 from pipeline.schema import PROBLEMS, from_rows
 
-log = logging.getLogger(__name__)
-
 NAME = "medcalc"
-
-REQUIRED_COLUMNS = (
-    "Row Number",
-    "Calculator ID",
-    "Calculator Name",
-    "Patient Note",
-    "Question",
-    "Ground Truth Answer",
-    "Lower Limit",
-    "Upper Limit",
-)
 
 # Our wording of the reference study's zero-shot instruction: the model thinks,
 # then replies with a JSON dict whose "answer" field is short and direct.
@@ -67,8 +70,7 @@ PROMPT_TEMPLATE = (
 )
 
 _NUM_RE = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?|-?\.\d+")
-_DATE_RE = re.compile(r"\b(0?[1-9]|1[0-2])[/-](0?[1-9]|[12]\d|3[01])[/-](\d{4})\b")
-_ISO_DATE_RE = re.compile(r"\b(\d{4})-(0?[1-9]|1[0-2])-(0?[1-9]|[12]\d|3[01])\b")
+_ISODATE_RE = re.compile(r"\b(\d{4})-(0?[1-9]|1[0-2])-(0?[1-9]|[12]\d|3[01])\b")
 # "(4, 2)", "('4 weeks', '2 days')", "4 weeks, 2 days", "4 weeks and 2 days"
 _TUPLE_RE = re.compile(
     r"\(?\s*[\"']?(\d+)\s*(?:weeks?|wks?)?[\"']?\s*(?:,|and)?\s*[\"']?(\d+)\s*(?:days?)?[\"']?\s*\)?",
@@ -100,127 +102,8 @@ _NO_ANSWER = {
 }
 
 
-class MedCalcLoadError(ValueError):
-    """The benchmark CSV cannot be read; the message names file, row, column and the fix."""
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def _get(cfg: Any, name: str, default: Any = None) -> Any:
-    if isinstance(cfg, dict):
-        return cfg.get(name, default)
-    return getattr(cfg, name, default)
-
-
-def read_benchmark_csv(path: str | Path) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """Read MedCalc-Bench ``test_data.csv``.
-
-    Returns ``(rows, skips)``: valid rows as dicts of strings, and one skip record
-    (:func:`pipeline.datasets.rows.skip_record`: file, row, field, reason) per malformed row.  Missing columns or an unreadable file raise MedCalcLoadError.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise MedCalcLoadError(
-            f"MedCalc-Bench CSV not found: {p}. Point the dataset's `path` at the benchmark's "
-            "test_data.csv (e.g. ../shared/data/medcalc-bench/test_data.csv)."
-        )
-    with p.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
-        if missing:
-            raise MedCalcLoadError(
-                f"{p}: missing column(s) {missing}; found {header}. "
-                "This does not look like MedCalc-Bench test_data.csv; use the benchmark's file "
-                "or rename the columns."
-            )
-        rows: list[dict[str, str]] = []
-        skips: list[dict[str, str]] = []
-        seen: dict[str, int] = {}
-        for line_no, raw in enumerate(reader, start=2):  # header is line 1
-            row = {k: (v if v is not None else "") for k, v in raw.items() if k is not None}
-
-            def skip(column: str, reason: str) -> None:
-                skips.append(skip_record(p, str(line_no), reason, field=column))
-                log.warning("%s line %d, column %r: %s", p, line_no, column, reason)
-
-            rn = row.get("Row Number", "").strip()
-            if not rn.isdigit():
-                skip("Row Number", f"Row Number {rn!r} is not a positive integer; fix or delete the row")
-                continue
-            if rn in seen:
-                skip("Row Number", f"Row Number {rn} repeats line {seen[rn]}; row numbers must be unique")
-                continue
-            bad = [c for c in ("Patient Note", "Question", "Ground Truth Answer") if not row.get(c, "").strip()]
-            if bad:
-                skip(bad[0], f"empty {bad[0]!r}; fill it in or delete the row")
-                continue
-            gt = row["Ground Truth Answer"].strip()
-            otype = infer_output_type(gt, row.get("Output Type"))
-            if otype == "decimal":
-                lo, hi = _to_float(row.get("Lower Limit")), _to_float(row.get("Upper Limit"))
-                if lo is None or hi is None or lo > hi:
-                    skip(
-                        "Lower Limit",
-                        f"decimal answer needs numeric Lower/Upper Limit with Lower <= Upper, got "
-                        f"{row.get('Lower Limit')!r}/{row.get('Upper Limit')!r}",
-                    )
-                    continue
-            elif otype == "integer" and _to_float(gt) is None:
-                skip("Ground Truth Answer", f"integer calculator with non-numeric answer {gt!r}")
-                continue
-            seen[rn] = line_no
-            rows.append(row)
-    return rows, skips
-
-
-def infer_output_type(gold_answer: str, declared: str | None = None) -> str:
-    """``integer``/``decimal``/``date``/``weeks_days`` from the declared type or the gold text."""
-    gt = (gold_answer or "").strip()
-    # Gestational age is declared "integer" in the CSV but is a (weeks, days) pair.
-    if re.search(r"weeks?", gt, re.IGNORECASE) and re.search(r"days?", gt, re.IGNORECASE):
-        return "weeks_days"
-    if _DATE_RE.fullmatch(gt):
-        return "date"
-    d = (declared or "").strip().lower()
-    if d in ("integer", "decimal", "date"):
-        return d
-    if re.fullmatch(r"-?\d+", gt):
-        return "integer"
-    return "decimal"
-
-
-def make_gold(
-    answer: str,
-    lower: str | None,
-    upper: str | None,
-    calculator_id: str,
-    calculator_name: str,
-    output_type: str | None = None,
-) -> dict[str, Any]:
-    """The gold dict stored (JSON-encoded) in ``problems.gold`` / ``answers.gold``."""
-    return {
-        "answer": answer,
-        "lower": lower if lower not in ("", None) else None,
-        "upper": upper if upper not in ("", None) else None,
-        "calculator_id": str(calculator_id),
-        "calculator_name": calculator_name,
-        "output_type": infer_output_type(answer, output_type),
-    }
-
-
 # --------------------------------------------------------------------------- parsing
 
-
-def _to_float(x: Any) -> float | None:
-    if x is None:
-        return None
-    try:
-        v = float(str(x).strip().replace(",", ""))
-    except ValueError:
-        return None
-    return v if math.isfinite(v) else None
 
 
 def is_error_text(text: str | None) -> bool:
@@ -236,17 +119,17 @@ def parse_number(text: str | None) -> float | None:
     m = _NUM_RE.search(t)
     if not m:
         return None
-    return _to_float(m.group(0))
+    return to_float(m.group(0))
 
 
 def parse_date(text: str | None) -> date | None:
     if not text:
         return None
-    m = _DATE_RE.search(text)
+    m = DATE_RE.search(text)
     try:
         if m:
             return date(int(m.group(3)), int(m.group(1)), int(m.group(2)))
-        m = _ISO_DATE_RE.search(text)
+        m = _ISODATE_RE.search(text)
         if m:
             return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
     except ValueError:  # e.g. 02/30/2020
@@ -352,10 +235,10 @@ def extract_answer(text: str | None) -> str | None:
     wd = list(_WEEKS_DAYS_RE.finditer(t))
     if wd:
         return f"({wd[-1].group(1)}, {wd[-1].group(2)})"
-    if "\n" not in t and len(t.split()) <= 5 and (_NUM_RE.search(t) or _DATE_RE.search(t)):
+    if "\n" not in t and len(t.split()) <= 5 and (_NUM_RE.search(t) or DATE_RE.search(t)):
         return _clean(t)
     # 6. Free text: the last date or number.
-    d = list(_DATE_RE.finditer(t))
+    d = list(DATE_RE.finditer(t))
     if d:
         return d[-1].group(0)
     nums = _NUM_RE.findall(t)
@@ -383,14 +266,14 @@ def check_answer(extracted: str | None, gold: dict[str, Any]) -> bool:
     if v is None:
         return False
     if otype == "integer":
-        g = _to_float(gt)
+        g = to_float(gt)
         # Python's round (half to even) is what the benchmark's checker uses.
         return g is not None and round(v) == g
-    lo, hi = _to_float(gold.get("lower")), _to_float(gold.get("upper"))
+    lo, hi = to_float(gold.get("lower")), to_float(gold.get("upper"))
     if lo is None or hi is None:
         # No limits known (e.g. gold built from files without them): the
         # benchmark's limits are the gold ±5 %, so rebuild that window.
-        g = _to_float(gt)
+        g = to_float(gt)
         if g is None:
             return False
         lo, hi = sorted((g * 0.95, g * 1.05))
@@ -403,17 +286,58 @@ def answer_tolerance(gold: dict[str, Any]) -> float:
     otype = gold.get("output_type") or infer_output_type(gt)
     if otype != "decimal":
         return 0.0
-    lo, hi = _to_float(gold.get("lower")), _to_float(gold.get("upper"))
+    lo, hi = to_float(gold.get("lower")), to_float(gold.get("upper"))
     if lo is not None and hi is not None:
         return abs(hi - lo) / 2
-    g = _to_float(gt)
+    g = to_float(gt)
     return abs(g) * 0.05 if g is not None else 0.0
+
+
+CHECKERS = ("lenient", "official")
+PROMPTS = ("ours", "study")
+
+
+def option(cfg: Any, name: str, allowed: tuple[str, ...], default: str) -> str:
+    """``dataset.options[name]`` checked against ``allowed``."""
+    v = (get_option(cfg, "options") or {}).get(name) or default
+    if v not in allowed:
+        raise MedCalcLoadError(f"dataset.options.{name}={v!r} is unknown; use one of {list(allowed)}")
+    return str(v)
+
+
+def judge_text(answer_text: str | None, answer: str | None, gold: dict[str, Any], checker: str) -> Judgment:
+    """Judge one reply (``answer_text``) or an already extracted ``answer`` (imported rows).
+
+    ``Judgment.answer`` is the form the paper metric compares: ``official`` —
+    what the study stored (its extracted string, or its evaluator's exception
+    text, which the metric's drop rule removes); ``lenient`` — the extracted
+    answer normalized for its output type (raw when it does not parse).
+    """
+    if checker == "official":
+        if answer is not None:  # already extracted (the study's stored answer): check only
+            try:
+                ok = bool(medcalc_official.check(answer, gold))
+            except Exception:  # noqa: BLE001 - the study judged a raising answer wrong
+                ok = False
+            return Judgment(answer, answer, ok)
+        v = medcalc_official.judge_reply(answer_text, gold)
+        return Judgment(v.answer, v.extracted, v.correct)
+    if checker != "lenient":
+        raise ValueError(f"unknown MedCalc checker {checker!r}; use one of {list(CHECKERS)}")
+    e = extract_answer(answer if answer is not None else answer_text)
+    ok = check_answer(e, gold) if e is not None else False
+    if answer is not None:
+        return Judgment(answer, e, ok)
+    otype = gold.get("output_type") or infer_output_type(str(gold.get("answer", "")))
+    return Judgment(normalize(e, otype) or e, e, ok)
 
 
 class MedCalc(DatasetBase):
     """MedCalc-Bench plug-in (see module docstring)."""
 
     name = NAME
+    checkers = CHECKERS
+    default_checker = "lenient"
 
     def __init__(self) -> None:
         # Malformed rows skipped by the last load(): skip records (file, row, field, reason).
@@ -426,12 +350,12 @@ class MedCalc(DatasetBase):
         not used because the subset is the file's first rows.  With
         ``cfg.strict`` true a malformed row raises instead of being skipped.
         """
-        path = _get(cfg, "path")
+        path = get_option(cfg, "path")
         if not path:
             raise MedCalcLoadError("medcalc dataset config has no `path`; set it to test_data.csv")
         rows, skips = read_benchmark_csv(path)
         self.skipped = skips
-        if skips and _get(cfg, "strict", False):
+        if skips and get_option(cfg, "strict", False):
             s = skips[0]
             raise MedCalcLoadError(
                 f"{s['file']} line {s['row']}, column {s['field']!r}: {s['reason']} "
@@ -439,7 +363,11 @@ class MedCalc(DatasetBase):
             )
         if not rows:
             raise MedCalcLoadError(f"{path}: no usable rows ({len(skips)} skipped)")
-        limit = _get(cfg, "limit")
+        sample = option(cfg, "sample", ("first", "genex"), "first")
+        style = option(cfg, "prompt", PROMPTS, "ours")
+        option(cfg, "checker", CHECKERS, "lenient")  # validated here, used by scoring
+        rows = medcalc_study.select_sample(rows, sample)
+        limit = get_option(cfg, "limit")
         if limit is not None:
             rows = rows[: int(limit)]
         out = []
@@ -464,12 +392,24 @@ class MedCalc(DatasetBase):
                 {
                     "dataset": NAME,
                     "problem_id": r["Row Number"].strip(),
-                    "prompt": PROMPT_TEMPLATE.format(note=r["Patient Note"].strip(), question=r["Question"].strip()),
+                    **self.messages(r, style),
                     "gold": json.dumps(gold),
                     "meta": json.dumps(meta),
                 }
             )
         return from_rows(out, PROBLEMS)
+
+    @staticmethod
+    def messages(r: dict[str, str], style: str) -> dict[str, str | None]:
+        """``prompt`` (user turn) and ``system`` of one CSV row in prompt ``style``."""
+        if style == "study":  # the study passed the CSV fields unstripped
+            system, user = medcalc_study.study_messages(r["Patient Note"], r["Question"])
+            return {"prompt": user["content"], "system": system["content"]}
+        return {"prompt": PROMPT_TEMPLATE.format(note=r["Patient Note"].strip(), question=r["Question"].strip()),
+                "system": None}
+
+    def judge(self, answer_text: str | None, answer: str | None, gold: dict[str, Any], checker: str) -> Judgment:
+        return judge_text(answer_text, answer, gold, checker)
 
     def extract(self, text: str | None) -> str | None:
         return extract_answer(text)

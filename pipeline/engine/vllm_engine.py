@@ -18,7 +18,7 @@ multi-phase item moves on the moment its own previous phase is done:
   (candidates; their log-probabilities, reusing the prefix cache).
 
 ``batch(op, items)`` runs many items concurrently (for callers that want a
-list back).  The same class runs inside a Ray actor (:mod:`pipeline.engine.pool`)
+list back).  The same class runs inside a Ray actor (:mod:`pipeline.engine.ray_pool`)
 or in-process; :class:`pipeline.engine.fake.FakeEngine` mirrors it for fast
 unit tests of stage logic.
 
@@ -141,18 +141,23 @@ class ModelEngine:
         self._specials = [t for t in getattr(self.tok, "all_special_tokens", []) if t and t != self.fmt.think_stop]
 
     # ------------------------------------------------------------------ prompts
-    def generation_prompt(self, user_prompt: str) -> str:
-        msgs = []
-        if self.cfg.system_prompt:
-            msgs.append({"role": "system", "content": self.cfg.system_prompt})
-        msgs.append({"role": "user", "content": user_prompt})
-        return self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    # [issue10 hook] prompts come from pipeline.engine.messages (shared with `crosscot prompts`):
+    # the problem's system message, the model's protocol (system role, chat-template kwargs such
+    # as gpt-oss reasoning_effort, CoT placement strings) and the phase ("transfer" for given CoTs).
+    def generation_prompt(self, user_prompt: str, system: Optional[str] = None, phase: str = "own") -> str:
+        from pipeline.engine.messages import chat_messages, render
 
-    def thinking_prompt(self, user_prompt: str) -> str:
-        return self.fmt.open_thinking(self.generation_prompt(user_prompt))
+        return render(self.tok, chat_messages(user_prompt, system, self.cfg.system_prompt), self.cfg.protocol, phase)
 
-    def answer_prompt(self, user_prompt: str, cot: str) -> str:
-        return self.fmt.place_cot(self.generation_prompt(user_prompt), cot)
+    def thinking_prompt(self, user_prompt: str, system: Optional[str] = None) -> str:
+        return self.fmt.open_thinking(self.generation_prompt(user_prompt, system))
+
+    def answer_prompt(self, user_prompt: str, cot: str, system: Optional[str] = None, phase: str = "own",
+                      answer_prefix: Optional[str] = None) -> str:
+        from pipeline.engine.messages import place_cot
+
+        return place_cot(self.fmt, self.generation_prompt(user_prompt, system, phase), cot, self.cfg.protocol,
+                         answer_prefix)
 
     def encode(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False).input_ids
@@ -225,12 +230,20 @@ class ModelEngine:
 
     # ------------------------------------------------------------------ ops
     async def think(self, r: dict) -> dict:
-        """Write a CoT. Request: {prompt, sampling: Sampling, max_tokens}."""
-        p = self.encode(self.thinking_prompt(r["prompt"]))
-        err = self._fit(p, r["max_tokens"], "think")
+        """Write a CoT. Request: {prompt, system?, sampling: Sampling, max_tokens, reserve?}.
+
+        The thinking budget is ``max_tokens`` (the study's protocol: plus the prompt's tokens, capped so
+        that ``reserve`` answer tokens still fit; :func:`pipeline.engine.messages.thought_budget`).
+        """
+        from pipeline.engine.messages import thought_budget
+
+        p = self.encode(self.thinking_prompt(r["prompt"], r.get("system")))  # [issue10 hook] system
+        budget = thought_budget(r["max_tokens"], len(p), self.cfg.max_model_len,  # [issue10 hook] budget
+                                self.cfg.protocol.thought_budget_plus_prompt, r.get("reserve", 0))
+        err = self._fit(p, budget, "think")
         if err:
             return {"cot": "", "cot_tokens": 0, "finish_reason": "error", "forced_close": False, "error": err}
-        o = await self.run(p, self.params(r["sampling"], r["max_tokens"], stop=[self.fmt.think_stop],
+        o = await self.run(p, self.params(r["sampling"], budget, stop=[self.fmt.think_stop],
                                           skip_special_tokens=False))
         c = o.outputs[0]
         closed = c.finish_reason == "stop" and c.stop_reason == self.fmt.think_stop
@@ -244,8 +257,9 @@ class ModelEngine:
         }
 
     async def answer(self, r: dict) -> dict:
-        """Answer after a placed CoT. Request: {prompt, cot, sampling, max_tokens}."""
-        p = self.encode(self.answer_prompt(r["prompt"], r.get("cot") or ""))
+        """Answer after a placed CoT. Request: {prompt, system?, phase?, answer_prefix?, cot, sampling, max_tokens}."""
+        p = self.encode(self.answer_prompt(r["prompt"], r.get("cot") or "", r.get("system"),  # [issue10 hook]
+                                           r.get("phase", "own"), r.get("answer_prefix")))
         err = self._fit(p, r["max_tokens"], "answer")
         if err:
             return {"answer_text": None, "prompt_tokens": len(p), "answer_tokens": 0, "finish_reason": "error",
@@ -258,20 +272,24 @@ class ModelEngine:
     async def generate(self, r: dict) -> dict:
         """Two-phase generation: think (unless the CoT is given, e.g. "" for Empty CoT), then answer.
 
-        Request: {prompt, cot (None = think first), sampling, think_tokens, answer_tokens}.
+        Request: {prompt, system?, answer_prefix?, cot (None = think first), sampling, think_tokens,
+        answer_tokens}.
         When the model does not close its thinking within ``think_tokens`` we
         close it ourselves and ask for the answer, as the reference study does.
         """
         if r.get("cot") is None:
-            out = await self.think({"prompt": r["prompt"], "sampling": r["sampling"], "max_tokens": r["think_tokens"]})
+            out = await self.think({"prompt": r["prompt"], "system": r.get("system"),  # [issue10 hook]
+                                    "sampling": r["sampling"], "max_tokens": r["think_tokens"],
+                                    "reserve": r["answer_tokens"]})
         else:
             out = {"cot": r["cot"], "cot_tokens": 0, "finish_reason": "given", "forced_close": False, "error": None}
         out["cot_finish_reason"] = out.pop("finish_reason")
         if out.get("error"):
             out["answer_text"] = None
             return out
-        out.update(await self.answer({"prompt": r["prompt"], "cot": out["cot"], "sampling": r["sampling"],
-                                      "max_tokens": r["answer_tokens"]}))
+        out.update(await self.answer({"prompt": r["prompt"], "cot": out["cot"], "system": r.get("system"),
+                                      "answer_prefix": r.get("answer_prefix"),  # [issue10 hook]
+                                      "sampling": r["sampling"], "max_tokens": r["answer_tokens"]}))
         return out
 
     def _complete_args(self, r: dict) -> tuple[list[int], object]:
@@ -377,7 +395,7 @@ class ModelEngine:
     async def propose(self, r: dict) -> dict:
         """Candidate continuations of a growing CoT for one problem.
 
-        Request: {prompt, cot, n, max_tokens, sampling, budget?}.  ``budget``
+        Request: {prompt, system?, cot, n, max_tokens, sampling, budget?}.  ``budget``
         (set for the first generator only) is the ensemble's thought budget in
         this model's tokens: when the CoT already reaches it nothing is run
         (``exhausted``), else ``max_tokens`` is capped to what is left.  Returns
@@ -392,7 +410,7 @@ class ModelEngine:
             max_tokens = min(max_tokens, r["budget"] - cot_tokens)
             if max_tokens <= 0:
                 return {**base, "exhausted": True}
-        p = self.encode(self.thinking_prompt(r["prompt"]) + r["cot"])
+        p = self.encode(self.thinking_prompt(r["prompt"], r.get("system")) + r["cot"])  # [issue10 hook] system
         err = self._fit(p, max_tokens, "ensemble propose")
         if err:
             return {**base, "exhausted": True, "error": err}
@@ -409,14 +427,14 @@ class ModelEngine:
     async def score_texts(self, r: dict, mode: str = "cached") -> list[dict]:
         """Score one problem's candidate sentences after its CoT.
 
-        Request: {prompt, cot, candidates: [text], closes: [bool]}.  The context
+        Request: {prompt, system?, cot, candidates: [text], closes: [bool]}.  The context
         is this model's thinking prompt + CoT; a candidate that closes the
         thinking is scored with this model's own close tag appended.  Returns
         per candidate :meth:`score_ids`'s dict without the log-probs, or
         {mean_nll: inf, error} when context+candidate cannot fit.
         """
         close = self.fmt.close.rstrip()
-        ctx = self.encode(self.thinking_prompt(r["prompt"]) + r["cot"])
+        ctx = self.encode(self.thinking_prompt(r["prompt"], r.get("system")) + r["cot"])  # [issue10 hook] system
         cands = [self.encode(t + (close if c else "")) for t, c in zip(r["candidates"], r["closes"])]
         err = self._fit(ctx, max((len(c) for c in cands), default=0) + 1, "ensemble score")
         if err:

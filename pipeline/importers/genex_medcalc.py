@@ -46,7 +46,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.datasets.medcalc import make_gold, read_benchmark_csv
+from pipeline.datasets.medcalc_csv import make_gold, read_benchmark_csv
 from pipeline.datasets.rows import read_records, skip_record
 from pipeline.schema import ANSWER_KEY, ANSWERS, from_rows
 from pipeline.store.artifacts import content_hash, provenance, write_table

@@ -98,6 +98,10 @@ def problem_count(run: "RunConfig", n_problems: Optional[int] = None) -> int:
             raise PlanError(f"--problems {n_problems}: must be >= 1")
         return int(n_problems)
     d = run.dataset
+    if d.name == "medcalc" and (d.options or {}).get("sample") == "genex":
+        from pipeline.datasets.medcalc_study import SAMPLE_SIZE  # the study's 100 problems
+
+        return min(SAMPLE_SIZE, int(d.limit)) if d.limit else SAMPLE_SIZE
     if d.limit:
         return int(d.limit)
     if d.name == "toy_arith":

@@ -9,7 +9,10 @@ and population std over the C(k, 2) target pairs.
 Metrics (registry ``METRICS``, selectable by name):
 
 * ``paper`` — the reference study's rule.  Two answers agree when the answer
-  strings are identical or both are judged correct.  Items where either
+  strings are identical or both are judged correct.  The strings are the
+  ``answer`` column: the study's stored answers for imported files; for live
+  runs the checker's extracted, normalized answer (``official``: exactly the
+  string the study's code would have stored, see :func:`paper_dropped`).  Items where either
   answer contains "N/A", "not defined", "does not match" or "are not
   permitted" (the study's evaluator error messages) are dropped for that
   pair.  A missing answer (null: the target's generation failed) is *not*
@@ -22,6 +25,10 @@ Metrics (registry ``METRICS``, selectable by name):
   they differ by at most the calculator's tolerance (half the gold's
   Lower–Upper window, i.e. ±5 % of the gold).  No both-correct shortcut; a
   missing or unparseable answer never agrees.
+
+* ``embedding`` / ``bertscore`` — continuous: the similarity of the two
+  answers (pipeline.scoring.similarity); a pair's value is the mean over its
+  items, as the study's Instruction Induction consistency.
 
 ``rl_agreement`` is the comparison with the source model itself: per source,
 the share of items on which each target's answer (after the source's
@@ -77,6 +84,10 @@ class ItemMatrix:
 
 MetricFn = Callable[[ItemMatrix, int, int], tuple[np.ndarray, np.ndarray]]
 METRICS: Registry = Registry("consistency metric")
+# Continuous metrics: pairwise similarity of free-text answers (the study's Instruction Induction
+# consistency); per-item values in [0, 1] instead of agree flags.
+METRICS.register("embedding", "pipeline.scoring.similarity:embedding_metric")
+METRICS.register("bertscore", "pipeline.scoring.similarity:bertscore_metric")
 
 
 def get_metric(name: str) -> MetricFn:
@@ -86,16 +97,28 @@ def get_metric(name: str) -> MetricFn:
 # --------------------------------------------------------------------------- metrics
 
 
-def _contains_any(col: np.ndarray, needles: tuple[str, ...]) -> np.ndarray:
-    return np.fromiter(
-        (s is not None and any(n in s for n in needles) for s in col), dtype=bool, count=len(col)
-    )
+def paper_dropped(answer: str | None) -> bool:
+    """The study's drop rule: an answer holding one of ``PAPER_DROP`` is left out of a pair's items.
+
+    Those strings are what the study's evaluator stored instead of an answer
+    when extraction or checking raised ("name 'N' is not defined",
+    "time data 'N/A' does not match format", "leading zeros ... are not
+    permitted") or found nothing ("N/A").  Live runs judged with the
+    ``official`` checker store the same strings (pipeline.datasets.medcalc_official),
+    so the rule drops the same replies there; a missing answer (None: the
+    generation failed) is kept and compared as a value.
+    """
+    return answer is not None and any(n in answer for n in PAPER_DROP)
+
+
+def _dropped(col: np.ndarray) -> np.ndarray:
+    return np.fromiter((paper_dropped(s) for s in col), dtype=bool, count=len(col))
 
 
 @METRICS.register("paper")
 def paper_metric(m: ItemMatrix, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
     xa, xb = m.answer[:, a], m.answer[:, b]
-    valid = m.present[:, a] & m.present[:, b] & ~_contains_any(xa, PAPER_DROP) & ~_contains_any(xb, PAPER_DROP)
+    valid = m.present[:, a] & m.present[:, b] & ~_dropped(xa) & ~_dropped(xb)
     # Object-array equality: None == None is True (two failed answers agree).
     same = np.fromiter((p == q for p, q in zip(xa, xb)), dtype=bool, count=len(xa))
     agree = same | (m.correct[:, a] & m.correct[:, b])

@@ -12,6 +12,13 @@ Two judges:
 
 ``judge_agreement`` compares the two on the same rows; on the reference
 study's files it is the evidence that our checker reproduces theirs.
+
+``checker`` picks among a plug-in's checkers (MedCalc: ``lenient`` or
+``official``, :class:`pipeline.datasets.protocol.CheckerJudge`); ``None`` is
+the plug-in's default.  For such plug-ins a live row's ``answer`` (null
+until scoring) is filled with the checker's comparison form — the study's
+stored string for ``official``, the normalized answer for ``lenient`` — so
+the paper metric compares extracted, normalized answers, never raw text.
 """
 
 from __future__ import annotations
@@ -33,26 +40,39 @@ def _gold(text: str) -> dict[str, Any]:
     return json.loads(text)
 
 
-def _our_judgments(answers: pa.Table) -> tuple[list[str | None], list[bool]]:
+def _our_judgments(answers: pa.Table, checker: str | None = None) -> tuple[list[str | None], list[bool], list[str | None]]:
+    """(extracted, correct, comparison form of the answer) per row."""
+    from pipeline.datasets.protocol import CheckerJudge
+
     ds = answers.column("dataset").to_pylist()
     ans = answers.column("answer").to_pylist()
     txt = answers.column("answer_text").to_pylist()
     gold = answers.column("gold").to_pylist()
     extracted: list[str | None] = []
     correct: list[bool] = []
+    form: list[str | None] = []
     for i, (d, a, t, g) in enumerate(zip(ds, ans, txt, gold)):
         p = shared_dataset(d)
-        e = p.extract(a if a is not None else t)
         try:
-            c = bool(p.check(e, _gold(g))) if e is not None else False
+            gd = _gold(g)
         except json.JSONDecodeError as err:
             raise ValueError(f"answers row {i} ({d}): gold is not valid JSON ({err}); re-import or regenerate it") from err
+        if isinstance(p, CheckerJudge):
+            if checker is not None and checker not in p.checkers:
+                raise ValueError(f"dataset {d!r} has no checker {checker!r}; use one of {list(p.checkers)}")
+            j = p.judge(t, a, gd, checker or p.default_checker)
+            e, c, f = j.extracted, j.correct, j.answer
+        else:
+            e = p.extract(a if a is not None else t)
+            c = bool(p.check(e, gd)) if e is not None else False
+            f = a if a is not None else e
         extracted.append(e)
         correct.append(c)
-    return extracted, correct
+        form.append(f)
+    return extracted, correct, form
 
 
-def score_answers(answers: pa.Table, judge: str = "ours") -> pa.Table:
+def score_answers(answers: pa.Table, judge: str = "ours", checker: str | None = None) -> pa.Table:
     """``answers`` → ``scored``: extracted answer, correctness and which judge decided it.
 
     ``answer`` is filled with the extracted answer where it was null (the
@@ -60,7 +80,7 @@ def score_answers(answers: pa.Table, judge: str = "ours") -> pa.Table:
     """
     if judge not in JUDGES:
         raise ValueError(f"unknown judge {judge!r}; use one of {JUDGES}")
-    extracted, ours = _our_judgments(answers)
+    extracted, ours, form = _our_judgments(answers, checker)
     if judge == "ours":
         correct = ours
     else:
@@ -75,7 +95,7 @@ def score_answers(answers: pa.Table, judge: str = "ours") -> pa.Table:
             )
         # A failed generation (error set, no stored judgment) is wrong, as the study counts it.
         correct = [bool(s) if s is not None else False for s in stored]
-    answer = [a if a is not None else e for a, e in zip(answers.column("answer").to_pylist(), extracted)]
+    answer = [a if a is not None else f for a, f in zip(answers.column("answer").to_pylist(), form)]
     t = answers.set_column(answers.schema.get_field_index("answer"), "answer", pa.array(answer, pa.string()))
     t = t.append_column("extracted", pa.array(extracted, pa.string()))
     t = t.append_column("correct", pa.array(correct, pa.bool_()))
@@ -83,13 +103,13 @@ def score_answers(answers: pa.Table, judge: str = "ours") -> pa.Table:
     return conform(t, SCORED)
 
 
-def judge_agreement(answers: pa.Table) -> dict[str, Any]:
+def judge_agreement(answers: pa.Table, checker: str | None = None) -> dict[str, Any]:
     """Agreement of our judge with the stored one on rows that have a stored judgment.
 
     Returns ``{"agreement", "n", "disagreements"}``; each disagreement is a dict
     with the row key, the answer, our extraction, both judgments and the gold.
     """
-    extracted, ours = _our_judgments(answers)
+    extracted, ours, _ = _our_judgments(answers, checker)
     stored = answers.column("stored_correct").to_pylist()
     cols = {c: answers.column(c).to_pylist() for c in ("dataset", "problem_id", "method", "source", "variant", "target", "answer", "gold")}
     n = 0

@@ -104,7 +104,8 @@ def load_problems(ctx: Context) -> tuple[pa.Table, Path]:
     key = {"stage": "problems", "dataset": hash_fields(ds_cfg), "v": 1}
     path = ctx.store.path("problems", ds_cfg.name, key)
     if path.exists():
-        return read_table(path), path
+        # [issue10 hook] conform: problems artifacts from before the system/answer_prefix columns
+        return conform(read_table(path), PROBLEMS), path
     table = conform(get_dataset(ds_cfg.name).load(ds_cfg), PROBLEMS)
     if table.num_rows == 0:
         raise ValueError(f"dataset {ds_cfg.name!r} loaded no problems (path={ds_cfg.path!r}, "

@@ -22,7 +22,7 @@ many problems in flight per engine.  One step of one problem:
    candidate's own tokens after the evaluator's thinking prompt + CoT in the
    evaluator's own format and tokenizer (a closing candidate is scored with the
    evaluator's own close tag appended), with vLLM's prefix cache
-   (:meth:`pipeline.engine.core.ModelEngine.score_ids`, ``mode="cached"``).
+   (:meth:`pipeline.engine.vllm_engine.ModelEngine.score_ids`, ``mode="cached"``).
    ``scoring: paper`` instead ranks by the reference study's whole-sequence
    perplexity (mean NLL over prompt + CoT + candidate, without the cache);
 4. scores are averaged over evaluators; the minimum wins (ties: first
@@ -60,6 +60,7 @@ from pipeline.schema import CANDIDATE_KEY, ENSEMBLE_KEY, GENERATIONS
 from pipeline.stages.context import Context, stage_meta
 from pipeline.store.atomic import copy_atomic
 from pipeline.store.sink import RowSink
+from pipeline.text.ensemble_rules import study_cut, study_join
 from pipeline.text.sentences import cut_to_sentence
 
 CANDIDATES = pa.schema(
@@ -88,8 +89,11 @@ def ensemble_source(generators: list[str], evaluators: list[str]) -> str:
     return "+".join(generators) + "/" + "+".join(evaluators)
 
 
-def parse_candidate(raw: str, closed: bool, close_tag: str) -> tuple[str, bool]:
-    """(text, closes): cut at the generator's close tag, else back to the last sentence end."""
+def parse_candidate(raw: str, closed: bool, close_tag: str, rule: str = "ours") -> tuple[str, bool]:
+    """(text, closes): cut at the generator's close tag, else back to the last sentence end.
+
+    ``rule="study"``: the study's sentence end (pipeline.text.ensemble_rules.study_cut).
+    """
     closes = closed
     text = raw
     if close_tag and close_tag in text:
@@ -98,7 +102,7 @@ def parse_candidate(raw: str, closed: bool, close_tag: str) -> tuple[str, bool]:
     for m in ALL_MARKERS:  # foreign tags must never enter the shared CoT
         text = text.replace(m, "")
     if not closes:
-        text = cut_to_sentence(text)
+        text = study_cut(text) if rule == "study" else cut_to_sentence(text)  # [issue10 hook] ensemble.sentence_rule
     # Trailing whitespace goes to the next sentence: a BPE model writes " Then", not "Then" after
     # a context ending in a space, and the score should not include the whitespace.
     return text.rstrip(), closes
@@ -203,8 +207,9 @@ class EnsembleStage:
         # 1. one propose item per generator, all in flight together
         def preq(g: str) -> dict:
             m = flow.ctx.cfg.model(g)
-            return {"prompt": p["prompt"], "cot": st["cot"], "n": ec.candidates, "max_tokens": ec.max_candidate_tokens,
-                    "sampling": Sampling.from_config(m.sampled, request_seed(ec.seed, pid, step, g)),
+            return {"prompt": p["prompt"], "system": p.get("system"),  # [issue10 hook] the problem's system message
+                    "cot": st["cot"], "n": ec.candidates, "max_tokens": ec.max_candidate_tokens,
+                    "sampling": _proposal_sampling(m, ec, pid, step, g),  # [issue10 hook] top_k, reseeding
                     "budget": ec.thought_budget if g == gens[0] else None}
 
         props = await asyncio.gather(*(flow.call(self.name, g, "propose", preq(g)) for g in gens))
@@ -225,7 +230,7 @@ class EnsembleStage:
                              "generator_error": res["error"], "_rep": None})
                 continue
             for k, (raw, closed) in enumerate(zip(res["texts"], res["closed"])):
-                text, closes = parse_candidate(raw, closed, self._closers[g])
+                text, closes = parse_candidate(raw, closed, self._closers[g], ec.sentence_rule)  # [issue10 hook]
                 valid = closes or bool(text.strip())
                 key = (text, closes)
                 dup = valid and key in seen
@@ -242,7 +247,7 @@ class EnsembleStage:
         # 3. one scoring item per evaluator, all in flight together
         mode = "paper" if ec.scoring == "paper" else "cached"
         key = "seq_mean_nll" if ec.scoring == "paper" else "mean_nll"
-        sreq = {"prompt": p["prompt"], "cot": st["cot"], "candidates": [rows[j]["text"] for j in uniq],
+        sreq = {"prompt": p["prompt"], "system": p.get("system"), "cot": st["cot"], "candidates": [rows[j]["text"] for j in uniq],
                 "closes": [rows[j]["closes"] for j in uniq]}
         scores = await asyncio.gather(*(flow.call(self.name, e, "score_texts", sreq, mode) for e in evs))
 
@@ -264,7 +269,8 @@ class EnsembleStage:
             return self._clean(rows), "context"
         w = rows[best]
         w["winner"] = True
-        st["cot"] += w["text"]
+        # [issue10 hook] ensemble.join: the candidate as cut (ours) or the study's space join
+        st["cot"] = study_join(st["cot"], w["text"]) if ec.join == "space" else st["cot"] + w["text"]
         st["steps"] += 1
         reason = "closed" if w["closes"] else ("max_steps" if step + 1 >= ec.max_steps else None)
         if reason:
@@ -290,6 +296,15 @@ class EnsembleStage:
         cots = self.cots.finish({**self._meta, "candidates": str(cand), "steps": steps, "stop_reasons": reasons})
         copy_atomic(cand, ctx.run_dir / "ensemble_candidates.arrow")
         return [cots]
+
+
+def _proposal_sampling(m: Any, ec: Any, problem_id: str, step: int, g: str) -> Sampling:
+    """[issue10 hook] a generator's proposal sampling; the study's top_k and per-step reseeding when set."""
+    seed = ec.seed if ec.reseed_each_step else request_seed(ec.seed, problem_id, step, g)
+    s = Sampling.from_config(m.sampled, seed)
+    if ec.top_k is not None:
+        s.top_k = int(ec.top_k)
+    return s
 
 
 def _finite(x: Any) -> float:

@@ -55,7 +55,9 @@ class GenerateStage:
                         samp = Sampling.from_config(m.sampled, request_seed(m.sampled.seed, p["problem_id"], s))
                     else:
                         samp = Sampling.from_config(m.greedy, 0)
-                    yield ({"prompt": p["prompt"], "cot": "" if method == "empty" else None, "sampling": samp,
+                    # [issue10 hook] the problem's system message and forced answer prefix (null: none)
+                    yield ({"prompt": p["prompt"], "system": p.get("system"), "answer_prefix": p.get("answer_prefix"),
+                            "cot": "" if method == "empty" else None, "sampling": samp,
                             "think_tokens": g.thought_budget, "answer_tokens": g.answer_budget},
                            {"dataset": p["dataset"], "problem_id": p["problem_id"], "method": method,
                             "source": m.name, "variant": "full", "sample": s, "target": m.name, "gold": p["gold"]})

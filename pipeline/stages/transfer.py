@@ -77,8 +77,11 @@ class TransferStage:
             key = sink.key(row)
             if sink.done(key) or flow.failed_before(self.name, key) or not flow.runnable(tname):
                 continue
-            req = {"prompt": p["prompt"], "cot": c["cot"], "sampling": Sampling.from_config(flow.ctx.cfg.model(tname).greedy, 0),
-                   "max_tokens": tc.answer_budget}
+            # [issue10 hook] the problem's system message and forced answer prefix; the "transfer" phase
+            # (e.g. gpt-oss's transfer reasoning effort) for another model's CoT, "own" for a model's own sample.
+            req = {"prompt": p["prompt"], "system": p.get("system"), "answer_prefix": p.get("answer_prefix"),
+                   "phase": "own" if method == "sampled" else "transfer", "cot": c["cot"],
+                   "sampling": Sampling.from_config(flow.ctx.cfg.model(tname).greedy, 0), "max_tokens": tc.answer_budget}
             flow.bar(self.name, more=1)
             flow.spawn(f"transfer {c['source']}->{tname}/{c['problem_id']}", self._one(flow, sink, tname, req, row))
 

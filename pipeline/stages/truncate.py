@@ -13,13 +13,17 @@ Answer statements are removed by ``truncate.filter``:
 * ``rule`` — the rule-based sentence filter of :mod:`pipeline.text.sentences`
   (runs inline, on the driver);
 * ``llm`` — the pool model ``truncate.filter_model`` marks the sentences that
-  state the answer (:mod:`pipeline.text.filters`; one engine item per CoT;
+  state the answer (:mod:`pipeline.text.llm_filter`; one engine item per CoT;
   kept sentences verbatim and in order).  A window whose reply is unusable
   falls back to the rule filter for that window (``"llm->rule"``).  A *failed*
   filter call is an error (the row is not written, the run fails at the end and
   a rerun retries it) unless ``truncate.on_filter_error=rule``, which uses the
   rule filter for that CoT and records ``"rule(filter error)"`` — part of the
-  artifact's hash, so such rows are never mistaken for LLM-filtered ones.
+  artifact's hash, so such rows are never mistaken for LLM-filtered ones;
+* ``rewrite`` — the study's answer removal: ``truncate.filter_model`` rewrites
+  the CoT with ``openai_remove_answer.py``'s prompt (:mod:`pipeline.text.rewrite_filter`;
+  one ``generate`` item per CoT, never told the answer; recorded as ``"rewrite"``).
+  Failures are handled as for ``llm``.
 """
 
 from __future__ import annotations
@@ -50,11 +54,11 @@ class TruncateStage:
         args = {"truncate": hash_fields(t), "inputs": sorted(ctx.artifact_hash(p) for p in inputs),
                 "v": self.version, "rules": RULES_VERSION}
         self._models: list[str] = []
-        if t.filter == "llm":
-            from pipeline.text.llm_filter import PROMPT_VERSION
+        if t.filter in ("llm", "rewrite"):
+            from pipeline.text import llm_filter, rewrite_filter  # [issue10 hook] rewrite: the study's prompt
 
             args["filter_model"] = ctx.model_key(t.filter_model)
-            args["filter_prompt"] = PROMPT_VERSION
+            args["filter_prompt"] = (llm_filter if t.filter == "llm" else rewrite_filter).PROMPT_VERSION
             self._models = [t.filter_model]
         path = ctx.store.path("truncate", "cots", args)
         self._sink = ctx.sink(path, COTS, COT_KEY)
@@ -84,10 +88,10 @@ class TruncateStage:
             for k in keys:
                 flow.emit("cot", self._sink.get(k))
             return
-        if t.filter == "llm" and self._has_cot(row):
+        if t.filter in ("llm", "rewrite") and self._has_cot(row):
             if not flow.failed_before(self.name, keys[0]) and flow.runnable(t.filter_model):
                 flow.spawn(f"truncate {row['source']}/{row['problem_id']}",
-                           flow.guarded(self.name, keys[0], self._llm(flow, row)))
+                           flow.guarded(self.name, keys[0], self._filter(flow, row)))
             return
         self._store(flow, self.variants(row, self._ds, t))
 
@@ -98,28 +102,41 @@ class TruncateStage:
                 self._sink.add(r)
             flow.emit("cot", self._sink.get(k))
 
-    async def _llm(self, flow, row: dict) -> None:
-        from pipeline.text.llm_filter import filter_one
-
+    async def _filter(self, flow, row: dict) -> None:
         t = flow.ctx.cfg.truncate
         model = t.filter_model
-        if model not in self._template:  # rendered once per model; concurrent CoTs share the one call
-            self._template[model] = asyncio.ensure_future(flow.call(self.name, model, "chat_template_marker"))
-        template = await self._template[model]
         answer = row_answer(row, self._ds)
-
-        async def call(req: dict) -> dict:
-            return await flow.call(self.name, model, "complete", req)
-
         try:
-            res = await filter_one(call, flow.ctx.cfg.model(model), template, row["cot"].strip(), answer)
-            removed = (res.cot, res.filter)
+            removed = await self._filter_call(flow, model, row["cot"].strip(), answer)
         except Exception as e:  # noqa: BLE001 - loud unless the user opted into the fallback
             if t.on_filter_error != "rule":
-                raise RuntimeError(f"LLM answer filter ({model}) failed: {type(e).__name__}: {e}; rerun to retry, "
+                what = "LLM answer filter" if t.filter == "llm" else "rewrite answer filter"
+                raise RuntimeError(f"{what} ({model}) failed: {type(e).__name__}: {e}; rerun to retry, "
                                    "or set truncate.on_filter_error=rule to use the rule filter instead") from e
             removed = (remove_answer_statements(row["cot"].strip(), answer), "rule(filter error)")
         self._store(flow, self.variants(row, self._ds, t, removed))
+
+    async def _filter_call(self, flow, model: str, cot: str, answer: str | None) -> tuple[str, str]:
+        """(without-answer CoT, filter used) from the filter model: ``llm`` marks sentences, ``rewrite`` rewrites."""
+        mcfg = flow.ctx.cfg.model(model)
+        if flow.ctx.cfg.truncate.filter == "rewrite":  # [issue10 hook] one generate item per CoT
+            from pipeline.text.rewrite_filter import rewrite_one
+
+            async def generate(req: dict) -> dict:
+                return await flow.call(self.name, model, "generate", req)
+
+            return await rewrite_one(generate, mcfg, cot)
+        from pipeline.text.llm_filter import filter_one
+
+        if model not in self._template:  # rendered once per model; concurrent CoTs share the one call
+            self._template[model] = asyncio.ensure_future(flow.call(self.name, model, "chat_template_marker"))
+        template = await self._template[model]
+
+        async def complete(req: dict) -> dict:
+            return await flow.call(self.name, model, "complete", req)
+
+        res = await filter_one(complete, mcfg, template, cot, answer)
+        return res.cot, res.filter
 
     # --------------------------------------------------------------- variants
     @staticmethod
@@ -149,7 +166,9 @@ class TruncateStage:
         else:
             wo, used = removed[0].strip(), removed[1]
         out.append({**base, "variant": "without_answer", "cot": wo, "leak": leaks(wo, answer), "filter": used,
-                    "error": None if wo else "without_answer variant is empty: every sentence stated the answer"})
+                    "error": None if wo else ("without_answer variant is empty: the rewrite model returned no text"
+                                               if used == "rewrite" else  # [issue10 hook]
+                                               "without_answer variant is empty: every sentence stated the answer")})
         for f in t.prefix_fractions:
             pre = keep_prefix(cot, float(f)).strip()
             out.append({**base, "variant": f"prefix_{float(f):g}", "cot": pre, "leak": leaks(pre, answer)})

@@ -165,12 +165,12 @@ def test_reference_sweep_plan(conf_copy):
     assert sorted(run.model_names) == ["DAPO", "NRR", "OSS", "OpenT", "QwQ"]
     for node in ("h100x8", "h200x8"):
         p = plan(run, node)
-        assert p.n_problems == 1047
+        assert p.n_problems == 100  # the study's sample (dataset.options.sample=genex)
         t = p.totals()
-        assert t["generate"]["requests"] == 5 * 3 * 1047
+        assert t["generate"]["requests"] == 5 * 3 * 100
         # per target and variant: every source's Default CoT and the ensemble's CoT; plus, without
         # its answer, the target's own Sampled CoT (stages.transfer.transfer_method)
-        assert t["transfer"]["requests"] == 5 * 2 * (5 + 1) * 1047 + 5 * 1047
+        assert t["transfer"]["requests"] == 5 * 2 * (5 + 1) * 100 + 5 * 100
         assert len(p.schedule.waves) == 1 and p.schedule.total_loads == 5
         assert p.baselines["sequential_single"].loads == 5 + 4 + 3
         assert p.speedup("sequential_single") > 5 and p.speedup("sequential_batched") > 1
