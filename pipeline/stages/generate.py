@@ -50,7 +50,7 @@ class GenerateStage:
         m = ctx.cfg.model(model)
         for method in g.methods:
             for s in range(g.num_samples if method == "sampled" else 1):
-                for p in ctx.problems.to_pylist():
+                for p in ctx.problem_rows():
                     if method == "sampled":
                         samp = Sampling.from_config(m.sampled, request_seed(m.sampled.seed, p["problem_id"], s))
                     else:
