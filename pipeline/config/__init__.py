@@ -5,7 +5,7 @@ hashing of exactly the result-changing fields (:mod:`.hashing`).
 below are the package's public surface.
 """
 
-from pipeline.config.hashing import hash_fields, to_plain
+from pipeline.config.hashing import engine_key, hash_fields, model_key, problems_key, to_plain
 from pipeline.config.load import (
                                      _build,
                                      compose,
@@ -31,4 +31,4 @@ from pipeline.config.schemas import (
 
 __all__ = ["ConfigError", "DatasetConfig", "EnsembleConfig", "GenerateConfig", "ModelConfig", "RayConfig", "RunConfig",
            "SamplingConfig", "ScoreConfig", "TinyModelSpec", "TransferConfig", "TruncateConfig", "_build", "compose",
-           "conf_dir", "hash_fields", "nohash", "register_configs", "to_plain", "to_run_config"]
+           "conf_dir", "engine_key", "hash_fields", "model_key", "problems_key", "nohash", "register_configs", "to_plain", "to_run_config"]
