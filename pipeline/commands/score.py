@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ HELP = "judge <run_dir>/answers.arrow, write <run_dir>/scored.arrow and <run_dir
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, help="run directory holding answers.arrow")
     parser.add_argument(
-        "--judge", choices=("ours", "stored"), default="ours",
+        "--judge", default="ours",
         help="ours: the dataset plug-in's checker; stored: the judgment that came with imported data",
     )
     parser.add_argument(
@@ -25,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipeline.config.checks import choose, choose_each, number
+    from pipeline.config.schemas import JUDGES
+    from pipeline.errors import UserError
     from pipeline.scoring.consistency import METRICS
     from pipeline.scoring.judge import score_answers
     from pipeline.scoring.tables import write_tables
@@ -32,19 +34,16 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     src = Path(args.run_dir) / "answers.arrow"
-    if not src.is_file():
-        print(f"score: {src} not found; run `crosscot import-genex` or the pipeline first", file=sys.stderr)
-        return 2
     metrics = tuple(args.metric or ("paper", "strict"))
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown:
-        print(f"score: unknown metric(s) {unknown}; known: {METRICS.names()}", file=sys.stderr)
-        return 2
+    choose_each("--metric", list(metrics), METRICS.names(), "consistency metric")
+    choose("--judge", args.judge, JUDGES, "judge")
+    number("--n-boot", args.n_boot, 0, integer=True)
+    if not src.is_file():
+        raise UserError(f"score: {src} not found; run `crosscot import-genex` or the pipeline first")
     try:
         scored = score_answers(read_table(src), judge=args.judge)
-    except ValueError as e:
-        print(f"score: {e}", file=sys.stderr)
-        return 2
+    except ValueError as e:  # unreadable answers or a judge that cannot score them: the user's input
+        raise UserError(f"score: {e}") from e
     meta = provenance("score", {"judge": args.judge, "metrics": list(metrics), "n_boot": args.n_boot, "seed": args.seed},
                       {"answers": str(src)})
     write_table(Path(args.run_dir) / "scored.arrow", scored, meta)  # atomic

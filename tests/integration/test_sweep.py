@@ -1,6 +1,7 @@
 """`make sweep`: a Hydra multirun over the tiny demo (conf/experiment/sweep_cpu.yaml) with the REAL
 CPU engine: jobs share one store (a later job recomputes nothing an earlier one made), a failing
-job is recorded in failures.jsonl while the others finish, and rerunning resumes from the store."""
+job is recorded in failures.jsonl while the others finish, the sweep then exits 1 with a failure summary,
+and rerunning resumes from the store."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def multirun(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+def multirun(sweep_dir: Path, *overrides: str, rc: int = 0) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "pipeline", "run", "-m", "experiment=sweep_cpu", f"hydra.sweep.dir={sweep_dir}",
            f"store_dir={sweep_dir / 'store'}", f"run_dir={sweep_dir}/${{hydra:job.num}}",
            "dataset.size=3", "generate.thought_budget=24", "generate.answer_budget=8", "transfer.answer_budget=8",
@@ -23,7 +24,7 @@ def multirun(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("CROSSCOT_FAULT_DELAY_S", None)
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.returncode == rc, r.stderr[-3000:]
     return r
 
 
@@ -46,13 +47,17 @@ def test_sweep_shares_store_records_failures_and_resumes(tmp_path):
     assert set(tel1["stage_models"]["transfer"]) == {"tiny-think"}
     mtime = Path(gen1[0]).stat().st_mtime
 
-    # A failing job (invalid dataset.limit) is recorded; the other job still finishes (from the store).
-    multirun(sweep, "model_set=a", "dataset.seed=0", "dataset.limit=0,null")
+    # A job that fails while running (a malformed data file) is recorded; the other job still finishes;
+    # the sweep exits 1 and names the failed job.  (A bad *config* in any job stops the sweep before it
+    # starts, with exit 2: see tests/unit/config/test_validation.py.)
+    good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
+    good.write_text('{"question": "What is 2 + 3?", "answer": "5"}\n')
+    bad.write_text('{"question": "What is 2 + 3?", "answer": "5"}\n{"question": 7\n')
+    r = multirun(sweep, "model_set=a", "dataset=jsonl", f"dataset.path={bad},{good}", rc=1)
     fails = [json.loads(x) for x in (sweep / "failures.jsonl").read_text().splitlines()]
-    assert [f["job"] for f in fails] == [0] and "dataset.limit=0" in fails[0]["error"]
+    assert [f["job"] for f in fails] == [0] and "bad.jsonl" in fails[0]["error"]
+    assert "sweep finished with 1 of 2 job(s) failed" in r.stderr and "job 0 [" in r.stderr
     assert (sweep / "1" / "report.md").exists()
-    tel = json.loads((sweep / "1" / "telemetry.json").read_text())
-    assert not tel.get("engines"), "everything came from the shared store: no engine was started"
 
     # Rerunning the first sweep resumes: nothing is recomputed, same tables.
     before = (j0 / "tables" / "accuracy.csv").read_text()

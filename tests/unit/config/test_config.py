@@ -62,7 +62,7 @@ def test_unknown_thinking_format_names_field_and_choices():
 
 
 def test_unknown_dataset_suggests():
-    with pytest.raises(ConfigError, match="dataset.name='toy_arit' is unknown"):
+    with pytest.raises(ConfigError, match="dataset.name='toy_arit': unknown dataset \(did you mean 'toy_arith'\?\)"):
         compose(["experiment=demo_tiny", "dataset.name=toy_arit"])
 
 
@@ -72,7 +72,7 @@ def test_greedy_must_be_greedy():
 
 
 def test_unknown_model_in_transfer_targets():
-    with pytest.raises(ConfigError, match="transfer.targets names 'ghost'"):
+    with pytest.raises(ConfigError, match="transfer.targets has 'ghost': unknown model"):
         compose(["experiment=demo_tiny", "transfer.targets=[ghost]"])
 
 
