@@ -99,10 +99,15 @@ def _location_key(location: str) -> dict:
         if snap is not None:
             return {"files": weights_fingerprint(snap)}
         # Not on this machine (resolved on the GPU nodes' hub cache): the id is all we know.
-        log.warning("model %s is not in the local hub cache: keyed by its hub id only", location)
+        _warn_once(f"model {location} is not in the local hub cache: keyed by its hub id only")
         return {"hub": location}
     # Checked up front for real runs (pipeline.config.validate.check_weights); the fake engine needs none.
     return {"absent": True}
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(msg: str) -> None:
+    log.warning(msg)
 
 
 def _hub_snapshot(hub_id: str) -> Path | None:

@@ -143,7 +143,7 @@ def estimate_work(run: "RunConfig", n: int, params: Optional[PlanParams] = None)
 
     sources = list(run.transfer.sources or names)
     if "truncate" in stages and run.truncate.filter == "llm" and run.truncate.filter_model:
-        r = n * len(sources) * cots_per_source
+        r = n * len(names) * cots_per_source  # the filter reads every model's CoTs (stages/truncate.py)
         rows.append(StageWork("truncate", run.truncate.filter_model, "llm filter", r,
                               r * (T + p.filter_prompt_tokens), r * T * p.without_answer_share))
 
@@ -153,7 +153,13 @@ def estimate_work(run: "RunConfig", n: int, params: Optional[PlanParams] = None)
         for target in (t.targets or names):
             cache = run.model(target).enable_prefix_caching
             for v in t.variants:
-                r = n * len(sources) * cots_per_source
+                # As stages/transfer.py builds them: every source's Default CoT goes to every target;
+                # a model's own Sampled CoTs go to itself only, and only in the truncated variants.
+                r = n * len(sources) * (1 if "default" in g.methods else 0)
+                if "sampled" in g.methods and v != "full":
+                    r += n * k
+                if not r:
+                    continue
                 cot = T * _variant_share(v, p)
                 # With prefix caching the problem prompt is prefilled once per (problem, target).
                 pre = r * cot + (n * P / len(t.variants) if cache else r * P)

@@ -79,13 +79,15 @@ def test_token_counts_by_hand(conf_copy):
     assert (d.requests, d.prefill_tokens, d.decode_tokens) == (10, 400, 550)
     s = g[("tiny-think", "sampled x2")]
     assert (s.requests, s.prefill_tokens, s.decode_tokens) == (20, 400, 1100)  # prompt shared via prefix cache
-    # transfer: 3 sources x (1 default + 2 sampled) CoTs x 10 problems = 90 requests per target and variant
+    # transfer (as stages/transfer.py submits, see test_plan_counts_what_the_stages_submit): 3 sources'
+    # Default CoTs x 10 problems to every target = 30 per variant; the target's own 2 Sampled CoTs x 10
+    # problems only in without_answer: +20
     t = {(w.model, w.detail): w for w in work if w.stage == "transfer"}
     full, wa = t[("tiny-harmony", "full")], t[("tiny-harmony", "without_answer")]
-    assert full.requests == wa.requests == 90
-    assert full.prefill_tokens == pytest.approx(90 * 50 + 10 * 40 / 2)  # prompt once per (problem, target)
-    assert wa.prefill_tokens == pytest.approx(90 * 45 + 10 * 40 / 2)
-    assert full.decode_tokens == 90 * 10
+    assert (full.requests, wa.requests) == (30, 50)
+    assert full.prefill_tokens == pytest.approx(30 * 50 + 10 * 40 / 2)  # prompt once per (problem, target)
+    assert wa.prefill_tokens == pytest.approx(50 * 45 + 10 * 40 / 2)
+    assert (full.decode_tokens, wa.decode_tokens) == (30 * 10, 50 * 10)
     assert len([w for w in work if w.stage == "transfer"]) == 3 * 2
     assert not [w for w in work if w.stage == "ensemble"]
 
@@ -95,14 +97,14 @@ def test_makespan_and_baselines_by_hand(conf_copy):
     p = plan(run, flat_node(), params=PARAMS)
     assert p.n_problems == 10 and len(p.schedule.waves) == 1
     gen = (400 + 400 + 400) / 1000 + (50 + 550 + 1100) / 100  # 18.2 s per model
-    xfer = (4700 + 4250) / 1000 + 1800 / 100  # 26.95 s per target
+    xfer = (1700 + 2450) / 1000 + 800 / 100  # 12.15 s per target
     assert p.makespan_s == pytest.approx(10 + gen + xfer)
     seq_b = p.baselines["sequential_batched"]
     # 3 generate loads + 2 transfer loads (the last generator stays loaded) = 5 x 10 s
     assert seq_b.loads == 5
     assert seq_b.makespan_s == pytest.approx(50 + 3 * (gen + xfer))
     gen1 = 1.2 + 1700 / 10
-    xfer1 = 8.95 + 1800 / 10
+    xfer1 = 4.15 + 800 / 10
     assert p.baselines["sequential_single"].makespan_s == pytest.approx(50 + 3 * (gen1 + xfer1))
     assert p.speedup("sequential_single") > p.speedup("sequential_batched") > 1
     # with 2 CPUs only two 1-CPU engines fit: 3 waves and 4 loads, and a longer makespan
@@ -159,15 +161,17 @@ def test_telemetry_overrides_node_table(conf_copy, tmp_path):
         load_telemetry(str(bad))
 
 
-def test_reference_sweep_plan(conf_copy):
+def test_reference_sweep_plan(conf_copy, tmp_path):
     run = compose_run(["experiment=reference"], conf_copy)
     assert sorted(run.model_names) == ["DAPO", "NRR", "OSS", "OpenT", "QwQ"]
+    stage_counts = _stage_requests(run, 1047, tmp_path)
     for node in ("h100x8", "h200x8"):
         p = plan(run, node)
         assert p.n_problems == 1047
         t = p.totals()
-        assert t["generate"]["requests"] == 5 * 3 * 1047
-        assert t["transfer"]["requests"] == 5 * 2 * 2 * 5 * 1047  # sources x CoTs x variants x targets
+        assert t["generate"]["requests"] == stage_counts["generate"] == 5 * 3 * 1047
+        # what the transfer stage itself builds for this config (not the planner's own formula)
+        assert t["transfer"]["requests"] == stage_counts["transfer"] == 5 * (5 * 2 + 1) * 1047
         assert len(p.schedule.waves) == 1 and p.schedule.total_loads == 5
         assert p.baselines["sequential_single"].loads == 5 + 4 + 3
         assert p.speedup("sequential_single") > 5 and p.speedup("sequential_batched") > 1
@@ -254,3 +258,48 @@ def test_import_is_light():
             "assert not bad, bad")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def _stage_requests(run, n: int, tmp_path) -> dict[str, int]:
+    """What the generate and transfer stages themselves would submit for ``run`` on n problems: their
+    real ``jobs()`` over synthetic problems, with the truncate stage's real variants in between."""
+    import pyarrow as pa
+
+    from pipeline.datasets import get_dataset
+    from pipeline.schema import COTS, PROBLEMS, from_rows
+    from pipeline.stages.context import Context
+    from pipeline.stages.generate import GenerateStage
+    from pipeline.stages.transfer import TransferStage
+    from pipeline.stages.truncate import TruncateStage
+    from pipeline.store.artifacts import Store, write_table
+
+    store = Store(tmp_path / "store")
+    ctx = Context(cfg=run, store=store, run_dir=tmp_path, pool_factory=lambda: None)
+    ds = run.dataset.name
+    ctx._problems = pa.Table.from_pylist([{"dataset": ds, "problem_id": f"p{i}", "prompt": f"Question {i}?",
+                                           "gold": '{"answer": "5"}', "meta": None} for i in range(n)], PROBLEMS)
+    ctx.problems_path = write_table(store.root / "problems-x-0123456789abcdef.arrow", ctx._problems)
+    gen_items = [it for job in GenerateStage().jobs(ctx) for it in job.items]
+    plugin = get_dataset(ds)
+    cots = []
+    for it in gen_items:  # every generated row gets a CoT with a non-answer sentence and an answer
+        row = {**it["row"], "cot": "" if it["row"]["method"] == "empty" else
+               "We compute the score step by step. The total is 5. So the answer is 5.",
+               "answer_text": "The answer is 5."}
+        cots += TruncateStage.variants(row, plugin, run.truncate)
+    path = write_table(store.root / "truncate-cots-0123456789abcdef.arrow", from_rows(cots, COTS))
+    ctx.outputs["truncate"] = [path]
+    transfer_items = [it for job in TransferStage().jobs(ctx) for it in job.items]
+    return {"generate": len(gen_items), "transfer": len(transfer_items)}
+
+
+def test_plan_counts_what_the_stages_submit(conf_copy, tmp_path):
+    """The planner's request counts equal what the generate and transfer stages build for the same config."""
+    n = 7
+    for overrides in (["experiment=reference"], ["experiment=reference", "transfer.variants=[full]"],
+                      ["experiment=reference", "generate.num_samples=3", "transfer.targets=[QwQ,NRR]"]):
+        run = compose_run(overrides, conf_copy)
+        t = plan(run, "h100x8", n).totals()
+        got = _stage_requests(run, n, tmp_path / str(len(overrides)) / overrides[-1].replace("/", "_"))
+        assert t["generate"]["requests"] == got["generate"], overrides
+        assert t["transfer"]["requests"] == got["transfer"], overrides
