@@ -19,6 +19,7 @@ COMMANDS = {
     "plan": "plan",
     "models": "models",
     "bench": "bench",
+    "faults": "faults",
 }
 
 

@@ -30,7 +30,9 @@ _state: dict[str, Any] = {"jobs": 0, "failures": [], "error": None}
 _HYDRA_INFO_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--resolve", "--shell-completion")
 
 
-@hydra.main(config_path=None, config_name="config", version_base="1.3")
+# The conf/ folder as the *primary* search path: with config_path=None Hydra searches pkg://pipeline,
+# whose sub-packages (pipeline/stages/, ...) then shadow config keys ("stages=[generate]" failed).
+@hydra.main(config_path=conf_dir(), config_name="config", version_base="1.3")
 def _main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
@@ -128,13 +130,21 @@ def run_cli(argv: list[str]) -> int:
         preflight(argv)
     _state.update(jobs=0, failures=[], error=None)
     _install_signal_handlers()
-    sys.argv = [sys.argv[0], f"--config-dir={conf_dir()}", *argv]
+    sys.argv = [sys.argv[0], *argv]
+    # Hydra then raises its own errors instead of printing them and exiting 1: run_command reports
+    # them in one line (it decided about --debug / the user's HYDRA_FULL_ERROR before this).
+    user_full_error = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         _main()
     except SystemExit as e:
         if e.code:
             return int(e.code)
     finally:
+        if user_full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = user_full_error
         from pipeline.engine.session import shutdown_ray
 
         shutdown_ray()

@@ -15,8 +15,11 @@ from typing import Any, Optional, Protocol, runtime_checkable
 import pyarrow as pa
 
 
-class DatasetError(ValueError):
-    """A dataset file or row is malformed; the message names the file, row and field."""
+from pipeline.errors import UserError
+
+
+class DatasetError(UserError):
+    """A dataset file or row is malformed; the message names the file, row and field (a user error: exit 2)."""
 
 
 @runtime_checkable

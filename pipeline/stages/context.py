@@ -65,6 +65,7 @@ def load_problems(ctx: Context) -> tuple[pa.Table, Path]:
     a loader edit that leaves the rows alone reloads (cheap) and reuses every downstream artifact.
     """
     from pipeline.datasets import get_dataset
+    from pipeline.datasets.protocol import DatasetError
     from pipeline.schema import PROBLEMS, conform
     from pipeline.store.artifacts import content_hash, write_table
     from pipeline.store.atomic import write_text_atomic
@@ -78,12 +79,12 @@ def load_problems(ctx: Context) -> tuple[pa.Table, Path]:
             return read_table(path), path
     table = conform(get_dataset(ds_cfg.name).load(ds_cfg), PROBLEMS)
     if table.num_rows == 0:
-        raise ValueError(f"dataset {ds_cfg.name!r} loaded no problems (path={ds_cfg.path!r}, "
-                         f"limit={ds_cfg.limit}); check dataset.path")
+        raise DatasetError(f"dataset {ds_cfg.name!r} loaded no problems (path={ds_cfg.path!r}, "
+                           f"limit={ds_cfg.limit}); check dataset.path")
     ids = table.column("problem_id").to_pylist()
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
-        raise ValueError(f"dataset {ds_cfg.name!r} has duplicate problem_id values {dup}; ids must be unique")
+        raise DatasetError(f"dataset {ds_cfg.name!r} has duplicate problem_id values {dup}; ids must be unique")
     path = ctx.store.path("problems", ds_cfg.name, {"rows": content_hash(table.to_pylist(), 32)})
     if not path.exists():
         write_table(path, table, provenance("problems", key, {}, {"dataset": to_plain(ds_cfg)}))
