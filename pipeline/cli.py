@@ -24,31 +24,38 @@ COMMANDS = {
     # The study's other tables (issue 11).
     "import-genex-ii": "import_genex_ii",
     "ratings": "ratings",
+    "faults": "faults",
 }
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Dispatch to a command; every command's user errors go through :func:`pipeline.errors.run_command`."""
+    from pipeline.errors import run_command
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "run":
+    cmd_argv = [a for a in argv if a != "--debug"]  # --debug: tracebacks for user errors too
+    if cmd_argv and cmd_argv[0] == "run":
         from pipeline.hydra_app import run_cli
 
-        return run_cli(argv[1:])
+        return run_command(lambda: run_cli(cmd_argv[1:]), argv)
     parser = argparse.ArgumentParser(
         prog="crosscot",
         description="Cross-model consistency of reasoning models' chains of thought.",
-        epilog="crosscot run [overrides]  runs the pipeline (Hydra overrides, e.g. experiment=demo; -m for sweeps)",
+        epilog="crosscot run [overrides]  runs the pipeline (Hydra overrides, e.g. experiment=demo; -m for sweeps). "
+               "--debug (or HYDRA_FULL_ERROR=1) shows tracebacks for user errors.",
     )
+    parser.add_argument("--debug", action="store_true", help="show a traceback for user errors too")
     sub = parser.add_subparsers(dest="command", metavar="{run," + ",".join(COMMANDS) + "}")
     sub.add_parser("run", help="run the pipeline DAG with Hydra overrides")
-    if len(argv) >= 1 and argv[0] in COMMANDS:
-        mod = importlib.import_module(f"pipeline.commands.{COMMANDS[argv[0]]}")
-        p = sub.add_parser(argv[0], help=getattr(mod, "HELP", ""))
+    if len(cmd_argv) >= 1 and cmd_argv[0] in COMMANDS:
+        mod = importlib.import_module(f"pipeline.commands.{COMMANDS[cmd_argv[0]]}")
+        p = sub.add_parser(cmd_argv[0], help=getattr(mod, "HELP", ""))
         mod.add_arguments(p)
-        args = parser.parse_args(argv)
-        return int(mod.run(args) or 0)
+        args = parser.parse_args(cmd_argv)
+        return run_command(lambda: mod.run(args), argv)
     for name in COMMANDS:
         sub.add_parser(name, help=f"see 'crosscot {name} --help'")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(cmd_argv)
     parser.print_help()
     return 0 if args.command is None else 2
 

@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 import traceback
-from typing import Any
+from typing import Any, Optional
 
 import hydra
 from omegaconf import DictConfig
@@ -28,8 +28,14 @@ from pipeline.config import conf_dir, register_configs, to_run_config
 log = logging.getLogger("crosscot")
 register_configs()
 
+# Per-invocation state: Hydra's basic launcher runs the jobs of a sweep in this process, one by one.
+_state: dict[str, Any] = {"jobs": 0, "failures": [], "error": None}
+_HYDRA_INFO_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--resolve", "--shell-completion")
 
-@hydra.main(config_path=None, config_name="config", version_base="1.3")
+
+# The conf/ folder as the *primary* search path: with config_path=None Hydra searches pkg://pipeline,
+# whose sub-packages (pipeline/stages/, ...) then shadow config keys ("stages=[generate]" failed).
+@hydra.main(config_path=conf_dir(), config_name="config", version_base="1.3")
 def _main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
@@ -37,20 +43,29 @@ def _main(cfg: DictConfig) -> None:
 
     hc = HydraConfig.get()
     multirun = hc.mode.name == "MULTIRUN"
+    _state["jobs"] += 1
     try:
         run_cfg = to_run_config(cfg)
+        from pipeline.engine.session import begin
+
+        begin(run_cfg.run_dir)  # reap what a SIGKILLed earlier run of this folder left behind
         ctx = run(run_cfg)
         print(f"crosscot: run complete -> {run_cfg.run_dir}/report.md "
               f"({ctx.timings.get('generate', 0) + ctx.timings.get('transfer', 0):.1f}s in engine stages)")
     except Exception as e:  # noqa: BLE001
         if not multirun:
-            raise
+            # Hand it to pipeline.errors.run_command (Hydra would print its own traceback and exit 1).
+            _state["error"] = e
+            return
         sweep_dir = hc.sweep.dir
         os.makedirs(sweep_dir, exist_ok=True)
-        with open(os.path.join(sweep_dir, "failures.jsonl"), "a") as fh:
-            fh.write(json.dumps({"job": hc.job.num, "overrides": list(hc.overrides.task),
-                                 "error": f"{type(e).__name__}: {e}",
-                                 "traceback": traceback.format_exc()[-2000:]}) + "\n")
+        from pipeline.errors import one_line
+
+        rec = {"job": hc.job.num, "overrides": list(hc.overrides.task), "error": f"{type(e).__name__}: {one_line(e)}",
+               "traceback": traceback.format_exc()[-2000:]}
+        with open(os.path.join(sweep_dir, "failures.jsonl"), "a") as fh:  # append-only log, one line per failure
+            fh.write(json.dumps(rec) + "\n")
+        _state["failures"].append({**rec, "sweep_dir": sweep_dir})
         log.error("sweep job %s failed (recorded in %s/failures.jsonl): %s", hc.job.num, sweep_dir, e)
 
 
@@ -142,15 +157,106 @@ def run_sweep(overrides: list[str]) -> int:
         return 1
     print(f"crosscot: sweep complete: {len(jobs)} job(s), engines shared")
     return 0
+def job_overrides(argv: list[str]) -> list[list[str]]:
+    """The overrides of every job ``crosscot run [-m] argv`` will run (sweeps expanded)."""
+    overrides = [a for a in argv if not a.startswith("-")]
+    if not ("-m" in argv or "--multirun" in argv):
+        return [overrides]
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from pipeline.config.load import composition_error
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as e:  # noqa: BLE001 - an unparsable override: the one-line message names it
+        raise composition_error(e, overrides) from e
+    batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    return [job for batch in batches for job in batch]
+
+
+def preflight(argv: list[str]) -> int:
+    """Compose and validate every job's config and check its models' weights; returns the job count."""
+    from pipeline.config import compose
+    from pipeline.provision.models import check_source
+
+    jobs = job_overrides(argv)
+    for ov in jobs:
+        # ${hydra:...} interpolations only resolve inside a Hydra run: validate those jobs with a stand-in.
+        ov = [o.replace("${hydra:job.num}", "0") for o in ov if not o.startswith("hydra.")]
+        cfg = _compose_for_preflight(compose, ov)
+        if cfg is None:
+            continue
+        for key, m in cfg.models.items():
+            check_source(m, key)
+    return len(jobs)
+
+
+def _compose_for_preflight(compose, ov: list[str]) -> Optional[Any]:
+    from omegaconf.errors import InterpolationResolutionError
+
+    try:
+        return compose(ov)
+    except InterpolationResolutionError:
+        return None  # a ${hydra:...} value set in a config file: checked when the job composes
+
+
+def _install_signal_handlers() -> None:
+    """SIGTERM (and SIGHUP) become KeyboardInterrupt, so ``finally`` blocks stop the engines and Ray."""
+    import signal
+
+    def _raise(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise)
 
 
 def run_cli(argv: list[str]) -> int:
+    """``crosscot run``: preflight, then Hydra; raises user errors for :func:`pipeline.errors.run_command`."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if "-m" in argv or "--multirun" in argv:
-        return run_sweep([a for a in argv if a not in ("-m", "--multirun")])
-    sys.argv = [sys.argv[0], f"--config-dir={conf_dir()}", *argv]
+    argv = [a for a in argv if a != "--debug"]
+    info_only = any(a.split("=", 1)[0] in _HYDRA_INFO_FLAGS for a in argv)
+    if not info_only:
+        preflight(argv)
+    _install_signal_handlers()
+    if ("-m" in argv or "--multirun" in argv) and not info_only:
+        try:
+            return run_sweep([a for a in argv if a not in ("-m", "--multirun")])
+        finally:
+            from pipeline.engine.session import shutdown_ray
+
+            shutdown_ray()
+    _state.update(jobs=0, failures=[], error=None)
+    sys.argv = [sys.argv[0], *argv]
+    # Hydra then raises its own errors instead of printing them and exiting 1: run_command reports
+    # them in one line (it decided about --debug / the user's HYDRA_FULL_ERROR before this).
+    user_full_error = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         _main()
     except SystemExit as e:
-        return int(e.code or 0)
-    return 0
+        if e.code:
+            return int(e.code)
+    finally:
+        if user_full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = user_full_error
+        from pipeline.engine.session import shutdown_ray
+
+        shutdown_ray()
+    if _state["error"] is not None:
+        raise _state["error"]
+    return _sweep_summary()
+
+
+def _sweep_summary() -> int:
+    fails = _state["failures"]
+    if not fails:
+        return 0
+    print(f"crosscot: error: sweep finished with {len(fails)} of {_state['jobs']} job(s) failed "
+          f"(details in {fails[0]['sweep_dir']}/failures.jsonl):", file=sys.stderr)
+    for f in fails:
+        print(f"  job {f['job']} [{' '.join(f['overrides'])}]: {f['error']}", file=sys.stderr)
+    return 1

@@ -18,11 +18,23 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
+def require_shared(path: Path) -> Path:
+    """``path`` (inside ../shared/data) or a test FAILURE: data tests never skip silently in CI."""
+    if not Path(path).exists():
+        pytest.fail(f"shared data {path} is absent: mount ../shared/data (data tests fail, they do not skip)",
+                    pytrace=False)
+    return Path(path)
+
+
+def pytest_runtest_setup(item):
+    # @pytest.mark.shared_data(path): the test reads that path; missing -> fail, not skip.
+    for m in item.iter_markers("shared_data"):
+        require_shared(Path(m.args[0]) if m.args else SHARED_DATA)
+
+
 @pytest.fixture
 def shared_data() -> Path:
-    if not SHARED_DATA.exists():
-        pytest.skip(f"shared data folder {SHARED_DATA} is absent")
-    return SHARED_DATA
+    return require_shared(SHARED_DATA)
 
 
 @pytest.fixture

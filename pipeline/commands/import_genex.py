@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -25,11 +24,12 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.store.artifacts import read_table
 
     t0 = time.perf_counter()
+    from pipeline.errors import UserError
+
     try:
         dest = import_genex(args.src_dir, args.out, args.benchmark_csv)
     except (GenexImportError, MedCalcLoadError, FileNotFoundError) as e:
-        print(f"import-genex: {e}", file=sys.stderr)
-        return 2
+        raise UserError(f"import-genex: {e}") from e
     n = read_table(dest).num_rows
     skips = (Path(args.out) / "import_skips.csv").read_text().count("\n") - 1
     print(f"wrote {dest} ({n} rows) in {time.perf_counter() - t0:.1f} s; {skips} record(s) in {Path(args.out) / 'import_skips.csv'}")

@@ -44,37 +44,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hydra.errors import HydraException
-
-    from pipeline.config import ConfigError, compose
-    from pipeline.planning.cluster import PlacementError
+    from pipeline.config import compose
     from pipeline.planning.plan import PlanParams, as_dict, format_plan, plan
     from pipeline.planning.tails import SHARD, TailOptions
     from pipeline.planning.throughput import PlanError
 
-    try:
-        cfg = compose(list(getattr(args, "overrides", None) or []))
-        params = PlanParams()
-        if getattr(args, "thought_fill", None) is not None:
-            if not (0 < args.thought_fill <= 1):
-                raise PlanError(f"--thought-fill {args.thought_fill}: must be in (0, 1]")
-            params.thought_fill = args.thought_fill
-        opt = TailOptions(shard=getattr(args, "shard", None) or SHARD)
-        if opt.shard < 1:
-            raise PlanError(f"--shard {opt.shard}: must be >= 1")
-        if getattr(args, "lengths", None):
-            from pipeline.planning.lengths import measured_lengths
+    # Errors (ConfigError, PlanError, PlacementError) go to pipeline.errors.run_command: one line, exit 2.
+    cfg = compose(list(getattr(args, "overrides", None) or []))
+    params = PlanParams()
+    if getattr(args, "thought_fill", None) is not None:
+        if not (0 < args.thought_fill <= 1):
+            raise PlanError(f"--thought-fill {args.thought_fill}: must be in (0, 1]")
+        params.thought_fill = args.thought_fill
+    opt = TailOptions(shard=getattr(args, "shard", None) or SHARD)
+    if opt.shard < 1:
+        raise PlanError(f"--shard {opt.shard}: must be >= 1")
+    if getattr(args, "lengths", None):
+        from pipeline.planning.lengths import measured_lengths
 
-            try:
-                opt.measured = measured_lengths(args.lengths)
-            except FileNotFoundError as e:
-                raise PlanError(str(e)) from e
-        p = plan(cfg, getattr(args, "node", "h100x8") or "h100x8", getattr(args, "problems", None),
-                 getattr(args, "throughput", None), params=params, tails=opt,
-                 share_gpus={"yes": True, "no": False}.get(str(getattr(args, "share_gpus", "auto")), "auto"))
-    except (ConfigError, PlanError, PlacementError, HydraException) as e:
-        print(f"crosscot plan: error: {e}", file=sys.stderr)
-        return 2
+        try:
+            opt.measured = measured_lengths(args.lengths)
+        except FileNotFoundError as e:
+            raise PlanError(str(e)) from e
+    p = plan(cfg, getattr(args, "node", "h100x8") or "h100x8", getattr(args, "problems", None),
+             getattr(args, "throughput", None), params=params, tails=opt,
+             share_gpus={"yes": True, "no": False}.get(str(getattr(args, "share_gpus", "auto")), "auto"))
     print(format_plan(p))
     if getattr(args, "json", None):
         with open(args.json, "w") as f:
@@ -83,10 +77,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (`python -m pipeline.commands.plan ...`) until the lead's dispatcher exists."""
-    ap = argparse.ArgumentParser(prog="crosscot plan", description=HELP)
-    add_arguments(ap)
-    return run(ap.parse_args(argv))
+    """Standalone entry (`python -m pipeline.commands.plan ...`): the same as `crosscot plan ...`."""
+    from pipeline.cli import main as cli_main
+
+    return cli_main(["plan", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

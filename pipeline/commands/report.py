@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -18,10 +17,11 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.report import render
 
     t0 = time.perf_counter()
+    from pipeline.errors import UserError
+
     try:
         out = render(Path(args.run_dir))
     except FileNotFoundError as e:
-        print(f"report: {e}", file=sys.stderr)
-        return 2
+        raise UserError(f"report: {e}") from e
     print(f"wrote {out} and {Path(args.run_dir) / 'report.md'} in {time.perf_counter() - t0:.1f} s")
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ HELP = "judge <run_dir>/answers.arrow, write <run_dir>/scored.arrow and <run_dir
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, help="run directory holding answers.arrow")
     parser.add_argument(
-        "--judge", choices=("ours", "stored"), default="ours",
+        "--judge", default="ours",
         help="ours: the dataset plug-in's checker; stored: the judgment that came with imported data",
     )
     parser.add_argument(
@@ -35,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipeline.config.checks import choose, choose_each, number
+    from pipeline.config.schemas import JUDGES
+    from pipeline.errors import UserError
     from pipeline.scoring.consistency import METRICS
     from pipeline.scoring.judge import score_answers
     from pipeline.scoring.tables import write_tables
@@ -42,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     src = Path(args.run_dir) / "answers.arrow"
+    metrics = tuple(args.metric or ("paper", "strict"))
+    choose_each("--metric", list(metrics), METRICS.names(), "consistency metric")
+    choose("--judge", args.judge, JUDGES, "judge")
+    number("--n-boot", args.n_boot, 0, integer=True)
     # --- issue 11: an Instruction Induction import is scored from its stored BERTScores.
     from pipeline.commands.score_studies import is_ii_run, score_ii
 
@@ -54,23 +60,15 @@ def run(args: argparse.Namespace) -> int:
         try:
             pairs = parse_pairs(args.post_training_pairs)
         except PostTrainingError as e:
-            print(f"crosscot: error: {e}", file=sys.stderr)
-            return 2
+            raise UserError(str(e)) from e
     # --- end issue 11
     if not src.is_file():
-        print(f"score: {src} not found; run `crosscot import-genex` or the pipeline first", file=sys.stderr)
-        return 2
-    metrics = tuple(args.metric or ("paper", "strict"))
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown:
-        print(f"score: unknown metric(s) {unknown}; known: {METRICS.names()}", file=sys.stderr)
-        return 2
+        raise UserError(f"score: {src} not found; run `crosscot import-genex` or the pipeline first")
     checker = args.checker or run_checker(Path(args.run_dir))
     try:
         scored = score_answers(read_table(src), judge=args.judge, checker=checker)
-    except ValueError as e:
-        print(f"crosscot: error: {e}", file=sys.stderr)
-        return 2
+    except ValueError as e:  # unreadable answers or a judge that cannot score them: the user's input
+        raise UserError(f"score: {e}") from e
     # --- issue 11: post-training tables (checked before anything is written).
     post = None
     if pairs is not None:

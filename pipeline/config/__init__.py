@@ -5,7 +5,7 @@ hashing of exactly the result-changing fields (:mod:`.hashing`).
 below are the package's public surface.
 """
 
-from pipeline.config.hashing import hash_fields, to_plain
+from pipeline.config.hashing import engine_key, hash_fields, model_key, problems_key, to_plain
 from pipeline.config.load import (
                                      _build,
                                      compose,
@@ -33,6 +33,7 @@ from pipeline.config.schemas import (
                                      nohash,
 )
 
-__all__ = ["ConfigError", "DatasetConfig", "EnsembleConfig", "GenerateConfig", "ModelConfig", "ModelProtocol", "ProtocolConfig", "RayConfig", "RunConfig",
-           "SamplingConfig", "ScoreConfig", "StreamConfig", "TinyModelSpec", "TransferConfig", "TruncateConfig", "_build", "apply_protocol", "compose",
-           "conf_dir", "hash_fields", "nohash", "register_configs", "to_plain", "to_run_config"]
+__all__ = ["ConfigError", "DatasetConfig", "EnsembleConfig", "GenerateConfig", "ModelConfig", "ModelProtocol",
+           "ProtocolConfig", "RayConfig", "RunConfig", "SamplingConfig", "ScoreConfig", "StreamConfig", "TinyModelSpec",
+           "TransferConfig", "TruncateConfig", "_build", "apply_protocol", "compose", "conf_dir", "engine_key",
+           "hash_fields", "model_key", "problems_key", "nohash", "register_configs", "to_plain", "to_run_config"]

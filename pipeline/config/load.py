@@ -11,6 +11,7 @@ from typing import Any, Optional
 from omegaconf import MISSING
 
 from pipeline.config.schemas import ConfigError, DatasetConfig, ModelConfig, RunConfig, apply_protocol
+from pipeline.errors import did_you_mean
 
 
 def register_configs() -> None:
@@ -40,9 +41,90 @@ def compose(overrides: list[str] | None = None, config_name: str = "config") -> 
     register_configs()
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
-        cfg = hcompose(config_name=config_name, overrides=list(overrides or []))
+    from hydra.errors import HydraException
+
+    overrides = list(overrides or [])
+    try:
+        with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+            cfg = hcompose(config_name=config_name, overrides=overrides)
+    except HydraException as e:
+        raise composition_error(e, overrides) from e
     return to_run_config(cfg)
+
+
+def config_names(group: str) -> list[str]:
+    """The configs of a ``conf/`` group (``model``, ``dataset``, ...), schema nodes left out."""
+    import os
+
+    folder = os.path.join(conf_dir(), group)
+    return sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml")) if os.path.isdir(folder) else []
+
+
+def composition_error(e: Exception, overrides: list[str]) -> ConfigError:
+    """A Hydra composition error as one line naming the bad override, the allowed values and the fix."""
+    import re
+
+    from hydra.errors import MissingConfigException, OverrideParseException
+
+    from pipeline.errors import did_you_mean
+
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(e, MissingConfigException) and e.missing_cfg_file and "/" in e.missing_cfg_file:
+        group, name = e.missing_cfg_file.rsplit("/", 1)
+        opts = [o for o in (e.options or config_names(group)) if not o.endswith("_schema")]
+        said = next((o for o in overrides if o.lstrip("+~").split("=", 1)[0].split("@", 1)[0] == group
+                     and o.endswith(f"={name}")), f"{group}={name}")
+        return ConfigError(f"{said}: no such {group} config{did_you_mean(name, opts)}; choose one of {opts}")
+    if isinstance(e, OverrideParseException):
+        bad = _unparsable(overrides) or "an override"
+        return ConfigError(f"{bad}: cannot parse this override ({first}); write key=value, lists as key=[a,b]")
+    m = re.match(r"Could not override '([^']+)'", first)
+    if m:
+        key = m.group(1)
+        value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == key), "?")
+        if key.startswith(("models.", "model@models.")):
+            slot = key.split("models.", 1)[1]
+            models = config_names("model")
+            if value in models:
+                return ConfigError(f"{key}={value}: a model is chosen by config group; "
+                                   f"write +model@models.{slot}={value} to add it (model@models.{slot}=... replaces one)")
+            return ConfigError(f"{key}={value}: no such model config{did_you_mean(value, models)}; "
+                               f"choose one of {models} as model@models.{slot}=<name>")
+        return ConfigError(f"{key}={value}: no such setting{did_you_mean(key, _known_keys(key))}; "
+                           "the fields are documented in pipeline/config/schemas.py (+key=value adds a key to an open mapping)")
+    if "Error merging override" in first:
+        cause = e.__cause__ or e.__context__
+        detail = " ".join(str(cause).splitlines()[0].split()) if cause else ""
+        return ConfigError(f"{first.replace('Error merging override ', '')}: wrong type ({detail}); "
+                           "give a value of the field's type (see pipeline/config/schemas.py)")
+    return ConfigError(f"{first}; check the overrides {overrides}")
+
+
+def _unparsable(overrides: list[str]) -> Optional[str]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for o in overrides:
+        try:
+            parser.parse_override(o)
+        except Exception:  # noqa: BLE001 - any parse failure names this override
+            return o
+    return None
+
+
+def _known_keys(key: str) -> list[str]:
+    """Dotted field names next to ``key`` in the RunConfig schema (for did-you-mean)."""
+    cls: Any = RunConfig
+    parts = key.split(".")
+    prefix = []
+    for p in parts[:-1]:
+        sub = _dataclass_type(cls, p) if dataclasses.is_dataclass(cls) else None
+        if sub is None:
+            break
+        cls, prefix = sub, prefix + [p]
+    if not dataclasses.is_dataclass(cls):
+        return []
+    return [".".join(prefix + [f.name]) for f in dataclasses.fields(cls)]
 
 
 def to_run_config(cfg: Any) -> RunConfig:
@@ -66,8 +148,10 @@ def _build(cls: type, data: Any, where: str) -> Any:
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(known)
     if unknown:
+        first = sorted(unknown)[0]
         raise ConfigError(
-            f"{where or 'config'} has unknown field(s) {sorted(unknown)}; allowed: {sorted(known)}"
+            f"{where or 'config'} has unknown field(s) {sorted(unknown)}{did_you_mean(first, known)}; "
+            f"allowed: {sorted(known)}"
         )
     kwargs: dict[str, Any] = {}
     for name, f in known.items():
@@ -79,6 +163,14 @@ def _build(cls: type, data: Any, where: str) -> Any:
             raise ConfigError(f"{sub} is required but missing: set it in the YAML or as {sub}=...")
         typ = _dataclass_type(cls, name)
         if name == "models" and cls is RunConfig:
+            for k, mv in (v or {}).items():
+                if not isinstance(mv, dict):
+                    models = config_names("model")
+                    if mv in models:
+                        raise ConfigError(f"models.{k}={mv}: a model is chosen by config group; "
+                                          f"write model@models.{k}={mv} (+model@models.{k}={mv} to add one)")
+                    raise ConfigError(f"models.{k}={mv}: no such model config{did_you_mean(mv, models)}; "
+                                      f"choose one of {models} as model@models.{k}=<name>")
             v = {k: _build(ModelConfig, mv, f"models.{k}") for k, mv in (v or {}).items()}
         elif typ is not None:
             v = _build(typ, v, sub)

@@ -16,8 +16,13 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
+from pipeline.config.checks import choose, choose_each, number
+from pipeline.errors import UserError
 
-class ConfigError(ValueError):
+DTYPES = ("auto", "bfloat16", "float16", "float32", "half", "float")
+
+
+class ConfigError(UserError):
     """A configuration value is wrong; the message names it and the fix."""
 
 
@@ -40,12 +45,12 @@ class SamplingConfig:
     seed: int = 0  # per-request seeds derive from this, the problem and the sample index
 
     def validate(self, where: str) -> None:
-        if self.temperature < 0:
-            raise ConfigError(f"{where}.temperature={self.temperature}: must be >= 0 (0 = greedy)")
-        if not (0 < self.top_p <= 1):
-            raise ConfigError(f"{where}.top_p={self.top_p}: must be in (0, 1]; use 1.0 to disable")
-        if self.top_k < -1:
-            raise ConfigError(f"{where}.top_k={self.top_k}: must be -1/0 (off) or a positive int")
+        number(f"{where}.temperature", self.temperature, 0, hint="0 = greedy")
+        number(f"{where}.top_p", self.top_p, 0, 1, lo_open=True, hint="use 1.0 to disable")
+        number(f"{where}.top_k", self.top_k, -1, integer=True, hint="-1/0 = off")
+        number(f"{where}.min_p", self.min_p, 0, 1, hint="0 disables")
+        number(f"{where}.repetition_penalty", self.repetition_penalty, 0, lo_open=True, hint="1 disables")
+        number(f"{where}.seed", self.seed, 0, integer=True)
 
 
 @dataclass
@@ -59,6 +64,15 @@ class TinyModelSpec:
     intermediate_size: int = 256
     vocab_size: int = 512  # BPE vocabulary trained on the spot
     seed: int = 0  # weight init seed; different seeds = different "models"
+
+    def validate(self, where: str) -> None:
+        choose(f"{where}.family", self.family, ("llama", "qwen2"), "tiny model family")
+        for f in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size"):
+            number(f"{where}.{f}", getattr(self, f), 1, integer=True)
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"{where}.hidden_size={self.hidden_size}: must be a multiple of "
+                              f"num_heads={self.num_heads}; change one of them")
+        number(f"{where}.seed", self.seed, 0, integer=True)
 
 
 @dataclass
@@ -122,19 +136,27 @@ class ModelConfig:
             )
         from pipeline.engine.formats import FORMATS
 
-        if self.thinking_format not in FORMATS:
-            raise ConfigError(
-                f"{where}.thinking_format={self.thinking_format!r} is unknown; "
-                f"choose one of {FORMATS.names()}"
-            )
-        if self.dtype not in ("auto", "bfloat16", "float16", "float32", "half", "float"):
-            raise ConfigError(f"{where}.dtype={self.dtype!r}: use auto, bfloat16, float16 or float32")
-        if self.max_model_len < 64:
-            raise ConfigError(f"{where}.max_model_len={self.max_model_len}: too small (>= 64)")
-        if self.replicas < 1:
-            raise ConfigError(f"{where}.replicas={self.replicas}: must be >= 1")
-        if self.tensor_parallel_size < 1:
-            raise ConfigError(f"{where}.tensor_parallel_size must be >= 1")
+        choose(f"{where}.thinking_format", self.thinking_format, FORMATS.names(), "thinking format")
+        choose(f"{where}.dtype", self.dtype, DTYPES, "dtype")
+        number(f"{where}.max_model_len", self.max_model_len, 64, integer=True)
+        number(f"{where}.tensor_parallel_size", self.tensor_parallel_size, 1, integer=True)
+        number(f"{where}.replicas", self.replicas, 1, integer=True, hint="data-parallel engines of this model")
+        number(f"{where}.gpu_memory_utilization", self.gpu_memory_utilization, 0, 1, lo_open=True)
+        number(f"{where}.kv_cache_gib", self.kv_cache_gib, 0, lo_open=True)
+        number(f"{where}.num_cpus", self.num_cpus, 0, lo_open=True)
+        number(f"{where}.memory_gib", self.memory_gib, 0, hint="0 = estimate")
+        number(f"{where}.params_b", self.params_b, 0, hint="0 = unknown")
+        number(f"{where}.max_num_seqs", self.max_num_seqs, 1, integer=True)
+        if self.block_size is not None:
+            number(f"{where}.block_size", self.block_size, 1, integer=True, hint="null = the engine's default")
+        if self.tiny is not None and self.gguf:
+            raise ConfigError(f"{where}: both tiny and gguf recipes are set; keep one (tiny=null or gguf=null)")
+        if self.tiny is not None:
+            self.tiny.validate(f"{where}.tiny")
+        if self.gguf:
+            from pipeline.provision.gguf import names as gguf_names
+
+            choose(f"{where}.gguf", self.gguf, gguf_names(), "GGUF provisioner")
         self.greedy.validate(f"{where}.greedy")
         self.sampled.validate(f"{where}.sampled")
         if self.greedy.temperature != 0:
@@ -157,12 +179,15 @@ class DatasetConfig:
     def validate(self) -> None:
         from pipeline.datasets import DATASETS
 
-        if self.name not in DATASETS:
-            raise ConfigError(
-                f"dataset.name={self.name!r} is unknown; choose one of {DATASETS.names()}"
-            )
-        if self.limit is not None and self.limit <= 0:
-            raise ConfigError(f"dataset.limit={self.limit}: must be positive or null")
+        choose("dataset.name", self.name, DATASETS.names(), "dataset")
+        if self.limit is not None:
+            number("dataset.limit", self.limit, 1, integer=True, hint="or null for all")
+        number("dataset.seed", self.seed, 0, integer=True)
+        number("dataset.size", self.size, 1, integer=True)
+        if not isinstance(self.options, dict):
+            raise ConfigError(f"dataset.options={self.options!r}: must be a mapping; write dataset.options.<key>=<value>")
+        if "on_bad_row" in self.options:
+            choose("dataset.options.on_bad_row", self.options["on_bad_row"], ("raise", "skip"))
 
 
 @dataclass
@@ -175,14 +200,10 @@ class GenerateConfig:
     answer_budget: int = 64  # max answer tokens after the CoT
 
     def validate(self) -> None:
-        bad = [m for m in self.methods if m not in ("empty", "default", "sampled")]
-        if bad:
-            raise ConfigError(
-                f"generate.methods has {bad}: allowed are empty, default, sampled "
-                "(transfer and ensemble are their own stages)"
-            )
-        if self.num_samples < 1 or self.thought_budget < 1 or self.answer_budget < 1:
-            raise ConfigError("generate.num_samples, thought_budget and answer_budget must be >= 1")
+        # (transfer and ensemble are their own stages, not generation methods)
+        choose_each("generate.methods", self.methods, ("empty", "default", "sampled"), "generation method")
+        for f in ("num_samples", "thought_budget", "answer_budget", "chunk_size"):
+            number(f"generate.{f}", getattr(self, f), 1, integer=True)
 
 
 @dataclass
@@ -198,13 +219,14 @@ class TruncateConfig:
     prefix_fractions: list = field(default_factory=list)  # e.g. [0.25, 0.5]: keep first share of sentences
 
     def validate(self) -> None:
-        if self.filter not in ("rule", "llm", "rewrite"):
-            raise ConfigError(f"truncate.filter={self.filter!r}: use 'rule', 'llm' or 'rewrite'")
-        if self.on_filter_error not in ("error", "rule"):
-            raise ConfigError(f"truncate.on_filter_error={self.on_filter_error!r}: use 'error' or 'rule'")
+        choose("truncate.filter", self.filter, ("rule", "llm", "rewrite"), "answer filter")
+        choose("truncate.on_filter_error", self.on_filter_error, ("error", "rule"), "on filter error")
         for f in self.prefix_fractions:
-            if not (0 < float(f) < 1):
-                raise ConfigError(f"truncate.prefix_fractions has {f}: each must be in (0, 1)")
+            number("truncate.prefix_fractions[]", f, 0, 1, lo_open=True, hi_open=True)
+
+    def variants(self) -> list[str]:
+        """The CoT variants this config makes (the names transfer.variants may pick from)."""
+        return ["full", "without_answer"] + [f"prefix_{float(f):g}" for f in self.prefix_fractions]
 
 
 @dataclass
@@ -215,6 +237,13 @@ class TransferConfig:
     sources: Optional[list] = None  # source model names; null = all models
     targets: Optional[list] = None  # target model names; null = all models
     answer_budget: int = 64  # max answer tokens after the transferred CoT
+
+    def validate(self, variants: list[str], models: list[str]) -> None:
+        choose_each("transfer.variants", self.variants, variants, "CoT variant (prefix_<f> needs truncate.prefix_fractions)")
+        choose_each("transfer.sources", self.sources, models, "model")
+        choose_each("transfer.targets", self.targets, models, "model")
+        number("transfer.answer_budget", self.answer_budget, 1, integer=True)
+        number("transfer.chunk_size", self.chunk_size, 1, integer=True)
 
 
 @dataclass
@@ -236,6 +265,17 @@ class EnsembleConfig:
     top_k: Optional[int] = None  # proposals' top-k (study: 50); null = the generator's sampled.top_k
     reseed_each_step: bool = False  # study: the same seed (ensemble.seed) before every step's sampling
 
+    def validate(self, models: list[str]) -> None:
+        choose_each("ensemble.generators", self.generators, models, "model")
+        choose_each("ensemble.evaluators", self.evaluators, models, "model")
+        for f in ("candidates", "max_candidate_tokens", "thought_budget", "max_steps"):
+            number(f"ensemble.{f}", getattr(self, f), 1, integer=True)
+        choose("ensemble.scoring", self.scoring, ("mean_nll", "paper"), "ensemble scoring")
+        number("ensemble.seed", self.seed, 0, integer=True)
+        if self.enabled and (not self.generators or not self.evaluators):
+            raise ConfigError("ensemble.enabled=true needs ensemble.generators and ensemble.evaluators; "
+                              "set both to lists of model names, or ensemble.enabled=false")
+
 
 @dataclass
 class ScoreConfig:
@@ -245,6 +285,17 @@ class ScoreConfig:
     judge: str = "ours"  # "ours" or "stored" (imported judgments)
     n_boot: int = 1000  # bootstrap resamples for 95% intervals
     seed: int = 0
+
+    def validate(self) -> None:
+        from pipeline.scoring.consistency import METRICS
+
+        choose_each("score.metrics", self.metrics, METRICS.names(), "consistency metric")
+        choose("score.judge", self.judge, JUDGES, "judge")
+        number("score.n_boot", self.n_boot, 0, integer=True, hint="0 = no intervals")
+        number("score.seed", self.seed, 0, integer=True)
+
+
+JUDGES = ("ours", "stored")  # ours: the dataset plug-in's checker; stored: imported judgments
 
 
 @dataclass
@@ -328,6 +379,17 @@ class RayConfig:
     # model at a time: the sequential baseline of pipeline.bench.parallel.  Never changes results.
     max_concurrent_engines: Optional[int] = None
 
+    def validate(self) -> None:
+        if self.num_cpus is not None:
+            number("ray.num_cpus", self.num_cpus, 1, integer=True, hint="null = all")
+        if self.max_concurrent_engines is not None:
+            number("ray.max_concurrent_engines", self.max_concurrent_engines, 1, integer=True,
+                   hint="null = as many as fit")
+        a = self.address
+        if a is not None and not (a in ("auto", "local") or a.startswith("ray://") or ":" in a):
+            raise ConfigError(f"ray.address={a!r}: not an address; use null (local Ray), auto, "
+                              "ray://host:port or host:port")
+
 
 @dataclass
 class RunConfig:
@@ -363,37 +425,26 @@ class RunConfig:
         self.protocol.validate()
         self.generate.validate()
         self.truncate.validate()
+        if self.truncate.filter in ("llm", "rewrite") or self.truncate.filter_model is not None:
+            choose("truncate.filter_model", self.truncate.filter_model, names,
+                   f"model (truncate.filter={self.truncate.filter} needs one of the configured models)")
         self.stream.validate()
-        for lst, what in ((self.transfer.sources, "transfer.sources"), (self.transfer.targets, "transfer.targets"),
-                          (self.ensemble.generators, "ensemble.generators"), (self.ensemble.evaluators, "ensemble.evaluators")):
-            for n in lst or []:
-                if n not in names:
-                    raise ConfigError(f"{what} names {n!r}, which is not a configured model; known: {names}")
-        if self.truncate.filter in ("llm", "rewrite") and self.truncate.filter_model not in names:
-            raise ConfigError(
-                f"truncate.filter={self.truncate.filter} needs truncate.filter_model set to one of {names}, "
-                f"got {self.truncate.filter_model!r}"
-            )
-        if self.ensemble.enabled and (not self.ensemble.generators or not self.ensemble.evaluators):
-            raise ConfigError("ensemble.enabled=true needs ensemble.generators and ensemble.evaluators")
-        if self.ensemble.scoring not in ("mean_nll", "paper"):
-            raise ConfigError(f"ensemble.scoring={self.ensemble.scoring!r}: use mean_nll or paper")
-        if self.ensemble.sentence_rule not in ("ours", "study") or self.ensemble.join not in ("ours", "space"):
-            raise ConfigError(f"ensemble.sentence_rule={self.ensemble.sentence_rule!r} / ensemble.join="
-                              f"{self.ensemble.join!r}: use sentence_rule ours|study and join ours|space")
-        from pipeline.stages import STAGES
-
-        for s in self.stages:
-            if s not in STAGES:
-                raise ConfigError(f"stages has {s!r}; known stages: {STAGES.names()}")
+        choose("ensemble.sentence_rule", self.ensemble.sentence_rule, ("ours", "study"), "sentence rule")
+        choose("ensemble.join", self.ensemble.join, ("ours", "space"), "join")
         from pipeline.scoring.similarity import SimilarityError, check_metrics
 
         try:
             check_metrics(list(self.score.metrics), dict(self.dataset.options or {}))
         except SimilarityError as e:
             raise ConfigError(str(e)) from None
-        if not (0 <= self.error_budget <= 1):
-            raise ConfigError(f"error_budget={self.error_budget}: must be a share in [0, 1]")
+        self.transfer.validate(self.truncate.variants(), names)
+        self.ensemble.validate(names)
+        self.score.validate()
+        self.ray.validate()
+        from pipeline.stages import STAGES
+
+        choose_each("stages", self.stages, STAGES.names(), "stage")
+        number("error_budget", self.error_budget, 0, 1, hint="a share of requests")
 
     def model(self, name: str) -> ModelConfig:
         for m in self.models.values():

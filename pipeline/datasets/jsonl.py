@@ -70,7 +70,8 @@ class JsonlDataset(DatasetBase):
             )
         p = Path(os.path.expanduser(str(path)))
         if not p.is_file():
-            raise DatasetError(f"jsonl: dataset.path={str(path)!r} is not a file")
+            raise DatasetError(f"jsonl: dataset.path={str(path)!r} is not a file; "
+                               "point it at a .jsonl, .jsonl.gz or .parquet file")
         id_col = opts.get("id")
         q_col = opts.get("question") or opts.get("prompt") or "question"
         a_col = opts.get("answer") or "answer"
@@ -116,6 +117,11 @@ class JsonlDataset(DatasetBase):
                 raise DatasetError(f"{p}: row {line}: field {col!r} is empty")
             return v if isinstance(v, str) else json.dumps(v) if isinstance(v, (list, dict)) else str(v)
 
+        for col, ok, want in ((q_col, (str,), "text"), (a_col, (str, int, float), "text or a number")):
+            v = rec.get(col)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, ok)):
+                raise DatasetError(f"{p}: row {line}: field {col!r} is {type(v).__name__} {json.dumps(v)[:60]}, "
+                                   f"expected {want}")
         question = field(q_col)
         answer = field(a_col)
         if rx is not None:

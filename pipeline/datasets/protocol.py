@@ -20,13 +20,18 @@ pipeline.scoring.similarity); items of other plug-ins do not count there.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import os
+from pathlib import Path
 from typing import Any, Optional, Protocol, runtime_checkable
 
 import pyarrow as pa
 
 
-class DatasetError(ValueError):
-    """A dataset file or row is malformed; the message names the file, row and field."""
+from pipeline.errors import UserError
+
+
+class DatasetError(UserError):
+    """A dataset file or row is malformed; the message names the file, row and field (a user error: exit 2)."""
 
 
 @runtime_checkable
@@ -38,6 +43,7 @@ class Dataset(Protocol):
     def check(self, extracted: Optional[str], gold: dict) -> bool: ...  # correct against the JSON gold?
     def normalize(self, text: Optional[str], gold: dict) -> Optional[str]: ...  # comparison key (strict metric)
     def tolerance(self, gold: dict) -> float: ...  # numeric closeness counted as agreement (strict metric)
+    def sources(self, cfg: Any) -> list[Path]: ...  # files/folders load() reads (their content keys `problems`)
 
 
 class DatasetBase:
@@ -49,6 +55,21 @@ class DatasetBase:
     def tolerance(self, gold: dict) -> float:
         return 0.0
 
+    def sources(self, cfg: Any) -> list[Path]:
+        """``cfg.path`` as the loader will open it (``~`` expanded; a relative path the cwd lacks resolves
+        from the repo root); empty when unset or absent, where ``load`` raises its own clear error."""
+        return [p] if (p := resolve_data_path(getattr(cfg, "path", None))) is not None else []
+
+
+def resolve_data_path(path: Optional[str]) -> Optional[Path]:
+    """An existing data file or folder for ``path`` (cwd first, then the repo root), or None."""
+    if not path:
+        return None
+    p = Path(os.path.expanduser(str(path)))
+    if not p.exists() and not p.is_absolute():
+        repo = Path(__file__).resolve().parents[2]
+        p = repo / p
+    return p if p.exists() else None
 
 @dataclass(frozen=True)
 class Judgment:

@@ -45,7 +45,8 @@ class BadRows:
         """
         if self.mode == "raise":
             msg = message or f"{file}: row {row}: {reason}"
-            raise DatasetError(msg + (" (fix the row, or set dataset.options.on_bad_row=skip)" if fixable else ""))
+            raise DatasetError(msg + ("; fix the row, or set dataset.options.on_bad_row=skip to skip and record it"
+                                      if fixable else "; fix the file"))
         self.skipped.append(skip_record(file, row, reason, field))
 
     def warn(self, what: str = "malformed row(s)") -> None:
@@ -81,7 +82,8 @@ def read_records(path: Path, on_bad_line: Optional[Callable[[int, str], None]] =
                 if why is None:
                     yield i, rec
                 elif on_bad_line is None:
-                    raise DatasetError(f"{path}: row {i}: {why}")
+                    raise DatasetError(f"{path}: row {i}: {why}; fix the line (one JSON object per line), "
+                                       "or set dataset.options.on_bad_row=skip to skip and record it")
                 else:
                     on_bad_line(i, why)
         return

@@ -162,7 +162,8 @@ class FakePool(LocalPool):
     """In-process stand-in for :class:`pipeline.engine.ray_pool.EnginePool`: FakeEngines, optional injected failures."""
 
     def __init__(self, run_cfg, fail_on: dict | None = None, skill: dict | None = None):
-        super().__init__({m.name: FakeEngine(m, (skill or {}).get(m.name, 0.5)) for m in run_cfg.models.values()})
+        super().__init__({m.name: FakeEngine(m, (skill or {}).get(m.name, 0.5)) for m in run_cfg.models.values()},
+                         max_engines=run_cfg.ray.max_concurrent_engines)
         self.cfg = run_cfg
         self.fail_on = dict(fail_on or {})  # model -> number of items that raise before succeeding
         self.submitted = 0

@@ -15,8 +15,9 @@ from typing import Any, Iterable, Optional
 class LocalPool:
     """``{name: engine}`` as a pool (see :class:`pipeline.engine.protocol.Pool`)."""
 
-    def __init__(self, engines: dict[str, Any]):
+    def __init__(self, engines: dict[str, Any], max_engines: Optional[int] = None):
         self.engines = engines
+        self.max_engines = max_engines  # ray.max_concurrent_engines: waves of at most this many models
         self.where: dict[str, dict] = {}
         self.waves: list[dict] = []
         self.actors: dict[str, Any] = {}
@@ -41,7 +42,8 @@ class LocalPool:
         return None
 
     def fits(self, names: Iterable[str]) -> bool:
-        return True  # every engine is already resident
+        # Every engine is resident; only the configured cap shapes the waves (as in EnginePool.fits).
+        return not self.max_engines or len(set(names)) <= self.max_engines
 
     def ensure(self, names: Iterable[str]) -> list[str]:
         return []

@@ -64,6 +64,9 @@ def init_ray(ray_cfg) -> None:
     else:
         # address="local": always a fresh local instance, never an unrelated running cluster.
         ray.init(address="local", num_cpus=ray_cfg.num_cpus, runtime_env=runtime_env, **kwargs)
+        from pipeline.engine.session import record  # [issue12 hook] record the local session for reaping
+
+        record()  # [issue12 hook]
 
 
 def _actor_class():

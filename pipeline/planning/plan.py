@@ -148,7 +148,7 @@ def estimate_work(run: "RunConfig", n: int, params: Optional[PlanParams] = None)
 
     sources = list(run.transfer.sources or names)
     if "truncate" in stages and run.truncate.filter == "llm" and run.truncate.filter_model:
-        r = n * len(sources) * cots_per_source
+        r = n * len(names) * cots_per_source  # the filter reads every model's CoTs (stages/truncate.py)
         rows.append(StageWork("truncate", run.truncate.filter_model, "llm filter", r,
                               r * (T + p.filter_prompt_tokens), r * T * p.without_answer_share))
 

@@ -26,6 +26,22 @@ def _looks_like_hub_id(path: str) -> bool:
     )
 
 
+def check_source(cfg, key: str = "") -> None:
+    """Raise :class:`ModelNotFound` (naming the fix) unless ``cfg``'s weights can be had: a recipe
+    (``tiny``/``gguf``), a local folder with ``config.json``, or a hub id.  Reads no weights; called
+    for every model before Ray or any engine starts."""
+    if cfg.tiny is not None or cfg.gguf:
+        return
+    path = os.path.expanduser(str(cfg.path))
+    if Path(path, "config.json").exists() or _looks_like_hub_id(path):
+        return
+    raise ModelNotFound(
+        f"models.{key or cfg.name}.path={cfg.path}: no weights there (looked for {path}/config.json); "
+        "set models.<key>.path to a local folder with config.json + safetensors, a hub id, "
+        "or give the model a `tiny:` or `gguf:` recipe and run `crosscot models prepare`"
+    )
+
+
 def ensure_model(cfg) -> str:
     """Return a loadable path for ``cfg`` (a ModelConfig), provisioning it if needed."""
     path = os.path.expanduser(str(cfg.path))
@@ -39,9 +55,8 @@ def ensure_model(cfg) -> str:
         from pipeline.provision import gguf
 
         return str(gguf.prepare(cfg.gguf, path))
-    if Path(path, "config.json").exists():
-        return path
-    if _looks_like_hub_id(path):
+    check_source(cfg)
+    if _looks_like_hub_id(path) and not Path(path, "config.json").exists():
         # A hub id: vLLM resolves it from the local hub cache (HF_HOME) on GPU nodes.
         from huggingface_hub import try_to_load_from_cache
 
@@ -51,9 +66,4 @@ def ensure_model(cfg) -> str:
                 "is offline. Download it on a machine with access (huggingface-cli download "
                 f"{path}) or set models.<key>.path to a local folder holding config.json and weights."
             )
-        return path
-    raise ModelNotFound(
-        f"model {cfg.name!r}: no weights at {path!r} (looked for {path}/config.json). "
-        "Set models.<key>.path to a local folder with config.json + safetensors, a hub id, "
-        "or give the model a `tiny:` or `gguf:` recipe and run `crosscot models prepare`."
-    )
+    return path

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 
 import pyarrow as pa
 
-from pipeline.config import RunConfig, hash_fields
+from pipeline.config import RunConfig, hash_fields, model_key, problems_key, to_plain
 from pipeline.engine.protocol import Pool
 from pipeline.store.artifacts import Store, provenance, read_table
 
@@ -88,33 +88,46 @@ class Context:
         self.pool.waves.append(rec)
 
     def model_key(self, name: str) -> dict:
-        return hash_fields(self.cfg.model(name))
+        """Key of model ``name``: fields, weights fingerprint and engine, no path (config/hashing.py)."""
+        return model_key(self.cfg.model(name))
 
     def artifact_hash(self, path: Path) -> str:
         return path.stem.rsplit("-", 1)[-1]
 
 
 def load_problems(ctx: Context) -> tuple[pa.Table, Path]:
-    """Load the dataset once into a content-hashed ``problems`` artifact."""
+    """Load the dataset once into a ``problems`` artifact named by the hash of its rows.
+
+    Two levels, so that keys follow content both ways: the *load key* (data files' content, loader
+    code, options: :func:`pipeline.config.problems_key`) names a small ``.ref`` file pointing at the
+    artifact, and the artifact itself is named by its rows.  An edited data file or prompt reloads;
+    a loader edit that leaves the rows alone reloads (cheap) and reuses every downstream artifact.
+    """
     from pipeline.datasets import get_dataset
+    from pipeline.datasets.protocol import DatasetError
     from pipeline.schema import PROBLEMS, conform
-    from pipeline.store.artifacts import write_table
+    from pipeline.store.artifacts import content_hash, write_table
+    from pipeline.store.atomic import write_text_atomic
 
     ds_cfg = ctx.cfg.dataset
-    key = {"stage": "problems", "dataset": hash_fields(ds_cfg), "v": 1}
-    path = ctx.store.path("problems", ds_cfg.name, key)
-    if path.exists():
-        # [issue10 hook] conform: problems artifacts from before the system/answer_prefix columns
-        return conform(read_table(path), PROBLEMS), path
+    key = problems_key(ds_cfg)
+    ref = ctx.store.path("problems", ds_cfg.name, key).with_suffix(".ref")
+    if ref.exists():
+        path = ctx.store.root / ref.read_text().strip()
+        if path.exists():
+            return read_table(path), path
     table = conform(get_dataset(ds_cfg.name).load(ds_cfg), PROBLEMS)
     if table.num_rows == 0:
-        raise ValueError(f"dataset {ds_cfg.name!r} loaded no problems (path={ds_cfg.path!r}, "
-                         f"limit={ds_cfg.limit}); check dataset.path")
+        raise DatasetError(f"dataset {ds_cfg.name!r} loaded no problems (path={ds_cfg.path!r}, "
+                           f"limit={ds_cfg.limit}); check dataset.path")
     ids = table.column("problem_id").to_pylist()
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
-        raise ValueError(f"dataset {ds_cfg.name!r} has duplicate problem_id values {dup}; ids must be unique")
-    write_table(path, table, provenance("problems", hash_fields(ds_cfg), {}))
+        raise DatasetError(f"dataset {ds_cfg.name!r} has duplicate problem_id values {dup}; ids must be unique")
+    path = ctx.store.path("problems", ds_cfg.name, {"rows": content_hash(table.to_pylist(), 32)})
+    if not path.exists():
+        write_table(path, table, provenance("problems", key, {}, {"dataset": to_plain(ds_cfg)}))
+    write_text_atomic(ref, path.name + "\n")
     return table, path
 
 

@@ -16,13 +16,15 @@ from pathlib import Path
 import pyarrow as pa
 
 from pipeline.config import hash_fields
+from pipeline.errors import UserError
 from pipeline.schema import ANSWERS, conform
 from pipeline.stages.context import Context, stage_meta, timed
 from pipeline.store.artifacts import read_table, write_table
 
 
-class ErrorBudgetExceeded(RuntimeError):
-    pass
+class ErrorBudgetExceeded(UserError):
+    """More requests errored than ``error_budget`` allows (tables are written first); a user error: the
+    inputs (over-long prompts) or budgets (max_model_len, token budgets) need fixing."""
 
 
 def gather_answers(paths: list[Path]) -> pa.Table:
@@ -67,7 +69,7 @@ class ScoreStage:
             if share > ctx.cfg.error_budget:
                 raise ErrorBudgetExceeded(
                     f"{errs.height} of {answers.num_rows} requests errored ({share:.1%}) > error_budget="
-                    f"{ctx.cfg.error_budget:.1%}; reasons in {run_dir / 'tables' / 'errors.csv'}. "
-                    "Fix the cause (often max_model_len or token budgets) or raise error_budget."
+                    f"{ctx.cfg.error_budget:.1%}; reasons in {run_dir / 'tables' / 'errors.csv'}; "
+                    "fix the cause (often max_model_len or token budgets) or raise error_budget"
                 )
             return [run_dir / "answers.arrow", run_dir / "scored.arrow"]

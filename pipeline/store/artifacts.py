@@ -15,6 +15,13 @@ Long stages write *shards* (``<artifact>.parts/<shard>.arrow``), one per
 batch of work keyed by the work it covers; a rerun skips finished shards and
 ``ShardSet.finish`` concatenates them (deduplicating on the row key) into the
 artifact.  That is what makes kill-and-resume lose and duplicate nothing.
+
+Concurrent jobs (sweep jobs, two runs) may share a store.  Writes are atomic, so nobody ever reads
+a torn file; on top, :meth:`Store.lock` is a per-artifact inter-process lock (``fcntl.flock`` on
+``<store>/.locks/<artifact>.lock``): a shard is written once (a second writer finds it done) and an
+artifact is published once (``finish`` re-checks under the lock and reuses the other job's file
+instead of rewriting it or reading shards the other job is deleting).  Stages that publish with
+:func:`write_table` directly can wrap "exists? else compute and write" in ``store.lock(path)``.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from pipeline.store.atomic import atomic_path
+from pipeline.store.lock import file_lock
 
 PROVENANCE_KEY = b"crosscot.provenance"
 
@@ -130,6 +138,15 @@ class Store:
     def shards(self, artifact: Path, key_columns: Iterable[str]) -> "ShardSet":
         return ShardSet(artifact, tuple(key_columns))
 
+    def lock(self, artifact: Path):
+        """Inter-process lock of one artifact of this store (a ``with`` block); see the module docstring."""
+        return artifact_lock(Path(artifact))
+
+
+def artifact_lock(artifact: Path):
+    """The lock of ``artifact``: in ``<its folder>/.locks/`` so the store's listing stays artifacts only."""
+    return file_lock(artifact.parent / ".locks" / (artifact.name + ".lock"))
+
 
 class ShardSet:
     """Checkpointed pieces of one artifact; see the module docstring."""
@@ -138,6 +155,7 @@ class ShardSet:
         self.artifact = Path(artifact)
         self.dir = self.artifact.with_suffix(".parts")
         self.key_columns = key_columns
+        self.wrote: Optional[bool] = None  # set by finish(): did this call publish the artifact?
 
     def shard_path(self, shard_key: Any) -> Path:
         return self.dir / f"{content_hash(shard_key)}.arrow"
@@ -145,11 +163,30 @@ class ShardSet:
     def done(self, shard_key: Any) -> bool:
         return self.shard_path(shard_key).exists()
 
-    def write(self, shard_key: Any, table: pa.Table) -> None:
-        write_table(self.shard_path(shard_key), table)
+    def write(self, shard_key: Any, table: pa.Table) -> bool:
+        """Write one shard unless another job already did (same key, same rows); True when written."""
+        path = self.shard_path(shard_key)
+        # The artifact's lock (not the shard's): finish() may be deleting the shard folder meanwhile.
+        with artifact_lock(self.artifact):
+            if path.exists() or self.artifact.exists():
+                return False
+            write_table(path, table)
+            return True
 
     def finish(self, schema: pa.Schema, meta: dict) -> pa.Table:
-        """Concatenate shards into the artifact (dedup on key), then drop the shards."""
+        """Concatenate shards into the artifact (dedup on key), then drop the shards.
+
+        Under the artifact's lock: when another job published the artifact meanwhile, its file is
+        read and returned (``self.wrote`` False) instead of being written a second time."""
+        with artifact_lock(self.artifact):
+            if self.artifact.exists():
+                self.wrote = False
+                return read_table(self.artifact)
+            table = self._finish(schema, meta)
+            self.wrote = True
+            return table
+
+    def _finish(self, schema: pa.Schema, meta: dict) -> pa.Table:
         parts = sorted(self.dir.glob("*.arrow")) if self.dir.exists() else []
         tables = [read_table(p).cast(schema) for p in parts]
         table = pa.concat_tables(tables) if tables else schema.empty_table()

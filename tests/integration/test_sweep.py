@@ -56,18 +56,22 @@ def test_sweep_shares_engines_and_store_records_failures_and_resumes(tmp_path):
                  for t in (t0, t1) for m in ("tiny-think",)]
     assert sum(gen_items) == 3 * 3, gen_items  # 3 problems x (empty, default, sampled), not twice
     mtime = Path(gen1[0]).stat().st_mtime
-
-    # A failing job (invalid dataset.limit) is recorded; the other job still finishes (from the store),
-    # and the sweep exits non-zero with a summary.
-    r = multirun(sweep, "model_set=a", "dataset.seed=0", "dataset.limit=0,null", rc=1)
-    assert "1 of 2 job(s) failed" in r.stderr and "dataset.limit=0" in r.stderr
-    fails = [json.loads(x) for x in (sweep / "failures.jsonl").read_text().splitlines()]
-    assert [f["job"] for f in fails] == [0] and "dataset.limit=0" in fails[0]["error"]
-    assert (sweep / "1" / "report.md").exists()
-    assert not telemetry(sweep / "1").get("engines"), "everything came from the shared store: no engine started"
-
-    # Rerunning the first sweep resumes: nothing is recomputed, same tables.
     before = (j0 / "tables" / "accuracy.csv").read_text()
+
+    # A job that fails while running (a malformed data file) is recorded; the other job still finishes;
+    # the sweep exits 1 and names the failed job.  (A bad *config* in any job stops the sweep before it
+    # starts, with exit 2: see tests/unit/config/test_validation.py.)
+    good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
+    good.write_text('{"question": "What is 2 + 3?", "answer": "5"}\n')
+    bad.write_text('{"question": "What is 2 + 3?", "answer": "5"}\n{"question": 7\n')
+    failing = tmp_path / "failing"
+    r = multirun(failing, "model_set=a", "dataset=jsonl", f"dataset.path={bad},{good}", rc=1)
+    fails = [json.loads(x) for x in (failing / "failures.jsonl").read_text().splitlines()]
+    assert [f["job"] for f in fails] == [0] and "bad.jsonl" in fails[0]["error"]
+    assert "sweep finished with 1 of 2 job(s) failed" in r.stderr and "job 0 [" in r.stderr
+    assert (failing / "1" / "report.md").exists()
+
+    # Rerunning the first sweep resumes: nothing is recomputed, no engine starts, same tables.
     multirun(sweep, "model_set=ab,a", "dataset.seed=0")
     assert (j0 / "tables" / "accuracy.csv").read_text() == before
     assert Path(gen1[0]).stat().st_mtime == mtime

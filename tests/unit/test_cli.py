@@ -44,4 +44,5 @@ def test_console_script_when_installed():
 def test_run_rejects_bad_override_with_clear_error(tmp_path):
     r = _run("-m", "pipeline", "run", "experiment=demo_tiny", "dataset.name=nope", f"run_dir={tmp_path}")
     assert r.returncode != 0
-    assert "dataset.name='nope' is unknown" in (r.stdout + r.stderr)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("crosscot: error: dataset.name='nope': unknown dataset")

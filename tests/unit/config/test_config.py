@@ -62,7 +62,7 @@ def test_unknown_thinking_format_names_field_and_choices():
 
 
 def test_unknown_dataset_suggests():
-    with pytest.raises(ConfigError, match="dataset.name='toy_arit' is unknown"):
+    with pytest.raises(ConfigError, match="dataset.name='toy_arit': unknown dataset \(did you mean 'toy_arith'\?\)"):
         compose(["experiment=demo_tiny", "dataset.name=toy_arit"])
 
 
@@ -72,7 +72,7 @@ def test_greedy_must_be_greedy():
 
 
 def test_unknown_model_in_transfer_targets():
-    with pytest.raises(ConfigError, match="transfer.targets names 'ghost'"):
+    with pytest.raises(ConfigError, match="transfer.targets has 'ghost': unknown model"):
         compose(["experiment=demo_tiny", "transfer.targets=[ghost]"])
 
 
@@ -98,7 +98,7 @@ def test_hash_fields_drop_placement_only():
     m = cfg.models["a"]
     h = hash_fields(m)
     assert "tensor_parallel_size" not in h and "kv_cache_gib" not in h and "num_cpus" not in h
-    assert "dtype" in h and "greedy" in h and "path" in h
+    assert "dtype" in h and "greedy" in h and "_weights" in h and "path" not in h  # content, not place
     cfg2 = compose(["experiment=demo_tiny", "models.a.num_cpus=2", "models.a.max_num_seqs=8"])
     assert hash_fields(cfg2.models["a"]) == h
     cfg3 = compose(["experiment=demo_tiny", "models.a.sampled.temperature=0.3"])

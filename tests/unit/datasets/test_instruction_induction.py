@@ -23,10 +23,7 @@ from pipeline.datasets.instruction_induction import (
 REPO = Path(__file__).resolve().parents[3]
 DATA = REPO / "../shared/data/instruction-induction"
 
-needs_data = pytest.mark.skipif(
-    not (DATA / "induction_input").is_dir(),
-    reason=f"Instruction Induction data not found at {DATA} (shared data folder absent)",
-)
+needs_data = pytest.mark.shared_data(DATA / "induction_input")  # absent -> FAIL (tests/conftest.py)
 
 
 def cfg(path=DATA, **options):

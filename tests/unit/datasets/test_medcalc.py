@@ -53,7 +53,7 @@ def test_registered_and_named() -> None:
     assert ds.name == "medcalc"
 
 
-@pytest.mark.skipif(not CSV.is_file(), reason=f"MedCalc-Bench CSV not present at {CSV}")
+@pytest.mark.shared_data(CSV)
 def test_load_real_csv_first_rows() -> None:
     t = MedCalc().load(SimpleNamespace(path=str(CSV), limit=25, seed=0))
     assert t.num_rows == 25

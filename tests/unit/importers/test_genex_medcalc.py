@@ -119,7 +119,7 @@ def test_empty_or_missing_folder(tmp_path: Path) -> None:
         read_genex(tmp_path)
 
 
-@pytest.mark.skipif(not GENEX.is_dir(), reason=f"genex outputs not present at {GENEX}")
+@pytest.mark.shared_data(GENEX)
 def test_real_folder_import(tmp_path: Path) -> None:
     bench = BENCH if BENCH.is_file() else None
     t = read_table(import_genex(GENEX, tmp_path, bench))

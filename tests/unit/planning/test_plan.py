@@ -79,14 +79,15 @@ def test_token_counts_by_hand(conf_copy):
     assert (d.requests, d.prefill_tokens, d.decode_tokens) == (10, 400, 550)
     s = g[("tiny-think", "sampled x2")]
     assert (s.requests, s.prefill_tokens, s.decode_tokens) == (20, 400, 1100)  # prompt shared via prefix cache
-    # transfer (stages.transfer.transfer_method): every source's Default CoT, 3 sources x 10 problems =
-    # 30 per target in each variant; without its answer also the target's own 2 Sampled CoTs: 50
+    # transfer (as stages/transfer.py submits, see test_plan_counts_what_the_stages_submit): 3 sources'
+    # Default CoTs x 10 problems to every target = 30 per variant; the target's own 2 Sampled CoTs x 10
+    # problems only in without_answer: +20
     t = {(w.model, w.detail): w for w in work if w.stage == "transfer"}
     full, wa = t[("tiny-harmony", "full")], t[("tiny-harmony", "without_answer")]
     assert (full.requests, wa.requests) == (30, 50)
     assert full.prefill_tokens == pytest.approx(30 * 50 + 10 * 40 / 2)  # prompt once per (problem, target)
     assert wa.prefill_tokens == pytest.approx(50 * 45 + 10 * 40 / 2)
-    assert full.decode_tokens == 30 * 10
+    assert (full.decode_tokens, wa.decode_tokens) == (30 * 10, 50 * 10)
     assert len([w for w in work if w.stage == "transfer"]) == 3 * 2
     assert not [w for w in work if w.stage == "ensemble"]
 
@@ -96,7 +97,7 @@ def test_makespan_and_baselines_by_hand(conf_copy):
     p = plan(run, flat_node(), params=PARAMS)
     assert p.n_problems == 10 and len(p.schedule.waves) == 1
     gen = (400 + 400 + 400) / 1000 + (50 + 550 + 1100) / 100  # 18.2 s per model
-    xfer = (1700 + 2450) / 1000 + 800 / 100  # 12.15 s per target (30 full + 50 without-answer transfers)
+    xfer = (1700 + 2450) / 1000 + 800 / 100  # 12.15 s per target
     assert p.makespan_s == pytest.approx(10 + gen + xfer)
     seq_b = p.baselines["sequential_batched"]
     # 3 generate loads + 2 transfer loads (the last generator stays loaded) = 5 x 10 s
@@ -160,17 +161,19 @@ def test_telemetry_overrides_node_table(conf_copy, tmp_path):
         load_telemetry(str(bad))
 
 
-def test_reference_sweep_plan(conf_copy):
+def test_reference_sweep_plan(conf_copy, tmp_path):
     run = compose_run(["experiment=reference"], conf_copy)
     assert sorted(run.model_names) == ["DAPO", "NRR", "OSS", "OpenT", "QwQ"]
+    stage_counts = _stage_requests(run, 100, tmp_path)
     for node in ("h100x8", "h200x8"):
         p = plan(run, node)
         assert p.n_problems == 100  # the study's sample (dataset.options.sample=genex)
         t = p.totals()
-        assert t["generate"]["requests"] == 5 * 3 * 100
-        # per target and variant: every source's Default CoT and the ensemble's CoT; plus, without
-        # its answer, the target's own Sampled CoT (stages.transfer.transfer_method)
-        assert t["transfer"]["requests"] == 5 * 2 * (5 + 1) * 100 + 5 * 100
+        assert t["generate"]["requests"] == stage_counts["generate"] == 5 * 3 * 100
+        # what the transfer stage itself sends for this config (not the planner's own formula): per
+        # target and variant every source's Default CoT and the ensemble's CoT; plus, without its
+        # answer, the target's own Sampled CoT
+        assert t["transfer"]["requests"] == stage_counts["transfer"] == 5 * 2 * (5 + 1) * 100 + 5 * 100
         assert len(p.schedule.waves) == 1 and p.schedule.total_loads == 5
         assert p.baselines["sequential_single"].loads == 5 + 4 + 3
         assert p.speedup("sequential_single") > 5 and p.speedup("sequential_batched") > 1
@@ -223,10 +226,10 @@ def test_cli_run_prints_plan_and_writes_json(tmp_path, capsys):
     assert "Wave schedule:" in out and "engine loads: 4" in out and "6 problems" in out
     data = json.loads((tmp_path / "p.json").read_text())
     assert data["loads"] == 4 and data["baselines"]["sequential_single"]["ratio"] > 1
-    bad = argparse.Namespace(node="nope", problems=None, throughput=None, thought_fill=None,
-                             share_gpus=False, json=None, overrides=["experiment=demo_tiny"])
-    assert cmd.run(bad) == 2
-    assert "node type 'nope'" in capsys.readouterr().err
+    from pipeline.cli import main
+
+    assert main(["plan", "--node", "nope", "experiment=demo_tiny"]) == 2
+    assert capsys.readouterr().err.startswith("crosscot: error: node type 'nope'")
 
 
 def test_python_m_pipeline_plan_subprocess():
@@ -236,7 +239,7 @@ def test_python_m_pipeline_plan_subprocess():
     assert "wave 3 [transfer]" in r.stdout and "4 problems" in r.stdout
     r = subprocess.run([sys.executable, "-m", "pipeline", "plan", "experiment=nope"], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and "crosscot plan: error:" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and r.stderr.startswith("crosscot: error:") and "Traceback" not in r.stderr
 
 
 def test_bench_writes_markdown(conf_copy, tmp_path):
@@ -258,3 +261,51 @@ def test_import_is_light():
             "assert not bad, bad")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def _stage_requests(run, n: int, tmp_path) -> dict[str, int]:
+    """What the generate and transfer stages themselves would submit for ``run`` on n problems: the
+    generate stage's real items over synthetic problems, the truncate stage's real variants of their
+    CoTs (and of the ensemble's, when enabled), and the transfer stage's own routing of each variant."""
+    import pyarrow as pa
+
+    from pipeline.datasets import get_dataset
+    from pipeline.schema import PROBLEMS
+    from pipeline.stages.context import Context
+    from pipeline.stages.generate import GenerateStage
+    from pipeline.stages.transfer import transfer_method
+    from pipeline.stages.truncate import COT_METHODS, TruncateStage
+    from pipeline.store.artifacts import Store
+
+    ctx = Context(cfg=run, store=Store(tmp_path / "store"), run_dir=tmp_path, pool_factory=lambda: None)
+    ds = run.dataset.name
+    ctx._problems = pa.Table.from_pylist([{"dataset": ds, "problem_id": f"p{i}", "prompt": f"Question {i}?",
+                                           "gold": '{"answer": "5"}', "meta": None} for i in range(n)], PROBLEMS)
+    gen_rows = [row for m in run.models.values() for _, row in GenerateStage().items(ctx, m.name)]
+    if run.ensemble.enabled:
+        gen_rows += [{"dataset": ds, "problem_id": f"p{i}", "method": "ensemble", "source": "G/E", "variant": "full",
+                      "sample": 0, "target": "G/E"} for i in range(n)]
+    plugin = get_dataset(ds)
+    cots = []
+    for row in gen_rows:  # every CoT gets a non-answer sentence and an answer, as the truncate stage sees it
+        if row["method"] in COT_METHODS:
+            cots += TruncateStage.variants({**row, "cot": "We compute the score step by step. The total is 5. "
+                                            "So the answer is 5.", "answer_text": "The answer is 5."},
+                                           plugin, run.truncate)
+    tc = run.transfer
+    sources, targets = set(tc.sources or run.model_names), tc.targets or run.model_names
+    transfers = sum(1 for c in cots if c["variant"] in tc.variants and not c.get("error")
+                    for t in targets if transfer_method(c, t, sources))
+    return {"generate": len(gen_rows) - (n if run.ensemble.enabled else 0), "transfer": transfers}
+
+
+def test_plan_counts_what_the_stages_submit(conf_copy, tmp_path):
+    """The planner's request counts equal what the generate and transfer stages build for the same config."""
+    n = 7
+    for overrides in (["experiment=reference"], ["experiment=reference", "transfer.variants=[full]"],
+                      ["experiment=reference", "generate.num_samples=3", "transfer.targets=[QwQ,NRR]"]):
+        run = compose_run(overrides, conf_copy)
+        t = plan(run, "h100x8", n).totals()
+        got = _stage_requests(run, n, tmp_path / str(len(overrides)) / overrides[-1].replace("/", "_"))
+        assert t["generate"]["requests"] == got["generate"], overrides
+        assert t["transfer"]["requests"] == got["transfer"], overrides

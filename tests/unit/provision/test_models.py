@@ -12,7 +12,7 @@ def test_missing_local_folder(tmp_path):
     m = compose(["experiment=demo"]).model("SmolLM2")
     m.gguf = None
     m.path = str(tmp_path / "nowhere")
-    with pytest.raises(ModelNotFound, match=r"(?s)no weights at .*nowhere.*config\.json.*models prepare"):
+    with pytest.raises(ModelNotFound, match=r"(?s)no weights .*nowhere.*config\.json.*models prepare"):
         ensure_model(m)
 
 

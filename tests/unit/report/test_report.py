@@ -95,5 +95,7 @@ def test_commands_end_to_end(tmp_path: Path) -> None:
     assert (run / "scored.arrow").is_file() and (run / "tables" / "accuracy.csv").is_file()
     assert call(report, [str(run)]) == 0
     assert (run / "report.html").is_file()
-    assert call(score, [str(tmp_path / "missing")]) == 2
-    assert call(score, [str(run), "--metric", "nope"]) == 2
+    from pipeline.cli import main
+
+    assert main(["score", str(tmp_path / "missing")]) == 2  # user errors: one line, exit 2 (pipeline.errors)
+    assert main(["score", str(run), "--metric", "nope"]) == 2

@@ -21,7 +21,7 @@ DATA = Path(__file__).resolve().parents[3] / "../shared/data"
 GENEX = DATA / "genex-medcalc-outputs"
 BENCH = DATA / "medcalc-bench" / "test_data.csv"
 
-pytestmark = pytest.mark.skipif(not GENEX.is_dir(), reason=f"genex outputs not present at {GENEX}")
+pytestmark = pytest.mark.shared_data(GENEX)  # absent -> the tests FAIL (tests/conftest.py)
 
 PAPER_CONSISTENCY = {
     "Ensemble QwQ+DAPO/OSS": (0.883, 0.044),

@@ -584,9 +584,33 @@ def test_cached_scores_equal_reference_at_block_boundaries() -> None:
             contexts.append(text)
     conts = [[" so the total equals 42.", " wait", "\n</think>"] for _ in contexts]
     items = [{"context": c, "continuations": k} for c, k in zip(contexts, conts)]
-    before = eng.stats["cached_tokens"]
+    # Count cache reads of the *scoring* requests only (prompt log-probs): the warm-up requests (each
+    # context but its last token) read the cache too, as the contexts share prefixes, and must not count.
+    calls = []
+    real_run = eng.run
+
+    async def spy(ids, params):
+        o = await real_run(ids, params)
+        calls.append((tuple(ids), o.num_cached_tokens or 0, params.prompt_logprobs is not None))
+        return o
+
+    eng.run = spy
     cached = eng.run_batch("score", items, "cached")
-    assert eng.stats["cached_tokens"] > before  # the cache was really read
+    eng.run = real_run
+    # The warm-up cached each context but its last token, in whole 32-token blocks: every scoring request
+    # (context + candidate, identified by its exact token ids) must read at least those blocks back.
+    want = {}
+    for c, ks in zip(contexts, conts):
+        cids = eng.encode(c)
+        for k in ks:
+            want[tuple(cids + eng.encode(k))] = (len(cids) - 1) // 32 * 32
+    scoring: dict = {}  # first scoring request per (context + candidate); a request whose cache reached
+    for ids, hit, is_lp in calls:  # the context's last token is recomputed without the cache (a second one)
+        if is_lp:
+            scoring.setdefault(ids, hit)
+    assert set(scoring) == set(want), "every candidate of every context was scored"
+    assert sum(want.values()) > 0 and all(hit >= want[ids] for ids, hit in scoring.items()), scoring
+    assert any(not is_lp for _, _, is_lp in calls), "warm-up requests ran first"
     naive = eng.run_batch("score", items, "naive")
     want = ref.score(contexts, conts)
     paper, want_paper = eng.run_batch("score", items, "paper"), ref.score(contexts, conts, mode="paper")

@@ -98,7 +98,7 @@ def _genex_default_cots(shared_data):
     folder = shared_data / "genex-medcalc-outputs"
     files = sorted(folder.glob("*_zero_shot_original*.jsonl"))
     if not files:
-        pytest.skip(f"no *_zero_shot_original*.jsonl in {folder}")
+        pytest.fail(f"no *_zero_shot_original*.jsonl in {folder}")
     rows = []
     for f in files:
         for line in f.open():

@@ -209,7 +209,7 @@ GENEX = Path(os.environ.get("CROSSCOT_GENEX_DIR", "/work/shared/data/genex-medca
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not GENEX.exists(), reason="reference MedCalc generations not available")
+@pytest.mark.shared_data(GENEX)
 def test_real_smollm2_filter_on_three_cots(model_cfg):
     """SmolLM2 (real vLLM CPU engine, in-process) filters 3 real short CoTs in one batch."""
     from pipeline.engine.vllm_engine import ModelEngine
