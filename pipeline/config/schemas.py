@@ -202,7 +202,7 @@ class GenerateConfig:
     def validate(self) -> None:
         # (transfer and ensemble are their own stages, not generation methods)
         choose_each("generate.methods", self.methods, ("empty", "default", "sampled"), "generation method")
-        for f in ("num_samples", "thought_budget", "answer_budget", "chunk_size"):
+        for f in ("num_samples", "thought_budget", "answer_budget"):
             number(f"generate.{f}", getattr(self, f), 1, integer=True)
 
 
@@ -243,7 +243,6 @@ class TransferConfig:
         choose_each("transfer.sources", self.sources, models, "model")
         choose_each("transfer.targets", self.targets, models, "model")
         number("transfer.answer_budget", self.answer_budget, 1, integer=True)
-        number("transfer.chunk_size", self.chunk_size, 1, integer=True)
 
 
 @dataclass

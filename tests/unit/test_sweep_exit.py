@@ -9,21 +9,32 @@ import pytest
 
 
 def test_failed_sweep_job_exits_nonzero_after_the_others(tmp_path, monkeypatch, capsys):
+    import pipeline.engine.ray_pool as ray_pool
     import pipeline.hydra_app as app
     import pipeline.stages.dag as dag
 
     ran = []
 
-    def fake_run(cfg):
-        ran.append(cfg.dataset.seed)
-        if cfg.dataset.seed == 1:
-            raise ValueError("job one broke")
+    def fake_run_jobs(cfgs, pool):  # every job of the sweep at once, on the one pool
+        out = []
+        for cfg in cfgs:
+            ran.append(cfg.dataset.seed)
+            out.append(ValueError("job one broke") if cfg.dataset.seed == 1 else object())
+        return out
 
-        class Ctx:
-            timings: dict = {}
-        return Ctx()
+    class NoPool:  # no Ray, no engines
+        def __init__(self, cfg):
+            pass
 
-    monkeypatch.setattr(dag, "run", fake_run)
+        def bind(self, cfgs):
+            pass
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(dag, "run_jobs", fake_run_jobs)
+    monkeypatch.setattr(ray_pool, "EnginePool", NoPool)
+    monkeypatch.setattr(ray_pool, "init_ray", lambda cfg: None)
     sweep = tmp_path / "sweep"
     rc = app.run_cli(["-m", "experiment=demo_tiny", f"hydra.sweep.dir={sweep}", f"run_dir={sweep}/${{hydra:job.num}}",
                       "dataset.seed=0,1,2"])

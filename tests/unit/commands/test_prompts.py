@@ -65,7 +65,7 @@ def test_rendered_with_tiny_tokenizers_shows_bug_compat_flags() -> None:
 
 def test_errors_are_one_line_exit_2() -> None:
     for args, msg in ((["experiment=reference", "--model", "gpt5", "--method", "default"], "--model 'gpt5' is not configured"),
-                      (["experiment=nope", "--model", "qwq", "--method", "default"], "check the overrides"),
+                      (["experiment=nope", "--model", "qwq", "--method", "default"], "no such experiment config"),
                       (["experiment=reference", "--model", "qwq", "--method", "default", "--limit", "0"], "--limit 0")):
         r = subprocess.run([sys.executable, "-m", "pipeline", "prompts", *args], capture_output=True, text=True,
                            cwd=REPO, timeout=300)

@@ -177,8 +177,10 @@ def test_measured_lengths_drive_the_plan(tmp_path, capsys):
     assert outs[False]["lengths"] == {"SmolLM2": "shape", "Gemma3": "shape"}
     e = outs[True]["engine_streaming_s"]
     assert e["SmolLM2"] > outs[False]["engine_streaming_s"]["SmolLM2"]  # every CoT at the 160-token cap
-    assert cmd.run(ap.parse_args(["--node", "cpu2", "--lengths", str(tmp_path / "nope"), "experiment=demo"])) == 2
-    assert "crosscot plan: error: no generated CoTs" in capsys.readouterr().err
+    from pipeline.planning.throughput import PlanError
+
+    with pytest.raises(PlanError, match="no generated CoTs"):  # one line, exit 2 via pipeline.errors.run_command
+        cmd.run(ap.parse_args(["--node", "cpu2", "--lengths", str(tmp_path / "nope"), "experiment=demo"]))
 
 
 def test_plan_check_spans():
