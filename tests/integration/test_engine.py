@@ -2,7 +2,7 @@
 
 These are the tests that "pass" the backbone: three engines in three thinking
 formats run the whole DAG; prompts are built from each model's own chat
-template; requests reach the engines in batches.
+template; requests reach each engine concurrently (many in flight at once, never one at a time).
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def test_dag_end_to_end_real_engines(tiny_cfg, ray_session):
     assert set(eng) == {"tiny-think", "tiny-thought", "tiny-harmony"}
     for name, s in eng.items():
         assert s["generated_tokens"] > 0, name
-        # batches, never one request at a time
-        assert s["requests"] / s["batches"] >= 4, (name, s)
+        # many requests in flight in the engine at once, never one at a time
+        assert s["max_in_flight"] >= 4 and s["steps"] < s["generated_tokens"], (name, s)
     # sampled and greedy CoTs differ (the sampler really samples)
     gen = answers.filter(pl.col("source") == pl.col("target"))
     d = gen.filter(pl.col("method") == "default").sort("problem_id")["cot"].to_list()

@@ -39,8 +39,9 @@ def test_two_node_cluster_places_one_engine_per_node(tmp_path):
     assert len(set(nodes.values())) == 2, f"one engine per node, got {nodes}"
     sched = tel["schedule"]
     assert len(sched["waves"]) == 1 and {p["node"] for p in sched["waves"][0]["placements"]} == {"node0", "node1"}
-    gen = [w for w in tel["waves"] if w["stage"] == "generate"]
-    assert len(gen) == 1 and sorted(gen[0]["models"]) == ["tiny-think", "tiny-thought"]
+    # one streaming wave with both engines resident, each on its own node
+    assert len(tel["waves"]) == 1 and tel["waves"][0]["stage"] == "stream"
+    assert sorted(tel["waves"][0]["models"]) == ["tiny-think", "tiny-thought"]
     man = json.loads((d / "manifest.json").read_text())
     assert man["placement"]["schedule"]["total_loads"] == 2
     assert (d / "report.md").exists() and "Engine waves" in (d / "report.md").read_text()

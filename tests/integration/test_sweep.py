@@ -65,7 +65,7 @@ def test_sweep_shares_engines_and_store_records_failures_and_resumes(tmp_path):
     good.write_text('{"question": "What is 2 + 3?", "answer": "5"}\n')
     bad.write_text('{"question": "What is 2 + 3?", "answer": "5"}\n{"question": 7\n')
     failing = tmp_path / "failing"
-    r = multirun(failing, "model_set=a", "dataset=jsonl", f"dataset.path={bad},{good}", rc=1)
+    r = multirun(failing, "model_set=a", "dataset.seed=0", "dataset=jsonl", f"dataset.path={bad},{good}", rc=1)
     fails = [json.loads(x) for x in (failing / "failures.jsonl").read_text().splitlines()]
     assert [f["job"] for f in fails] == [0] and "bad.jsonl" in fails[0]["error"]
     assert "sweep finished with 1 of 2 job(s) failed" in r.stderr and "job 0 [" in r.stderr
