@@ -41,14 +41,21 @@ def ensemble_section(run_dir: Path, stop_reasons: Optional[dict] = None) -> Opti
         share = win.group_by("generator").len().sort("generator")
         tot = max(1, win.height)
         gens = d["generator"].unique(maintain_order=True).to_list()
-        lines = ["| generator | selected sentences | share | candidates proposed | valid | duplicates |",
-                 "|---|---|---|---|---|---|"]
+        dropped = (pl.col("generator_error").is_not_null() if "generator_error" in d.columns else pl.lit(False))
+        lines = ["| generator | selected sentences | share | candidates proposed | valid | duplicates | "
+                 "steps dropped out |", "|---|---|---|---|---|---|---|"]
         for g in gens:
             n = share.filter(pl.col("generator") == g)["len"].sum()
             dg = d.filter(pl.col("generator") == g)
-            lines.append(f"| {g} | {n} | {n / tot:.1%} | {dg.height} | {dg['valid'].sum()} | "
-                         f"{dg['duplicate'].sum()} |")
+            out = dg.filter(dropped)
+            lines.append(f"| {g} | {n} | {n / tot:.1%} | {dg.height - out.height} | {dg['valid'].sum()} | "
+                         f"{dg['duplicate'].sum()} | {out.height} |")
         md.append("\n".join(lines))
+        n_out = d.filter(dropped).height
+        if n_out:  # loud: a generator whose context overflowed sat out those steps
+            first = d.filter(dropped)["generator_error"][0]
+            md.append(f"**{n_out} generator step(s) dropped out** (the generator's context overflowed; the "
+                      f"other generators' candidates were scored): first reason: {first}")
         steps = win.group_by("problem_id").len()["len"]
         probs = d["problem_id"].n_unique()
         md.append(f"Steps per problem (selected sentences): mean {steps.mean():.1f}, min {steps.min()}, "

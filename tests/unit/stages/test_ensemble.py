@@ -409,6 +409,12 @@ def test_generator_overflow_drops_out_of_that_step(tmp_path: Path) -> None:
         assert all(r["generator_error"] is None for r in cand if r["problem_id"] == pid and r["step"] != 1)
         [row] = [r for r in rows if r["problem_id"] == pid]
         assert row["error"] is None and row["cot"] == "".join(w["text"] for w in ws).strip()
+    # ... and the report says so, per generator and in a loud line.
+    from pipeline.report.ensemble import ensemble_section
+
+    _, md = ensemble_section(tmp_path, meta["stop_reasons"] and {SOURCE: meta["stop_reasons"]})
+    assert f"**{len(pids)} generator step(s) dropped out**" in md and "max_model_len=1000" in md
+    assert f"| tiny-thought |" in md and md.count(f"| {len(pids)} |") >= 1
 
 
 def test_killed_problem_is_redone_alone_on_rerun(tmp_path: Path) -> None:
