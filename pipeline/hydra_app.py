@@ -51,7 +51,7 @@ def _main(cfg: DictConfig) -> None:
         begin(run_cfg.run_dir)  # reap what a SIGKILLed earlier run of this folder left behind
         ctx = run(run_cfg)
         print(f"crosscot: run complete -> {run_cfg.run_dir}/report.md "
-              f"({ctx.timings.get('generate', 0) + ctx.timings.get('transfer', 0):.1f}s in engine stages)")
+              f"({ctx.timings.get('stream', 0):.1f}s in the streaming engine stages)")
     except Exception as e:  # noqa: BLE001
         if not multirun:
             # Hand it to pipeline.errors.run_command (Hydra would print its own traceback and exit 1).
