@@ -1,4 +1,4 @@
-"""Content-addressed Arrow artifacts: naming, provenance, atomic writes and resumable shards.
+"""Content-addressed Arrow artifacts: naming, provenance, atomic writes, the per-artifact lock.
 
 An artifact is ``<store>/<stage>-<label>-<hash>.arrow`` where ``hash`` is a
 SHA-256 over exactly the inputs that change its rows: the stage name and
@@ -11,17 +11,16 @@ Each file carries provenance in its Arrow schema metadata (key
 time.  Files are written to a temporary name in the same folder, fsynced and
 ``os.replace``-d, so a killed run never leaves a half-written artifact.
 
-Long stages write *shards* (``<artifact>.parts/<shard>.arrow``), one per
-batch of work keyed by the work it covers; a rerun skips finished shards and
-``ShardSet.finish`` concatenates them (deduplicating on the row key) into the
-artifact.  That is what makes kill-and-resume lose and duplicate nothing.
+Streaming stages fill an artifact row by row through :class:`pipeline.store.sink.RowSink`
+(append-only checkpointed shards, ``<artifact>.parts/``, merged and deduplicated on the row key
+when the stage finishes): that is what makes kill-and-resume lose and duplicate nothing.
 
 Concurrent jobs (sweep jobs, two runs) may share a store.  Writes are atomic, so nobody ever reads
-a torn file; on top, :meth:`Store.lock` is a per-artifact inter-process lock (``fcntl.flock`` on
-``<store>/.locks/<artifact>.lock``): a shard is written once (a second writer finds it done) and an
-artifact is published once (``finish`` re-checks under the lock and reuses the other job's file
-instead of rewriting it or reading shards the other job is deleting).  Stages that publish with
-:func:`write_table` directly can wrap "exists? else compute and write" in ``store.lock(path)``.
+a torn file; on top, :func:`artifact_lock` (:meth:`Store.lock`) is a per-artifact inter-process
+lock (``fcntl.flock`` on ``<store>/.locks/<artifact>.lock``) under which shards are written and
+artifacts published (a sink merges with an artifact another job published instead of overwriting
+it).  Stages that publish with :func:`write_table` directly wrap "exists? else compute and write"
+in ``store.lock(path)``.
 """
 
 from __future__ import annotations
@@ -31,10 +30,9 @@ import functools
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -135,9 +133,6 @@ class Store:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
         return self.root / f"{stage}-{safe}-{content_hash(key)}.arrow"
 
-    def shards(self, artifact: Path, key_columns: Iterable[str]) -> "ShardSet":
-        return ShardSet(artifact, tuple(key_columns))
-
     def lock(self, artifact: Path):
         """Inter-process lock of one artifact of this store (a ``with`` block); see the module docstring."""
         return artifact_lock(Path(artifact))
@@ -146,54 +141,6 @@ class Store:
 def artifact_lock(artifact: Path):
     """The lock of ``artifact``: in ``<its folder>/.locks/`` so the store's listing stays artifacts only."""
     return file_lock(artifact.parent / ".locks" / (artifact.name + ".lock"))
-
-
-class ShardSet:
-    """Checkpointed pieces of one artifact; see the module docstring."""
-
-    def __init__(self, artifact: Path, key_columns: tuple[str, ...]):
-        self.artifact = Path(artifact)
-        self.dir = self.artifact.with_suffix(".parts")
-        self.key_columns = key_columns
-        self.wrote: Optional[bool] = None  # set by finish(): did this call publish the artifact?
-
-    def shard_path(self, shard_key: Any) -> Path:
-        return self.dir / f"{content_hash(shard_key)}.arrow"
-
-    def done(self, shard_key: Any) -> bool:
-        return self.shard_path(shard_key).exists()
-
-    def write(self, shard_key: Any, table: pa.Table) -> bool:
-        """Write one shard unless another job already did (same key, same rows); True when written."""
-        path = self.shard_path(shard_key)
-        # The artifact's lock (not the shard's): finish() may be deleting the shard folder meanwhile.
-        with artifact_lock(self.artifact):
-            if path.exists() or self.artifact.exists():
-                return False
-            write_table(path, table)
-            return True
-
-    def finish(self, schema: pa.Schema, meta: dict) -> pa.Table:
-        """Concatenate shards into the artifact (dedup on key), then drop the shards.
-
-        Under the artifact's lock: when another job published the artifact meanwhile, its file is
-        read and returned (``self.wrote`` False) instead of being written a second time."""
-        with artifact_lock(self.artifact):
-            if self.artifact.exists():
-                self.wrote = False
-                return read_table(self.artifact)
-            table = self._finish(schema, meta)
-            self.wrote = True
-            return table
-
-    def _finish(self, schema: pa.Schema, meta: dict) -> pa.Table:
-        parts = sorted(self.dir.glob("*.arrow")) if self.dir.exists() else []
-        tables = [read_table(p).cast(schema) for p in parts]
-        table = pa.concat_tables(tables) if tables else schema.empty_table()
-        table = dedup(table, self.key_columns)
-        write_table(self.artifact, table, meta)
-        shutil.rmtree(self.dir, ignore_errors=True)
-        return table
 
 
 def dedup(table: pa.Table, key_columns: tuple[str, ...]) -> pa.Table:

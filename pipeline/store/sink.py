@@ -13,6 +13,12 @@ key makes the artifact independent of arrival order, flush sizes and
 in-flight limits.
 
 Once the artifact exists the sink is read-only: every key is done.
+
+Concurrent jobs on one store (separate processes): shard writes and the artifact's publication
+happen under the artifact's inter-process lock (:func:`pipeline.store.artifacts.artifact_lock`).
+A sink whose artifact another job published meanwhile merges instead of overwriting: the
+artifact is rewritten only when this sink holds rows it lacks (``wrote`` says whether it did),
+so no job ever loses another job's rows and an artifact is never written twice for nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Any, Iterable, Optional
 
 import pyarrow as pa
 
-from pipeline.store.artifacts import dedup, read_table, write_table
+from pipeline.store.artifacts import artifact_lock, dedup, read_table, write_table
 
 
 class RowSink:
@@ -46,6 +52,7 @@ class RowSink:
         self._seq = 0
         self.added = 0  # rows added in this run (not read back)
         self.claims: dict[tuple, Any] = {}  # key -> future of the row being made (see Flow.once)
+        self.wrote: Optional[bool] = None  # set by finish(): did this sink (re)publish the artifact?
         if self.complete:
             for r in read_table(self.artifact).to_pylist():
                 self._rows[self.key(r)] = r
@@ -94,22 +101,36 @@ class RowSink:
             return
         from pipeline.schema import from_rows
 
-        self.dir.mkdir(parents=True, exist_ok=True)
-        name = f"{self._seq:06d}-{os.getpid()}-{time.time_ns() % 10**9:09d}.arrow"
-        write_table(self.dir / name, from_rows(self._buf, self.schema))
+        with artifact_lock(self.artifact):  # finish() of another job may be removing the folder
+            self.dir.mkdir(parents=True, exist_ok=True)
+            name = f"{self._seq:06d}-{os.getpid()}-{time.time_ns() % 10**9:09d}.arrow"
+            write_table(self.dir / name, from_rows(self._buf, self.schema))
         self._seq += 1
         self._buf = []
 
     def finish(self, meta: dict) -> Path:
-        """Write the artifact from every shard (one row per key, sorted), drop the shards."""
+        """Write the artifact from every shard (one row per key, sorted), drop the shards.
+
+        Under the artifact's lock; when another job published it meanwhile, its rows are kept and
+        the file is rewritten only if this sink adds rows (see the module docstring)."""
         if self.complete:
             return self.artifact
         self.flush()
-        parts = sorted(self.dir.glob("*.arrow")) if self.dir.exists() else []
-        tables = [read_table(p).cast(self.schema) for p in parts]
-        table = pa.concat_tables(tables) if tables else self.schema.empty_table()
-        write_table(self.artifact, dedup(table, self.key_columns), meta)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        from pipeline.schema import from_rows
+
+        with artifact_lock(self.artifact):
+            parts = sorted(self.dir.glob("*.arrow")) if self.dir.exists() else []
+            tables = [read_table(p).cast(self.schema) for p in parts]
+            if self._rows:  # rows read back or made here whose shard another job's finish removed
+                tables.append(from_rows(list(self._rows.values()), self.schema))
+            existing = read_table(self.artifact).cast(self.schema) if self.artifact.exists() else None
+            if existing is not None:
+                tables.insert(0, existing)
+            table = dedup(pa.concat_tables(tables) if tables else self.schema.empty_table(), self.key_columns)
+            self.wrote = existing is None or table.num_rows > existing.num_rows
+            if self.wrote:
+                write_table(self.artifact, table, meta)
+            shutil.rmtree(self.dir, ignore_errors=True)
         self.complete = True
         return self.artifact
 

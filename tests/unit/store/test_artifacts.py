@@ -58,19 +58,26 @@ def test_corrupt_file_error_names_path_and_fix(tmp_path):
         read_table(p)
 
 
-def test_shards_resume_and_dedup(tmp_path):
+def test_sink_resumes_and_dedups(tmp_path):
+    from pipeline.store.sink import RowSink
+
     store = Store(tmp_path)
     art = store.path("gen", "m", {"x": 1})
     schema = pa.schema([("k", pa.int64()), ("v", pa.string())])
-    sh = store.shards(art, ("k",))
-    sh.write([[1], [2]], pa.table({"k": [1, 2], "v": ["a", "b"]}, schema=schema))
-    assert sh.done([[1], [2]]) and not sh.done([[3]])
-    # a re-written shard (e.g. after a crash between write and bookkeeping) does not duplicate rows
-    sh.write([[2], [3]], pa.table({"k": [2, 3], "v": ["b", "c"]}, schema=schema))
-    out = sh.finish(schema, {"stage": "gen"})
-    assert out.column("k").to_pylist() == [1, 2, 3]
+    sh = RowSink(art, schema, ("k",), flush_rows=2)
+    sh.add({"k": 2, "v": "b"})
+    sh.add({"k": 1, "v": "a"})  # flushed: one shard
+    assert sh.done((1,)) and not sh.done((3,))
+    again = RowSink(art, schema, ("k",))  # a rerun reads the shard back
+    assert again.done((1,)) and again.done((2,)) and not again.done((3,))
+    # a row written twice (e.g. killed between the shard and the bookkeeping) does not duplicate
+    again.add({"k": 2, "v": "b"})
+    again.add({"k": 3, "v": "c"})
+    again.finish({"stage": "gen"})
+    assert read_table(art).column("k").to_pylist() == [1, 2, 3]
     assert art.exists() and not art.with_suffix(".parts").exists()
     assert read_provenance(art)["stage"] == "gen"
+    assert RowSink(art, schema, ("k",)).complete
 
 
 def test_store_names_by_label_and_hash(tmp_path):
