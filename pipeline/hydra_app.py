@@ -28,8 +28,8 @@ from pipeline.config import conf_dir, register_configs, to_run_config
 log = logging.getLogger("crosscot")
 register_configs()
 
-# Per-invocation state: Hydra's basic launcher runs the jobs of a sweep in this process, one by one.
-_state: dict[str, Any] = {"jobs": 0, "failures": [], "error": None}
+# Per-invocation state: the error of a single run, handed from inside Hydra to run_cli.
+_state: dict[str, Any] = {"error": None}
 _HYDRA_INFO_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--resolve", "--shell-completion")
 
 
@@ -41,9 +41,7 @@ def _main(cfg: DictConfig) -> None:
 
     from pipeline.stages.dag import run
 
-    hc = HydraConfig.get()
-    multirun = hc.mode.name == "MULTIRUN"
-    _state["jobs"] += 1
+    _ = HydraConfig.get()  # inside a Hydra run (``${hydra:...}`` resolves)
     try:
         run_cfg = to_run_config(cfg)
         from pipeline.engine.session import begin
@@ -53,21 +51,8 @@ def _main(cfg: DictConfig) -> None:
         print(f"crosscot: run complete -> {run_cfg.run_dir}/report.md "
               f"({ctx.timings.get('stream', 0):.1f}s in the streaming engine stages)")
     except Exception as e:  # noqa: BLE001
-        if not multirun:
-            # Hand it to pipeline.errors.run_command (Hydra would print its own traceback and exit 1).
-            _state["error"] = e
-            return
-        sweep_dir = hc.sweep.dir
-        os.makedirs(sweep_dir, exist_ok=True)
-        from pipeline.errors import one_line
-
-        rec = {"job": hc.job.num, "overrides": list(hc.overrides.task), "error": f"{type(e).__name__}: {one_line(e)}",
-               "traceback": traceback.format_exc()[-2000:]}
-        with open(os.path.join(sweep_dir, "failures.jsonl"), "a") as fh:  # append-only log, one line per failure
-            fh.write(json.dumps(rec) + "\n")
-        _state["failures"].append({**rec, "sweep_dir": sweep_dir})
-        log.error("sweep job %s failed (recorded in %s/failures.jsonl): %s", hc.job.num, sweep_dir, e)
-
+        # Hand it to pipeline.errors.run_command (Hydra would print its own traceback and exit 1).
+        _state["error"] = e
 
 def sweep_jobs(overrides: list[str]) -> tuple[list[list[str]], Any]:
     """Every job's override list (Hydra's basic-sweeper expansion) and the composed hydra node of the sweep."""
@@ -77,13 +62,18 @@ def sweep_jobs(overrides: list[str]) -> tuple[list[list[str]], Any]:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from pipeline.config.load import composition_error
+
     parser = OverridesParser.create()
-    parsed = parser.parse_overrides(overrides)
-    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-    if GlobalHydra.instance().is_initialized():
-        GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
-        base = hcompose(config_name="config", overrides=fixed, return_hydra_config=True)
+    try:
+        parsed = parser.parse_overrides(overrides)
+        fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+        if GlobalHydra.instance().is_initialized():
+            GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+            base = hcompose(config_name="config", overrides=fixed, return_hydra_config=True)
+    except Exception as e:  # noqa: BLE001 - a bad override: the one-line message names it
+        raise composition_error(e, overrides) from e
     params = dict(base.hydra.sweeper.get("params") or {})
     given = {o.get_key_element() for o in parsed}
     # The experiment's sweeper params first, the command line after (it wins, as in Hydra).
@@ -115,11 +105,12 @@ def _compose_job(job_overrides: list[str], num: int):
     return to_run_config(cfg)
 
 
-def run_sweep(overrides: list[str]) -> int:
-    """``crosscot run -m ...``: every job on one shared engine pool (module docstring); exit 1 if any failed."""
+def run_sweep(jobs: list[list[str]], hydra_node: Any) -> int:
+    """``crosscot run -m ...``: every job (from :func:`sweep_jobs`) on one shared engine pool (module
+    docstring); exit 1 if any failed."""
+    from pipeline.errors import one_line
     from pipeline.stages.dag import run_jobs
 
-    jobs, hydra_node = sweep_jobs(overrides)
     sweep_dir = str(hydra_node.sweep.dir)
     cfgs, failed = [], []
     for num, ov in enumerate(jobs):
@@ -148,39 +139,20 @@ def run_sweep(overrides: list[str]) -> int:
         os.makedirs(sweep_dir, exist_ok=True)
         with open(os.path.join(sweep_dir, "failures.jsonl"), "a") as fh:
             for num, ov, e, tb in sorted(failed, key=lambda f: f[0]):
-                fh.write(json.dumps({"job": num, "overrides": ov, "error": f"{type(e).__name__}: {e}",
+                fh.write(json.dumps({"job": num, "overrides": ov, "error": f"{type(e).__name__}: {one_line(e)}",
                                      "traceback": tb[-2000:]}) + "\n")
-        print(f"crosscot: sweep finished with {len(failed)} of {len(jobs)} job(s) failed "
+        print(f"crosscot: error: sweep finished with {len(failed)} of {len(jobs)} job(s) failed "
               f"(details in {sweep_dir}/failures.jsonl):", file=sys.stderr)
         for num, ov, e, _ in sorted(failed, key=lambda f: f[0]):
-            print(f"  job {num} [{' '.join(ov)}]: {type(e).__name__}: {str(e)[:300]}", file=sys.stderr)
+            print(f"  job {num} [{' '.join(ov)}]: {type(e).__name__}: {one_line(e)[:300]}", file=sys.stderr)
         return 1
     print(f"crosscot: sweep complete: {len(jobs)} job(s), engines shared")
     return 0
-def job_overrides(argv: list[str]) -> list[list[str]]:
-    """The overrides of every job ``crosscot run [-m] argv`` will run (sweeps expanded)."""
-    overrides = [a for a in argv if not a.startswith("-")]
-    if not ("-m" in argv or "--multirun" in argv):
-        return [overrides]
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from pipeline.config.load import composition_error
-
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception as e:  # noqa: BLE001 - an unparsable override: the one-line message names it
-        raise composition_error(e, overrides) from e
-    batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
-    return [job for batch in batches for job in batch]
-
-
-def preflight(argv: list[str]) -> int:
+def preflight(jobs: list[list[str]]) -> int:
     """Compose and validate every job's config and check its models' weights; returns the job count."""
     from pipeline.config import compose
     from pipeline.provision.models import check_source
 
-    jobs = job_overrides(argv)
     for ov in jobs:
         # ${hydra:...} interpolations only resolve inside a Hydra run: validate those jobs with a stand-in.
         ov = [o.replace("${hydra:job.num}", "0") for o in ov if not o.startswith("hydra.")]
@@ -217,17 +189,21 @@ def run_cli(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     argv = [a for a in argv if a != "--debug"]
     info_only = any(a.split("=", 1)[0] in _HYDRA_INFO_FLAGS for a in argv)
-    if not info_only:
-        preflight(argv)
-    _install_signal_handlers()
+    overrides = [a for a in argv if not a.startswith("-")]
     if ("-m" in argv or "--multirun" in argv) and not info_only:
+        jobs, hydra_node = sweep_jobs(overrides)
+        preflight(jobs)
+        _install_signal_handlers()
         try:
-            return run_sweep([a for a in argv if a not in ("-m", "--multirun")])
+            return run_sweep(jobs, hydra_node)
         finally:
             from pipeline.engine.session import shutdown_ray
 
             shutdown_ray()
-    _state.update(jobs=0, failures=[], error=None)
+    if not info_only:
+        preflight([overrides])
+    _install_signal_handlers()
+    _state.update(error=None)
     sys.argv = [sys.argv[0], *argv]
     # Hydra then raises its own errors instead of printing them and exiting 1: run_command reports
     # them in one line (it decided about --debug / the user's HYDRA_FULL_ERROR before this).
@@ -248,15 +224,4 @@ def run_cli(argv: list[str]) -> int:
         shutdown_ray()
     if _state["error"] is not None:
         raise _state["error"]
-    return _sweep_summary()
-
-
-def _sweep_summary() -> int:
-    fails = _state["failures"]
-    if not fails:
-        return 0
-    print(f"crosscot: error: sweep finished with {len(fails)} of {_state['jobs']} job(s) failed "
-          f"(details in {fails[0]['sweep_dir']}/failures.jsonl):", file=sys.stderr)
-    for f in fails:
-        print(f"  job {f['job']} [{' '.join(f['overrides'])}]: {f['error']}", file=sys.stderr)
-    return 1
+    return 0

@@ -224,9 +224,11 @@ class ModelEngine:
         return asyncio.run(self.batch(op, items, *args))
 
     def get_stats(self) -> dict:
+        from pipeline.report.telemetry import union_seconds
+
         return {**self.stats, "steps": self.loop.steps, "max_in_flight": self.loop.max_seen_in_flight,
                 "intervals": list(self.loop.intervals), "load_intervals": list(self.load_intervals),
-                "engine_seconds": _busy(self.loop.intervals)}
+                "engine_seconds": union_seconds(self.loop.intervals)}
 
     # ------------------------------------------------------------------ ops
     async def think(self, r: dict) -> dict:
@@ -442,16 +444,3 @@ class ModelEngine:
                     for _ in cands]
         scored = await self.score_ids(ctx, cands, mode=mode) if cands else []
         return [{k: v for k, v in d.items() if k != "logprobs"} for d in scored]
-
-
-def _busy(intervals: list[tuple[float, float]]) -> float:
-    """Seconds covered by the union of intervals."""
-    total, end = 0.0, None
-    for a, b in sorted(intervals):
-        if end is None or a > end:
-            total += b - a
-            end = b
-        elif b > end:
-            total += b - end
-            end = b
-    return total

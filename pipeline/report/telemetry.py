@@ -18,6 +18,23 @@ KNOWN = frozenset({"wall_seconds", "outside_engine_share", "outside_engine_share
                    "engines", "waves", "schedule", "error_rows", "error_share"})
 
 
+def union_seconds(intervals, lo: float = float("-inf"), hi: float = float("inf")) -> float:
+    """Seconds covered by the union of ``(start, end)`` intervals, clipped to ``[lo, hi]``
+    (an engine's busy time; the run's time inside any engine)."""
+    iv = sorted((max(a, lo), min(b, hi)) for a, b in intervals if b > lo and a < hi)
+    total, cur_a, cur_b = 0.0, None, None
+    for a, b in iv:
+        if cur_b is None or a > cur_b:
+            if cur_b is not None:
+                total += cur_b - cur_a
+            cur_a, cur_b = a, b
+        else:
+            cur_b = max(cur_b, b)
+    if cur_b is not None:
+        total += cur_b - cur_a
+    return total
+
+
 def tokens_per_s(tokens: float, seconds: float) -> float:
     """Throughput; 0.0 when no time was measured (an engine that never ran)."""
     return tokens / seconds if seconds else 0.0

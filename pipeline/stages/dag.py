@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from pipeline.config import RunConfig, to_plain
-from pipeline.report.telemetry import tokens_per_s
+from pipeline.report.telemetry import tokens_per_s, union_seconds
 from pipeline.stages import STAGES
 from pipeline.stages.context import Context
 from pipeline.stages.protocol import Stage
@@ -74,21 +74,6 @@ def default_pool_factory(cfg: RunConfig) -> Callable[[], Any]:
         return EnginePool(cfg)
 
     return make
-
-
-def _union_seconds(intervals: list[tuple[float, float]], lo: float, hi: float) -> float:
-    iv = sorted((max(a, lo), min(b, hi)) for a, b in intervals if b > lo and a < hi)
-    total, cur_a, cur_b = 0.0, None, None
-    for a, b in iv:
-        if cur_b is None or a > cur_b:
-            if cur_b is not None:
-                total += cur_b - cur_a
-            cur_a, cur_b = a, b
-        else:
-            cur_b = max(cur_b, b)
-    if cur_b is not None:
-        total += cur_b - cur_a
-    return total
 
 
 def run(cfg: RunConfig, pool_factory: Optional[Callable[[], Any]] = None, keep_pool: bool = False,
@@ -249,8 +234,8 @@ def _write_telemetry(ctx: Context, t0: float) -> dict:
     tel["waves"] = [{**w, "start": w["start"] - t0, "end": w["end"] - t0} for w in ctx.waves]
     if place.get("schedule"):
         tel["schedule"] = place["schedule"]
-    engine_time = _union_seconds(busy + loading, t0, now)
-    startup = _union_seconds(loading, t0, now)
+    engine_time = union_seconds(busy + loading, t0, now)
+    startup = union_seconds(loading, t0, now)
     tel["engine_busy_seconds"] = engine_time
     tel["engine_startup_seconds"] = startup
     # Share of wall time no engine was loading or stepping (driver work, Ray, Arrow I/O, scoring, idle

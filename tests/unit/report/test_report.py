@@ -99,3 +99,12 @@ def test_commands_end_to_end(tmp_path: Path) -> None:
 
     assert main(["score", str(tmp_path / "missing")]) == 2  # user errors: one line, exit 2 (pipeline.errors)
     assert main(["score", str(run), "--metric", "nope"]) == 2
+
+
+def test_union_seconds_merges_overlaps_and_clips():
+    from pipeline.report.telemetry import union_seconds
+
+    iv = [(0.0, 2.0), (1.0, 3.0), (5.0, 6.0), (5.5, 5.7)]
+    assert union_seconds(iv) == 4.0  # [0, 3] and [5, 6]
+    assert union_seconds(iv, 2.5, 5.5) == 1.0  # [2.5, 3] and [5, 5.5]
+    assert union_seconds([]) == 0.0
