@@ -52,6 +52,22 @@ def compose(overrides: list[str] | None = None, config_name: str = "config") -> 
     return to_run_config(cfg)
 
 
+def model_slot_error(key: str, slot: str, value: Any, slot_exists: bool = False) -> ConfigError:
+    """``models.<slot>=<value>`` (a name where a model config belongs): how to choose a model by config
+    group — replacing the slot's model when it has one, else adding one."""
+    from pipeline.errors import did_you_mean
+
+    models = config_names("model")
+    if value in models:
+        if slot_exists:
+            return ConfigError(f"{key}={value}: a model is chosen by config group; "
+                               f"write model@models.{slot}={value} (+model@models.{slot}={value} to add one)")
+        return ConfigError(f"{key}={value}: a model is chosen by config group; "
+                           f"write +model@models.{slot}={value} to add it (model@models.{slot}=... replaces one)")
+    return ConfigError(f"{key}={value}: no such model config{did_you_mean(str(value), models)}; "
+                       f"choose one of {models} as model@models.{slot}=<name>")
+
+
 def config_names(group: str) -> list[str]:
     """The configs of a ``conf/`` group (``model``, ``dataset``, ...), schema nodes left out."""
     import os
@@ -83,13 +99,7 @@ def composition_error(e: Exception, overrides: list[str]) -> ConfigError:
         key = m.group(1)
         value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == key), "?")
         if key.startswith(("models.", "model@models.")):
-            slot = key.split("models.", 1)[1]
-            models = config_names("model")
-            if value in models:
-                return ConfigError(f"{key}={value}: a model is chosen by config group; "
-                                   f"write +model@models.{slot}={value} to add it (model@models.{slot}=... replaces one)")
-            return ConfigError(f"{key}={value}: no such model config{did_you_mean(value, models)}; "
-                               f"choose one of {models} as model@models.{slot}=<name>")
+            return model_slot_error(key, key.split("models.", 1)[1], value)
         return ConfigError(f"{key}={value}: no such setting{did_you_mean(key, _known_keys(key))}; "
                            "the fields are documented in pipeline/config/schemas.py (+key=value adds a key to an open mapping)")
     if "Error merging override" in first:
@@ -165,12 +175,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
         if name == "models" and cls is RunConfig:
             for k, mv in (v or {}).items():
                 if not isinstance(mv, dict):
-                    models = config_names("model")
-                    if mv in models:
-                        raise ConfigError(f"models.{k}={mv}: a model is chosen by config group; "
-                                          f"write model@models.{k}={mv} (+model@models.{k}={mv} to add one)")
-                    raise ConfigError(f"models.{k}={mv}: no such model config{did_you_mean(mv, models)}; "
-                                      f"choose one of {models} as model@models.{k}=<name>")
+                    raise model_slot_error(f"models.{k}", k, mv, slot_exists=True)
             v = {k: _build(ModelConfig, mv, f"models.{k}") for k, mv in (v or {}).items()}
         elif typ is not None:
             v = _build(typ, v, sub)
