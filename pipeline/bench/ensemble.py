@@ -101,14 +101,13 @@ def run_length(engine, n_tokens: int, seed: int = 0, steps: int = STEPS) -> dict
 
 def score(engine, contexts: list[str], continuations: list[list[str]], mode: str) -> list[list[dict]]:
     """Every context's candidates scored at once (all in flight together, as a step of many problems)."""
-    return engine.run_batch("score", [{"context": c, "continuations": k} for c, k in zip(contexts, continuations)],
-                            mode)
+    return engine.run_batch([engine.score(c, k, mode) for c, k in zip(contexts, continuations)])
 
 
 def _greedy():
-    from pipeline.engine.vllm_engine import Sampling
+    from pipeline.engine.protocol import GREEDY
 
-    return Sampling(0.0, 1.0, -1)
+    return GREEDY
 
 
 def table(results: dict[int, dict], block_size) -> str:

@@ -28,8 +28,10 @@ import random
 import statistics
 import time
 from pathlib import Path
-from typing import Optional
+from dataclasses import dataclass
+from typing import Any, Optional
 
+from pipeline.engine.protocol import CompleteRequest, Completion, InfoQuery, in_flight_bound
 from pipeline.planning.lengths import DATA
 from pipeline.planning.lengths import released_lengths as _released
 
@@ -56,6 +58,16 @@ def _prompts(n: int, vocab: int, seed: int) -> list[list[int]]:
     return [[rng.randrange(100, vocab - 1) for _ in range(rng.randint(24, 48))] for _ in range(n)]
 
 
+@dataclass(frozen=True)
+class BlockingBatch:
+    """A whole batch at once on a ModelEngine (its ``complete_blocking``): the synchronous baselines."""
+
+    reqs: list[CompleteRequest]
+
+    async def run(self, engine: Any) -> list[Completion]:
+        return engine.complete_blocking(self.reqs)
+
+
 def run(model_key: str = "smollm2", n: int = 96, mean: float = 48.0, shard: int = 32, rounds: int = 1,
         data_dir: Path = DATA, source: str = "Qwen_QwQ-32B", max_in_flight: Optional[int] = None) -> dict:
     from pipeline.config import compose
@@ -69,28 +81,28 @@ def run(model_key: str = "smollm2", n: int = 96, mean: float = 48.0, shard: int 
     pool = EnginePool(cfg)
     try:
         pool.ensure([m.name])
-        vocab = pool.call(m.name, "info")["vocab_size"]
-        limit = max_in_flight or 2 * int(m.max_num_seqs)
+        vocab = pool.call(m.name, InfoQuery())["vocab_size"]
+        limit = in_flight_bound(max_in_flight or 0, m.max_num_seqs)
         runs = iter(range(1, 10_000))
 
-        def fresh() -> list[dict]:
+        def fresh() -> list[CompleteRequest]:
             # New prompts for every timed run (same lengths): no run reads another's prefix cache.
-            return [{"ids": p, "max_tokens": L, "ignore_eos": True}
+            return [CompleteRequest(ids=p, max_tokens=L, ignore_eos=True)
                     for p, L in zip(_prompts(n, vocab, next(runs)), lengths)]
 
-        pool.call(m.name, "complete_blocking", fresh()[: min(16, n)])  # warm-up (allocations, kernels)
+        pool.call(m.name, BlockingBatch(fresh()[: min(16, n)]))  # warm-up (allocations, kernels)
 
         def ceiling() -> float:
             reqs = fresh()
             t = time.perf_counter()
-            pool.call(m.name, "complete_blocking", reqs)
+            pool.call(m.name, BlockingBatch(reqs))
             return time.perf_counter() - t
 
         def chunked() -> float:
             reqs = fresh()
             t = time.perf_counter()
             for i in range(0, n, shard):
-                pool.call(m.name, "complete_blocking", reqs[i:i + shard])
+                pool.call(m.name, BlockingBatch(reqs[i:i + shard]))
             return time.perf_counter() - t
 
         def pipeline() -> float:
@@ -99,9 +111,9 @@ def run(model_key: str = "smollm2", n: int = 96, mean: float = 48.0, shard: int 
             async def go() -> None:
                 sem = asyncio.Semaphore(limit)
 
-                async def one(r: dict) -> None:
+                async def one(r: CompleteRequest) -> None:
                     async with sem:
-                        await pool.op(m.name, "complete", r)
+                        await pool.op(m.name, r)
 
                 await asyncio.gather(*(one(r) for r in reqs))
 

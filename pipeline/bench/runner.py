@@ -2,8 +2,6 @@
 
 Sections (each writes ``<out>/<name>/<name>.md``; all are collected into ``<out>/BENCH.md``):
 
-* ``throughput`` — pipeline generation (batched requests to one engine) vs a naive loop sending the same
-  prompts one request at a time to the same engine: generated tokens/s and the ratio;
 * ``demo_overhead`` — a tiny demo run in real Ray actors: share of wall time spent outside the engines;
 * ``cpu_dtype`` — CPU engine speed, bf16 vs fp32 (real small model), when it is provisioned;
 * ``ensemble`` — cached candidate scoring vs naive ``prompt_logprobs`` rescoring;
@@ -30,7 +28,6 @@ from pipeline.store.atomic import write_text_atomic
 # name -> (module, entry point): "section" takes (out, quick) and returns markdown; "main" is a
 # bench module's own entry point (markdown returned or written into ``out``); "argv" takes argv.
 SECTIONS: dict[str, tuple[str, str]] = {
-    "throughput": ("pipeline.bench.throughput", "section"),
     "demo_overhead": ("pipeline.bench.overhead", "section"),
     "ensemble": ("pipeline.bench.ensemble", "main"),
     "kernel": ("kernels.token_logprob.bench", "argv"),

@@ -32,6 +32,8 @@ import sys
 import time
 from typing import Optional
 
+from pipeline.engine.protocol import CompleteRequest
+
 
 def _barrier(folder: Optional[str], key: str, keys: list[str], timeout_s: float = 900.0) -> None:
     """Wait until every concurrent worker has loaded its engine (a file per worker)."""
@@ -59,11 +61,11 @@ def _worker(key: str, batches: list[int], t1: int, t2: int, pre_b: int, pre_t: i
     vocab = eng.info()["vocab_size"]
     rng = random.Random(0)
 
-    def reqs(b: int, tokens: int, plen: int) -> list[dict]:
-        return [{"ids": [rng.randrange(100, vocab - 1) for _ in range(plen)], "max_tokens": tokens,
-                 "ignore_eos": True} for _ in range(b)]
+    def reqs(b: int, tokens: int, plen: int) -> list[CompleteRequest]:
+        return [CompleteRequest(ids=[rng.randrange(100, vocab - 1) for _ in range(plen)], max_tokens=tokens,
+                                ignore_eos=True) for _ in range(b)]
 
-    def wall(rs: list[dict]) -> float:
+    def wall(rs: list[CompleteRequest]) -> float:
         t = time.perf_counter()
         eng.complete_blocking(rs)
         return time.perf_counter() - t

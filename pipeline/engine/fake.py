@@ -11,10 +11,26 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from typing import Any
+from typing import Any, Optional
 
 from pipeline.engine.formats import get_format
 from pipeline.engine.local import LocalPool
+from pipeline.engine.protocol import (
+    AnswerRequest,
+    AnswerResult,
+    CandidateScore,
+    CompleteRequest,
+    Completion,
+    EngineOp,
+    GenerateRequest,
+    GenerateResult,
+    Proposal,
+    ProposeRequest,
+    ScoreRequest,
+    T,
+    ThinkRequest,
+    ThinkResult,
+)
 
 
 def _h(*parts: Any) -> int:
@@ -42,42 +58,39 @@ class FakeEngine:
                 pass
         return "0"
 
-    async def think(self, r: dict) -> dict:
+    async def think(self, r: ThinkRequest) -> ThinkResult:
         self.calls.append(("think", 1))
         await asyncio.sleep(0)  # a real engine yields while it works: items interleave
-        seed = r["sampling"].seed if r["sampling"].temperature > 0 else 0
-        truth = self._truth(r["prompt"])
-        n = 3 + _h(self.cfg.name, r["prompt"], seed) % 4
+        seed = r.sampling.seed if r.sampling.temperature > 0 else 0
+        truth = self._truth(r.prompt)
+        n = 3 + _h(self.cfg.name, r.prompt, seed) % 4
         sents = [f"Step {i + 1} for {self.cfg.name}." for i in range(n)] + [f"So the answer is {truth}."]
         self.stats["generated_tokens"] += 8 * len(sents)
         self.stats["requests"] += 1
-        return {"cot": " ".join(sents), "cot_tokens": 8 * len(sents), "finish_reason": "stop",
-                "forced_close": False, "error": None}
+        return ThinkResult(cot=" ".join(sents), cot_tokens=8 * len(sents), finish_reason="stop", forced_close=False)
 
-    async def answer(self, r: dict) -> dict:
+    async def answer(self, r: AnswerRequest) -> AnswerResult:
         self.calls.append(("answer", 1))
         await asyncio.sleep(0)
         # ~2 characters per token: crude, but enough to exercise the over-long-prompt path.
-        if (len(r["prompt"]) + len(r.get("cot") or "")) // 2 + r["max_tokens"] > self.cfg.max_model_len:
-            return {"answer_text": None, "prompt_tokens": 0, "answer_tokens": 0, "finish_reason": "error",
-                    "error": f"answer: prompt exceeds max_model_len={self.cfg.max_model_len}"}
-        truth = self._truth(r["prompt"])
-        m = re.findall(r"answer is (-?\d+)", r.get("cot") or "")
+        if (len(r.prompt) + len(r.cot or "")) // 2 + r.answer_budget > self.cfg.max_model_len:
+            return AnswerResult(answer_text=None, prompt_tokens=0, answer_tokens=0, finish_reason="error",
+                                error=f"answer: prompt exceeds max_model_len={self.cfg.max_model_len}")
+        truth = self._truth(r.prompt)
+        m = re.findall(r"answer is (-?\d+)", r.cot or "")
         if m:  # follows the CoT's stated answer, like a consistent model would
             ans = m[-1]
         else:
-            good = (_h(self.cfg.name, r["prompt"]) % 100) < self.skill * 100
-            ans = truth if good else str(int(truth) + 1 + _h(self.cfg.name, r["prompt"]) % 3)
+            good = (_h(self.cfg.name, r.prompt) % 100) < self.skill * 100
+            ans = truth if good else str(int(truth) + 1 + _h(self.cfg.name, r.prompt) % 3)
         self.stats["requests"] += 1
-        return {"answer_text": f"Answer: {ans}", "prompt_tokens": len(r["prompt"]) // 4, "answer_tokens": 3,
-                "finish_reason": "stop", "error": None}
+        return AnswerResult(answer_text=f"Answer: {ans}", prompt_tokens=len(r.prompt) // 4, answer_tokens=3,
+                            finish_reason="stop")
 
-    from pipeline.engine.vllm_engine import (
-        ModelEngine as _ME,  # reuse the two-phase orchestration verbatim
-    )
+    async def generate(self, r: GenerateRequest) -> GenerateResult:
+        from pipeline.engine.vllm_engine import two_phase  # the real engine's two-phase orchestration
 
-    generate = _ME.generate
-    batch = _ME.batch
+        return await two_phase(self, r)
 
     def generation_prompt(self, user_prompt: str) -> str:
         return f"<user>{user_prompt}</user><assistant>"
@@ -107,70 +120,69 @@ class FakeEngine:
                     and re.search(r"\b(so|total|thus)\b|=", s, re.I))]
         return " " + (", ".join(f"S{k}" for k in hits) if hits else "none")
 
-    async def complete(self, r: dict) -> dict:
+    async def complete(self, r: CompleteRequest) -> Completion:
         from pipeline.text.llm_filter import REPLY_PREFIX
 
         self.calls.append(("complete", 1))
         await asyncio.sleep(0)
-        if r["text"].rstrip().endswith(REPLY_PREFIX):
+        text = r.text or ""
+        if text.rstrip().endswith(REPLY_PREFIX):
             self.filter_batches.append(1)
-            return {"texts": [self._filter_reply(r["text"])], "token_ids": [[1] * 5], "finish_reasons": ["stop"]}
-        seed = r["sampling"].seed if r.get("sampling") else 0
-        texts = [f" Sentence {(_h(self.cfg.name, r['text'], k, seed) % 97)} by {self.cfg.name}."
-                 for k in range(r.get("n", 1))]
-        return {"texts": texts, "token_ids": [[1] * 5 for _ in texts], "finish_reasons": ["length"] * len(texts)}
+            return Completion(texts=[self._filter_reply(text)], token_ids=[[1] * 5], finish_reasons=["stop"])
+        seed = r.sampling.seed if r.sampling else 0
+        texts = [f" Sentence {(_h(self.cfg.name, text, k, seed) % 97)} by {self.cfg.name}." for k in range(r.n)]
+        return Completion(texts=texts, token_ids=[[1] * 5 for _ in texts], finish_reasons=["length"] * len(texts))
 
-    def get_stats(self):
+    def get_stats(self) -> dict[str, Any]:
         return {**self.stats, "intervals": []}
 
     # ================================================================ ensemble
     # Mirrors ModelEngine.propose / score_texts.  Tokens are whitespace words.
     close_after = 3  # sentences in the CoT after which the first sample closes the thinking
 
-    async def propose(self, r: dict) -> dict:
+    async def propose(self, r: ProposeRequest) -> Proposal:
         self.calls.append(("propose", 1))
         await asyncio.sleep(0)
-        cot_tokens = len(r["cot"].split())
-        budget = r.get("budget")
-        if budget is not None and cot_tokens >= budget:
-            return {"texts": [], "closed": [], "cot_tokens": cot_tokens, "exhausted": True, "error": None}
+        cot_tokens = len(r.cot.split())
+        if r.thought_budget is not None and cot_tokens >= r.thought_budget:
+            return Proposal(texts=[], closed=[], cot_tokens=cot_tokens, exhausted=True)
         texts, closed = [], []
-        for k in range(r.get("n", 1)):
-            if k == 0 and r["cot"].count(".") >= self.close_after:
+        for k in range(r.n):
+            if k == 0 and r.cot.count(".") >= self.close_after:
                 texts.append(f" So done by {self.cfg.name}.{self.fmt.think_stop} trailing")
                 closed.append(True)
             else:
-                v = _h(self.cfg.name, r["prompt"], r["cot"], k, r["sampling"].seed) % 97
+                v = _h(self.cfg.name, r.prompt, r.cot, k, r.sampling.seed) % 97
                 texts.append(f" Sentence {v} by {self.cfg.name}. And a fragment")
                 closed.append(False)
-        return {"texts": texts, "closed": closed, "cot_tokens": cot_tokens, "exhausted": False, "error": None}
+        return Proposal(texts=texts, closed=closed, cot_tokens=cot_tokens)
 
-    async def score_texts(self, r: dict, mode: str = "cached") -> list[dict]:
-        self.calls.append(("score_texts", len(r["candidates"])))
+    async def score_texts(self, r: ScoreRequest) -> list[CandidateScore]:
+        self.calls.append(("score_texts", len(r.candidates)))
         await asyncio.sleep(0)
         close = self.fmt.close.rstrip()
-        return [{"mean_nll": (_h(self.cfg.name, r["cot"], t + (close if c else "")) % 1000) / 100.0,
-                 "seq_mean_nll": (_h(self.cfg.name, r["prompt"], r["cot"], t, c, 1) % 1000) / 100.0,
-                 "n_tokens": max(1, len(t.split()))}
-                for t, c in zip(r["candidates"], r["closes"])]
+        return [CandidateScore(mean_nll=(_h(self.cfg.name, r.cot, t + (close if c else "")) % 1000) / 100.0,
+                               seq_mean_nll=(_h(self.cfg.name, r.prompt, r.cot, t, c, 1) % 1000) / 100.0,
+                               n_tokens=max(1, len(t.split())))
+                for t, c in zip(r.candidates, r.closes)]
 
-    def info(self):
+    def info(self) -> dict[str, Any]:
         return {"name": self.cfg.name, "load_seconds": 0.0}
 
 
 class FakePool(LocalPool):
     """In-process stand-in for :class:`pipeline.engine.ray_pool.EnginePool`: FakeEngines, optional injected failures."""
 
-    def __init__(self, run_cfg, fail_on: dict | None = None, skill: dict | None = None):
+    def __init__(self, run_cfg: Any, fail_on: Optional[dict] = None, skill: Optional[dict] = None):
         super().__init__({m.name: FakeEngine(m, (skill or {}).get(m.name, 0.5)) for m in run_cfg.models.values()},
                          max_engines=run_cfg.ray.max_concurrent_engines)
         self.cfg = run_cfg
         self.fail_on = dict(fail_on or {})  # model -> number of items that raise before succeeding
         self.submitted = 0
 
-    async def op(self, name: str, method: str, *args):
+    async def op(self, name: str, req: EngineOp[T]) -> T:
         self.submitted += 1
         if self.fail_on.get(name, 0) > 0:
             self.fail_on[name] -= 1
             raise RuntimeError(f"injected failure in {name}")
-        return await super().op(name, method, *args)
+        return await super().op(name, req)

@@ -27,11 +27,12 @@ flight.  Never set it in real runs.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import time
 from typing import Any, Iterable, Optional
+
+from pipeline.engine.protocol import EngineOp, InfoQuery, StatsQuery, T
 
 log = logging.getLogger("crosscot.engine")
 
@@ -89,13 +90,12 @@ def _actor_class():
             self.started = time.time()
             self.engine = ModelEngine(model_cfg, seed=seed)
 
-        async def op(self, method: str, *args):
-            """One engine operation on one item (a coroutine of the engine, or a plain method)."""
+        async def op(self, req: EngineOp[T]) -> T:
+            """One request (:mod:`pipeline.engine.protocol`) run on this actor's engine."""
             delay = float(os.environ.get("CROSSCOT_FAULT_DELAY_S", "0") or 0)
             if delay > 0:  # test-only hook, see the module docstring
                 await asyncio.sleep(delay)
-            res = getattr(self.engine, method)(*args)
-            return (await res) if inspect.isawaitable(res) else res
+            return await req.run(self.engine)
 
         def pid(self) -> int:
             return os.getpid()
@@ -268,7 +268,7 @@ class EnginePool:
             self._load[n] = [0] * len(actors)
             self.held.setdefault(n, []).append([time.time(), None])
             self.loads[n] = self.loads.get(n, 0) + 1
-            pending[n] = [a.op.remote("info") for a in actors]
+            pending[n] = [a.op.remote(InfoQuery()) for a in actors]
         for n, refs in pending.items():
             t0 = time.time()
             try:
@@ -330,7 +330,7 @@ class EnginePool:
         return stopped
 
     # -------------------------------------------------------------------- calls
-    async def op(self, name: str, method: str, *args: Any) -> Any:
+    async def op(self, name: str, req: EngineOp[T]) -> T:
         """One item to the least-loaded replica of ``name``'s engine; its result when it finishes."""
         if name not in self.actors:
             raise RuntimeError(f"engine {name!r} is not resident; call ensure([{name!r}]) first")
@@ -338,18 +338,18 @@ class EnginePool:
         i = min(range(len(load)), key=load.__getitem__)
         load[i] += 1
         try:
-            return await self.actors[name][i].op.remote(method, *args)
+            return await self.actors[name][i].op.remote(req)
         finally:
             if self._load.get(name) is load:
                 load[i] -= 1
 
-    def call(self, name: str, method: str, *args: Any) -> Any:
-        """Blocking call of one engine method on the first replica (info, stats, bench baselines)."""
+    def call(self, name: str, req: EngineOp[T]) -> T:
+        """Blocking: one request on the first replica (info, stats, bench baselines)."""
         import ray
 
         if name not in self.actors:
             self.ensure([name])
-        return ray.get(self.actors[name][0].op.remote(method, *args))
+        return ray.get(self.actors[name][0].op.remote(req))
 
     def stats(self) -> dict[str, dict]:
         """Per model: token counts and busy intervals summed over every replica and load of its engine."""
@@ -359,7 +359,7 @@ class EnginePool:
         for n, actors in self.actors.items():
             for a in actors:
                 try:
-                    s = ray.get(a.op.remote("get_stats"), timeout=60)
+                    s = ray.get(a.op.remote(StatsQuery()), timeout=60)
                 except Exception as e:  # noqa: BLE001 - telemetry must not fail a run
                     log.warning("no stats from engine %s: %s", n, e)
                     continue
@@ -399,7 +399,7 @@ class EnginePool:
             actors = self.actors.pop(n, None) or []
             for a in actors:
                 try:  # keep the engine's counters: they are part of the run's telemetry
-                    s = ray.get(a.op.remote("get_stats"), timeout=30)
+                    s = ray.get(a.op.remote(StatsQuery()), timeout=30)
                     self._past_stats[n] = _merge_stats(self._past_stats.get(n, {}), s)
                 except Exception:  # noqa: BLE001
                     pass

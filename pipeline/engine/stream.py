@@ -154,10 +154,10 @@ class StepLoop:
             for o in outs:
                 if not o.finished:
                     continue
-                cb = self._cbs.pop(o.request_id, None)
+                finished = self._cbs.pop(o.request_id, None)
                 self.in_flight -= 1
-                if cb is not None:
-                    cb(o, None)
+                if finished is not None:
+                    finished(o, None)
         if busy_since is not None:
             self.intervals.append((busy_since, time.time()))
 

@@ -37,30 +37,34 @@ import asyncio
 import hashlib
 import os
 import time
-from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Awaitable, Iterable, Optional, TypeVar
+
+from pipeline.engine.protocol import (
+    GREEDY,
+    AnswerRequest,
+    AnswerResult,
+    CandidateScore,
+    CompleteRequest,
+    Completion,
+    Engine,
+    GenerateRequest,
+    GenerateResult,
+    Proposal,
+    ProposeRequest,
+    Sampling,
+    ScoreMode,
+    ScoreRequest,
+    ThinkRequest,
+    ThinkResult,
+)
+
+T = TypeVar("T")
 
 
 def request_seed(base: int, *parts: Any) -> int:
     """Deterministic per-request seed: independent of batching and scheduling."""
     h = hashlib.sha256(repr((base,) + parts).encode()).digest()
     return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
-
-
-@dataclass
-class Sampling:
-    """Resolved decoding settings for one request (from a model's SamplingConfig)."""
-
-    temperature: float
-    top_p: float
-    top_k: int
-    min_p: float = 0.0
-    repetition_penalty: float = 1.0
-    seed: Optional[int] = None
-
-    @classmethod
-    def from_config(cls, cfg, seed: Optional[int] = None) -> "Sampling":
-        return cls(cfg.temperature, cfg.top_p, cfg.top_k, cfg.min_p, cfg.repetition_penalty, seed)
 
 
 def engine_env(model_cfg) -> dict[str, str]:
@@ -141,7 +145,7 @@ class ModelEngine:
         self._specials = [t for t in getattr(self.tok, "all_special_tokens", []) if t and t != self.fmt.think_stop]
 
     # ------------------------------------------------------------------ prompts
-    # [issue10 hook] prompts come from pipeline.engine.messages (shared with `crosscot prompts`):
+    # Prompts come from pipeline.engine.messages (shared with `crosscot prompts`):
     # the problem's system message, the model's protocol (system role, chat-template kwargs such
     # as gpt-oss reasoning_effort, CoT placement strings) and the phase ("transfer" for given CoTs).
     def generation_prompt(self, user_prompt: str, system: Optional[str] = None, phase: str = "own") -> str:
@@ -214,14 +218,16 @@ class ModelEngine:
             )
         return None
 
-    async def batch(self, op: str, items: list, *args) -> list:
-        """Run ``op`` on every item concurrently; results in item order."""
-        fn = getattr(self, op)
-        return list(await asyncio.gather(*(fn(it, *args) for it in items)))
+    @staticmethod
+    def run_batch(items: Iterable[Awaitable[T]]) -> list[T]:
+        """Run these coroutines (one per item, e.g. ``[e.think(r) for r in reqs]``) concurrently to
+        their end; results in item order.  Blocking, for in-process callers without an event loop
+        (benches, tests)."""
 
-    def run_batch(self, op: str, items: list, *args) -> list:
-        """Blocking :meth:`batch` for in-process callers without an event loop (benches, tests)."""
-        return asyncio.run(self.batch(op, items, *args))
+        async def gather() -> list[T]:
+            return list(await asyncio.gather(*items))
+
+        return asyncio.run(gather())
 
     def get_stats(self) -> dict:
         from pipeline.report.telemetry import union_seconds
@@ -231,85 +237,67 @@ class ModelEngine:
                 "engine_seconds": union_seconds(self.loop.intervals)}
 
     # ------------------------------------------------------------------ ops
-    async def think(self, r: dict) -> dict:
-        """Write a CoT. Request: {prompt, system?, sampling: Sampling, max_tokens, reserve?}.
+    async def think(self, r: ThinkRequest) -> ThinkResult:
+        """Write a CoT within ``r.thought_budget`` tokens.
 
-        The thinking budget is ``max_tokens`` (the study's protocol: plus the prompt's tokens, capped so
-        that ``reserve`` answer tokens still fit; :func:`pipeline.engine.messages.thought_budget`).
+        The study's protocol adds the prompt's tokens to the budget, capped so that ``r.reserve``
+        answer tokens still fit (:func:`pipeline.engine.messages.thought_budget`).
         """
         from pipeline.engine.messages import thought_budget
 
-        p = self.encode(self.thinking_prompt(r["prompt"], r.get("system")))  # [issue10 hook] system
-        budget = thought_budget(r["max_tokens"], len(p), self.cfg.max_model_len,  # [issue10 hook] budget
-                                self.cfg.protocol.thought_budget_plus_prompt, r.get("reserve", 0))
+        p = self.encode(self.thinking_prompt(r.prompt, r.system))
+        budget = thought_budget(r.thought_budget, len(p), self.cfg.max_model_len,
+                                self.cfg.protocol.thought_budget_plus_prompt, r.reserve)
         err = self._fit(p, budget, "think")
         if err:
-            return {"cot": "", "cot_tokens": 0, "finish_reason": "error", "forced_close": False, "error": err}
-        o = await self.run(p, self.params(r["sampling"], budget, stop=[self.fmt.think_stop],
+            return ThinkResult(cot="", cot_tokens=0, finish_reason="error", forced_close=False, error=err)
+        o = await self.run(p, self.params(r.sampling, budget, stop=[self.fmt.think_stop],
                                           skip_special_tokens=False))
         c = o.outputs[0]
         closed = c.finish_reason == "stop" and c.stop_reason == self.fmt.think_stop
-        return {
-            "cot": self.fmt.clean(c.text),
-            "cot_tokens": len(c.token_ids),
+        return ThinkResult(
+            cot=self.fmt.clean(c.text),
+            cot_tokens=len(c.token_ids),
             # "stop": the model closed its thinking (or ended its turn); "length": we close it.
-            "finish_reason": "stop" if c.finish_reason == "stop" else "length",
-            "forced_close": not closed,
-            "error": None,
-        }
+            finish_reason="stop" if c.finish_reason == "stop" else "length",
+            forced_close=not closed,
+        )
 
-    async def answer(self, r: dict) -> dict:
-        """Answer after a placed CoT. Request: {prompt, system?, phase?, answer_prefix?, cot, sampling, max_tokens}."""
-        p = self.encode(self.answer_prompt(r["prompt"], r.get("cot") or "", r.get("system"),  # [issue10 hook]
-                                           r.get("phase", "own"), r.get("answer_prefix")))
-        err = self._fit(p, r["max_tokens"], "answer")
+    async def answer(self, r: AnswerRequest) -> AnswerResult:
+        """Answer after the CoT placed in this model's thinking format."""
+        p = self.encode(self.answer_prompt(r.prompt, r.cot or "", r.system, r.phase, r.answer_prefix))
+        err = self._fit(p, r.answer_budget, "answer")
         if err:
-            return {"answer_text": None, "prompt_tokens": len(p), "answer_tokens": 0, "finish_reason": "error",
-                    "error": err}
-        o = await self.run(p, self.params(r["sampling"], r["max_tokens"], stop=list(self.fmt.answer_stop) or None))
+            return AnswerResult(answer_text=None, prompt_tokens=len(p), answer_tokens=0, finish_reason="error",
+                                error=err)
+        o = await self.run(p, self.params(r.sampling, r.answer_budget, stop=list(self.fmt.answer_stop) or None))
         c = o.outputs[0]
-        return {"answer_text": c.text, "prompt_tokens": len(o.prompt_token_ids), "answer_tokens": len(c.token_ids),
-                "finish_reason": c.finish_reason, "error": None}
+        return AnswerResult(answer_text=c.text, prompt_tokens=len(o.prompt_token_ids),
+                            answer_tokens=len(c.token_ids), finish_reason=c.finish_reason)
 
-    async def generate(self, r: dict) -> dict:
+    async def generate(self, r: GenerateRequest) -> GenerateResult:
         """Two-phase generation: think (unless the CoT is given, e.g. "" for Empty CoT), then answer.
 
-        Request: {prompt, system?, answer_prefix?, cot (None = think first), sampling, think_tokens,
-        answer_tokens}.
-        When the model does not close its thinking within ``think_tokens`` we
+        When the model does not close its thinking within ``thought_budget`` we
         close it ourselves and ask for the answer, as the reference study does.
         """
-        if r.get("cot") is None:
-            out = await self.think({"prompt": r["prompt"], "system": r.get("system"),  # [issue10 hook]
-                                    "sampling": r["sampling"], "max_tokens": r["think_tokens"],
-                                    "reserve": r["answer_tokens"]})
-        else:
-            out = {"cot": r["cot"], "cot_tokens": 0, "finish_reason": "given", "forced_close": False, "error": None}
-        out["cot_finish_reason"] = out.pop("finish_reason")
-        if out.get("error"):
-            out["answer_text"] = None
-            return out
-        out.update(await self.answer({"prompt": r["prompt"], "cot": out["cot"], "system": r.get("system"),
-                                      "answer_prefix": r.get("answer_prefix"),  # [issue10 hook]
-                                      "sampling": r["sampling"], "max_tokens": r["answer_tokens"]}))
-        return out
+        return await two_phase(self, r)
 
-    def _complete_args(self, r: dict) -> tuple[list[int], object]:
-        ids = r["ids"] if r.get("ids") is not None else self.encode(r["text"])
-        s = r.get("sampling") or Sampling(0.0, 1.0, -1)
-        return ids, self.params(s, r["max_tokens"], stop=r.get("stop"), n=r.get("n", 1),
-                                ignore_eos=bool(r.get("ignore_eos")), skip_special_tokens=False)
+    def _complete_args(self, r: CompleteRequest) -> tuple[list[int], object]:
+        ids = r.ids if r.ids is not None else self.encode(r.text or "")
+        return ids, self.params(r.sampling or GREEDY, r.max_tokens, stop=r.stop, n=r.n,
+                                ignore_eos=r.ignore_eos, skip_special_tokens=False)
 
     @staticmethod
-    def _completion(o) -> dict:
-        return {"texts": [c.text for c in o.outputs], "token_ids": [list(c.token_ids) for c in o.outputs],
-                "finish_reasons": [c.finish_reason for c in o.outputs]}
+    def _completion(o: Any) -> Completion:
+        return Completion(texts=[c.text for c in o.outputs], token_ids=[list(c.token_ids) for c in o.outputs],
+                          finish_reasons=[c.finish_reason for c in o.outputs])
 
-    async def complete(self, r: dict) -> dict:
-        """Raw continuations. Request: {text | ids, sampling?, max_tokens, n?, stop?, ignore_eos?}."""
+    async def complete(self, r: CompleteRequest) -> Completion:
+        """Raw continuations of a text or of token ids."""
         return self._completion(await self.run(*self._complete_args(r)))
 
-    def complete_blocking(self, reqs: list[dict]) -> list[dict]:
+    def complete_blocking(self, reqs: list[CompleteRequest]) -> list[Completion]:
         """A whole batch at once, returning when its longest request is done.
 
         Not used by the pipeline: it is the synchronous-shard execution the
@@ -339,7 +327,7 @@ class ModelEngine:
                               flat_logprobs=True, skip_reading_prefix_cache=skip_cache,
                               output_kind=RequestOutputKind.FINAL_ONLY)
 
-    async def score_ids(self, ctx: list[int], conts: list[list[int]], mode: str = "cached") -> list[dict]:
+    async def score_ids(self, ctx: list[int], conts: list[list[int]], mode: ScoreMode = "cached") -> list[dict]:
         """Log-probabilities of each continuation's own tokens after one context.
 
         ``mode="cached"``: the context is prefilled once (a warm request holding
@@ -358,7 +346,7 @@ class ModelEngine:
         """
         nc = len(ctx)
         if mode == "cached" and nc > 1:
-            await self.run(ctx[:-1], self.params(Sampling(0.0, 1.0, -1), 1))
+            await self.run(ctx[:-1], self.params(GREEDY, 1))
         skip = mode != "cached"
         want_seq = mode == "paper"
 
@@ -386,61 +374,78 @@ class ModelEngine:
             out["seq_mean_nll"] = -sum(lps) / max(1, len(lps))
         return out
 
-    async def score(self, r: dict, mode: str = "cached") -> list[dict]:
-        """:meth:`score_ids` on texts. Request: {context, continuations: [text]}."""
-        return await self.score_ids(self.encode(r["context"]), [self.encode(k) for k in r["continuations"]], mode)
+    async def score(self, context: str, continuations: list[str], mode: ScoreMode = "cached") -> list[dict]:
+        """:meth:`score_ids` on texts (benches, tests)."""
+        return await self.score_ids(self.encode(context), [self.encode(k) for k in continuations], mode)
 
     # ================================================================ ensemble
     # Each model sees the growing CoT in its OWN thinking format and tokenizer:
     # context = thinking_prompt(problem) + CoT so far.
 
-    async def propose(self, r: dict) -> dict:
+    async def propose(self, r: ProposeRequest) -> Proposal:
         """Candidate continuations of a growing CoT for one problem.
 
-        Request: {prompt, system?, cot, n, max_tokens, sampling, budget?}.  ``budget``
-        (set for the first generator only) is the ensemble's thought budget in
-        this model's tokens: when the CoT already reaches it nothing is run
-        (``exhausted``), else ``max_tokens`` is capped to what is left.  Returns
-        {texts, closed, cot_tokens, exhausted, error}: raw texts (the close tag
-        kept when the model wrote it; other special tokens removed), ``closed``
-        true when the model wrote its close tag or ended its turn (EOS).
+        ``r.thought_budget`` (set for the first generator only) is the ensemble's thought budget
+        in this model's tokens: when the CoT already reaches it nothing is run (``exhausted``),
+        else ``max_candidate_tokens`` is capped to what is left.  Texts are raw (the close tag
+        kept when the model wrote it; other special tokens removed); ``closed`` is true when the
+        model wrote its close tag or ended its turn (EOS).
         """
-        cot_tokens = len(self.encode(r["cot"])) if r["cot"] else 0
-        base = {"texts": [], "closed": [], "cot_tokens": cot_tokens, "exhausted": False, "error": None}
-        max_tokens = r["max_tokens"]
-        if r.get("budget") is not None:
-            max_tokens = min(max_tokens, r["budget"] - cot_tokens)
+        cot_tokens = len(self.encode(r.cot)) if r.cot else 0
+        max_tokens = r.max_candidate_tokens
+        if r.thought_budget is not None:
+            max_tokens = min(max_tokens, r.thought_budget - cot_tokens)
             if max_tokens <= 0:
-                return {**base, "exhausted": True}
-        p = self.encode(self.thinking_prompt(r["prompt"], r.get("system")) + r["cot"])  # [issue10 hook] system
+                return Proposal(texts=[], closed=[], cot_tokens=cot_tokens, exhausted=True)
+        p = self.encode(self.thinking_prompt(r.prompt, r.system) + r.cot)
         err = self._fit(p, max_tokens, "ensemble propose")
         if err:
-            return {**base, "exhausted": True, "error": err}
-        o = await self.run(p, self.params(r["sampling"], max_tokens, stop=[self.fmt.think_stop], n=r.get("n", 1),
+            return Proposal(texts=[], closed=[], cot_tokens=cot_tokens, exhausted=True, error=err)
+        o = await self.run(p, self.params(r.sampling, max_tokens, stop=[self.fmt.think_stop], n=r.n,
                                           include_stop_str_in_output=True, skip_special_tokens=False))
+        out = Proposal(texts=[], closed=[], cot_tokens=cot_tokens)
         for c in o.outputs:
             text = c.text
             for s in self._specials:
                 text = text.replace(s, "")
-            base["texts"].append(text)
-            base["closed"].append(c.finish_reason == "stop")
-        return base
+            out.texts.append(text)
+            out.closed.append(c.finish_reason == "stop")
+        return out
 
-    async def score_texts(self, r: dict, mode: str = "cached") -> list[dict]:
-        """Score one problem's candidate sentences after its CoT.
+    async def score_texts(self, r: ScoreRequest) -> list[CandidateScore]:
+        """Score one problem's candidate sentences after its CoT (``r.mode``: see :meth:`score_ids`).
 
-        Request: {prompt, system?, cot, candidates: [text], closes: [bool]}.  The context
-        is this model's thinking prompt + CoT; a candidate that closes the
-        thinking is scored with this model's own close tag appended.  Returns
-        per candidate :meth:`score_ids`'s dict without the log-probs, or
-        {mean_nll: inf, error} when context+candidate cannot fit.
+        The context is this model's thinking prompt + CoT; a candidate that closes the
+        thinking is scored with this model's own close tag appended.  A candidate gets
+        ``mean_nll=inf`` with ``error`` when context+candidate cannot fit.
         """
         close = self.fmt.close.rstrip()
-        ctx = self.encode(self.thinking_prompt(r["prompt"], r.get("system")) + r["cot"])  # [issue10 hook] system
-        cands = [self.encode(t + (close if c else "")) for t, c in zip(r["candidates"], r["closes"])]
+        ctx = self.encode(self.thinking_prompt(r.prompt, r.system) + r.cot)
+        cands = [self.encode(t + (close if c else "")) for t, c in zip(r.candidates, r.closes)]
         err = self._fit(ctx, max((len(c) for c in cands), default=0) + 1, "ensemble score")
         if err:
-            return [{"mean_nll": float("inf"), "seq_mean_nll": float("inf"), "n_tokens": 0, "error": err}
+            return [CandidateScore(mean_nll=float("inf"), seq_mean_nll=float("inf"), n_tokens=0, error=err)
                     for _ in cands]
-        scored = await self.score_ids(ctx, cands, mode=mode) if cands else []
-        return [{k: v for k, v in d.items() if k != "logprobs"} for d in scored]
+        scored = await self.score_ids(ctx, cands, mode=r.mode) if cands else []
+        return [CandidateScore(mean_nll=d["mean_nll"], n_tokens=d["n_tokens"], seq_mean_nll=d.get("seq_mean_nll"))
+                for d in scored]
+
+
+async def two_phase(engine: Engine, r: GenerateRequest) -> GenerateResult:
+    """Think (unless ``r.cot`` is given), then answer after that CoT: the answer request goes out
+    the moment this CoT closes.  Shared by every engine (``engine`` has ``think`` and ``answer``)."""
+    if r.cot is None:
+        t = await engine.think(ThinkRequest(prompt=r.prompt, sampling=r.sampling, thought_budget=r.thought_budget,
+                                            system=r.system, reserve=r.answer_budget))
+    else:
+        t = ThinkResult(cot=r.cot, cot_tokens=0, finish_reason="given", forced_close=False)
+    out = GenerateResult(cot=t.cot, cot_tokens=t.cot_tokens, cot_finish_reason=t.finish_reason,
+                         forced_close=t.forced_close, error=t.error)
+    if t.error:
+        return out
+    a = await engine.answer(AnswerRequest(prompt=r.prompt, cot=t.cot, sampling=r.sampling,
+                                          answer_budget=r.answer_budget, system=r.system,
+                                          answer_prefix=r.answer_prefix))
+    out.answer_text, out.prompt_tokens, out.answer_tokens = a.answer_text, a.prompt_tokens, a.answer_tokens
+    out.finish_reason, out.error = a.finish_reason, a.error
+    return out

@@ -146,7 +146,6 @@ def estimate_work(run: "RunConfig", n: int, params: Optional[PlanParams] = None)
                     rows.append(StageWork("generate", m.name, f"sampled x{k}", n * k,
                                           n * P * (1 if cache else k), n * k * (T + A)))
 
-    sources = list(run.transfer.sources or names)
     if "truncate" in stages and run.truncate.filter == "llm" and run.truncate.filter_model:
         r = n * len(names) * cots_per_source  # the filter reads every model's CoTs (stages/truncate.py)
         rows.append(StageWork("truncate", run.truncate.filter_model, "llm filter", r,

@@ -163,7 +163,9 @@ def _slots(run: "RunConfig", model: str, cost: StepCost) -> int:
     """Sequences one replica runs at once under streaming: the engine's batch, within the
     per-replica in-flight bound (``stream.max_in_flight``, default 2 x max_num_seqs)."""
     m = run.model(model)
-    bound = int(getattr(getattr(run, "stream", None), "max_in_flight", 0) or 2 * int(m.max_num_seqs))
+    from pipeline.engine.protocol import in_flight_bound
+
+    bound = in_flight_bound(run.stream.max_in_flight, m.max_num_seqs)
     return max(1, min(cost.batch, bound))
 
 

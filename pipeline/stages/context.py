@@ -91,7 +91,9 @@ class Context:
         """Key of model ``name``: fields, weights fingerprint and engine, no path (config/hashing.py)."""
         return model_key(self.cfg.model(name))
 
-    def artifact_hash(self, path: Path) -> str:
+    def artifact_hash(self, path: Optional[Path]) -> str:
+        if path is None:
+            raise RuntimeError("internal: an input artifact is not known yet (its stage has not opened)")
         return path.stem.rsplit("-", 1)[-1]
 
 
@@ -131,7 +133,7 @@ def load_problems(ctx: Context) -> tuple[pa.Table, Path]:
     return table, path
 
 
-def stage_meta(ctx: Context, stage: str, args: Any, inputs: dict[str, str], models: list[str]) -> dict:
+def stage_meta(ctx: Context, stage: str, args: Any, inputs: dict[str, Any], models: list[str]) -> dict:
     sampling = {m: {"greedy": hash_fields(ctx.cfg.model(m).greedy), "sampled": hash_fields(ctx.cfg.model(m).sampled)}
                 for m in models}
     return provenance(stage, args, inputs, {"models": {m: hash_fields(ctx.cfg.model(m)) for m in models},

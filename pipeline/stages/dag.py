@@ -105,7 +105,8 @@ def run_jobs(cfgs: list[RunConfig], pool: Any) -> list[Any]:
     """
     from pipeline.stages.runner import run_streams
 
-    prepared, results = [], []
+    prepared: list = []
+    results: list = []
     sinks: dict = {}  # one writer per artifact across the jobs (a shared generation, say)
     for cfg in cfgs:
         try:
@@ -194,7 +195,7 @@ def _prov_args(p: Path) -> dict:
 
 def _placement(ctx: Context) -> Optional[dict]:
     try:
-        return ctx._pool.placement_info()
+        return ctx._pool.placement_info() if ctx._pool is not None else None
     except Exception as e:  # noqa: BLE001 - telemetry must never fail a run
         log.warning("no placement info: %s", e)
         return {}

@@ -47,6 +47,7 @@ request is seeded by its identity).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -54,10 +55,12 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.config import hash_fields
-from pipeline.engine.vllm_engine import Sampling, request_seed
 from pipeline.engine.formats import ALL_MARKERS, get_format
+from pipeline.engine.protocol import ProposeRequest, Sampling, ScoreRequest
+from pipeline.engine.vllm_engine import request_seed
 from pipeline.schema import CANDIDATE_KEY, ENSEMBLE_KEY, GENERATIONS
 from pipeline.stages.context import Context, stage_meta
+from pipeline.stages.runner import Flow
 from pipeline.store.atomic import copy_atomic
 from pipeline.store.sink import RowSink
 from pipeline.text.ensemble_rules import study_cut, study_join
@@ -102,7 +105,7 @@ def parse_candidate(raw: str, closed: bool, close_tag: str, rule: str = "ours") 
     for m in ALL_MARKERS:  # foreign tags must never enter the shared CoT
         text = text.replace(m, "")
     if not closes:
-        text = study_cut(text) if rule == "study" else cut_to_sentence(text)  # [issue10 hook] ensemble.sentence_rule
+        text = study_cut(text) if rule == "study" else cut_to_sentence(text)  # ensemble.sentence_rule
     # Trailing whitespace goes to the next sentence: a BPE model writes " Then", not "Then" after
     # a context ending in a space, and the score should not include the whitespace.
     return text.rstrip(), closes
@@ -137,46 +140,37 @@ class EnsembleStage:
     def models(self, ctx: Context) -> list[str]:
         return [] if (self.cots.complete and self.cands.complete) else list(dict.fromkeys(self.gens + self.evs))
 
-    def on_event(self, flow, kind: str, row: dict) -> None:  # consumes nothing
+    def on_event(self, flow: Flow, kind: str, row: dict) -> None:  # consumes nothing
         return None
 
     # ------------------------------------------------------------------ flow
-    async def source(self, flow) -> None:
+    async def source(self, flow: Flow) -> None:
         models = list(dict.fromkeys(self.gens + self.evs))
         todo = [p for p in flow.ctx.problem_rows() if not self.cots.done(self.cots.key(self._row_key(p)))]
         runnable = all(m in flow.resident for m in models)
         if todo and runnable:
             flow.bar(self.name, more=len(todo))
-        flow.spawn("ensemble", self._feed(flow, models, runnable))
+        flow.spawn("ensemble", self._feed(flow, models))
 
     def _row_key(self, p: dict) -> dict:
         return {"dataset": p["dataset"], "problem_id": p["problem_id"], "method": "ensemble",
                 "source": self.source_name, "variant": "full", "sample": 0, "target": self.source_name}
 
-    async def _feed(self, flow, models: list[str], runnable: bool) -> None:
+    async def _feed(self, flow: Flow, models: list[str]) -> None:
         async def handle(p: dict) -> None:
-            done = self.cots.get(self.cots.key(self._row_key(p)))
-            if done is not None:
-                flow.emit("generation", done)
-                return
-            key = self.cots.key(self._row_key(p))
-            if flow.failed_before(self.name, key):
-                return
-            if not runnable:
-                for m in models:
-                    flow.runnable(m)  # counts the deferral
-                return
-            async def work() -> dict:
-                return await flow.guarded(self.name, key, self.problem(flow, p))
+            async def work() -> list[dict]:
+                return [await self.problem(flow, p)]
 
-            row = await flow.once(self.cots, key, work)
-            flow.emit("generation", row)
+            job = flow.submit(self.name, self.cots, [self.cots.key(self._row_key(p))], models, work,
+                              emit="generation")
+            if job is not None:
+                await job
 
         limit = flow.stream.max_pending or max(1, flow.max_in_flight(self.gens[0]) // max(1, len(self.gens)))
         await flow.bounded("ensemble", limit, flow.ctx.problem_rows(), handle)
 
-    async def problem(self, flow, p: dict) -> dict:
-        """Run one problem's ensemble to its end; write its rows; its CoT row (handed downstream by the caller)."""
+    async def problem(self, flow: Flow, p: dict) -> dict:
+        """Run one problem's ensemble to its end; write its candidate rows; its CoT row (added by the flow)."""
         ec = flow.ctx.cfg.ensemble
         st: dict[str, Any] = {"cot": "", "reason": None, "steps": 0}
         rows: list[dict] = []
@@ -194,29 +188,26 @@ class EnsembleStage:
                "ensemble_steps": st["steps"], "ensemble_stop": st["reason"],
                "error": ("ensemble: the CoT no longer fits an engine's max_model_len; raise it or lower "
                          "ensemble.thought_budget") if st["reason"] == "context" and not st["cot"].strip() else None}
-        self.cots.add(out)
-        flow.bar(self.name, done=1)
-        return self.cots.get(self.cots.key(out))
+        return out
 
-    async def step(self, flow, p: dict, step: int, st: dict) -> tuple[list[dict], str | None]:
+    async def step(self, flow: Flow, p: dict, step: int, st: dict) -> tuple[list[dict], str | None]:
         """One step of one problem: (candidate rows, stop reason or None)."""
         ec = flow.ctx.cfg.ensemble
         gens, evs = self.gens, self.evs
         pid = p["problem_id"]
 
         # 1. one propose item per generator, all in flight together
-        def preq(g: str) -> dict:
+        def preq(g: str) -> ProposeRequest:
             m = flow.ctx.cfg.model(g)
-            return {"prompt": p["prompt"], "system": p.get("system"),  # [issue10 hook] the problem's system message
-                    "cot": st["cot"], "n": ec.candidates, "max_tokens": ec.max_candidate_tokens,
-                    "sampling": _proposal_sampling(m, ec, pid, step, g),  # [issue10 hook] top_k, reseeding
-                    "budget": ec.thought_budget if g == gens[0] else None}
+            return ProposeRequest(prompt=p["prompt"], cot=st["cot"], n=ec.candidates,
+                                  max_candidate_tokens=ec.max_candidate_tokens,
+                                  sampling=_proposal_sampling(m, ec, pid, step, g), system=p.get("system"),
+                                  thought_budget=ec.thought_budget if g == gens[0] else None)
 
-        props = await asyncio.gather(*(flow.call(self.name, g, "propose", preq(g)) for g in gens))
-        props = dict(zip(gens, props))
+        props = dict(zip(gens, await asyncio.gather(*(flow.call(self.name, g, preq(g)) for g in gens))))
         first = props[gens[0]]
-        if first["exhausted"]:
-            return [], ("context" if first.get("error") else "budget")
+        if first.exhausted:
+            return [], ("context" if first.error else "budget")
 
         # 2. parse, cut and deduplicate
         rows: list[dict] = []
@@ -224,13 +215,13 @@ class EnsembleStage:
         seen: dict[tuple[str, bool], int] = {}
         for g in gens:
             res = props[g]
-            if res.get("error"):  # this generator's context overflowed: it drops out of this step, recorded
+            if res.error:  # this generator's context overflowed: it drops out of this step, recorded
                 rows.append({**self._cand_base(p, step, g, -1), "raw_text": None, "text": None, "closes": False,
                              "valid": False, "duplicate": False, "winner": False,
-                             "generator_error": res["error"], "_rep": None})
+                             "generator_error": res.error, "_rep": None})
                 continue
-            for k, (raw, closed) in enumerate(zip(res["texts"], res["closed"])):
-                text, closes = parse_candidate(raw, closed, self._closers[g], ec.sentence_rule)  # [issue10 hook]
+            for k, (raw, closed) in enumerate(zip(res.texts, res.closed)):
+                text, closes = parse_candidate(raw, closed, self._closers[g], ec.sentence_rule)
                 valid = closes or bool(text.strip())
                 key = (text, closes)
                 dup = valid and key in seen
@@ -245,15 +236,16 @@ class EnsembleStage:
             return self._clean(rows), "no_candidate"
 
         # 3. one scoring item per evaluator, all in flight together
-        mode = "paper" if ec.scoring == "paper" else "cached"
-        key = "seq_mean_nll" if ec.scoring == "paper" else "mean_nll"
-        sreq = {"prompt": p["prompt"], "system": p.get("system"), "cot": st["cot"], "candidates": [rows[j]["text"] for j in uniq],
-                "closes": [rows[j]["closes"] for j in uniq]}
-        scores = await asyncio.gather(*(flow.call(self.name, e, "score_texts", sreq, mode) for e in evs))
+        paper = ec.scoring == "paper"
+        sreq = ScoreRequest(prompt=p["prompt"], cot=st["cot"], candidates=[rows[j]["text"] for j in uniq],
+                            closes=[rows[j]["closes"] for j in uniq], system=p.get("system"),
+                            mode="paper" if paper else "cached")
+        scores = await asyncio.gather(*(flow.call(self.name, e, sreq) for e in evs))
 
         # 4. average over evaluators, pick the minimum, advance the state
         for jj, j in enumerate(uniq):
-            per = {e: _finite(scores[n][jj].get(key)) for n, e in enumerate(evs)}
+            per = {e: _finite(scores[n][jj].seq_mean_nll if paper else scores[n][jj].mean_nll)
+                   for n, e in enumerate(evs)}
             rows[j]["scores"] = per
             rows[j]["mean_score"] = sum(per.values()) / len(per)
         for r in rows:  # duplicates share their representative's scores
@@ -269,7 +261,7 @@ class EnsembleStage:
             return self._clean(rows), "context"
         w = rows[best]
         w["winner"] = True
-        # [issue10 hook] ensemble.join: the candidate as cut (ours) or the study's space join
+        # ensemble.join: the candidate as cut (ours) or the study's space join
         st["cot"] = study_join(st["cot"], w["text"]) if ec.join == "space" else st["cot"] + w["text"]
         st["steps"] += 1
         reason = "closed" if w["closes"] else ("max_steps" if step + 1 >= ec.max_steps else None)
@@ -299,11 +291,11 @@ class EnsembleStage:
 
 
 def _proposal_sampling(m: Any, ec: Any, problem_id: str, step: int, g: str) -> Sampling:
-    """[issue10 hook] a generator's proposal sampling; the study's top_k and per-step reseeding when set."""
+    """A generator's proposal sampling; the study's top_k and per-step reseeding when set."""
     seed = ec.seed if ec.reseed_each_step else request_seed(ec.seed, problem_id, step, g)
     s = Sampling.from_config(m.sampled, seed)
     if ec.top_k is not None:
-        s.top_k = int(ec.top_k)
+        s = dataclasses.replace(s, top_k=int(ec.top_k))
     return s
 
 

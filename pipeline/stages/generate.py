@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Iterator
 
 from pipeline.config import hash_fields
-from pipeline.engine.vllm_engine import Sampling, request_seed
+from pipeline.engine.protocol import GenerateRequest, Sampling
+from pipeline.engine.vllm_engine import request_seed
 from pipeline.schema import GENERATION_KEY, GENERATIONS, pick
 from pipeline.stages.context import Context, stage_meta
+from pipeline.stages.runner import Flow
 from pipeline.store.sink import RowSink
 
 
@@ -44,7 +46,7 @@ class GenerateStage:
     def models(self, ctx: Context) -> list[str]:
         return [m for m, s in self._sinks.items() if not s.complete]
 
-    def items(self, ctx: Context, model: str) -> Iterator[tuple[dict, dict]]:
+    def items(self, ctx: Context, model: str) -> Iterator[tuple[GenerateRequest, dict]]:
         """(request, row) per output row of ``model``, lazily (a large sweep is never held whole)."""
         g = ctx.cfg.generate
         m = ctx.cfg.model(model)
@@ -55,14 +57,15 @@ class GenerateStage:
                         samp = Sampling.from_config(m.sampled, request_seed(m.sampled.seed, p["problem_id"], s))
                     else:
                         samp = Sampling.from_config(m.greedy, 0)
-                    # [issue10 hook] the problem's system message and forced answer prefix (null: none)
-                    yield ({"prompt": p["prompt"], "system": p.get("system"), "answer_prefix": p.get("answer_prefix"),
-                            "cot": "" if method == "empty" else None, "sampling": samp,
-                            "think_tokens": g.thought_budget, "answer_tokens": g.answer_budget},
+                    # The problem's system message and forced answer prefix (None: none).
+                    yield (GenerateRequest(prompt=p["prompt"], sampling=samp, thought_budget=g.thought_budget,
+                                           answer_budget=g.answer_budget, system=p.get("system"),
+                                           answer_prefix=p.get("answer_prefix"),
+                                           cot="" if method == "empty" else None),
                            {"dataset": p["dataset"], "problem_id": p["problem_id"], "method": method,
                             "source": m.name, "variant": "full", "sample": s, "target": m.name, "gold": p["gold"]})
 
-    async def source(self, flow) -> None:
+    async def source(self, flow: Flow) -> None:
         for model, sink in self._sinks.items():
             todo = 0 if sink.complete else sum(1 for _, row in self.items(flow.ctx, model)
                                                if not sink.done(sink.key(row)))
@@ -70,30 +73,21 @@ class GenerateStage:
                 flow.bar(self.name, more=todo)
             flow.spawn(f"generate {model}", self._feed(flow, model, sink))
 
-    async def _feed(self, flow, model: str, sink: RowSink) -> None:
-        async def handle(item: tuple[dict, dict]) -> None:
+    async def _feed(self, flow: Flow, model: str, sink: RowSink) -> None:
+        async def handle(item: tuple[GenerateRequest, dict]) -> None:
             req, row = item
-            key = sink.key(row)
-            done = sink.get(key)
-            if done is not None:
-                flow.emit("generation", done)
-                return
-            if flow.failed_before(self.name, key) or not flow.runnable(model):
-                return
 
-            async def work() -> dict:
-                res = await flow.guarded(self.name, key, flow.call(self.name, model, "generate", req))
-                out = {**row, **pick(res, GENERATIONS)}
-                sink.add(out)
-                return out
+            async def work() -> list[dict]:
+                res = await flow.call(self.name, model, req)
+                return [{**row, **pick(res.row(), GENERATIONS)}]
 
-            out = await flow.once(sink, key, work)
-            flow.bar(self.name, done=1)
-            flow.emit("generation", out)
+            job = flow.submit(self.name, sink, [sink.key(row)], [model], work, emit="generation")
+            if job is not None:
+                await job
 
         await flow.bounded(f"generate {model}", flow.pending_limit(model), self.items(flow.ctx, model), handle)
 
-    def on_event(self, flow, kind: str, row: dict) -> None:  # consumes nothing
+    def on_event(self, flow: Flow, kind: str, row: dict) -> None:  # consumes nothing
         return None
 
     def finish(self, ctx: Context) -> list[Path]:

@@ -38,9 +38,12 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Iterable, Optional, Sequence
 
+from pipeline.engine.protocol import EngineOp, T, in_flight_bound
+from pipeline.stages.context import Context
 from pipeline.stages.protocol import StreamStage
+from pipeline.store.sink import RowSink
 
 log = logging.getLogger("crosscot")
 
@@ -55,7 +58,8 @@ class StageModelTelemetry:
 
     def as_dict(self) -> dict:
         return {"requests": self.requests, "first_submit": self.first_submit, "last_done": self.last_done,
-                "seconds": (self.last_done - self.first_submit) if self.requests else 0.0,
+                "seconds": (self.last_done - self.first_submit)
+                if self.last_done is not None and self.first_submit is not None else 0.0,
                 "wave": self.wave, "of": self.of}
 
 
@@ -63,8 +67,8 @@ class StageModelTelemetry:
 class Flow:
     """One pass of the streaming engine stages over the resident engines (see module docstring)."""
 
-    ctx: Any
-    stages: list
+    ctx: Context
+    stages: list[StreamStage]
     resident: frozenset  # engines usable in this pass (empty: replay only, every engine item deferred)
     t0: float  # run start (telemetry is in seconds since then)
     wave: tuple[int, int] = (1, 1)
@@ -78,7 +82,7 @@ class Flow:
     def __post_init__(self) -> None:
         self._tasks: set[asyncio.Task] = set()
         self._sems: dict[str, asyncio.Semaphore] = self.sems if self.sems is not None else {}
-        self._consumers: dict[str, list] = {}
+        self._consumers: dict[str, list[StreamStage]] = {}
         for s in self.stages:
             for kind in s.consumes:
                 self._consumers.setdefault(kind, []).append(s)
@@ -98,14 +102,13 @@ class Flow:
 
     def max_in_flight(self, model: str) -> int:
         m = self.ctx.cfg.model(model)
-        per = self.stream.max_in_flight or 2 * int(m.max_num_seqs)
-        return max(1, per * max(1, int(getattr(m, "replicas", 1) or 1)))
+        return in_flight_bound(self.stream.max_in_flight, m.max_num_seqs) * max(1, int(m.replicas or 1))
 
     def pending_limit(self, model: str) -> int:
         return self.stream.max_pending or 2 * self.max_in_flight(model)
 
-    async def call(self, stage: str, model: str, op: str, *args: Any) -> Any:
-        """One engine operation (on one item: ``args``), within the engine's in-flight bound."""
+    async def call(self, stage: str, model: str, req: EngineOp[T]) -> T:
+        """One engine request (one item), within the engine's in-flight bound."""
         sem = self._sems.get(model)
         if sem is None:
             sem = self._sems[model] = asyncio.Semaphore(self.max_in_flight(model))
@@ -115,7 +118,7 @@ class Flow:
                 tel.first_submit = time.time() - self.t0
             self.submitted += 1
             self.per_model[model] += 1
-            res = await self.ctx.pool.op(model, op, *args)
+            res = await self.ctx.pool.op(model, req)
             tel.requests += 1
             tel.last_done = time.time() - self.t0
             return res
@@ -133,35 +136,69 @@ class Flow:
         for s in self._consumers.get(kind, ()):
             s.on_event(self, kind, row)
 
-    # A failed item is not retried by later passes of the same run (waves): the run fails at the
-    # end and a rerun redoes it.  Keys are (stage, row key), kept on the context across passes.
-    def failed_before(self, stage: str, key: Any) -> bool:
-        return (stage, key) in self.ctx.failed_items
+    def submit(self, stage: str, sink: RowSink, keys: Sequence[tuple], models: Iterable[str],
+               work: Callable[[], Awaitable[list[dict]]], emit: Optional[str] = None,
+               progress: bool = True) -> Optional[Awaitable[None]]:
+        """The steps every engine item goes through; the item's rows (``keys``) belong to ``sink``.
 
-    async def guarded(self, stage: str, key: Any, coro: Awaitable) -> Any:
-        """Await ``coro``; on failure remember ``(stage, key)`` so no later pass retries it, and re-raise."""
-        try:
-            return await coro
-        except Exception:
-            self.ctx.failed_items.add((stage, key))
-            raise
+        Now: when every key is done (computed before, resumed, or by another job of the sweep)
+        the rows are replayed to the consumers of ``emit`` and nothing runs; an item that failed
+        earlier in this run is skipped (a failed item is not retried by later passes of the same
+        run, e.g. waves: the run fails at the end and a rerun redoes it); an item whose engines
+        (``models``) are not resident in this pass is deferred to a later wave.  Returns None
+        then, else the awaitable that makes the rows: ``work()`` (its engine calls go through
+        :meth:`call`), once per sweep (:meth:`_once`); a failure is remembered on the context
+        and re-raised; rows not yet done are added to ``sink``, the stage's progress bar
+        advances (``progress``) and every row goes to the consumers of ``emit``.  The caller
+        awaits it (inside a source's bound) or spawns it.
+        """
+        if all(sink.done(k) for k in keys):
+            if emit:
+                for k in keys:
+                    self.emit(emit, _row(sink, k))
+            return None
+        if (stage, keys[0]) in self.ctx.failed_items:
+            return None
+        if not all([self.runnable(m) for m in models]):  # a list: every missing engine counts a deferral
+            return None
 
-    async def once(self, sink: Any, key: Any, work: Callable[[], Awaitable[dict]]) -> dict:
-        """The row for ``key``: already done, being made by another flow of this sweep (awaited),
-        or made now by ``work()`` (which adds it to ``sink``).  Jobs of a sweep that share an
+        async def make() -> list[dict]:
+            try:
+                rows = await work()
+            except Exception:
+                self.ctx.failed_items.add((stage, keys[0]))
+                raise
+            for r in rows:
+                if not sink.done(sink.key(r)):
+                    sink.add(r)
+            return [_row(sink, sink.key(r)) for r in rows]
+
+        async def run() -> None:
+            rows = await self._once(sink, keys, make)
+            if progress:
+                self.bar(stage, done=1)
+            if emit:
+                for r in rows:
+                    self.emit(emit, r)
+
+        return run()
+
+    async def _once(self, sink: RowSink, keys: Sequence[tuple], make: Callable[[], Awaitable[list[dict]]]) -> list:
+        """The rows for ``keys``: already done, being made by another flow of this sweep (awaited),
+        or made now by ``make()`` (which adds them to ``sink``).  Jobs of a sweep that share an
         artifact (the same model's generations) never compute the same item twice."""
-        done = sink.get(key)
-        if done is not None:
-            return done
+        if all(sink.done(k) for k in keys):
+            return [sink.get(k) for k in keys]
+        key = keys[0]
         other = sink.claims.get(key)
         if other is not None:
             return await asyncio.shield(other)
         fut = asyncio.get_running_loop().create_future()
         sink.claims[key] = fut
         try:
-            row = await work()
-            fut.set_result(row)
-            return row
+            rows = await make()
+            fut.set_result(rows)
+            return rows
         except BaseException as e:
             fut.set_exception(e)
             fut.exception()  # retrieved: waiters (if any) get it; no "never retrieved" warning
@@ -234,6 +271,13 @@ class Flow:
             for s in self.stages:
                 for sink in s.sinks():
                     sink.flush()
+
+
+def _row(sink: RowSink, key: tuple) -> dict:
+    row = sink.get(key)
+    if row is None:
+        raise RuntimeError(f"internal: row {key} is not in {sink.artifact.name}")
+    return row
 
 
 def run_stream(ctx: Any, stages: list) -> dict[str, list]:

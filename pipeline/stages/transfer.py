@@ -12,13 +12,15 @@ target model.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
+from typing import Awaitable, Callable, Optional
 
 from pipeline.config import hash_fields
-from pipeline.engine.vllm_engine import Sampling
+from pipeline.engine.protocol import AnswerRequest, Sampling
 from pipeline.schema import ANSWER_KEY, ANSWERS, pick
 from pipeline.stages.context import Context, stage_meta
+from pipeline.stages.runner import Flow
 from pipeline.store.sink import RowSink
 
 
@@ -60,10 +62,10 @@ class TransferStage:
     def models(self, ctx: Context) -> list[str]:
         return [m for m, s in self._sinks.items() if not s.complete]
 
-    async def source(self, flow) -> None:
+    async def source(self, flow: Flow) -> None:
         return None
 
-    def on_event(self, flow, kind: str, c: dict) -> None:
+    def on_event(self, flow: Flow, kind: str, c: dict) -> None:
         tc = flow.ctx.cfg.transfer
         if c["variant"] not in tc.variants or c.get("error"):
             return
@@ -74,28 +76,24 @@ class TransferStage:
             p = self._prompts[c["problem_id"]]
             row = {"dataset": c["dataset"], "problem_id": c["problem_id"], "method": method, "source": c["source"],
                    "variant": c["variant"], "sample": c["sample"], "target": tname, "cot": c["cot"], "gold": p["gold"]}
-            key = sink.key(row)
-            if sink.done(key) or flow.failed_before(self.name, key) or not flow.runnable(tname):
-                continue
-            # [issue10 hook] the problem's system message and forced answer prefix; the "transfer" phase
-            # (e.g. gpt-oss's transfer reasoning effort) for another model's CoT, "own" for a model's own sample.
-            req = {"prompt": p["prompt"], "system": p.get("system"), "answer_prefix": p.get("answer_prefix"),
-                   "phase": "own" if method == "sampled" else "transfer", "cot": c["cot"],
-                   "sampling": Sampling.from_config(flow.ctx.cfg.model(tname).greedy, 0), "max_tokens": tc.answer_budget}
-            flow.bar(self.name, more=1)
-            flow.spawn(f"transfer {c['source']}->{tname}/{c['problem_id']}", self._one(flow, sink, tname, req, row))
+            # The problem's system message and forced answer prefix; the "transfer" phase (e.g. gpt-oss's
+            # transfer reasoning effort) for another model's CoT, "own" for a model's own sample.
+            req = AnswerRequest(prompt=p["prompt"], cot=c["cot"],
+                                sampling=Sampling.from_config(flow.ctx.cfg.model(tname).greedy, 0),
+                                answer_budget=tc.answer_budget, system=p.get("system"),
+                                phase="own" if method == "sampled" else "transfer",
+                                answer_prefix=p.get("answer_prefix"))
+            job = flow.submit(self.name, sink, [sink.key(row)], [tname], self._work(flow, tname, req, row))
+            if job is not None:
+                flow.bar(self.name, more=1)
+                flow.spawn(f"transfer {c['source']}->{tname}/{c['problem_id']}", job)
 
-    async def _one(self, flow, sink: RowSink, target: str, req: dict, row: dict) -> None:
-        key = sink.key(row)
+    def _work(self, flow: Flow, target: str, req: AnswerRequest, row: dict) -> Callable[[], Awaitable[list[dict]]]:
+        async def work() -> list[dict]:
+            res = await flow.call(self.name, target, req)
+            return [{**row, **pick(asdict(res), ANSWERS)}]
 
-        async def work() -> dict:
-            res = await flow.guarded(self.name, key, flow.call(self.name, target, "answer", req))
-            out = {**row, **pick(res, ANSWERS)}
-            sink.add(out)
-            return out
-
-        await flow.once(sink, key, work)
-        flow.bar(self.name, done=1)
+        return work
 
     def finish(self, ctx: Context) -> list[Path]:
         return [s.finish(self._meta[m]) for m, s in self._sinks.items()]

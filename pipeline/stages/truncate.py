@@ -34,7 +34,9 @@ from pathlib import Path
 from pipeline.config import hash_fields
 from pipeline.datasets import get_dataset
 from pipeline.schema import COT_KEY, COTS
+from pipeline.engine.protocol import CompleteRequest, Completion, GenerateRequest, GenerateResult, TemplateQuery
 from pipeline.stages.context import Context, stage_meta
+from pipeline.stages.runner import Flow
 from pipeline.store.sink import RowSink
 from pipeline.text.answers import RULES_VERSION, leaks, remove_answer_statements
 from pipeline.text.sentences import keep_prefix
@@ -55,7 +57,9 @@ class TruncateStage:
                 "v": self.version, "rules": RULES_VERSION}
         self._models: list[str] = []
         if t.filter in ("llm", "rewrite"):
-            from pipeline.text import llm_filter, rewrite_filter  # [issue10 hook] rewrite: the study's prompt
+            from pipeline.text import llm_filter, rewrite_filter  # rewrite: the study's prompt
+
+            assert t.filter_model is not None  # config validation names it for these filters
 
             args["filter_model"] = ctx.model_key(t.filter_model)
             args["filter_prompt"] = (llm_filter if t.filter == "llm" else rewrite_filter).PROMPT_VERSION
@@ -64,7 +68,7 @@ class TruncateStage:
         self._sink = ctx.sink(path, COTS, COT_KEY)
         self._meta = stage_meta(ctx, self.name, args, {"cots": [str(p) for p in inputs]}, self._models)
         self._ds = get_dataset(ctx.cfg.dataset.name)
-        self._template: dict[str, object] = {}
+        self._template: dict[str, asyncio.Future] = {}
         ctx.artifacts["truncate"] = [path]
 
     def sinks(self) -> list[RowSink]:
@@ -73,38 +77,37 @@ class TruncateStage:
     def models(self, ctx: Context) -> list[str]:
         return [] if self._sink.complete else list(self._models)
 
-    async def source(self, flow) -> None:
+    async def source(self, flow: Flow) -> None:
         self._template = {}  # futures of this flow's event loop (one loop per wave)
 
     # ------------------------------------------------------------------ items
-    def on_event(self, flow, kind: str, row: dict) -> None:
+    def on_event(self, flow: Flow, kind: str, row: dict) -> None:
         if row["method"] not in COT_METHODS:
             return
         t = flow.ctx.cfg.truncate
         want = self.variant_names(row, t)
         base = {k: row[k] for k in ("dataset", "problem_id", "method", "source", "sample")}
         keys = [self._sink.key({**base, "variant": v}) for v in want]
+        if t.filter in ("llm", "rewrite") and self._has_cot(row):
+            job = flow.submit(self.name, self._sink, keys, self._models, lambda: self._filter(flow, row),
+                              emit="cot", progress=False)
+            if job is not None:
+                flow.spawn(f"truncate {row['source']}/{row['problem_id']}", job)
+            return
         if all(self._sink.done(k) for k in keys):
             for k in keys:
                 flow.emit("cot", self._sink.get(k))
             return
-        if t.filter in ("llm", "rewrite") and self._has_cot(row):
-            if not flow.failed_before(self.name, keys[0]) and flow.runnable(t.filter_model):
-                flow.spawn(f"truncate {row['source']}/{row['problem_id']}",
-                           flow.guarded(self.name, keys[0], self._filter(flow, row)))
-            return
-        self._store(flow, self.variants(row, self._ds, t))
-
-    def _store(self, flow, rows: list[dict]) -> None:
-        for r in rows:
+        # The rule filter runs inline on the driver: no engine item, so no Flow.submit.
+        for r in self.variants(row, self._ds, t):
             k = self._sink.key(r)
             if not self._sink.done(k):
                 self._sink.add(r)
             flow.emit("cot", self._sink.get(k))
 
-    async def _filter(self, flow, row: dict) -> None:
+    async def _filter(self, flow: Flow, row: dict) -> list[dict]:
         t = flow.ctx.cfg.truncate
-        model = t.filter_model
+        [model] = self._models
         answer = row_answer(row, self._ds)
         try:
             removed = await self._filter_call(flow, model, row["cot"].strip(), answer)
@@ -114,26 +117,26 @@ class TruncateStage:
                 raise RuntimeError(f"{what} ({model}) failed: {type(e).__name__}: {e}; rerun to retry, "
                                    "or set truncate.on_filter_error=rule to use the rule filter instead") from e
             removed = (remove_answer_statements(row["cot"].strip(), answer), "rule(filter error)")
-        self._store(flow, self.variants(row, self._ds, t, removed))
+        return self.variants(row, self._ds, t, removed)
 
-    async def _filter_call(self, flow, model: str, cot: str, answer: str | None) -> tuple[str, str]:
+    async def _filter_call(self, flow: Flow, model: str, cot: str, answer: str | None) -> tuple[str, str]:
         """(without-answer CoT, filter used) from the filter model: ``llm`` marks sentences, ``rewrite`` rewrites."""
         mcfg = flow.ctx.cfg.model(model)
-        if flow.ctx.cfg.truncate.filter == "rewrite":  # [issue10 hook] one generate item per CoT
+        if flow.ctx.cfg.truncate.filter == "rewrite":  # one generate item per CoT
             from pipeline.text.rewrite_filter import rewrite_one
 
-            async def generate(req: dict) -> dict:
-                return await flow.call(self.name, model, "generate", req)
+            async def generate(req: GenerateRequest) -> GenerateResult:
+                return await flow.call(self.name, model, req)
 
             return await rewrite_one(generate, mcfg, cot)
         from pipeline.text.llm_filter import filter_one
 
         if model not in self._template:  # rendered once per model; concurrent CoTs share the one call
-            self._template[model] = asyncio.ensure_future(flow.call(self.name, model, "chat_template_marker"))
+            self._template[model] = asyncio.ensure_future(flow.call(self.name, model, TemplateQuery()))
         template = await self._template[model]
 
-        async def complete(req: dict) -> dict:
-            return await flow.call(self.name, model, "complete", req)
+        async def complete(req: CompleteRequest) -> Completion:
+            return await flow.call(self.name, model, req)
 
         res = await filter_one(complete, mcfg, template, cot, answer)
         return res.cot, res.filter
@@ -167,7 +170,7 @@ class TruncateStage:
             wo, used = removed[0].strip(), removed[1]
         out.append({**base, "variant": "without_answer", "cot": wo, "leak": leaks(wo, answer), "filter": used,
                     "error": None if wo else ("without_answer variant is empty: the rewrite model returned no text"
-                                               if used == "rewrite" else  # [issue10 hook]
+                                               if used == "rewrite" else
                                                "without_answer variant is empty: every sentence stated the answer")})
         for f in t.prefix_fractions:
             pre = keep_prefix(cot, float(f)).strip()

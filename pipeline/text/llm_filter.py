@@ -38,6 +38,7 @@ import re
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Optional
 
+from pipeline.engine.protocol import CompleteRequest, Completion, Sampling, TemplateQuery
 from pipeline.text.answers import states_answer
 from pipeline.text.sentences import split_sentences
 
@@ -162,7 +163,7 @@ def _plausible(marked: set[int], n: int, s: FilterSettings) -> bool:
     return not (len(marked) >= 3 and len(marked) > s.max_share * n)
 
 
-async def filter_one(call: Callable[[dict], Awaitable[dict]], model_cfg, template: Optional[str], cot: str,
+async def filter_one(call: Callable[[CompleteRequest], Awaitable[Completion]], model_cfg, template: Optional[str], cot: str,
                      answer: Optional[str], settings: Optional[FilterSettings] = None) -> FilterResult:
     """Remove the answer statements of ONE CoT; ``call(request)`` runs one ``complete`` item on the filter model.
 
@@ -171,18 +172,16 @@ async def filter_one(call: Callable[[dict], Awaitable[dict]], model_cfg, templat
     or None for plain text.  A window whose reply is unusable falls back to the rule
     filter for that window (recorded); a FAILED call raises (the caller decides).
     """
-    from pipeline.engine.vllm_engine import Sampling
-
     s = settings or FilterSettings()
     sents = split_sentences(cot or "")
     wins = windows(sents, window_char_budget(model_cfg.max_model_len, s), s)
     greedy = Sampling(0.0, 1.0, -1, seed=0)
     # No stop string: small models often open with a blank line; the parser reads the first line.
-    reqs = [{"text": (template.replace(MARK, build_prompt(sents[a:b], answer, s)) if template
-                      else build_prompt(sents[a:b], answer, s) + "\n\n") + REPLY_PREFIX,
-             "sampling": greedy, "max_tokens": s.max_tokens} for a, b in wins]
+    reqs = [CompleteRequest(text=(template.replace(MARK, build_prompt(sents[a:b], answer, s)) if template
+                                  else build_prompt(sents[a:b], answer, s) + "\n\n") + REPLY_PREFIX,
+                            sampling=greedy, max_tokens=s.max_tokens) for a, b in wins]
     outs = await asyncio.gather(*(call(r) for r in reqs))
-    replies = [(o.get("texts") or [None])[0] for o in outs]
+    replies = [(o.texts or [None])[0] for o in outs]
     dropped: set[int] = set()
     fell_back: list[str] = []
     for (a, b), reply in zip(wins, replies):
@@ -208,10 +207,10 @@ def llm_filter(pool, model_cfg, cots: list[str], answers: list[Optional[str]],
 
     Every window of every CoT is in flight together.  A failed engine call raises.
     """
-    template = pool.call(model_cfg.name, "chat_template_marker")
+    template = pool.call(model_cfg.name, TemplateQuery())
 
-    async def call(req: dict) -> dict:
-        return await pool.op(model_cfg.name, "complete", req)
+    async def call(req: CompleteRequest) -> Completion:
+        return await pool.op(model_cfg.name, req)
 
     async def run() -> list[FilterResult]:
         return list(await asyncio.gather(*(filter_one(call, model_cfg, template, c, a, settings)

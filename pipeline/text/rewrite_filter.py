@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from typing import Any, Awaitable, Callable, Optional
 
+from pipeline.engine.protocol import GenerateRequest, GenerateResult, Sampling
+
 PROMPT_VERSION = "study-2"  # 2: budgets capped to the filter model's context; engine errors raise
 REMOVE_ANSWER_PROMPT = """
 Task: Keep only the hints from the text and remove answer sentences.
@@ -51,8 +53,8 @@ def rewrite_prompt(cot: str) -> str:
     return REMOVE_ANSWER_PROMPT.format(text=think_text(str(cot)))
 
 
-async def rewrite_one(call: Callable[[dict], Awaitable[dict]], model_cfg: Any, cot: str,
-                      think_tokens: Optional[int] = None, answer_tokens: Optional[int] = None) -> tuple[str, str]:
+async def rewrite_one(call: Callable[[GenerateRequest], Awaitable[GenerateResult]], model_cfg: Any, cot: str,
+                      thought_budget: Optional[int] = None, answer_budget: Optional[int] = None) -> tuple[str, str]:
     """(without-answer CoT, "rewrite") for ONE CoT; ``call(request)`` runs one two-phase ``generate`` item.
 
     The filter model thinks, then answers (greedy); its reply's ``<think>`` part, if any, is
@@ -61,13 +63,11 @@ async def rewrite_one(call: Callable[[dict], Awaitable[dict]], model_cfg: Any, c
     CoT does not fit the filter model's context) raises: the truncate stage fails the item
     unless ``truncate.on_filter_error=rule``.
     """
-    from pipeline.engine.vllm_engine import Sampling
-
     n = int(model_cfg.max_model_len)
-    think = think_tokens if think_tokens is not None else min(2048, n // 4)
-    answer = answer_tokens if answer_tokens is not None else min(4096, n // 2)
-    out = await call({"prompt": rewrite_prompt(cot), "cot": None, "sampling": Sampling.from_config(model_cfg.greedy, 0),
-                      "think_tokens": think, "answer_tokens": answer})
-    if out.get("error"):
-        raise RuntimeError(f"rewrite filter: {out['error']}")
-    return think_text(out.get("answer_text") or "").strip(), "rewrite"
+    think = thought_budget if thought_budget is not None else min(2048, n // 4)
+    answer = answer_budget if answer_budget is not None else min(4096, n // 2)
+    out = await call(GenerateRequest(prompt=rewrite_prompt(cot), sampling=Sampling.from_config(model_cfg.greedy, 0),
+                                     thought_budget=think, answer_budget=answer))
+    if out.error:
+        raise RuntimeError(f"rewrite filter: {out.error}")
+    return think_text(out.answer_text or "").strip(), "rewrite"

@@ -60,7 +60,8 @@ def test_dag_end_to_end_real_engines(tiny_cfg, ray_session):
 def test_engine_builds_prompts_in_own_format():
     """In-process engine (no Ray): template-added <think> is not doubled; Harmony channels are real tokens."""
     from pipeline.config import compose
-    from pipeline.engine.vllm_engine import ModelEngine, Sampling
+    from pipeline.engine.protocol import GREEDY, GenerateRequest
+    from pipeline.engine.vllm_engine import ModelEngine
 
     cfg = compose(["experiment=demo_tiny"])
     e = ModelEngine(cfg.model("tiny-harmony"))
@@ -68,10 +69,9 @@ def test_engine_builds_prompts_in_own_format():
     assert p.endswith("one plus one<|end|><|start|>assistant<|channel|>final<|message|>")
     ids = e.encode("<|channel|>")
     assert len(ids) == 1  # a special token, not text
-    out = e.run_batch("generate", [{"prompt": "What is 1 + 1?", "cot": None, "sampling": Sampling(0.0, 1.0, -1),
-                       "think_tokens": 8, "answer_tokens": 4},
-                      {"prompt": "x " * 600, "cot": None, "sampling": Sampling(0.0, 1.0, -1),
-                       "think_tokens": 8, "answer_tokens": 4}])
+    reqs = [GenerateRequest(prompt=q, sampling=GREEDY, thought_budget=8, answer_budget=4)
+            for q in ("What is 1 + 1?", "x " * 600)]
+    out = [r.row() for r in e.run_batch([e.generate(r) for r in reqs])]
     assert out[0]["error"] is None and out[0]["cot_tokens"] > 0
     assert "max_model_len=1024" in out[1]["error"] and "tiny-harmony" in out[1]["error"]
 

@@ -62,7 +62,7 @@ def test_unknown_thinking_format_names_field_and_choices():
 
 
 def test_unknown_dataset_suggests():
-    with pytest.raises(ConfigError, match="dataset.name='toy_arit': unknown dataset \(did you mean 'toy_arith'\?\)"):
+    with pytest.raises(ConfigError, match=r"dataset.name='toy_arit': unknown dataset \(did you mean 'toy_arith'\?\)"):
         compose(["experiment=demo_tiny", "dataset.name=toy_arit"])
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ModelConfig, SamplingConfig, TinyModelSpec, compose, model_key, problems_key
+from pipeline.config import ModelConfig, SamplingConfig, compose, model_key, problems_key
 from pipeline.config import fingerprint, hashing
 from pipeline.store.artifacts import content_hash
 

@@ -11,6 +11,7 @@ block boundaries.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import re
@@ -21,6 +22,7 @@ import pytest
 
 from pipeline.config import compose
 from pipeline.engine.fake import FakePool
+from pipeline.engine.protocol import CandidateScore, Proposal, ProposeRequest, ScoreRequest
 from pipeline.engine.vllm_engine import request_seed
 from pipeline.schema import CANDIDATE_KEY
 from pipeline.stages.context import Context
@@ -41,25 +43,29 @@ def _cfg(tmp: Path, *extra: str):
 class LogPool(FakePool):
     """FakePool that logs every per-item engine call as (model, op, problem prompt, CoT so far).
 
-    ``reqs`` holds the request dicts in the same order; ``events`` is the timeline of calls starting
+    ``reqs`` holds the requests in the same order; ``events`` is the timeline of calls starting
     ("call", i) and returning ("done", i), ``i`` indexing ``log``.
     """
 
     def __init__(self, cfg, **kw):
         super().__init__(cfg, **kw)
         self.log: list[tuple[str, str, str, str]] = []
-        self.reqs: list[dict] = []
+        self.reqs: list = []
         self.events: list[tuple[str, int]] = []
 
-    async def op(self, name, method, *args):
-        r = args[0]
+    async def op(self, name, r):
         i = len(self.log)
-        self.log.append((name, method, r["prompt"], r["cot"]))
+        self.log.append((name, _method(r), r.prompt, r.cot))
         self.reqs.append(r)
         self.events.append(("call", i))
-        res = await super().op(name, method, *args)
+        res = await super().op(name, r)
         self.events.append(("done", i))
         return res
+
+
+def _method(r) -> str:
+    """The engine method a request runs (its type names it)."""
+    return {ProposeRequest: "propose", ScoreRequest: "score_texts"}[type(r)]
 
 
 def _ctx(tmp: Path, pool, *extra: str) -> Context:
@@ -126,15 +132,15 @@ def test_each_problem_steps_on_its_own(tmp_path: Path) -> None:
 
     async def close_early(r):
         out = await orig_propose(r)
-        if r["prompt"] == early:
-            out["texts"][0], out["closed"][0] = " Done at once.</think> tail", False
+        if r.prompt == early:
+            out.texts[0], out.closed[0] = " Done at once.</think> tail", False
         return out
 
     def prefer_closing_early(orig):
-        async def f(r, mode="cached"):
-            out = await orig(r, mode)
-            if r["prompt"] == early:
-                out = [{**o, "mean_nll": 0.0 if c else 5.0 + o["mean_nll"]} for o, c in zip(out, r["closes"])]
+        async def f(r):
+            out = await orig(r)
+            if r.prompt == early:
+                out = [dataclasses.replace(o, mean_nll=0.0 if c else 5.0 + o.mean_nll) for o, c in zip(out, r.closes)]
             return out
         return f
 
@@ -201,19 +207,19 @@ def test_no_lockstep_a_stuck_problem_does_not_hold_the_others(tmp_path: Path) ->
     timed_out: list[bool] = []
 
     class Holding(LogPool):
-        async def op(self, name, method, *args):
-            r = args[0]
+        async def op(self, name, r):
+            method = _method(r)
             if not hasattr(self, "ahead"):
                 self.ahead = asyncio.Event()
-            if method == "score_texts" and r["prompt"] == stuck and r["cot"] == "":
+            if method == "score_texts" and r.prompt == stuck and r.cot == "":
                 try:  # released once another problem has started its third step
                     await asyncio.wait_for(self.ahead.wait(), 5)
                 except TimeoutError:
                     timed_out.append(True)
-            if method == "propose" and r["prompt"] != stuck and sum(
-                    1 for m, o, p, _ in self.log if p == r["prompt"] and o == "propose") >= 2 * len(GENS):
+            if method == "propose" and r.prompt != stuck and sum(
+                    1 for m, o, p, _ in self.log if p == r.prompt and o == "propose") >= 2 * len(GENS):
                 self.ahead.set()
-            return await super().op(name, method, *args)
+            return await super().op(name, r)
 
     pool, rows, cand, meta = _run(tmp_path, Holding(cfg))
     assert not timed_out  # other problems reached step 2 while `stuck` was still at step 0
@@ -254,8 +260,8 @@ def test_duplicates_scored_once(tmp_path: Path) -> None:
 
     async def same_three(r):  # every sample identical, and identical to nothing else
         o = await orig(r)
-        o["texts"] = [" The same sentence." for _ in o["texts"]]
-        o["closed"] = [False for _ in o["texts"]]
+        o.texts = [" The same sentence." for _ in o.texts]
+        o.closed = [False for _ in o.texts]
         return o
 
     eng.propose = same_three
@@ -268,8 +274,8 @@ def test_duplicates_scored_once(tmp_path: Path) -> None:
     for (m, op, prompt, cot), r in zip(pool.log, pool.reqs):
         if op == "score_texts" and cot == "":
             unique = [x for x in first_step if x["problem_id"] == pids[prompt] and x["valid"] and not x["duplicate"]]
-            assert r["candidates"] == [x["text"] for x in unique]
-            assert len(set(zip(r["candidates"], r["closes"]))) == len(r["candidates"])
+            assert r.candidates == [x["text"] for x in unique]
+            assert len(set(zip(r.candidates, r.closes))) == len(r.candidates)
     for r in (x for x in first_step if x["duplicate"]):
         rep = next(x for x in first_step if x["problem_id"] == r["problem_id"] and x["text"] == r["text"]
                    and not x["duplicate"])
@@ -281,9 +287,9 @@ def test_stops_on_close_tag_and_cuts_there(tmp_path: Path) -> None:
     pool = LogPool(cfg)
     ev = pool.engines["tiny-harmony"]
 
-    async def prefer_closing(r, mode="cached"):
-        return [{"mean_nll": 0.5 if c else 2.0 + 0.01 * len(t), "n_tokens": 3}
-                for t, c in zip(r["candidates"], r["closes"])]
+    async def prefer_closing(r):
+        return [CandidateScore(mean_nll=0.5 if c else 2.0 + 0.01 * len(t), n_tokens=3)
+                for t, c in zip(r.candidates, r.closes)]
 
     ev.score_texts = prefer_closing
     _, rows, cand, meta = _run(tmp_path, pool)
@@ -323,10 +329,10 @@ def test_paper_scoring_ranks_by_whole_sequence(tmp_path: Path) -> None:
     ev = pool.engines["tiny-harmony"]
     modes = []
 
-    async def spy(r, mode="cached"):
-        modes.append(mode)
-        return [{"mean_nll": 9.0 - 0.1 * k, "seq_mean_nll": 1.0 + 0.1 * k, "n_tokens": 2}
-                for k, _ in enumerate(r["candidates"])]
+    async def spy(r):
+        modes.append(r.mode)
+        return [CandidateScore(mean_nll=9.0 - 0.1 * k, seq_mean_nll=1.0 + 0.1 * k, n_tokens=2)
+                for k, _ in enumerate(r.candidates)]
 
     ev.score_texts = spy
     _, _, cand, _ = _run(tmp_path, pool, "ensemble.scoring=paper")
@@ -361,10 +367,10 @@ def test_seeds_per_problem_step_generator(tmp_path: Path) -> None:
             continue
         k = step[(prompt, m)]
         step[(prompt, m)] += 1
-        s = r["sampling"]
-        assert s.temperature > 0 and r["n"] == 3 and r["max_tokens"] <= 15
+        s = r.sampling
+        assert s.temperature > 0 and r.n == 3 and r.max_candidate_tokens <= 15
         assert s.seed == request_seed(0, pids[prompt], k, m)  # seeded by its identity, not by arrival order
-        assert r["budget"] == (64 if m == GENS[0] else None)  # the budget is in the first generator's tokens
+        assert r.thought_budget == (64 if m == GENS[0] else None)  # the budget is in the first generator's tokens
         seen.append(s.seed)
     assert len(seen) > 2 * 4 and len(set(seen)) == len(seen)  # distinct per (problem, step, generator)
 
@@ -379,9 +385,9 @@ def test_generator_overflow_drops_out_of_that_step(tmp_path: Path) -> None:
     calls: Counter = Counter()
 
     async def overflow_at_step_1(r):
-        calls[r["prompt"]] += 1
-        if calls[r["prompt"]] == 2:  # this problem's step 1
-            return {"texts": [], "closed": [], "cot_tokens": 999, "exhausted": True, "error": err}
+        calls[r.prompt] += 1
+        if calls[r.prompt] == 2:  # this problem's step 1
+            return Proposal(texts=[], closed=[], cot_tokens=999, exhausted=True, error=err)
         return await orig(r)
 
     eng.propose = overflow_at_step_1
@@ -402,7 +408,7 @@ def test_generator_overflow_drops_out_of_that_step(tmp_path: Path) -> None:
         cot1 = ws[0]["text"]
         [req] = [r for (m, op, p, c), r in zip(pool.log, pool.reqs) if op == "score_texts" and p == prompt
                  and c == cot1]
-        assert req["candidates"] == [r["text"] for r in think if r["valid"] and not r["duplicate"]]
+        assert req.candidates == [r["text"] for r in think if r["valid"] and not r["duplicate"]]
         # The generator is back on the next step, and no other step records an error.
         assert meta["steps"][pid] > 2
         assert [r for r in cand if r["problem_id"] == pid and r["step"] == 2 and r["generator"] == "tiny-thought"]
@@ -414,7 +420,7 @@ def test_generator_overflow_drops_out_of_that_step(tmp_path: Path) -> None:
 
     _, md = ensemble_section(tmp_path, meta["stop_reasons"] and {SOURCE: meta["stop_reasons"]})
     assert f"**{len(pids)} generator step(s) dropped out**" in md and "max_model_len=1000" in md
-    assert f"| tiny-thought |" in md and md.count(f"| {len(pids)} |") >= 1
+    assert "| tiny-thought |" in md and md.count(f"| {len(pids)} |") >= 1
 
 
 def test_killed_problem_is_redone_alone_on_rerun(tmp_path: Path) -> None:
@@ -426,12 +432,11 @@ def test_killed_problem_is_redone_alone_on_rerun(tmp_path: Path) -> None:
     raised: list[str] = []
 
     class Failing(LogPool):
-        async def op(self, name, method, *args):
-            r = args[0]
-            if method == "score_texts" and r["prompt"] == bad["prompt"] and r["cot"]:  # its step 1
-                raised.append(r["cot"])
+        async def op(self, name, r):
+            if _method(r) == "score_texts" and r.prompt == bad["prompt"] and r.cot:  # its step 1
+                raised.append(r.cot)
                 raise RuntimeError("engine actor died")
-            return await super().op(name, method, *args)
+            return await super().op(name, r)
 
     with pytest.raises(RuntimeError, match="rerun the same command"):
         _run(run, Failing(_cfg(run, flush)), flush)
@@ -589,7 +594,6 @@ def test_cached_scores_equal_reference_at_block_boundaries() -> None:
         if len(eng.encode(text)) % 32 in (31, 0, 1) and len(contexts) < 6:
             contexts.append(text)
     conts = [[" so the total equals 42.", " wait", "\n</think>"] for _ in contexts]
-    items = [{"context": c, "continuations": k} for c, k in zip(contexts, conts)]
     # Count cache reads of the *scoring* requests only (prompt log-probs): the warm-up requests (each
     # context but its last token) read the cache too, as the contexts share prefixes, and must not count.
     calls = []
@@ -601,7 +605,7 @@ def test_cached_scores_equal_reference_at_block_boundaries() -> None:
         return o
 
     eng.run = spy
-    cached = eng.run_batch("score", items, "cached")
+    cached = eng.run_batch([eng.score(c, k, "cached") for c, k in zip(contexts, conts)])
     eng.run = real_run
     # The warm-up cached each context but its last token, in whole 32-token blocks: every scoring request
     # (context + candidate, identified by its exact token ids) must read at least those blocks back.
@@ -617,9 +621,10 @@ def test_cached_scores_equal_reference_at_block_boundaries() -> None:
     assert set(scoring) == set(want), "every candidate of every context was scored"
     assert sum(want.values()) > 0 and all(hit >= want[ids] for ids, hit in scoring.items()), scoring
     assert any(not is_lp for _, _, is_lp in calls), "warm-up requests ran first"
-    naive = eng.run_batch("score", items, "naive")
+    naive = eng.run_batch([eng.score(c, k, "naive") for c, k in zip(contexts, conts)])
     want = ref.score(contexts, conts)
-    paper, want_paper = eng.run_batch("score", items, "paper"), ref.score(contexts, conts, mode="paper")
+    paper = eng.run_batch([eng.score(c, k, "paper") for c, k in zip(contexts, conts)])
+    want_paper = ref.score(contexts, conts, mode="paper")
     for a, b, c, p, q in zip(cached, naive, want, paper, want_paper):
         for x, y, z, u, v in zip(a, b, c, p, q):
             assert x["n_tokens"] == z["n_tokens"] > 0

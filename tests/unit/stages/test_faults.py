@@ -251,9 +251,9 @@ class WavePool(FakePool):
         assert self.fits(list(self.actors)), f"oversubscribed: {list(self.actors)}"
         return stopped
 
-    async def op(self, name, method, *args):
+    async def op(self, name, req):
         assert name in self.actors, f"{name} used while not loaded"
-        return await super().op(name, method, *args)
+        return await super().op(name, req)
 
 
 def test_plan_stage_waves_loaded_first_and_limit():

@@ -16,6 +16,7 @@ import pytest
 
 from pipeline.engine.fake import FakeEngine
 from pipeline.engine.local import LocalPool
+from pipeline.engine.protocol import Completion
 from pipeline.text.answers import leaks
 from pipeline.text.llm_filter import (
     REPLY_PREFIX,
@@ -177,7 +178,7 @@ def test_template_is_rendered_once_and_prompt_primed(model_cfg):
 
     class Spy(FakeEngine):
         async def complete(self, r):
-            seen.append(r["text"])
+            seen.append(r.text)
             return await super().complete(r)
 
     llm_filter(_pool(model_cfg, Spy(model_cfg)), model_cfg, [COT, COT], ["16", "16"])
@@ -194,7 +195,7 @@ def test_any_reply_keeps_original_sentences_verbatim_in_order(model_cfg):
 
     class Random(FakeEngine):
         async def complete(self, r):
-            return {"texts": [rng.choice(replies)], "token_ids": [[1]], "finish_reasons": ["stop"]}
+            return Completion(texts=[rng.choice(replies)], token_ids=[[1]], finish_reasons=["stop"])
 
     cots = [" ".join(f"S{i}-{j} is {rng.randint(0, 9)}." for j in range(rng.randint(1, 12))) for i in range(30)]
     res = llm_filter(_pool(model_cfg, Random(model_cfg)), model_cfg, cots, ["3"] * 30)

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from pipeline.engine.fake import FakePool
+from pipeline.engine.protocol import GenerateRequest, GenerateResult
 from pipeline.stages.dag import run
 from pipeline.store.artifacts import read_table
 from pipeline.text.rewrite_filter import REMOVE_ANSWER_PROMPT, rewrite_one, rewrite_prompt, think_text
@@ -22,28 +23,29 @@ def test_prompt_is_the_studys_and_replies_are_parsed() -> None:
     assert "5. Output only the hints." in REMOVE_ANSWER_PROMPT
     assert think_text("no tags") == "no tags"
     model = SimpleNamespace(name="M", greedy=_GREEDY, max_model_len=1024)
-    sent: list[dict] = []
+    sent: list[GenerateRequest] = []
 
     def replying(text):
-        async def call(req: dict) -> dict:
+        async def call(req: GenerateRequest) -> GenerateResult:
             sent.append(req)
-            return {"answer_text": text, "error": None}
+            return GenerateResult(cot="", cot_tokens=0, cot_finish_reason="stop", forced_close=False, answer_text=text)
         return call
 
     out = [asyncio.run(rewrite_one(replying(t), model, c))
            for t, c in (("<think>keep hints</think>", "a"), ("Add 2.", "b"), (None, "c"))]
     assert out == [("keep hints", "rewrite"), ("Add 2.", "rewrite"), ("", "rewrite")]
-    assert all(r["cot"] is None for r in sent)  # the filter model thinks first, then rewrites
-    assert (sent[0]["think_tokens"], sent[0]["answer_tokens"]) == (256, 512)  # the study's, capped to the context
-    assert "the answer" not in sent[0]["prompt"].split("Original text:")[1]  # never told the answer
+    assert all(r.cot is None for r in sent)  # the filter model thinks first, then rewrites
+    assert (sent[0].thought_budget, sent[0].answer_budget) == (256, 512)  # the study's, capped to the context
+    assert "the answer" not in sent[0].prompt.split("Original text:")[1]  # never told the answer
     big = SimpleNamespace(name="M", greedy=_GREEDY, max_model_len=32768)
     asyncio.run(rewrite_one(replying("x"), big, "a"))
-    assert (sent[-1]["think_tokens"], sent[-1]["answer_tokens"]) == (2048, 4096)
+    assert (sent[-1].thought_budget, sent[-1].answer_budget) == (2048, 4096)
 
 
 def test_engine_error_raises() -> None:
-    async def failing(req: dict) -> dict:
-        return {"answer_text": None, "error": "answer: prompt exceeds max_model_len=1024"}
+    async def failing(req: GenerateRequest) -> GenerateResult:
+        return GenerateResult(cot="", cot_tokens=0, cot_finish_reason="stop", forced_close=False,
+                              error="answer: prompt exceeds max_model_len=1024")
 
     model = SimpleNamespace(name="M", greedy=_GREEDY, max_model_len=1024)
     with pytest.raises(RuntimeError, match="max_model_len"):
@@ -55,9 +57,9 @@ def _rewrites(pool, model: str, broken: bool = False) -> list[str]:
     eng = pool.engines[model]
     real, seen = eng.generate, []
 
-    async def generate(r: dict) -> dict:
-        if r["prompt"].startswith(REMOVE_ANSWER_PROMPT.split("{text}")[0]):
-            seen.append(r["prompt"])
+    async def generate(r: GenerateRequest) -> GenerateResult:
+        if r.prompt.startswith(REMOVE_ANSWER_PROMPT.split("{text}")[0]):
+            seen.append(r.prompt)
             if broken:
                 raise RuntimeError("filter engine died")
         return await real(r)
