@@ -1,8 +1,11 @@
-"""crosscot GPU kernels (Triton) with torch fallbacks.
+"""crosscot GPU kernel studies (Triton) with torch fallbacks: benchmark-only, on no production path.
 
-Currently: fused token log-probabilities (``kernels.token_logprob``), used to score
-candidates by the mean NLL of their own tokens without materializing a float32
-[N, V] log-softmax.
+Currently: fused token log-probabilities (``kernels.token_logprob``): the mean NLL of a
+candidate's own tokens without materializing a float32 [N, V] log-softmax.  The pipeline
+does not call it: candidates are scored inside vLLM (``prompt_logprobs`` with the prefix
+cache, :meth:`pipeline.engine.vllm_engine.ModelEngine.score_ids`), which never hands logits
+to our code.  Only its tests and ``crosscot bench kernel`` import it; it measures what a
+scorer that owns the logits (e.g. a transformers-based evaluator) would gain.
 
 Importing ``kernels`` is free: names are re-exported lazily (PEP 562), so neither torch
 nor triton is imported until a function is actually looked up, and triton only when the

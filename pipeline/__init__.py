@@ -8,3 +8,9 @@ torch and triton are imported only where used.
 """
 
 __version__ = "0.1.0"
+
+# config/ validates and hashes against the plug-ins through a protocol (it imports nothing above
+# it): hand the real registries in, once, before any config is built.
+from pipeline.plugins import install as _install_plugins  # noqa: E402
+
+_install_plugins()

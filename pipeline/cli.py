@@ -1,8 +1,10 @@
 """The ``crosscot`` command line (also ``python -m pipeline``).
 
 ``crosscot run [hydra overrides...]`` runs the DAG (``-m`` for a Hydra
-multirun sweep); the other subcommands live in :mod:`pipeline.commands` and
-are imported only when called, so ``crosscot --help`` stays fast.
+multirun sweep); the other subcommands live in :mod:`pipeline.commands`, one
+module each with a one-line ``HELP``, ``add_arguments`` and ``run``.  A command
+runs with only its own module imported; ``crosscot --help`` imports them all for
+their ``HELP`` lines (none imports an engine, Ray or a plotting library at the top).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ COMMANDS = {
     "judge": "judge",
     "prompts": "prompts",
     "bench": "bench",
-    # The study's other tables (issue 11).
+    # The study's other tables.
     "import-genex-ii": "import_genex_ii",
     "ratings": "ratings",
     "faults": "faults",
@@ -49,12 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("run", help="run the pipeline DAG with Hydra overrides")
     if len(cmd_argv) >= 1 and cmd_argv[0] in COMMANDS:
         mod = importlib.import_module(f"pipeline.commands.{COMMANDS[cmd_argv[0]]}")
-        p = sub.add_parser(cmd_argv[0], help=getattr(mod, "HELP", ""))
+        p = sub.add_parser(cmd_argv[0], help=mod.HELP)
         mod.add_arguments(p)
         args = parser.parse_args(cmd_argv)
         return run_command(lambda: mod.run(args), argv)
-    for name in COMMANDS:
-        sub.add_parser(name, help=f"see 'crosscot {name} --help'")
+    for name, module in COMMANDS.items():
+        sub.add_parser(name, help=importlib.import_module(f"pipeline.commands.{module}").HELP)
     args = parser.parse_args(cmd_argv)
     parser.print_help()
     return 0 if args.command is None else 2

@@ -50,7 +50,7 @@ def tiny_cfg(tmp_path):
     return make
 
 
-# --- issue 11: tests that reproduce the study's numbers need its released data: they fail without it.
+# Tests that reproduce the study's numbers need its released data: they fail without it.
 @pytest.fixture
 def study_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -6,6 +6,9 @@ only needs one number per token, but the obvious torch code,
 full float32 [N, V] tensors. With a ~150k vocabulary that is ~600 KB per token, i.e.
 gigabytes for a few thousand tokens, which is what limits batch size when scoring.
 
+Status: a benchmark-only study (see :mod:`kernels`): no pipeline stage calls it; its tests
+check it against the reference and ``crosscot bench kernel`` measures it.
+
 Contents (one module each)
 --------------------------
 * ``token_logprobs_reference`` -- plain torch reference (float32 log_softmax + gather).

@@ -1,30 +1,27 @@
-"""Bench: one ensemble scoring step, cached (prefix-cache) scoring vs naive ``prompt_logprobs`` rescoring.
+"""Bench: ensemble scoring steps at 8k-token contexts, cached (prefix-cache) scoring vs naive rescoring.
 
-    python -m pipeline.bench.ensemble [OUT_DIR]      (default runs/bench)
+    crosscot bench ensemble [--quick]        (last line: ``ensemble: cached/naive=X.X at 8192``)
 
 One in-process :class:`pipeline.engine.vllm_engine.ModelEngine` (no Ray) on a tiny
-random model served with ``max_model_len=4096``.  For contexts of about 500,
-1,000 and 2,000 tokens it simulates ensemble steps as the stage runs them:
-``PROBLEMS`` problems, each with ``CANDIDATES`` candidate sentences (2
-generators x 3 samples), the CoT growing by one sentence per step.  Per step:
+random model served with a 8k+ context window at the engine's **default KV block size**.
+``PROBLEMS`` problems, each with a CoT context of about ``CONTEXT`` tokens, step as the
+ensemble stage steps them: per step every problem's context grows by one sentence and its
+``CANDIDATES`` candidate sentences (2 generators x 3 samples) are scored, all problems in
+flight together.  The KV cache is sized (``num_gpu_blocks_override``) to hold only about
+half of the problems' contexts, so contexts are **evicted** between steps, as in a run with
+many problems in flight; nothing is reset or pre-warmed between steps.
 
-* **naive** — prefix cache emptied, then every candidate is scored as a whole
-  ``context + candidate`` sequence with ``prompt_logprobs`` (vLLM's default:
-  prompt-logprob requests never read the cache), ``score(mode="naive")``;
-* **cached** — prefix cache emptied and the *previous* step's context loaded
-  (the steady state of a run: last step's scoring cached it), then
-  ``score(mode="cached")``: one warm request per context prefills just the new
-  sentence, and each candidate prefills only its own tokens (plus the partial
-  last cache block).
+* **naive** — every candidate scored as a whole ``context + candidate`` sequence with
+  ``prompt_logprobs`` (vLLM's default: prompt-logprob requests never read the cache),
+  ``score(mode="naive")``;
+* **cached** — ``score(mode="cached")``: one request per context (a prefix-cache hit when
+  its blocks survived, else a re-prefill), then each candidate prefills its own tokens plus
+  the context's partial last block.
 
-The engine runs with one compute thread (``THREADS``) and a 32-token KV block
-(``BLOCK_SIZE``; the CPU default of 128 makes every candidate re-prefill up to
-127 context tokens of the partial last block); ``main(threads=0,
-block_size=None)`` uses the engine defaults.  It reports wall time, CPU time and
-prefilled tokens (the engine's stats: prompt tokens minus
-``num_cached_tokens``) of both, their ratios, and the largest difference
-between the two modes' candidate mean NLLs (they must agree).  The markdown
-table is printed and written to ``OUT_DIR/ensemble_bench.md``.
+Reported per mode: median wall time, CPU time and prefilled tokens per step (steps after
+the first, which is cold for both), their ratios, and the largest difference between the
+two modes' candidate mean NLLs (they must agree).  The table is printed and written to
+``OUT_DIR/ensemble_bench.md``; its last line is the wall-time ratio naive/cached.
 """
 
 from __future__ import annotations
@@ -37,14 +34,13 @@ import sys
 import time
 from pathlib import Path
 
-LENGTHS = (500, 1000, 2000)
-PROBLEMS = 4
+CONTEXT = 8192
+PROBLEMS = 6
 CANDIDATES = 6  # 2 generators x 3 samples
-STEPS = 5
-BLOCK_SIZE = 32  # KV block size of the bench engine (CPU default is 128; see ModelConfig.block_size)
+STEPS = 4  # the first is cold (not in the medians)
+CACHE_SHARE = 0.5  # the KV cache holds about this share of all problems' contexts
 # Engine compute threads. 1: on a small shared machine, OpenMP threads of a multi-threaded engine
-# spin at barriers whenever another process holds a core, which swamps the small cached steps
-# (measured: 2 threads under load gave 0.1-1 s for the same cached step). 0 = torch's default.
+# spin at barriers whenever another process holds a core, which swamps the small cached steps.
 THREADS = 1
 
 
@@ -63,39 +59,35 @@ def _context(engine, rng: random.Random, n_tokens: int, problem: int) -> str:
     return text
 
 
-def bench_model(name: str = "tiny-harmony", block_size: int | None = BLOCK_SIZE):
-    """The demo's tiny model (built by pipeline.provision.tiny), served with a 4k context window."""
+def bench_model(name: str = "tiny-harmony"):
+    """The demo's tiny model family, rebuilt with positions for 8k contexts, at the default block size."""
     from pipeline.config import compose
 
     m = compose(["experiment=demo_tiny", "run_dir=runs/bench"]).model(name)
-    return dataclasses.replace(m, max_model_len=4096, kv_cache_gib=1.0, block_size=block_size)
+    spec = {**dataclasses.asdict(m.tiny), "max_position": 2 * CONTEXT}  # a dict recipe: its own folder
+    return dataclasses.replace(m, name=f"{name}-8k", path=str(Path(m.path).parent / f"{name}-8k"), tiny=spec,
+                               max_model_len=CONTEXT + 512, kv_cache_gib=1.0, block_size=None)
 
 
-def run_length(engine, n_tokens: int, seed: int = 0, steps: int = STEPS) -> dict:
+def run_steps(engine, mode: str, n_tokens: int, steps: int, seed: int = 0) -> dict:
+    """``steps`` ensemble steps of every problem in ``mode``; per step wall, CPU and prefilled tokens."""
     rng = random.Random(seed + n_tokens)
     bases = [_context(engine, rng, n_tokens, p) for p in range(PROBLEMS)]
-    growth = [[_sentence(rng) for _ in range(steps + 1)] for _ in range(PROBLEMS)]
-    res = {"tokens": [], "naive_s": [], "cached_s": [], "naive_cpu": [], "cached_cpu": [], "naive_prefill": [],
-           "cached_prefill": [], "max_diff": 0.0}
+    growth = [[_sentence(rng) for _ in range(steps)] for _ in range(PROBLEMS)]
+    cands = [[[_sentence(rng) for _ in range(CANDIDATES)] for _ in range(PROBLEMS)] for _ in range(steps)]
+    engine.llm.reset_prefix_cache()  # each mode starts cold; nothing is reset between its steps
+    res: dict = {"s": [], "cpu": [], "prefill": [], "tokens": [], "out": []}
     for s in range(steps):
-        prev = [b + "".join(g[:s]) for b, g in zip(bases, growth)]
         ctx = [b + "".join(g[:s + 1]) for b, g in zip(bases, growth)]
-        cands = [[_sentence(rng) for _ in range(CANDIDATES)] for _ in range(PROBLEMS)]
-        out = {}
-        for mode in ("naive", "cached"):
-            engine.llm.reset_prefix_cache()
-            if mode == "cached":  # steady state: the previous step's context is in the cache
-                engine.run_many([engine.encode(c) for c in prev], [engine.params(_greedy(), 1) for _ in prev])
-            before = engine.stats["prefill_tokens"]
-            t0, c0 = time.perf_counter(), time.process_time()
-            out[mode] = score(engine, ctx, cands, mode)
-            res[f"{mode}_s"].append(time.perf_counter() - t0)
-            res[f"{mode}_cpu"].append(time.process_time() - c0)
-            res[f"{mode}_prefill"].append(engine.stats["prefill_tokens"] - before)
+        before = engine.stats["prefill_tokens"]
+        t0, c0 = time.perf_counter(), time.process_time()
+        res["out"].append(score(engine, ctx, cands[s], mode))
+        res["s"].append(time.perf_counter() - t0)
+        res["cpu"].append(time.process_time() - c0)
+        res["prefill"].append(engine.stats["prefill_tokens"] - before)
         res["tokens"].append(statistics.mean(len(engine.encode(c)) for c in ctx))
-        for a, b in zip(out["naive"], out["cached"]):
-            for x, y in zip(a, b):
-                res["max_diff"] = max(res["max_diff"], abs(x["mean_nll"] - y["mean_nll"]))
+        print(f"ensemble bench: {mode} step {s + 1}/{steps}: {res['s'][-1]:.1f}s, "
+              f"{res['prefill'][-1]} tokens prefilled", flush=True)
     return res
 
 
@@ -104,42 +96,34 @@ def score(engine, contexts: list[str], continuations: list[list[str]], mode: str
     return engine.run_batch([engine.score(c, k, mode) for c, k in zip(contexts, continuations)])
 
 
-def _greedy():
-    from pipeline.engine.protocol import GREEDY
-
-    return GREEDY
-
-
-def table(results: dict[int, dict], block_size) -> str:
-    steps = len(next(iter(results.values()))["naive_s"]) if results else 0
+def table(naive: dict, cached: dict, block_size: int, blocks: int) -> str:
     import torch
 
-    lines = [f"Ensemble scoring step: {PROBLEMS} problems x {CANDIDATES} candidates, median over {steps} steps "
-             f"(in-process vLLM CPU engine, tiny model, float32, KV block size {block_size}, "
-             f"{torch.get_num_threads()} compute thread(s)).", "",
-             "| context tokens | naive ms/step | cached ms/step | wall-time ratio | CPU-time ratio | "
-             "naive prefilled tok/step | cached prefilled tok/step | prefill ratio | max abs diff mean NLL |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for n, r in results.items():
-        ns, cs = statistics.median(r["naive_s"]), statistics.median(r["cached_s"])
-        npf, cpf = statistics.median(r["naive_prefill"]), statistics.median(r["cached_prefill"])
-        ncpu, ccpu = statistics.median(r["naive_cpu"]), statistics.median(r["cached_cpu"])
-        lines.append(f"| {statistics.mean(r['tokens']):.0f} | {ns * 1e3:.0f} | {cs * 1e3:.0f} | {ns / cs:.1f}x | "
-                     f"{ncpu / max(1e-9, ccpu):.1f}x | "
-                     f"{npf:.0f} | {cpf:.0f} | {npf / max(1, cpf):.1f}x | {r['max_diff']:.1e} |")
-    lines += ["", "Wall time is the median per step; CPU time is this process's CPU seconds (the engine runs "
-              "in-process), which is less sensitive to other load on a shared machine. Prefilled tokens are "
-              "deterministic: naive re-prefills every context once per candidate; cached prefills, per step, each "
-              "context's new sentence once plus, per candidate, its own tokens and the context's partial last "
-              "KV block. On a tiny model the cached step is dominated by fixed costs and by vLLM's Python "
-              "handling of prompt log-probs, which walks every prompt position of every candidate request "
-              "(cached ones included), so the time ratio stays well below the prefill ratio; on real models, "
-              "where prefill compute dominates, it approaches the prefill ratio."]
+    def med(r: dict, k: str) -> float:
+        return statistics.median(r[k][1:] or r[k])
+
+    diff = max((abs(x["mean_nll"] - y["mean_nll"]) for a, b in zip(naive["out"], cached["out"])
+                for pa, pb in zip(a, b) for x, y in zip(pa, pb)), default=0.0)
+    ns, cs = med(naive, "s"), med(cached, "s")
+    ratio = ns / max(1e-9, cs)
+    lines = [f"Ensemble scoring steps: {PROBLEMS} problems x {CANDIDATES} candidates at ~{CONTEXT}-token contexts, "
+             f"median over {len(naive['s']) - 1} warm step(s) (in-process vLLM CPU engine, tiny model, float32, "
+             f"default KV block size {block_size}, KV cache of {blocks} blocks = {blocks * block_size} tokens for "
+             f"{PROBLEMS * (CONTEXT + 64)} tokens of contexts, {torch.get_num_threads()} compute thread(s)).", "",
+             "| mode | ms/step | CPU s/step | prefilled tok/step |", "|---|---|---|---|",
+             f"| naive | {ns * 1e3:.0f} | {med(naive, 'cpu'):.2f} | {med(naive, 'prefill'):.0f} |",
+             f"| cached | {cs * 1e3:.0f} | {med(cached, 'cpu'):.2f} | {med(cached, 'prefill'):.0f} |", "",
+             f"Wall-time ratio naive/cached {ratio:.1f}x, CPU-time ratio "
+             f"{med(naive, 'cpu') / max(1e-9, med(cached, 'cpu')):.1f}x, prefill ratio "
+             f"{med(naive, 'prefill') / max(1, med(cached, 'prefill')):.1f}x; max abs diff of candidate mean NLL "
+             f"{diff:.1e}. The cache holds about {CACHE_SHARE:.0%} of the contexts, so a context evicted since its "
+             "last step is re-prefilled once (not once per candidate); the machine's other load is in the "
+             "wall times (CPU time is this process's).", "",
+             f"ensemble: cached/naive={ratio:.1f} at {CONTEXT}"]
     return "\n".join(lines) + "\n"
 
 
-def main(out_dir: str | os.PathLike = "runs/bench", lengths=LENGTHS, block_size: int | None = BLOCK_SIZE,
-         quick: bool = False, threads: int = THREADS) -> str:
+def main(out_dir: str | os.PathLike = "runs/bench", quick: bool = False, threads: int = THREADS) -> str:
     if threads:
         # Before the engine exists (vLLM's CPU worker disables torch.set_num_threads afterwards).
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
@@ -148,13 +132,17 @@ def main(out_dir: str | os.PathLike = "runs/bench", lengths=LENGTHS, block_size:
         torch.set_num_threads(threads)
     from pipeline.engine.vllm_engine import ModelEngine
 
-    engine = ModelEngine(bench_model(block_size=block_size))
-    block_size = engine.llm.vllm_config.cache_config.block_size
-    # Warm-up: first calls pay one-off kernel/compile costs.
-    score(engine, [engine.thinking_prompt("warm up")], [[" a b c."]], "naive")
-    score(engine, [engine.thinking_prompt("warm up")], [[" a b c."]], "cached")
-    results = {n: run_length(engine, n, steps=3 if quick else STEPS) for n in lengths}
-    md = table(results, block_size)
+    m = bench_model()
+    probe = ModelEngine(m)  # the default block size of this engine, then a cache sized from it
+    block_size = probe.llm.vllm_config.cache_config.block_size
+    del probe
+    blocks = max(2 * (CONTEXT + 512) // block_size, int(CACHE_SHARE * PROBLEMS * (CONTEXT + 64) / block_size))
+    engine = ModelEngine(m, engine_overrides={"num_gpu_blocks_override": blocks})
+    score(engine, [engine.thinking_prompt("warm up")], [[" a b c."]], "naive")  # one-off kernel/compile costs
+    steps = 2 if quick else STEPS
+    naive = run_steps(engine, "naive", CONTEXT, steps)
+    cached = run_steps(engine, "cached", CONTEXT, steps)
+    md = table(naive, cached, block_size, blocks)
     print(md)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -163,5 +151,4 @@ def main(out_dir: str | os.PathLike = "runs/bench", lengths=LENGTHS, block_size:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "runs/bench",
-         block_size=int(sys.argv[2]) if len(sys.argv) > 2 else BLOCK_SIZE)
+    main(sys.argv[1] if len(sys.argv) > 1 else "runs/bench", quick="--quick" in sys.argv)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-HELP = "run benchmarks: all, or any of the sections (throughput, kernel, plan, ...); writes <out>/BENCH.md"
+HELP = "run benchmarks: all, or any of the sections (replay, ensemble, kernel, plan, ...); writes <out>/BENCH.md"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

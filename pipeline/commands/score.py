@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     choose_each("--metric", list(metrics), METRICS.names(), "consistency metric")
     choose("--judge", args.judge, JUDGES, "judge")
     number("--n-boot", args.n_boot, 0, integer=True)
-    # --- issue 11: an Instruction Induction import is scored from its stored BERTScores.
+    # An Instruction Induction import is scored from its stored BERTScores.
     from pipeline.commands.score_studies import is_ii_run, score_ii
 
     if is_ii_run(Path(args.run_dir)):
@@ -61,7 +61,6 @@ def run(args: argparse.Namespace) -> int:
             pairs = parse_pairs(args.post_training_pairs)
         except PostTrainingError as e:
             raise UserError(str(e)) from e
-    # --- end issue 11
     if not src.is_file():
         raise UserError(f"score: {src} not found; run `crosscot import-genex` or the pipeline first")
     checker = args.checker or run_checker(Path(args.run_dir))
@@ -69,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         scored = score_answers(read_table(src), judge=args.judge, checker=checker)
     except ValueError as e:  # unreadable answers or a judge that cannot score them: the user's input
         raise UserError(f"score: {e}") from e
-    # --- issue 11: post-training tables (checked before anything is written).
+    # Post-training tables (checked before anything is written).
     post = None
     if pairs is not None:
         from pipeline.commands.score_studies import post_training_frames
@@ -77,13 +76,12 @@ def run(args: argparse.Namespace) -> int:
         post = post_training_frames(scored, pairs)
         if post is None:
             return 2
-    # --- end issue 11
     meta = provenance("score", {"judge": args.judge, "checker": checker, "metrics": list(metrics),
                                 "n_boot": args.n_boot, "seed": args.seed},
                       {"answers": str(src)})
     write_table(Path(args.run_dir) / "scored.arrow", scored, meta)  # atomic
     paths = write_tables(scored, Path(args.run_dir) / "tables", metrics=metrics, n_boot=args.n_boot, seed=args.seed)
-    if post is not None:  # issue 11
+    if post is not None:
         from pipeline.scoring.tables import write_frames
 
         paths.update(write_frames(post, Path(args.run_dir) / "tables"))

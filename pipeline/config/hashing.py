@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import inspect
 import logging
 import os
 from importlib import metadata
@@ -28,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config.fingerprint import data_fingerprint, weights_fingerprint
+from pipeline.config.plugins import plugins
 from pipeline.config.schemas import ConfigError, DatasetConfig, ModelConfig, ModelProtocol
 
 log = logging.getLogger("crosscot")
@@ -62,10 +61,9 @@ def model_key(cfg: ModelConfig) -> dict:
         out.pop("protocol", None)  # the default protocol leaves earlier artifacts' names unchanged
     # The format's tags and stop strings shape every prompt and answer: a change to the format
     # definition must change the artifacts' names too.
-    from pipeline.engine.formats import FORMATS
-
-    if cfg.thinking_format in FORMATS:
-        out["_format"] = _fields(dataclasses.asdict(FORMATS.get(cfg.thinking_format)))
+    definition = plugins().format_definition(cfg.thinking_format)
+    if definition is not None:
+        out["_format"] = _fields(definition)
     out["_weights"] = weights_key(cfg)
     if cfg.tokenizer:
         out["_tokenizer"] = _location_key(cfg.tokenizer)
@@ -153,14 +151,11 @@ def device_kind() -> str:
 
 def problems_key(ds_cfg: DatasetConfig) -> dict:
     """What determines the ``problems`` rows: data content, loader code, options (no path)."""
-    from pipeline.datasets import get_dataset
-
-    plugin = get_dataset(ds_cfg.name)
     fields = {k: v for k, v in _fields(ds_cfg).items() if k != "path"}
     fields["options"] = {k: _option_key(v) for k, v in sorted((ds_cfg.options or {}).items())}
     return {"stage": "problems", "dataset": fields,
-            "data": [data_fingerprint(p) for p in plugin.sources(ds_cfg)],
-            "loader": loader_version(type(plugin)), "v": PROBLEMS_KEY_VERSION}
+            "data": [data_fingerprint(p) for p in plugins().dataset_sources(ds_cfg)],
+            "loader": plugins().loader_version(ds_cfg.name), "v": PROBLEMS_KEY_VERSION}
 
 
 def _option_key(v: Any) -> Any:
@@ -168,22 +163,6 @@ def _option_key(v: Any) -> Any:
     if isinstance(v, str) and ("/" in v or v.startswith("~")) and Path(os.path.expanduser(v)).exists():
         return {"content": weights_fingerprint(os.path.expanduser(v))}
     return _fields(v)
-
-
-@functools.lru_cache(maxsize=None)
-def loader_version(cls: type) -> str:
-    """Hash of the plug-in's module and the shared row-reading code: an edited prompt or parser reloads.
-
-    Reloading is cheap, and downstream artifacts are keyed by the problems' rows (see
-    :func:`pipeline.stages.context.load_problems`), so an edit that leaves the rows alone recomputes nothing.
-    """
-    from pipeline import schema
-    from pipeline.datasets import protocol, rows
-
-    h = hashlib.sha256()
-    for mod in (inspect.getmodule(cls), rows, protocol, schema):
-        h.update(Path(inspect.getsourcefile(mod)).read_bytes())
-    return h.hexdigest()[:16]
 
 
 def to_plain(obj: Any) -> Any:

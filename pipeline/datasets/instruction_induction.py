@@ -56,14 +56,17 @@ import re
 import string
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import pyarrow as pa
 
 from pipeline.datasets import ii_study
 from pipeline.datasets.protocol import DatasetBase, DatasetError, Judgment
-from pipeline.datasets.rows import BadRows
+from pipeline.datasets.rows import BadRows, select
 from pipeline.schema import PROBLEMS, from_rows
+
+if TYPE_CHECKING:
+    from pipeline.config import DatasetConfig
 
 INDUCTION_HEAD = (
     "I gave a friend an instruction and five inputs. The friend read the instruction and wrote an "
@@ -300,9 +303,9 @@ class InstructionInduction(DatasetBase):
     def tasks(self, root: Path) -> list[str]:
         return sorted(p.stem for p in (root / "induction_input").glob("*.json"))
 
-    def load(self, cfg) -> pa.Table:
-        opts = dict(getattr(cfg, "options", None) or {})
-        root = _resolve_root(getattr(cfg, "path", None))
+    def load(self, cfg: DatasetConfig) -> pa.Table:
+        opts = dict(cfg.options or {})
+        root = _resolve_root(cfg.path)
         metric = opts.get("similarity", self.metric)
         if metric not in SIMILARITIES:
             raise DatasetError(f"instruction_induction: options.similarity={metric!r}: use one of {SIMILARITIES}")
@@ -387,8 +390,7 @@ class InstructionInduction(DatasetBase):
                                         "demonstrations": demos}),
                 })
         bad_rows.warn("malformed prompt(s)")
-        limit = getattr(cfg, "limit", None)
-        return from_rows(rows[: limit or None], PROBLEMS)
+        return from_rows(select(rows, cfg), PROBLEMS)
 
     def extract(self, text: Optional[str]) -> Optional[str]:
         """The induced instruction: the last ``Instruction: ...`` line, else what follows the last

@@ -27,18 +27,20 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import string
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import pyarrow as pa
 
 from pipeline.datasets.gsm8k import extract_number, numbers_equal
 from pipeline.datasets.protocol import DatasetBase, DatasetError
-from pipeline.datasets.rows import BadRows, read_records
+from pipeline.datasets.rows import BadRows, read_records, select
 from pipeline.schema import PROBLEMS, from_rows
+
+if TYPE_CHECKING:
+    from pipeline.config import DatasetConfig
 
 _ANSWER_LINE = re.compile(r"\b(?:final\s+answer|answer)\b\s*(?:is\s*:?|:)\s*(.+)", re.I)
 
@@ -60,9 +62,9 @@ class JsonlDataset(DatasetBase):
         self.rel_tol = rel_tol
         self.skipped: list[dict] = []
 
-    def load(self, cfg) -> pa.Table:
-        opts = dict(getattr(cfg, "options", None) or {})
-        path = getattr(cfg, "path", None)
+    def load(self, cfg: DatasetConfig) -> pa.Table:
+        opts = dict(cfg.options or {})
+        path = cfg.path
         if not path:
             raise DatasetError(
                 "jsonl: dataset.path is required (a .jsonl, .jsonl.gz or .parquet file); "
@@ -102,10 +104,7 @@ class JsonlDataset(DatasetBase):
             seen[row["problem_id"]] = line
             rows.append(row)
         bad_rows.warn(f"malformed row(s) of {p}")
-        if opts.get("shuffle"):
-            random.Random(int(getattr(cfg, "seed", 0) or 0)).shuffle(rows)
-        limit = getattr(cfg, "limit", None)
-        return from_rows(rows[: limit or None], PROBLEMS)
+        return from_rows(select(rows, cfg), PROBLEMS)
 
     @staticmethod
     def _row(rec, idx, line, p, id_col, q_col, a_col, rx, template, meta_cols, check, rel_tol, dname) -> dict:

@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -46,14 +46,17 @@ from pipeline.datasets.medcalc_csv import (  # noqa: F401 - the reader's names, 
                                            DATE_RE,
                                            REQUIRED_COLUMNS,
                                            MedCalcLoadError,
-                                           get_option,
                                            infer_output_type,
                                            make_gold,
                                            read_benchmark_csv,
                                            to_float,
 )
 from pipeline.datasets.protocol import DatasetBase, Judgment
+from pipeline.datasets.rows import select
 from pipeline.schema import PROBLEMS, from_rows
+
+if TYPE_CHECKING:
+    from pipeline.config import DatasetConfig
 
 NAME = "medcalc"
 
@@ -297,9 +300,9 @@ CHECKERS = ("lenient", "official")
 PROMPTS = ("ours", "study")
 
 
-def option(cfg: Any, name: str, allowed: tuple[str, ...], default: str) -> str:
+def option(cfg: DatasetConfig, name: str, allowed: tuple[str, ...], default: str) -> str:
     """``dataset.options[name]`` checked against ``allowed``."""
-    v = (get_option(cfg, "options") or {}).get(name) or default
+    v = (cfg.options or {}).get(name) or default
     if v not in allowed:
         raise MedCalcLoadError(f"dataset.options.{name}={v!r} is unknown; use one of {list(allowed)}")
     return str(v)
@@ -343,19 +346,19 @@ class MedCalc(DatasetBase):
         # Malformed rows skipped by the last load(): skip records (file, row, field, reason).
         self.skipped: list[dict] = []
 
-    def load(self, cfg: Any) -> pa.Table:
+    def load(self, cfg: DatasetConfig) -> pa.Table:
         """Problems from ``cfg.path`` (test_data.csv); first ``cfg.limit`` rows if set.
 
-        ``cfg`` is any object (or dict) with ``path`` and ``limit``; ``seed`` is
-        not used because the subset is the file's first rows.  With
-        ``cfg.strict`` true a malformed row raises instead of being skipped.
+        The subset is the file's first rows (``dataset.options.shuffle`` shuffles by
+        ``dataset.seed`` first, as for every plug-in).  With ``dataset.options.on_bad_row=raise``
+        a malformed row raises instead of being skipped.
         """
-        path = get_option(cfg, "path")
+        path = cfg.path
         if not path:
             raise MedCalcLoadError("medcalc dataset config has no `path`; set it to test_data.csv")
         rows, skips = read_benchmark_csv(path)
         self.skipped = skips
-        if skips and get_option(cfg, "strict", False):
+        if skips and (cfg.options or {}).get("on_bad_row") == "raise":
             s = skips[0]
             raise MedCalcLoadError(
                 f"{s['file']} line {s['row']}, column {s['field']!r}: {s['reason']} "
@@ -366,10 +369,7 @@ class MedCalc(DatasetBase):
         sample = option(cfg, "sample", ("first", "genex"), "first")
         style = option(cfg, "prompt", PROMPTS, "ours")
         option(cfg, "checker", CHECKERS, "lenient")  # validated here, used by scoring
-        rows = medcalc_study.select_sample(rows, sample)
-        limit = get_option(cfg, "limit")
-        if limit is not None:
-            rows = rows[: int(limit)]
+        rows = select(medcalc_study.select_sample(rows, sample), cfg)
         out = []
         for r in rows:
             gold = make_gold(

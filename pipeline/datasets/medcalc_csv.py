@@ -38,13 +38,6 @@ class MedCalcLoadError(ValueError):
     """The benchmark CSV cannot be read; the message names file, row, column and the fix."""
 
 
-def get_option(cfg: Any, name: str, default: Any = None) -> Any:
-    """``cfg.name`` for a config object, ``cfg[name]`` for a dict."""
-    if isinstance(cfg, dict):
-        return cfg.get(name, default)
-    return getattr(cfg, name, default)
-
-
 def read_benchmark_csv(path: str | Path) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """Read MedCalc-Bench ``test_data.csv``.
 

@@ -22,12 +22,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 import os
 from pathlib import Path
-from typing import Any, Optional, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Optional, Protocol, runtime_checkable
 
 import pyarrow as pa
 
 
 from pipeline.errors import UserError
+
+if TYPE_CHECKING:
+    from pipeline.config import DatasetConfig
 
 
 class DatasetError(UserError):
@@ -38,12 +41,12 @@ class DatasetError(UserError):
 class Dataset(Protocol):
     name: str  # registry name (also the ``dataset`` column value)
 
-    def load(self, cfg: Any) -> pa.Table: ...  # cfg: a DatasetConfig (path, limit, seed, options)
+    def load(self, cfg: DatasetConfig) -> pa.Table: ...  # rows through rows.select (shuffle, limit)
     def extract(self, text: Optional[str]) -> Optional[str]: ...  # the answer in a model's free text
     def check(self, extracted: Optional[str], gold: dict) -> bool: ...  # correct against the JSON gold?
     def normalize(self, text: Optional[str], gold: dict) -> Optional[str]: ...  # comparison key (strict metric)
     def tolerance(self, gold: dict) -> float: ...  # numeric closeness counted as agreement (strict metric)
-    def sources(self, cfg: Any) -> list[Path]: ...  # files/folders load() reads (their content keys `problems`)
+    def sources(self, cfg: DatasetConfig) -> list[Path]: ...  # files/folders load() reads (their content keys `problems`)
 
 
 class DatasetBase:
@@ -55,10 +58,10 @@ class DatasetBase:
     def tolerance(self, gold: dict) -> float:
         return 0.0
 
-    def sources(self, cfg: Any) -> list[Path]:
+    def sources(self, cfg: DatasetConfig) -> list[Path]:
         """``cfg.path`` as the loader will open it (``~`` expanded; a relative path the cwd lacks resolves
         from the repo root); empty when unset or absent, where ``load`` raises its own clear error."""
-        return [p] if (p := resolve_data_path(getattr(cfg, "path", None))) is not None else []
+        return [p] if (p := resolve_data_path(cfg.path)) is not None else []
 
 
 def resolve_data_path(path: Optional[str]) -> Optional[Path]:

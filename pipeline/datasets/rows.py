@@ -14,9 +14,22 @@ import gzip
 import json
 import warnings
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+import random
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 from pipeline.datasets.protocol import DatasetError
+
+if TYPE_CHECKING:
+    from pipeline.config import DatasetConfig
+
+
+def select(rows: list[dict], cfg: DatasetConfig) -> list[dict]:
+    """The problems a run uses, for every plug-in alike: shuffled by ``dataset.seed`` when
+    ``dataset.options.shuffle`` is set, then the first ``dataset.limit`` (None: all)."""
+    if (cfg.options or {}).get("shuffle"):
+        rows = list(rows)
+        random.Random(int(cfg.seed or 0)).shuffle(rows)
+    return rows[: cfg.limit or None]
 
 ON_BAD_ROW = ("raise", "skip")
 

@@ -10,10 +10,16 @@ import json
 import random
 import re
 
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
 
 from pipeline.datasets.protocol import DatasetBase
+from pipeline.datasets.rows import select
 from pipeline.schema import PROBLEMS, from_rows
+
+if TYPE_CHECKING:
+    from pipeline.config import DatasetConfig
 
 _INSTRUCTION = "Think step by step, then give the result on the last line as 'Answer: <number>'."
 
@@ -21,9 +27,9 @@ _INSTRUCTION = "Think step by step, then give the result on the last line as 'An
 class ToyArith(DatasetBase):
     name = "toy_arith"
 
-    def load(self, cfg) -> pa.Table:
-        size = int(getattr(cfg, "size", 24) or 24)
-        rng = random.Random(int(getattr(cfg, "seed", 0) or 0))
+    def load(self, cfg: DatasetConfig) -> pa.Table:
+        size = int(cfg.size or 24)
+        rng = random.Random(int(cfg.seed or 0))
         rows = []
         for i in range(size):
             a, b, c = rng.randint(2, 40), rng.randint(2, 40), rng.randint(2, 9)
@@ -43,8 +49,7 @@ class ToyArith(DatasetBase):
                     "meta": json.dumps({"kind": ["add", "mul", "add_sub"][kind]}),
                 }
             )
-        limit = getattr(cfg, "limit", None)
-        return from_rows(rows[: limit or None], PROBLEMS)
+        return from_rows(select(rows, cfg), PROBLEMS)
 
     def extract(self, text: str | None) -> str | None:
         if not text:

@@ -84,7 +84,7 @@ def place_cot(fmt: ThinkingFormat, generation_prompt: str, cot: str, proto: Any,
               answer_prefix: Optional[str] = None) -> str:
     """Prompt whose continuation is the answer after ``cot`` (see module docstring for the options).
 
-    ``answer_prefix`` ([issue10 hook]): the problem's forced start of the answer (the study's
+    ``answer_prefix``: the problem's forced start of the answer (the study's
     Instruction Induction " The instruction is:"), written right after the thinking.
     """
     return _place_cot(fmt, generation_prompt, cot, proto) + (answer_prefix or "")

@@ -65,9 +65,9 @@ def init_ray(ray_cfg) -> None:
     else:
         # address="local": always a fresh local instance, never an unrelated running cluster.
         ray.init(address="local", num_cpus=ray_cfg.num_cpus, runtime_env=runtime_env, **kwargs)
-        from pipeline.engine.session import record  # [issue12 hook] record the local session for reaping
+        from pipeline.engine.session import record
 
-        record()  # [issue12 hook]
+        record()  # the local session, for reaping after a SIGKILL (pipeline.engine.session)
 
 
 def _actor_class():
@@ -401,8 +401,8 @@ class EnginePool:
                 try:  # keep the engine's counters: they are part of the run's telemetry
                     s = ray.get(a.op.remote(StatsQuery()), timeout=30)
                     self._past_stats[n] = _merge_stats(self._past_stats.get(n, {}), s)
-                except Exception:  # noqa: BLE001
-                    pass
+                except Exception as e:  # noqa: BLE001 - a dead engine has no counters left to read
+                    log.warning("no final stats from engine %s (its counters are lost from telemetry): %s", n, e)
             self.ready.pop(n, None)
             self._load.pop(n, None)
             for span in self.held.get(n, []):

@@ -149,7 +149,7 @@ def _signal(pid: int, sig: int) -> None:
     try:
         os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
-        pass
+        return  # already gone, or not ours to signal: nothing to stop
 
 
 def shutdown_ray() -> None:

@@ -115,7 +115,8 @@ def engine_args(model_cfg, path: str, seed: int, cpu: bool) -> dict:
 class ModelEngine:
     """A continuously fed vLLM engine for one model (see module docstring)."""
 
-    def __init__(self, model_cfg, seed: int = 0):
+    def __init__(self, model_cfg, seed: int = 0, engine_overrides: Optional[dict] = None):
+        """``engine_overrides``: extra ``vllm.EngineArgs`` (benches only, e.g. a fixed KV-cache size)."""
         for k, v in engine_env(model_cfg).items():
             os.environ.setdefault(k, v)
         from pipeline.engine.formats import get_format
@@ -132,7 +133,8 @@ class ModelEngine:
         from pipeline.engine.stream import StepLoop
 
         self._cpu = current_platform.is_cpu()
-        self.llm = LLMEngine.from_engine_args(EngineArgs(**engine_args(model_cfg, path, seed, self._cpu)))
+        kw = {**engine_args(model_cfg, path, seed, self._cpu), **(engine_overrides or {})}
+        self.llm = LLMEngine.from_engine_args(EngineArgs(**kw))
         self.load_seconds = time.time() - t0
         self.loop = StepLoop(self.llm, model_cfg.name)
         # Loading counts as engine time; telemetry also reports the share outside engines without it.

@@ -146,7 +146,7 @@ def build_requests(run: "RunConfig", n: int, p: "PlanParams", opt: TailOptions) 
 
 def _coarse(stage: str, model: str, count: int, prompt: float, decode: int, slots: int) -> list[Item]:
     """``count`` identical independent requests as fewer, j times longer ones (same tokens; at
-    least 16 per slot, so the engine's batch stays as full): ensembles issue ~10^5-10^6 tiny requests."""
+    least 16 per slot, so the engine's batch stays as full): ensembles send ~10^5-10^6 tiny requests."""
     j = max(1, count // (16 * max(1, int(slots))))
     q, r = divmod(count, j)
     out = [Item(stage, model, prompt * j, decode * j) for _ in range(q)]

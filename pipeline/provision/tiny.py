@@ -126,7 +126,8 @@ def _build_into(spec, thinking_format: str, out: Path) -> None:
         num_hidden_layers=int(g("num_layers", 2)),
         num_attention_heads=int(g("num_heads", 2)),
         num_key_value_heads=int(g("num_heads", 2)),
-        max_position_embeddings=4096,
+        # Benches may ask for longer contexts (a dict recipe's "max_position"); the configs' recipes keep 4096.
+        max_position_embeddings=int(g("max_position", 4096)),
         tie_word_embeddings=True,
         eos_token_id=fast.eos_token_id,
         pad_token_id=fast.pad_token_id,

@@ -284,11 +284,10 @@ def render(
         include_telemetry = extra_sections is None
     run_dir = Path(run_dir)
     tables = run_dir / "tables"
-    # --- issue 11: the study's other tables (post-training, II, ratings) add their own sections.
+    # The study's other tables (post-training, II, ratings) add their own sections.
     from pipeline.report import studies
 
     summary = read_frame(tables, "consistency_summary", required=not studies.has_study_tables(tables))
-    # --- end issue 11
     acc = read_frame(tables, "accuracy")
     pairs = read_frame(tables, "consistency_pairs")
     rl = read_frame(tables, "rl_agreement")
@@ -319,7 +318,7 @@ def render(
         for s, v in keys:
             p = plot_heatmap(pairs, s, v, plots / f"heatmap_{slug(s)}_{slug(v)}.png")
             md.append(f"### {s} ({v})\n\n![{s} {v}](plots/{p.name})")
-    md += [f"## {title}\n\n{body}" for title, body in studies.sections(run_dir, plots)]  # issue 11
+    md += [f"## {title}\n\n{body}" for title, body in studies.sections(run_dir, plots)]
     if summary is not None:
         md.append("## Notes\n\n" + (studies.notes(tables) or NOTES))
     tele = run_dir / "telemetry.json"

@@ -143,7 +143,7 @@ def _strict_cells(m: ItemMatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 try:
                     vals[i, t] = float(k)
                 except ValueError:
-                    pass
+                    continue  # not a number: compared by its key only (vals stays NaN)
     return keys, vals, tol
 
 

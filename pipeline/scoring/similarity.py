@@ -11,7 +11,7 @@ both correct" but the BERTScore F1 between the two models' normalized answers
   baseline rescaling) with the scorer model the user gives as
   ``dataset.options.bertscore_model`` (the study: ``microsoft/deberta-xlarge-mnli``
   at the library's default layer; a local folder needs ``bertscore_layer``).
-  ``bert-score`` is optional: ``pip install bert-score``.
+  ``bert-score`` comes with the engine extras (``make setup``); elsewhere ``pip install bert-score``.
 * ``embedding`` — offline default: cosine of the all-MiniLM-L6-v2 sentence
   embeddings the dataset plug-in already uses (pipeline.datasets.instruction_induction.embed).
 

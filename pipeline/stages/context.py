@@ -46,6 +46,11 @@ class Context:
     sinks: dict = field(default_factory=dict)
 
     @property
+    def started_pool(self) -> Optional[Pool]:
+        """The pool when one was made (never makes one: telemetry, shutdown)."""
+        return self._pool
+
+    @property
     def pool(self) -> Pool:
         if self._pool is None:
             self._pool = self.pool_factory()

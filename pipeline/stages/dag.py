@@ -7,7 +7,7 @@ its artifacts and the arguments recorded in their provenance) and
 ``telemetry.json`` (wall time, time per stage, tokens and tokens/s per engine,
 where each engine ran and how long it was held, the engine waves as they ran,
 the placement schedule, estimated GPU-hours, the share of wall time spent
-outside the engines), and shuts the engines down.
+outside the engines; built by :mod:`pipeline.stages.telemetry`), and shuts the engines down.
 
 Streaming: the engine stages (generate, ensemble, truncate, transfer) run
 together, item by item, in one :func:`pipeline.stages.runner.run_stream`
@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from pipeline.config import RunConfig, to_plain
-from pipeline.report.telemetry import tokens_per_s, union_seconds
 from pipeline.stages import STAGES
 from pipeline.stages.context import Context
 from pipeline.stages.protocol import Stage
+from pipeline.stages.telemetry import placement_info, write_telemetry
 from pipeline.store.artifacts import Store, read_provenance
 from pipeline.store.atomic import write_text_atomic
 
@@ -88,11 +88,11 @@ def run(cfg: RunConfig, pool_factory: Optional[Callable[[], Any]] = None, keep_p
         outputs = run_stream(ctx, stages) if stages else {}
         _finish(ctx, order, stages, outputs, keep_pool)
     finally:
-        if ctx._pool is not None and not keep_pool:
+        if ctx.started_pool is not None and not keep_pool:
             try:
-                ctx._pool.stop()
-            except Exception:  # noqa: BLE001
-                pass
+                ctx.started_pool.stop()
+            except Exception as e:  # noqa: BLE001 - the run's own outcome (or error) matters more
+                log.warning("stopping the engines failed: %s: %s", type(e).__name__, e)
     return ctx
 
 
@@ -156,8 +156,8 @@ def _finish(ctx: Context, order: list, stages: list, outputs: dict, keep_pool: b
         for st in stages:
             ctx.outputs[st.name] = outputs[st.name]
             _record(manifest, st, outputs[st.name])
-        if ctx._pool is not None and not keep_pool and ctx._pool.actors:
-            ctx._pool.stop()  # no engine work left: free the engines (their stats are kept)
+        if ctx.started_pool is not None and not keep_pool and ctx.started_pool.actors:
+            ctx.started_pool.stop()  # no engine work left: free the engines (their stats are kept)
         _write_manifest(ctx, manifest)
     for name in order:
         if name in ENGINE_STAGES:
@@ -165,13 +165,13 @@ def _finish(ctx: Context, order: list, stages: list, outputs: dict, keep_pool: b
         ts = time.time()
         stage: Stage = STAGES.get(name)()
         if name == "report":
-            _write_telemetry(ctx, ctx.t0)
+            write_telemetry(ctx, ctx.t0)
         paths = stage.run(ctx)
         ctx.outputs[name] = paths
         log.info("stage %s: %d artifact(s) in %.1fs", name, len(paths), time.time() - ts)
         _record(manifest, stage, paths)
         _write_manifest(ctx, manifest)
-    _write_telemetry(ctx, ctx.t0)
+    write_telemetry(ctx, ctx.t0)
 
 
 def _record(manifest: dict, stage: Any, paths: list[Path]) -> None:
@@ -181,7 +181,7 @@ def _record(manifest: dict, stage: Any, paths: list[Path]) -> None:
 
 def _write_manifest(ctx: Context, manifest: dict) -> None:
     manifest["problems"] = str(ctx.problems_path) if ctx.problems_path else None
-    if ctx._pool is not None and (placement := _placement(ctx)) is not None:
+    if (placement := placement_info(ctx)) is not None:
         manifest["placement"] = placement
     write_text_atomic(ctx.run_dir / "manifest.json", json.dumps(manifest, indent=2, default=str))
 
@@ -193,69 +193,3 @@ def _prov_args(p: Path) -> dict:
     return {"stage_args": prov.get("args"), "inputs": prov.get("inputs")}
 
 
-def _placement(ctx: Context) -> Optional[dict]:
-    try:
-        return ctx._pool.placement_info() if ctx._pool is not None else None
-    except Exception as e:  # noqa: BLE001 - telemetry must never fail a run
-        log.warning("no placement info: %s", e)
-        return {}
-
-
-def _where(w: Optional[dict]) -> Optional[str]:
-    if not w:
-        return "local"
-    return f"node {str(w.get('node_id', '?'))[:12]} ({w.get('ip', '?')}, pid {w.get('pid', '?')})"
-
-
-def _write_telemetry(ctx: Context, t0: float) -> dict:
-    now = time.time()
-    tel: dict[str, Any] = {"wall_seconds": now - t0, "stage_seconds": {k: v for k, v in ctx.timings.items()
-                                                                     if not k.startswith("error")},
-                           "error_rows": ctx.timings.get("error_rows", 0),
-                           "error_share": ctx.timings.get("error_share", 0.0)}
-    busy: list[tuple[float, float]] = []
-    loading: list[tuple[float, float]] = []
-    place: dict[str, Any] = {}
-    if ctx._pool is not None:
-        stats = ctx._pool.stats()
-        place = _placement(ctx) or {}
-        for n, s in stats.items():
-            busy += [tuple(x) for x in s.pop("intervals", [])]
-            loading += [tuple(x) for x in s.pop("load_intervals", [])]
-            secs = s.get("engine_seconds") or 0.0
-            s["prefill_tokens_per_s"] = tokens_per_s(s.get("prefill_tokens", 0), secs)
-            s["generated_tokens_per_s"] = tokens_per_s(s.get("generated_tokens", 0), secs)
-            s.update({k: v for k, v in place.get("engines", {}).get(n, {}).items() if k != "held"})
-        tel["engines"] = stats
-    # Per stage and model: items run, when the first was submitted and the last finished
-    # (seconds since the run started: streaming stages overlap), in which wave, where.
-    where = (ctx._pool.where if ctx._pool is not None else {}) or {}
-    tel["stage_models"] = {stage: {m: {**t.as_dict(), "where": _where(where.get(m))} for m, t in per.items()}
-                           for stage, per in ctx.stage_models.items()}
-    tel["waves"] = [{**w, "start": w["start"] - t0, "end": w["end"] - t0} for w in ctx.waves]
-    if place.get("schedule"):
-        tel["schedule"] = place["schedule"]
-    engine_time = union_seconds(busy + loading, t0, now)
-    startup = union_seconds(loading, t0, now)
-    tel["engine_busy_seconds"] = engine_time
-    tel["engine_startup_seconds"] = startup
-    # Share of wall time no engine was loading or stepping (driver work, Ray, Arrow I/O, scoring, idle
-    # engines) — with start-up, and over the wall time after removing engine start-up.
-    tel["outside_engine_share"] = max(0.0, 1 - engine_time / max(1e-9, now - t0))
-    tel["outside_engine_share_excl_startup"] = max(
-        0.0, 1 - (engine_time - startup) / max(1e-9, now - t0 - startup))
-    eng = tel.get("engines", {})
-    tel["summary"] = {
-        "wall_seconds": now - t0,
-        "engines": len(eng),
-        "engine_loads": sum(int(e.get("loads", 0) or 0) for e in eng.values()),
-        "requests": sum(int(e.get("requests", 0) or 0) for e in eng.values()),
-        "prefill_tokens": sum(int(e.get("prefill_tokens", 0) or 0) for e in eng.values()),
-        "cached_tokens": sum(int(e.get("cached_tokens", 0) or 0) for e in eng.values()),
-        "generated_tokens": sum(int(e.get("generated_tokens", 0) or 0) for e in eng.values()),
-        "engine_held_seconds": sum(float(e.get("held_seconds", 0) or 0) for e in eng.values()),
-        # Sum over engines of wall-clock held (loaded, whether busy or not) x GPUs it held.
-        "gpu_hours_estimate": sum(float(e.get("gpu_hours", 0) or 0) for e in eng.values()),
-    }
-    write_text_atomic(ctx.run_dir / "telemetry.json", json.dumps(tel, indent=2, default=str))
-    return tel

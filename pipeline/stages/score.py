@@ -53,7 +53,7 @@ class ScoreStage:
             write_table(run_dir / "answers.arrow", answers, meta)
             # Errored rows stay in: a missing answer counts as wrong and as a value in
             # consistency, as in the reference study (dropping them would inflate both).
-            # [issue10 hook] the dataset's checker (dataset.options.checker; null = the plug-in's default)
+            # The dataset's checker (dataset.options.checker; null = the plug-in's default)
             scored = score_answers(answers, judge=sc.judge, checker=(ctx.cfg.dataset.options or {}).get("checker"))
             write_table(run_dir / "scored.arrow", scored, meta)
             write_tables(scored, run_dir / "tables", metrics=tuple(sc.metrics), n_boot=sc.n_boot, seed=sc.seed)

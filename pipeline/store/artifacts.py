@@ -72,7 +72,7 @@ def versions() -> dict[str, str]:
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
-            pass
+            continue  # not installed here: not part of this run's versions
     import platform
 
     out["python"] = platform.python_version()

@@ -26,7 +26,7 @@ def _fsync_dir(folder: Path) -> None:
     try:
         os.fsync(fd)
     except OSError:
-        pass
+        return  # best effort (see above); the folder is closed below
     finally:
         os.close(fd)
 

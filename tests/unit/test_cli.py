@@ -29,6 +29,15 @@ def test_python_m_pipeline_help_lists_commands():
     assert r.returncode == 0
     for c in ("run", "import-genex", "score", "report", "plan", "models"):
         assert c in r.stdout
+    # Every subcommand says what it does (its module's HELP), not "see crosscot X --help".
+    import importlib
+
+    from pipeline.cli import COMMANDS
+
+    flat = " ".join(r.stdout.split())
+    for name, module in COMMANDS.items():
+        assert " ".join(importlib.import_module(f"pipeline.commands.{module}").HELP.split()) in flat, name
+    assert "see 'crosscot" not in r.stdout
 
 
 def test_console_script_when_installed():

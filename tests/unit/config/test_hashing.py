@@ -138,14 +138,18 @@ def test_problems_key_follows_loader_code(tmp_path, monkeypatch):
     p = tmp_path / "p.jsonl"
     p.write_text('{"q": "1+1?", "a": "2"}\n')
     base = content_hash(problems_key(_ds(p)))
-    monkeypatch.setattr(hashing, "loader_version", lambda cls: "edited-prompt")
-    assert content_hash(problems_key(_ds(p))) != base
-    # and the real loader_version does read the plug-in's module source
-    from pipeline.datasets.jsonl import JsonlDataset
-    from pipeline.datasets.toy import ToyArith
+    from pipeline.config import plugins as config_plugins
+    from pipeline.plugins import Installed
 
+    class Edited(Installed):
+        def loader_version(self, dataset: str) -> str:
+            return "edited-prompt"
+
+    monkeypatch.setattr(config_plugins, "_installed", Edited())
+    assert content_hash(problems_key(_ds(p))) != base
+    # and the real loader version does read the plug-in's module source
     monkeypatch.undo()
-    assert hashing.loader_version(JsonlDataset) != hashing.loader_version(ToyArith)
+    assert Installed().loader_version("jsonl") != Installed().loader_version("toy_arith")
 
 
 def test_problems_artifact_is_named_by_rows(tmp_path, tiny_cfg):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
+from pipeline.config import DatasetConfig
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,7 +24,7 @@ from pipeline.datasets.protocol import DatasetError
 def cfg(**kw):
     base = {"name": "gsm8k", "path": None, "limit": None, "seed": 0, "options": {}}
     base.update(kw)
-    return SimpleNamespace(**base)
+    return DatasetConfig(**base)
 
 
 @pytest.mark.parametrize(

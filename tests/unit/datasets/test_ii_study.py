@@ -10,7 +10,7 @@ import re
 from collections import defaultdict
 from functools import lru_cache
 from pathlib import Path
-from types import SimpleNamespace
+from pipeline.config import DatasetConfig
 
 import pytest
 
@@ -44,8 +44,8 @@ def released() -> tuple[tuple[str, str, str, dict], ...]:
     return tuple(out)
 
 
-def _cfg(**options) -> SimpleNamespace:
-    return SimpleNamespace(name="instruction_induction", path=str(II), limit=None, seed=0, options=options)
+def _cfg(**options) -> DatasetConfig:
+    return DatasetConfig(name="instruction_induction", path=str(II), limit=None, seed=0, options=options)
 
 
 def test_tasks_and_prompt_keys_are_the_released_ones() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
+from pipeline.config import DatasetConfig
 
 import pytest
 
@@ -27,7 +27,7 @@ needs_data = pytest.mark.shared_data(DATA / "induction_input")  # absent -> FAIL
 
 
 def cfg(path=DATA, **options):
-    return SimpleNamespace(name="instruction_induction", path=str(path) if path else None, limit=None, seed=0,
+    return DatasetConfig(name="instruction_induction", path=str(path) if path else None, limit=None, seed=0,
                            options=options)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
+from pipeline.config import DatasetConfig
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -15,7 +15,7 @@ from pipeline.datasets.protocol import DatasetError
 
 
 def cfg(path, **options):
-    return SimpleNamespace(name="jsonl", path=str(path) if path else None, limit=None, seed=0, options=options)
+    return DatasetConfig(name="jsonl", path=str(path) if path else None, limit=None, seed=0, options=options)
 
 
 def write(path, recs):
@@ -110,7 +110,7 @@ def test_requires_path_and_valid_options(tmp_path):
     p = write(tmp_path / "p.jsonl", [{"question": "q", "answer": "1"}])
     with pytest.raises(DatasetError, match="options.check"):
         JsonlDataset().load(cfg(p, check="fuzzy"))
-    t = JsonlDataset().load(SimpleNamespace(name="jsonl", path=str(p), limit=None, seed=0, options={}))
+    t = JsonlDataset().load(DatasetConfig(name="jsonl", path=str(p)))
     assert t.num_rows == 1
 
 

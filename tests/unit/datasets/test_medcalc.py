@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from types import SimpleNamespace
+from pipeline.config import DatasetConfig
 
 import pytest
 
@@ -55,7 +55,7 @@ def test_registered_and_named() -> None:
 
 @pytest.mark.shared_data(CSV)
 def test_load_real_csv_first_rows() -> None:
-    t = MedCalc().load(SimpleNamespace(path=str(CSV), limit=25, seed=0))
+    t = MedCalc().load(DatasetConfig(name="medcalc", path=str(CSV), limit=25, seed=0))
     assert t.num_rows == 25
     first = t.to_pylist()[0]
     assert first["dataset"] == "medcalc"
@@ -63,13 +63,13 @@ def test_load_real_csv_first_rows() -> None:
     gold = json.loads(first["gold"])
     assert set(gold) >= {"answer", "lower", "upper", "calculator_id", "calculator_name"}
     assert "step_by_step_thinking" in first["prompt"] and '"answer"' in first["prompt"]
-    full = MedCalc().load(SimpleNamespace(path=str(CSV), limit=None, seed=0))
+    full = MedCalc().load(DatasetConfig(name="medcalc", path=str(CSV), limit=None, seed=0))
     assert full.num_rows == 1047
 
 
 def test_prompt_contains_note_and_question(tmp_path: Path) -> None:
     p = _write_csv(tmp_path / "t.csv", [_row("1", **{"Patient Note": "A 70 year old man.", "Question": "What is X?"})])
-    rec = MedCalc().load({"path": str(p), "limit": None}).to_pylist()[0]
+    rec = MedCalc().load(DatasetConfig(name="medcalc", path=str(p))).to_pylist()[0]
     assert "A 70 year old man." in rec["prompt"] and "What is X?" in rec["prompt"]
     assert json.loads(rec["gold"])["output_type"] == "integer"
 
@@ -85,21 +85,21 @@ def test_malformed_rows_are_recorded_skips(tmp_path: Path) -> None:
     ]
     p = _write_csv(tmp_path / "t.csv", rows)
     ds = MedCalc()
-    t = ds.load(SimpleNamespace(path=str(p), limit=None, seed=0))
+    t = ds.load(DatasetConfig(name="medcalc", path=str(p), limit=None, seed=0))
     assert t.column("problem_id").to_pylist() == ["1", "6"]
     cols = [s["field"] for s in ds.skipped]
     assert cols == ["Row Number", "Row Number", "Ground Truth Answer", "Lower Limit"]
     assert all(s["file"] == str(p) and s["row"].isdigit() for s in ds.skipped)
     with pytest.raises(MedCalcLoadError, match=r"line 3, column 'Row Number'"):
-        MedCalc().load(SimpleNamespace(path=str(p), limit=None, seed=0, strict=True))
+        MedCalc().load(DatasetConfig(name="medcalc", path=str(p), options={"on_bad_row": "raise"}))
 
 
 def test_missing_column_and_file_errors(tmp_path: Path) -> None:
     p = _write_csv(tmp_path / "t.csv", [_row("1")], header=[h for h in HEADER if h != "Upper Limit"])
     with pytest.raises(MedCalcLoadError, match="Upper Limit"):
-        MedCalc().load(SimpleNamespace(path=str(p), limit=None, seed=0))
+        MedCalc().load(DatasetConfig(name="medcalc", path=str(p), limit=None, seed=0))
     with pytest.raises(MedCalcLoadError, match="not found"):
-        MedCalc().load(SimpleNamespace(path=str(tmp_path / "nope.csv"), limit=None, seed=0))
+        MedCalc().load(DatasetConfig(name="medcalc", path=str(tmp_path / "nope.csv"), limit=None, seed=0))
 
 
 @pytest.mark.parametrize(

