@@ -4,7 +4,8 @@ Sections (each writes ``<out>/<name>/<name>.md``; all are collected into ``<out>
 
 * ``demo_overhead`` — a tiny demo run in real Ray actors: share of wall time spent outside the engines;
 * ``cpu_dtype`` — CPU engine speed, bf16 vs fp32 (real small model), when it is provisioned;
-* ``ensemble`` — cached candidate scoring vs naive ``prompt_logprobs`` rescoring;
+* ``ensemble`` — cached candidate scoring vs naive ``prompt_logprobs`` rescoring at 8k-token contexts, the
+  default KV block size and a cache that evicts (last line ``ensemble: cached/naive=X.X at 8192``);
 * ``kernel`` — fused token log-prob kernel vs ``log_softmax`` + ``gather`` (time, peak memory);
 * ``plan`` — planned makespan vs one-model-after-another for the reference sweep;
 * ``parallel`` — engines in parallel vs one at a time on a (simulated) cluster;
