@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import polars as pl
 
@@ -48,29 +47,29 @@ class Cell:
     failed: bool
     # The source's own answer/result as this transfer file recorded it (None: not a transfer row,
     # or a live run's failed row, which records nothing).
-    source_answer: Optional[str] = None
-    source_result: Optional[str] = None
+    source_answer: str | None = None
+    source_result: str | None = None
 
 
 Files = dict[FileKey, dict[str, Cell]]
 
 
-def invalid(answer: Optional[str]) -> bool:
+def invalid(answer: str | None) -> bool:
     """The notebooks' drop rule: the answer holds one of the evaluator's four error phrases."""
     return answer is not None and any(p in answer for p in PAPER_DROP)
 
 
-def _result(correct: Optional[bool], failed: bool) -> str:
+def _result(correct: bool | None, failed: bool) -> str:
     if failed:
         return ""
     return "Correct" if correct else "Incorrect"
 
 
-def load_files(scored: pl.DataFrame, source_answers: Optional[pl.DataFrame] = None) -> tuple[Files, list[str]]:
+def load_files(scored: pl.DataFrame, source_answers: pl.DataFrame | None = None) -> tuple[Files, list[str]]:
     """The run's files (see the module docstring) and its models in table order."""
     df = scored.filter(pl.col("sample") == 0)
     models = order_models(set(df["target"].unique().to_list()))
-    src: dict[tuple[str, str, str, str], tuple[Optional[str], Optional[str]]] = {}
+    src: dict[tuple[str, str, str, str], tuple[str | None, str | None]] = {}
     if source_answers is not None:
         for r in source_answers.iter_rows(named=True):
             src[(r["problem_id"], r["source"], r["variant"], r["target"])] = (r["source_answer"], r["source_result"])

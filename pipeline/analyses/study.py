@@ -32,7 +32,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 

@@ -150,7 +150,7 @@ def _variation(name: str) -> str | None:
     suffix = "without_answer" if "without_answer" in name else "full"
     if name.endswith("_zero_shot_empty.jsonl"):
         return "Empty/full"
-    if name.endswith("_zero_shot_original.jsonl") or name.endswith("_zero_shot_original_low.jsonl"):
+    if name.endswith(("_zero_shot_original.jsonl", "_zero_shot_original_low.jsonl")):
         return f"Default/{suffix}"
     if "_with_sampling" in name:
         return f"Sampled/{suffix}"
@@ -200,7 +200,9 @@ def agreement_breakdown(folder: Path) -> dict[str, dict[str, tuple[float, float,
 
 
 # --- model_involvement.ipynb (transfer part)
-def creator_involvement(folder: Path) -> dict[str, tuple[float, float, int, float, float, int]]:
+def creator_involvement(folder: Path, missing_as_disagreement: bool = True) -> dict[str, tuple[float, float, int, float, float, int]]:
+    """As released, the notebook scores a row whose Target fields are missing as 0 before its drop rule
+    (``missing_as_disagreement``); False reads them with ``.get(..., "")`` as the other notebooks do."""
     folder = Path(folder)
     info = {}
     for f in _files(folder):
@@ -215,7 +217,7 @@ def creator_involvement(folder: Path) -> dict[str, tuple[float, float, int, floa
             continue
         c = n = 0
         for d1, d2 in zip(_load(folder / f1), _load(folder / f2)):
-            if any(k not in d for d in (d1, d2) for k in ("Target Answer", "Target Result")):
+            if missing_as_disagreement and any(k not in d for d in (d1, d2) for k in ("Target Answer", "Target Result")):
                 r: int | None = 0
             else:
                 r = _check(d1, d2, True)
