@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from pipeline.config import hash_fields
-from pipeline.engine.vllm_engine import Sampling
+from pipeline.engine.vllm_engine import Sampling, request_seed
 from pipeline.schema import ANSWER_KEY, ANSWERS, pick
 from pipeline.stages.context import Context, stage_meta
 from pipeline.store.sink import RowSink
@@ -31,6 +31,13 @@ def transfer_method(c: dict, target: str, sources: set[str]) -> Optional[str]:
     if c["method"] == "sampled" and c["source"] == target and c["variant"] != "full":
         return "sampled"
     return None
+
+
+def answer_sampling(m, method: str, c: dict) -> Sampling:
+    """Greedy answers, except after the model's own Sampled CoT under the study's protocol (sampled there)."""
+    if method == "sampled" and m.protocol.sampled_answer:
+        return Sampling.from_config(m.sampled, request_seed(m.sampled.seed, c["problem_id"], c["sample"], "answer"))
+    return Sampling.from_config(m.greedy, 0)
 
 
 class TransferStage:
@@ -81,7 +88,7 @@ class TransferStage:
             # (e.g. gpt-oss's transfer reasoning effort) for another model's CoT, "own" for a model's own sample.
             req = {"prompt": p["prompt"], "system": p.get("system"), "answer_prefix": p.get("answer_prefix"),
                    "phase": "own" if method == "sampled" else "transfer", "cot": c["cot"],
-                   "sampling": Sampling.from_config(flow.ctx.cfg.model(tname).greedy, 0), "max_tokens": tc.answer_budget}
+                   "sampling": answer_sampling(flow.ctx.cfg.model(tname), method, c), "max_tokens": tc.answer_budget}
             flow.bar(self.name, more=1)
             flow.spawn(f"transfer {c['source']}->{tname}/{c['problem_id']}", self._one(flow, sink, tname, req, row))
 
