@@ -27,6 +27,7 @@ COMMANDS = {
     "import-genex-ii": "import_genex_ii",
     "ratings": "ratings",
     "faults": "faults",
+    "analyses": "analyses",
 }
 
 

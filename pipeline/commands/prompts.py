@@ -16,7 +16,12 @@ with its plug-in and builds each request with the functions the engine uses
 * ``think_budget`` / ``answer_budget`` — the token budgets of the request;
 * ``answer_prefix`` — the text forced at the start of the answer, after the
   thinking (e.g. the study's Instruction Induction " The instruction is:"),
-  when the problem has one; ``rendered`` of answer requests ends with it.
+  when the problem has one; ``rendered`` of answer requests ends with it;
+* ``sampling`` — the decoding of the request (temperature, ``greedy``,
+  top_p, top_k, min_p, repetition penalty, seed policy, gpt-oss reasoning
+  effort where it applies; :mod:`pipeline.config.study_sampling`), so
+  protocols can be compared without an engine; ``answer_sampling`` when the
+  answer phase decodes differently.
 """
 
 from __future__ import annotations
@@ -58,7 +63,9 @@ def load_tokenizer(model: Any) -> Optional[Any]:
     try:
         from transformers import AutoTokenizer
 
-        tok = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=model.trust_remote_code)
+        rev = None if model.tokenizer else model.revision
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=model.trust_remote_code,
+                                            revision=rev)
     except Exception:  # noqa: BLE001 - absent or unreadable: print messages without `rendered`
         return None
     if model.chat_template:
@@ -93,8 +100,26 @@ def requests(cfg: Any, model: Any, method: str, problems: list[dict], tok: Optio
                                             p.get("answer_prefix"))
         if p.get("answer_prefix"):
             row["answer_prefix"] = p["answer_prefix"]
+        row.update(sampling_fields(model, method, kwargs))
         out.append(row)
     return out
+
+
+GREEDY_SEEDS = "none (greedy)"
+SAMPLED_SEEDS = ("per request: sha256 of (sampled.seed, problem_id, sample) (the study: one torch stream "
+                 "seeded 42 per process)")
+
+
+def sampling_fields(model: Any, method: str, kwargs: dict) -> dict:
+    """``sampling`` (and ``answer_sampling`` when the answer decodes otherwise) of a request."""
+    from pipeline.config.study_sampling import sampling_record
+
+    effort = kwargs.get("reasoning_effort")
+    if method == "sampled":
+        rec = sampling_record(model.sampled, seeds=SAMPLED_SEEDS, reasoning_effort=effort)
+        # The own Sampled CoT's answer phase uses the same sampling (one request, both phases).
+        return {"sampling": rec, "answer_sampling": rec}
+    return {"sampling": sampling_record(model.greedy, seeds=GREEDY_SEEDS, reasoning_effort=effort)}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if pairs is not None:
         from pipeline.commands.score_studies import post_training_frames
 
-        post = post_training_frames(scored, pairs)
+        post = post_training_frames(scored, pairs, Path(args.run_dir))
         if post is None:
             return 2
     meta = provenance("score", {"judge": args.judge, "checker": checker, "metrics": list(metrics),

@@ -44,14 +44,24 @@ def score_ii(args: argparse.Namespace, t0: float) -> int:
     return 0
 
 
-def post_training_frames(scored: pa.Table, pairs: list[tuple[str, str]]) -> dict[str, pl.DataFrame] | None:
-    """The post-training tables, or None after printing the user error."""
+def post_training_frames(scored: pa.Table, pairs: list[tuple[str, str]],
+                         run_dir: Path | None = None) -> dict[str, pl.DataFrame] | None:
+    """The post-training tables, or None after printing the user error.
+
+    An imported run's ``source_answers.arrow`` (in ``run_dir``) gives the study's rule the source's
+    answers as its transfer files recorded them.
+    """
+    from pipeline.importers.genex_source import SOURCE_ANSWERS_FILE
     from pipeline.scoring.post_training import PostTrainingError, post_training_tables
+    from pipeline.store.artifacts import read_table
 
     df = pl.from_arrow(scored)
     assert isinstance(df, pl.DataFrame)
+    side = None if run_dir is None else run_dir / SOURCE_ANSWERS_FILE
+    sa = pl.from_arrow(read_table(side)) if side is not None and side.is_file() else None
+    assert sa is None or isinstance(sa, pl.DataFrame)
     try:
-        return post_training_tables(df, pairs)
+        return post_training_tables(df, pairs, sa)
     except PostTrainingError as e:
         print(f"crosscot: error: {e}", file=sys.stderr)
         return None

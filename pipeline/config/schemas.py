@@ -88,6 +88,7 @@ class ModelProtocol:
     double_think_open: bool = False  # bug-compat: keep the study's second <think> (needs cot_strings=study)
     harmony_channels_as_text: bool = False  # bug-compat: gpt-oss channels as plain text (cot_strings=study)
     thought_budget_plus_prompt: bool = False  # think budget = thought_budget + prompt tokens (the study's)
+    sampled_answer: bool = False  # the answer after the model's own Sampled CoT is sampled too (the study's)
 
 
 @dataclass
@@ -105,6 +106,11 @@ class ModelConfig:
     chat_template: Optional[str] = None  # Jinja override of the tokenizer's template
     trust_remote_code: bool = False  # off unless a model really needs it
     tokenizer: Optional[str] = None  # tokenizer path if not beside the weights
+    revision: Optional[str] = None  # Hugging Face revision (commit, tag, branch) of a hub `path`; null = main
+    # The sampling of the model's shipped generation_config.json as HF generate merges it (unset fields
+    # take GenerationConfig's defaults: top_k 50, top_p 1.0); the study's Sampled runs used it
+    # (pipeline.config.study_sampling). null = HF's defaults.
+    generation_config: Optional[SamplingConfig] = None
     # Provisioning: how `crosscot models prepare` builds `path` when absent.
     protocol: ModelProtocol = field(default_factory=ModelProtocol)  # filled from RunConfig.protocol
     tiny: Optional[TinyModelSpec] = None  # random tiny test model recipe
@@ -260,6 +266,9 @@ class EnsembleConfig:
     join: str = "ours"  # ours (candidate text as cut) | space (" " + stripped candidate, the study's)
     top_k: Optional[int] = None  # proposals' top-k (study: 50); null = the generator's sampled.top_k
     reseed_each_step: bool = False  # study: the same seed (ensemble.seed) before every step's sampling
+    # Proposals sample with: sampled (the generator's `sampled` block) | generation_config (its
+    # generation_config as HF generate merges it, the study's model.generate(do_sample=True, top_k=50)).
+    proposal_sampling: str = "sampled"
 
     def validate(self, models: list[str]) -> None:
         choose_each("ensemble.generators", self.generators, models, "model")
@@ -267,6 +276,7 @@ class EnsembleConfig:
         for f in ("candidates", "max_candidate_tokens", "thought_budget", "max_steps"):
             number(f"ensemble.{f}", getattr(self, f), 1, integer=True)
         choose("ensemble.scoring", self.scoring, ("mean_nll", "paper"), "ensemble scoring")
+        choose("ensemble.proposal_sampling", self.proposal_sampling, ("sampled", "generation_config"), "proposal sampling")
         number("ensemble.seed", self.seed, 0, integer=True)
         if self.enabled and (not self.generators or not self.evaluators):
             raise ConfigError("ensemble.enabled=true needs ensemble.generators and ensemble.evaluators; "
@@ -309,6 +319,9 @@ class ProtocolConfig:
     transfer_reasoning_effort: Optional[str] = None  # harmony answering after a given CoT; null = reasoning_effort
     harmony_system_as_model_identity: bool = False  # the study's gpt-oss call: system text -> model_identity
     thought_budget_plus_prompt: bool = False  # the study's think budget: generate.thought_budget + prompt tokens
+    # The study's Sampled CoT: this temperature over each model's generation_config (HF generate's
+    # merge), its answer sampled too; null = each model's own `sampled` block (pipeline.config.study_sampling).
+    sampled_temperature: Optional[float] = None
 
     def validate(self) -> None:
         if self.cot_strings not in ("format", "study"):
@@ -336,7 +349,12 @@ def apply_protocol(run: "RunConfig") -> None:
             cot_strings=p.cot_strings, double_think_open=p.double_think_open,
             harmony_channels_as_text=p.harmony_channels_as_text,
             thought_budget_plus_prompt=p.thought_budget_plus_prompt,
+            sampled_answer=p.sampled_temperature is not None,
         )
+        if p.sampled_temperature is not None:
+            from pipeline.config.study_sampling import study_sampled
+
+            m.sampled = study_sampled(m, p.sampled_temperature)
 
 
 @dataclass

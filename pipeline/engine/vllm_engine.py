@@ -101,6 +101,10 @@ def engine_args(model_cfg, path: str, seed: int, cpu: bool) -> dict:
     )
     if model_cfg.block_size:
         kw["block_size"] = model_cfg.block_size
+    if model_cfg.revision:  # a pinned hub revision, for the weights and (unless given apart) the tokenizer
+        kw["revision"] = model_cfg.revision
+        if not model_cfg.tokenizer:
+            kw["tokenizer_revision"] = model_cfg.revision
     if model_cfg.tensor_parallel_size > 1:
         # TP > 1 inside a Ray actor: vLLM's Ray executor places its workers in the
         # placement group the actor was scheduled into (captured child tasks).

@@ -30,8 +30,10 @@ counts such rows as wrong, and its consistency metric compares them as a
 ``kept_with_error``).  Anything not fitting the scheme is skipped with a
 reason there (action ``skipped``).
 
-``import_genex`` writes ``<run_dir>/answers.arrow`` (atomically) and
-``<run_dir>/import_skips.csv`` beside it.
+``import_genex`` writes ``<run_dir>/answers.arrow`` (atomically),
+``<run_dir>/import_skips.csv`` and ``<run_dir>/source_answers.arrow`` (the source's
+own answer as each transfer file recorded it, :mod:`pipeline.importers.genex_source`)
+beside it.
 """
 
 from __future__ import annotations
@@ -348,6 +350,10 @@ def import_genex(src_dir: str | Path, out_run_dir: str | Path, benchmark_csv: st
     )
     write_table(dest, table, meta)  # atomic: temp file + fsync + os.replace
     write_skips(skips, out / "import_skips.csv")
+    # The source's own answer as each transfer file recorded it (the study's notebooks read it).
+    from pipeline.importers.genex_source import SOURCE_ANSWERS_FILE, read_source_answers
+
+    write_table(out / SOURCE_ANSWERS_FILE, read_source_answers(src_dir), meta)
     n_skipped = sum(s["action"] == "skipped" for s in skips)
     log.info("imported %d answer rows into %s (%d skipped, %d records in import_skips.csv)", table.num_rows, dest, n_skipped, len(skips))
     return dest

@@ -61,9 +61,12 @@ def sections(run_dir: Path, plots: Path) -> list[tuple[str, str]]:
 def _post_training(tables: Path, post: pl.DataFrame, plots: Path) -> str:
     from pipeline.scoring.post_training import confounds
 
-    md = ["Per transfer: accuracy over the rows that have a target result; source agreement = the target's "
-          "answer vs the source's own (Default) answer under the paper rule and its drop rule.  Each group "
-          "averages over all its source → target transfers."]
+    md = ["Per transfer: accuracy over the rows that have a target result; `source_agreement` = the study's "
+          "rule (the source's answer as its first transfer file in file-name order recorded it, rows by "
+          "position, error answers dropped, a missing target answer kept as \"\"); "
+          "`source_agreement_project` = the target's answer vs the source's own (Default) answer under the "
+          "paper rule and its drop rule, over the rows with a target result.  Each group averages over all "
+          "its source → target transfers."]
     rows = []
     for (variant, metric), g in sorted(post.group_by(["variant", "metric"]), key=lambda kv: kv[0]):
         v = {r["group"]: r for r in g.iter_rows(named=True)}

@@ -293,7 +293,12 @@ class EnsembleStage:
 def _proposal_sampling(m: Any, ec: Any, problem_id: str, step: int, g: str) -> Sampling:
     """A generator's proposal sampling; the study's top_k and per-step reseeding when set."""
     seed = ec.seed if ec.reseed_each_step else request_seed(ec.seed, problem_id, step, g)
-    s = Sampling.from_config(m.sampled, seed)
+    if ec.proposal_sampling == "generation_config":
+        from pipeline.config.study_sampling import generation_config
+
+        s = Sampling.from_config(generation_config(m), seed)
+    else:
+        s = Sampling.from_config(m.sampled, seed)
     if ec.top_k is not None:
         s = dataclasses.replace(s, top_k=int(ec.top_k))
     return s

@@ -18,6 +18,7 @@ from typing import Awaitable, Callable, Optional
 
 from pipeline.config import hash_fields
 from pipeline.engine.protocol import AnswerRequest, Sampling
+from pipeline.engine.vllm_engine import request_seed
 from pipeline.schema import ANSWER_KEY, ANSWERS, pick
 from pipeline.stages.context import Context, stage_meta
 from pipeline.stages.runner import Flow
@@ -33,6 +34,13 @@ def transfer_method(c: dict, target: str, sources: set[str]) -> Optional[str]:
     if c["method"] == "sampled" and c["source"] == target and c["variant"] != "full":
         return "sampled"
     return None
+
+
+def answer_sampling(m, method: str, c: dict) -> Sampling:
+    """Greedy answers, except after the model's own Sampled CoT under the study's protocol (sampled there)."""
+    if method == "sampled" and m.protocol.sampled_answer:
+        return Sampling.from_config(m.sampled, request_seed(m.sampled.seed, c["problem_id"], c["sample"], "answer"))
+    return Sampling.from_config(m.greedy, 0)
 
 
 class TransferStage:
@@ -79,7 +87,7 @@ class TransferStage:
             # The problem's system message and forced answer prefix; the "transfer" phase (e.g. gpt-oss's
             # transfer reasoning effort) for another model's CoT, "own" for a model's own sample.
             req = AnswerRequest(prompt=p["prompt"], cot=c["cot"],
-                                sampling=Sampling.from_config(flow.ctx.cfg.model(tname).greedy, 0),
+                                sampling=answer_sampling(flow.ctx.cfg.model(tname), method, c),
                                 answer_budget=tc.answer_budget, system=p.get("system"),
                                 phase="own" if method == "sampled" else "transfer",
                                 answer_prefix=p.get("answer_prefix"))

@@ -98,9 +98,13 @@ def test_normalization_cases_from_the_released_data() -> None:
         ("The instruction is: Extract all words.\n\nThe instruction is:", ""),  # the last marker wins
         ('The instruction is: "', ""),
         ("The instruction is: Translate the given word into French.\n\nAssistant\nThe instruction is to translate "
-         "the given word into French.<|endoftext|>", "translate the given word into french.\n\nassistant\nthe "
-         "instruction is to translate the given word into french."),  # the marker is case-sensitive
-        ('The instruction is: "Move the first letter."\n</think>\n\nOkay, let me try', "okay, let me try"),
+         "the given word into French.<|endoftext|>", "translate the given word into french. assistant the "
+         "instruction is to translate the given word into french."),  # case-sensitive marker; whitespace collapsed
+        # The script does not cut at </think> (its answers were extracted after the thinking before).
+        ('The instruction is: "Move the first letter."\n</think>\n\nOkay, let me try',
+         'move the first letter." </think> okay, let me try'),
+        ("The instruction is: **Reverse** the *word*, 'then' stop", "reverse the word, 'then' stop"),
+        ("The instruction is: 'Sort them.'", "sort them."),
         ("<｜begin▁of▁sentence｜><｜User｜>Hi<｜Assistant｜><think>\n The instruction is: Swap words.", "swap words."),
         ("", ""),
         (None, ""),
@@ -123,13 +127,10 @@ def test_normalized_strings_are_the_stored_scores_inputs() -> None:
         zeros += short
         if short != (v["bert_score"] == 0):
             zero_mismatch.append((setting, task, k, v["model1_name"], v["model2_name"]))
-    assert ones == 13 and zeros == 28  # 24 stored zeros + the 4 exceptions below
-    # The only exceptions: one Nemotron answer stored as "The instruction is: ...\n</think>" whose
-    # four pairs have non-zero scores (nothing is left after the </think>; what was scored differs).
-    assert len(zero_mismatch) == 4
-    assert {(s, t, k, a) for s, t, k, a, _ in zero_mismatch} == {
-        ("transfer_oss", "detect_rhyme_and_rewrite", "11", "nvidia_Nemotron-Research-Reasoning-Qwen-1.5B")} | {
-        ("transfer_oss", "detect_rhyme_and_rewrite", "11", "BytedTsinghua-SIA_DAPO-Qwen-32B")}
+    # The script's normalization (compare_models_bert.py) explains every stored score: the 13 F1 = 1
+    # pairs are exactly the identical normalized pairs, the 24 F1 = 0 pairs exactly the short ones.
+    assert ones == 13 and zeros == 24
+    assert zero_mismatch == []
 
 
 def test_judge_puts_the_forced_prefix_back_and_normalizes() -> None:

@@ -63,11 +63,16 @@ def test_synthetic_figures() -> None:
     d = {r["source"]: r for r in t["post_training_detail"].iter_rows(named=True)}
     # Accuracy over the rows with a target result (failed row 3 left out): b 1/3, p 1/3.
     assert d["b"]["n_answered"] == 3 and d["b"]["accuracy"] == pytest.approx(1 / 3)
-    # Agreement: problem 4 dropped (source's answer is an evaluator error), 3 has no result: 1 of {1, 2}.
-    assert d["b"]["n_compared"] == 2 and d["b"]["source_agreement"] == pytest.approx(0.5)
-    assert d["p"]["source_agreement"] == pytest.approx(1.0) and d["p"]["n_compared"] == 3
+    # Project rule: problem 4 dropped (source's answer is an evaluator error), 3 has no result: 1 of {1, 2}.
+    assert d["b"]["n_compared_project"] == 2 and d["b"]["source_agreement_project"] == pytest.approx(0.5)
+    assert d["p"]["source_agreement_project"] == pytest.approx(1.0) and d["p"]["n_compared_project"] == 3
+    # Study rule (no source_answers table: the Default answers stand in): the failed row 3 is kept
+    # as "" and disagrees, problem 4 is still dropped: b 1 of {1, 2, 3}; p 3 of 4 (its row 4 failed).
+    assert d["b"]["n_compared"] == 3 and d["b"]["source_agreement"] == pytest.approx(1 / 3)
+    assert d["p"]["n_compared"] == 4 and d["p"]["source_agreement"] == pytest.approx(0.75)
     s = {(r["group"], r["metric"]): r for r in t["post_training"].iter_rows(named=True)}
-    assert s[("post", "source_agreement")]["value"] == pytest.approx(1.0)
+    assert s[("post", "source_agreement_project")]["value"] == pytest.approx(1.0)
+    assert s[("post", "source_agreement")]["value"] == pytest.approx(0.75)
     assert s[("base", "accuracy")]["n_transfers"] == 1
     assert t["post_training"].columns == ["variant", "group", "metric", "value", "n_transfers"]
     src = {r["source"]: r["empty_cot_share"] for r in t["post_training_sources"].iter_rows(named=True)}
@@ -100,14 +105,18 @@ def rl_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_reproduces_study_post_training(rl_run: Path) -> None:
     scored = pl.from_arrow(score_answers(read_table(rl_run / "answers.arrow"), "stored"))
-    t = post_training_tables(scored, parse_pairs(PAIRS))
+    side = pl.from_arrow(read_table(rl_run / "source_answers.arrow"))
+    t = post_training_tables(scored, parse_pairs(PAIRS), side)
     s = {(r["group"], r["metric"]): r for r in t["post_training"].iter_rows(named=True)}
     assert s[("base", "accuracy")]["value"] == pytest.approx(0.318, abs=0.005)
     assert s[("post", "accuracy")]["value"] == pytest.approx(0.369, abs=0.005)
-    # The study reports .226 -> .438.  The closest rule we found (its paper rule and drop rule over the
-    # rows that have a target result, as for accuracy) gives .231 -> .447; see the README.
-    assert s[("base", "source_agreement")]["value"] == pytest.approx(0.2314, abs=0.0005)
-    assert s[("post", "source_agreement")]["value"] == pytest.approx(0.4466, abs=0.0005)
+    # The study's rule (its notebook: the source's answer from its first transfer file in sorted
+    # file-name order, rows by position, a missing target answer kept as "") gives its .226 -> .438.
+    assert s[("base", "source_agreement")]["value"] == pytest.approx(0.226, abs=0.0005)
+    assert s[("post", "source_agreement")]["value"] == pytest.approx(0.438, abs=0.0005)
+    # The project's own rule (paper rule vs the source's Default answer, rows with a target result).
+    assert s[("base", "source_agreement_project")]["value"] == pytest.approx(0.2314, abs=0.0005)
+    assert s[("post", "source_agreement_project")]["value"] == pytest.approx(0.4466, abs=0.0005)
     assert all(r["n_transfers"] == 15 for r in s.values())
     warn = confounds(t["post_training_sources"])
     assert any("Both Qwen_Qwen2.5-1.5B-Instruct" in w for w in warn)
@@ -120,7 +129,10 @@ def test_reproduces_study_post_training(rl_run: Path) -> None:
 def test_score_cli_writes_post_training_and_report(rl_run: Path, capsys) -> None:
     assert main(["score", str(rl_run), "--judge", "stored", "--n-boot", "50", "--post-training-pairs", PAIRS]) == 0
     t = pl.read_csv(rl_run / "tables" / "post_training.csv")
-    assert t.columns == ["variant", "group", "metric", "value", "n_transfers"] and t.height == 4
+    assert t.columns == ["variant", "group", "metric", "value", "n_transfers"] and t.height == 6
+    got = {(r["group"], r["metric"]): round(r["value"], 3) for r in t.iter_rows(named=True)}
+    assert got[("base", "source_agreement")] == 0.226 and got[("post", "source_agreement")] == 0.438
+    assert got[("base", "source_agreement_project")] == 0.231 and got[("post", "source_agreement_project")] == 0.447
     assert main(["report", str(rl_run)]) == 0
     md = (rl_run / "report.md").read_text()
     assert "## Post-training (RL)" in md and "Confound" in md and (rl_run / "plots" / "post_training.png").is_file()

@@ -1,0 +1,1 @@
+"""The study's further analyses of released or live MedCalc outputs (``crosscot analyses``)."""
