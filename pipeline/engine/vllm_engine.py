@@ -80,12 +80,15 @@ def engine_env(model_cfg) -> dict[str, str]:
     }
 
 
-def engine_args(model_cfg, path: str, seed: int, cpu: bool) -> dict:
-    """Keyword arguments of ``vllm.EngineArgs`` for one model (same code path on CPU and CUDA)."""
+def engine_args(model_cfg, path: str, seed: int, cpu: bool, dtype: Optional[str] = None) -> dict:
+    """Keyword arguments of ``vllm.EngineArgs`` for one model (same code path on CPU and CUDA).
+
+    ``dtype``: the resolved dtype (:func:`pipeline.engine.cpu_runtime.resolve_dtype`); default the config's.
+    """
     kw: dict[str, Any] = dict(
         model=path,
         tokenizer=model_cfg.tokenizer or path,
-        dtype=model_cfg.dtype,
+        dtype=dtype or model_cfg.dtype,
         max_model_len=model_cfg.max_model_len,
         tensor_parallel_size=model_cfg.tensor_parallel_size,
         gpu_memory_utilization=model_cfg.gpu_memory_utilization,
@@ -114,6 +117,11 @@ class ModelEngine:
     def __init__(self, model_cfg, seed: int = 0):
         for k, v in engine_env(model_cfg).items():
             os.environ.setdefault(k, v)
+        from pipeline.engine import cpu_runtime
+
+        cpu_runtime.apply_isa_emulation()  # before torch/vLLM pick their kernels
+        # The same resolution as the artifact key's (pipeline.config.hashing.model_key).
+        self.dtype = cpu_runtime.resolve_for_this_machine(model_cfg.dtype)
         from pipeline.engine.formats import get_format
         from pipeline.provision.models import ensure_model
 
@@ -128,7 +136,8 @@ class ModelEngine:
         from pipeline.engine.stream import StepLoop
 
         self._cpu = current_platform.is_cpu()
-        self.llm = LLMEngine.from_engine_args(EngineArgs(**engine_args(model_cfg, path, seed, self._cpu)))
+        self.llm = LLMEngine.from_engine_args(EngineArgs(**engine_args(model_cfg, path, seed, self._cpu,
+                                                                            self.dtype.dtype)))
         self.load_seconds = time.time() - t0
         self.loop = StepLoop(self.llm, model_cfg.name)
         # Loading counts as engine time; telemetry also reports the share outside engines without it.
@@ -136,8 +145,12 @@ class ModelEngine:
         self.tok = self.llm.get_tokenizer()
         if model_cfg.chat_template:
             self.tok.chat_template = model_cfg.chat_template
+        self.runtime = {"dtype": self.dtype.dtype, "dtype_requested": self.dtype.requested,
+                        "dtype_reason": self.dtype.reason,
+                        "model_dtype": str(self.llm.model_config.dtype).replace("torch.", ""),
+                        **cpu_runtime.process_report()}
         self.stats = {"prefill_tokens": 0, "cached_tokens": 0, "generated_tokens": 0, "requests": 0,
-                      "load_seconds": self.load_seconds}
+                      "load_seconds": self.load_seconds, "runtime": self.runtime}
         self._specials = [t for t in getattr(self.tok, "all_special_tokens", []) if t and t != self.fmt.think_stop]
 
     # ------------------------------------------------------------------ prompts
@@ -166,7 +179,7 @@ class ModelEngine:
         import vllm
 
         return {"name": self.cfg.name, "vllm": vllm.__version__, "load_seconds": self.load_seconds,
-                "vocab_size": len(self.tok), "max_model_len": self.cfg.max_model_len}
+                "vocab_size": len(self.tok), "max_model_len": self.cfg.max_model_len, "runtime": self.runtime}
 
     # ----------------------------------------------------------------- running
     def params(self, s: Sampling, max_tokens: int, stop=None, **kw):
