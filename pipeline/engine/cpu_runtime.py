@@ -28,8 +28,8 @@ import glob
 import logging
 import os
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Optional
 
 log = logging.getLogger("crosscot.engine")
 
@@ -60,13 +60,13 @@ def parse_cpu_flags(cpuinfo: str) -> frozenset[str]:
     return frozenset()
 
 
-def emulated_isa() -> Optional[str]:
+def emulated_isa() -> str | None:
     """The ISA this process pretends to have (``CROSSCOT_EMULATE_ISA``), or None."""
     v = os.environ.get(EMULATE_ENV, "").strip().lower()
     return v or None
 
 
-def emulate_flags(flags: Iterable[str], isa: Optional[str]) -> frozenset[str]:
+def emulate_flags(flags: Iterable[str], isa: str | None) -> frozenset[str]:
     """``flags`` as an ``isa``-only CPU would report them (``avx2``: no AVX-512, no AMX)."""
     flags = frozenset(flags)
     if isa == "avx2":
@@ -115,14 +115,14 @@ def resolve_for_this_machine(requested: str) -> DtypeChoice:
 class RuntimeLibs:
     """Paths of the libraries vLLM's CPU docs recommend preloading (None: not found)."""
 
-    tcmalloc: Optional[str]
-    iomp: Optional[str]
+    tcmalloc: str | None
+    iomp: str | None
 
 
 def find_libs(prefix: str = sys.prefix, system_dirs: Iterable[str] = ("/usr/lib/x86_64-linux-gnu",
               "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")) -> RuntimeLibs:
     """Find tcmalloc (vLLM's bundled copy, then the system's) and Intel OpenMP (the venv's)."""
-    def first(patterns: Iterable[str]) -> Optional[str]:
+    def first(patterns: Iterable[str]) -> str | None:
         for p in patterns:
             hits = sorted(glob.glob(p))
             if hits:
@@ -142,7 +142,7 @@ def find_libs(prefix: str = sys.prefix, system_dirs: Iterable[str] = ("/usr/lib/
     return RuntimeLibs(first(tc), first(iomp))
 
 
-def wanted_pieces(spec: Optional[str] = None) -> tuple[str, ...]:
+def wanted_pieces(spec: str | None = None) -> tuple[str, ...]:
     """The preloaded pieces ``CROSSCOT_CPU_RUNTIME`` asks for (all by default, ``none`` for none)."""
     spec = os.environ.get(RUNTIME_ENV, ",".join(RUNTIME_PIECES)) if spec is None else spec
     parts = [p.strip() for p in spec.replace("+", ",").split(",") if p.strip() and p.strip() != "none"]
@@ -210,7 +210,7 @@ def warn_missing(rt: EngineRuntime) -> None:
             log.warning("%s", w)
 
 
-def apply_isa_emulation() -> Optional[str]:
+def apply_isa_emulation() -> str | None:
     """Under ``CROSSCOT_EMULATE_ISA=avx2``, cap this process at AVX2 (call before torch/vLLM import).
 
     ATen (``ATEN_CPU_CAPABILITY``), oneDNN (``ONEDNN_MAX_CPU_ISA``) and MKL
