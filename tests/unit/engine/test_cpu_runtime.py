@@ -68,15 +68,17 @@ def test_resolved_dtype_is_in_the_model_key(monkeypatch):
 
 def test_engine_env_preloads_both_libraries_and_sets_threads():
     libs = cr.RuntimeLibs("/x/libtcmalloc_minimal.so.4", "/venv/lib/libiomp5.so")
-    rt = cr.engine_process_env(2, libs, inherited={"LD_PRELOAD": "/y/libother.so"})
+    rt = cr.engine_process_env(2, libs, cr.wanted_pieces("tcmalloc,iomp"), inherited={"LD_PRELOAD": "/y/libother.so"})
     assert rt.env["LD_PRELOAD"] == "/x/libtcmalloc_minimal.so.4:/y/libother.so:/venv/lib/libiomp5.so"
     assert rt.env["OMP_NUM_THREADS"] == "2" and rt.warnings == []
     off = cr.engine_process_env(1, libs, cr.wanted_pieces("none"), inherited={})
     assert "LD_PRELOAD" not in off.env and off.env["OMP_NUM_THREADS"] == "1"
+    default = cr.engine_process_env(1, libs, cr.wanted_pieces(), inherited={})
+    assert default.env["LD_PRELOAD"] == "/x/libtcmalloc_minimal.so.4"  # the measured default: tcmalloc only
 
 
 def test_a_missing_library_is_a_warning_naming_the_fix():
-    rt = cr.engine_process_env(1, cr.RuntimeLibs(None, None), inherited={})
+    rt = cr.engine_process_env(1, cr.RuntimeLibs(None, None), cr.RUNTIME_PIECES, inherited={})
     assert len(rt.warnings) == 2
     assert "libtcmalloc-minimal4" in rt.warnings[0] and "intel-openmp" in rt.warnings[1]
     with pytest.raises(ValueError, match="unknown piece"):
