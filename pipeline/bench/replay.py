@@ -15,7 +15,10 @@ every shard's tail.  This bench replays those lengths on a real engine:
   requests, each returning when its longest request is done.
 
 All three run on the same engine (one Ray actor) in one run, in rotating order
-after a warm-up.  The last line is exactly
+after a warm-up, each timed run printing a line.  ``--quick`` sizes itself from this machine's
+calibrated speed (:mod:`pipeline.planning.calibrate`; the shipped cpu2 table when uncalibrated) to
+finish in about five minutes, and says so in its first line: at most 96 requests and two rounds, at
+least two shards of requests, the same requests for every mode.  The last line is exactly
 ``replay: pipeline/ceiling=X.XX pipeline/chunked=Y.YY`` (ratios of tokens/s).
 """
 
