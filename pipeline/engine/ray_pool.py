@@ -259,12 +259,9 @@ class EnginePool:
         gpu = self._gpu_cluster()
         names = list(names)
         # CPU engines resident together split the cores: one engine gets them all. "Together": the
-        # engines already up plus these, or the planner's wave holding them if that is larger.
+        # engines already up plus these (the flow starts a wave's engines in one call).
         resident = sum(len(a) for a in self.actors.values()) + sum(
             self.replicas(n) for n in names if n not in self.actors)
-        if self._schedule is not None:
-            resident = max([resident] + [len(w.placements) for w in self._schedule.waves
-                                         if set(names) & set(w.models)])
         for n in names:
             if n in self.actors:
                 continue
