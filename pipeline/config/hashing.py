@@ -6,7 +6,8 @@
   would.  A :class:`ModelConfig` is keyed by :func:`model_key`.
 * :func:`model_key`: a model's sampling/format fields, its **weights fingerprint** (the recipe hash
   of a tiny or GGUF-built model; otherwise the files' content, :mod:`pipeline.config.fingerprint`)
-  and the **engine** (:func:`engine_key`: vLLM and torch versions, device kind).  The weights'
+  and the **engine** (:func:`engine_key`: vLLM and torch versions, device kind); ``dtype`` is the
+  resolved one (``auto`` on a CPU is bf16 or fp32 by the CPU's flags, :mod:`pipeline.engine.cpu_runtime`).  The weights'
   folder (``path``) and a tokenizer folder are replaced by their fingerprints: the same weights
   under another ``$HOME`` or checkout give the same key.
 * :func:`problems_key`: the dataset's content hash (every byte of what the plug-in reads, from
@@ -57,6 +58,11 @@ def _fields(obj: Any) -> Any:
 def model_key(cfg: ModelConfig) -> dict:
     """What determines a model's outputs: fields, format definition, weights fingerprint, engine."""
     out = {k: v for k, v in _fields(cfg).items() if k not in _MODEL_PATH_FIELDS}
+    # The dtype the engine will run in (``auto`` resolved from this machine's CPU): results may
+    # differ by dtype, so bf16 and fp32 runs of the same config never share an artifact.
+    from pipeline.engine.cpu_runtime import resolve_for_this_machine
+
+    out["dtype"] = resolve_for_this_machine(cfg.dtype).dtype
     if cfg.protocol == ModelProtocol():
         out.pop("protocol", None)  # the default protocol leaves earlier artifacts' names unchanged
     # The format's tags and stop strings shape every prompt and answer: a change to the format

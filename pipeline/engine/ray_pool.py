@@ -81,10 +81,10 @@ def _actor_class():
 
         def __init__(self, model_cfg, seed: int = 0, cpu_threads: int = 0):
             if cpu_threads:
-                # Several engines share this machine's cores: do not pin every
-                # engine's OpenMP threads to the same cores.
-                os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
-                os.environ["OMP_NUM_THREADS"] = str(cpu_threads)
+                # Normally already in the process's environment (cpu_runtime_options); kept for
+                # a pool started without it.
+                os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+                os.environ.setdefault("OMP_NUM_THREADS", str(cpu_threads))
             from pipeline.engine.vllm_engine import ModelEngine
 
             self.started = time.time()
@@ -251,18 +251,23 @@ class EnginePool:
         """Start every replica of ``names`` (concurrently) and wait until all engines loaded."""
         import ray
 
+        from pipeline.engine.cpu_runtime import cpu_runtime_options
+
         cls = _actor_class()
         cores = os.cpu_count() or 1
         pending = {}
         gpu = self._gpu_cluster()
+        names = list(names)
+        # CPU engines resident together split the cores: one engine gets them all. "Together": the
+        # engines already up plus these (the flow starts a wave's engines in one call).
+        resident = sum(len(a) for a in self.actors.values()) + sum(
+            self.replicas(n) for n in names if n not in self.actors)
         for n in names:
             if n in self.actors:
                 continue
             m = self.model(n)
-            threads = max(1, int(m.num_cpus)) if not gpu else 0
-            if cores <= 1:
-                threads = 0
-            actors = [cls.options(**self._options(m, r)).remote(m, self.seed, threads)
+            threads, rt_opts = (0, {}) if gpu else cpu_runtime_options(cores, resident)
+            actors = [cls.options(**self._options(m, r), **rt_opts).remote(m, self.seed, threads)
                       for r in range(self.replicas(n))]
             self.actors[n] = actors
             self._load[n] = [0] * len(actors)

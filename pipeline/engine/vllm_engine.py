@@ -84,12 +84,15 @@ def engine_env(model_cfg) -> dict[str, str]:
     }
 
 
-def engine_args(model_cfg, path: str, seed: int, cpu: bool) -> dict:
-    """Keyword arguments of ``vllm.EngineArgs`` for one model (same code path on CPU and CUDA)."""
+def engine_args(model_cfg, path: str, seed: int, cpu: bool, dtype: Optional[str] = None) -> dict:
+    """Keyword arguments of ``vllm.EngineArgs`` for one model (same code path on CPU and CUDA).
+
+    ``dtype``: the resolved dtype (:func:`pipeline.engine.cpu_runtime.resolve_dtype`); default the config's.
+    """
     kw: dict[str, Any] = dict(
         model=path,
         tokenizer=model_cfg.tokenizer or path,
-        dtype=model_cfg.dtype,
+        dtype=dtype or model_cfg.dtype,
         max_model_len=model_cfg.max_model_len,
         tensor_parallel_size=model_cfg.tensor_parallel_size,
         gpu_memory_utilization=model_cfg.gpu_memory_utilization,
@@ -123,6 +126,11 @@ class ModelEngine:
         """``engine_overrides``: extra ``vllm.EngineArgs`` (benches only, e.g. a fixed KV-cache size)."""
         for k, v in engine_env(model_cfg).items():
             os.environ.setdefault(k, v)
+        from pipeline.engine import cpu_runtime
+
+        cpu_runtime.apply_isa_emulation()  # before torch/vLLM pick their kernels
+        # The same resolution as the artifact key's (pipeline.config.hashing.model_key).
+        self.dtype = cpu_runtime.resolve_for_this_machine(model_cfg.dtype)
         from pipeline.engine.formats import get_format
         from pipeline.provision.models import ensure_model
 
@@ -137,7 +145,7 @@ class ModelEngine:
         from pipeline.engine.stream import StepLoop
 
         self._cpu = current_platform.is_cpu()
-        kw = {**engine_args(model_cfg, path, seed, self._cpu), **(engine_overrides or {})}
+        kw = {**engine_args(model_cfg, path, seed, self._cpu, self.dtype.dtype), **(engine_overrides or {})}
         self.llm = LLMEngine.from_engine_args(EngineArgs(**kw))
         self.load_seconds = time.time() - t0
         self.loop = StepLoop(self.llm, model_cfg.name)
@@ -146,8 +154,12 @@ class ModelEngine:
         self.tok = self.llm.get_tokenizer()
         if model_cfg.chat_template:
             self.tok.chat_template = model_cfg.chat_template
+        self.runtime = {"dtype": self.dtype.dtype, "dtype_requested": self.dtype.requested,
+                        "dtype_reason": self.dtype.reason,
+                        "model_dtype": str(self.llm.model_config.dtype).replace("torch.", ""),
+                        **cpu_runtime.process_report()}
         self.stats = {"prefill_tokens": 0, "cached_tokens": 0, "generated_tokens": 0, "requests": 0,
-                      "load_seconds": self.load_seconds}
+                      "load_seconds": self.load_seconds, "runtime": self.runtime}
         self._specials = [t for t in getattr(self.tok, "all_special_tokens", []) if t and t != self.fmt.think_stop]
 
     # ------------------------------------------------------------------ prompts
@@ -176,7 +188,7 @@ class ModelEngine:
         import vllm
 
         return {"name": self.cfg.name, "vllm": vllm.__version__, "load_seconds": self.load_seconds,
-                "vocab_size": len(self.tok), "max_model_len": self.cfg.max_model_len}
+                "vocab_size": len(self.tok), "max_model_len": self.cfg.max_model_len, "runtime": self.runtime}
 
     # ----------------------------------------------------------------- running
     def params(self, s: Sampling, max_tokens: int, stop=None, **kw):

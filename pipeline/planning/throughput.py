@@ -163,7 +163,9 @@ def load_node_type(name_or_path: str) -> NodeType:
         except (KeyError, TypeError) as e:
             raise PlanError(f"{path}: throughput.{model} needs decode_tps, prefill_tps, single_decode_tps "
                             f"(and optional tp, batch); got {t!r}") from e
-    return NodeType(throughput=tput, model_overrides={str(k): dict(v) for k, v in overrides.items()}, **data)
+    from pipeline.planning.calibrate import apply  # a CPU node type takes this machine's measured speed
+
+    return apply(NodeType(throughput=tput, model_overrides={str(k): dict(v) for k, v in overrides.items()}, **data))
 
 
 _TELEMETRY_KEYS = {

@@ -40,6 +40,20 @@ def tokens_per_s(tokens: float, seconds: float) -> float:
     return tokens / seconds if seconds else 0.0
 
 
+def _runtime_lines(eng: dict) -> list[str]:
+    """Each engine's dtype (and why), OpenMP threads and preloaded libraries, as the engine reported them."""
+    out = []
+    for n, s in eng.items():
+        rt = s.get("runtime")
+        if not isinstance(rt, dict):
+            continue
+        libs = [k for k, key in (("tcmalloc", "tcmalloc_loaded"), ("Intel OpenMP", "iomp_loaded")) if rt.get(key)]
+        out.append(f"- {n}: dtype {rt.get('dtype', '?')} ({rt.get('dtype_reason', '')}); "
+                   f"{rt.get('torch_threads', '?')} OpenMP thread(s); preloaded: {', '.join(libs) or 'none'}"
+                   + (f"; EMULATED {rt['emulated_isa']}" if rt.get("emulated_isa") else ""))
+    return ["", "Engine runtime:", ""] + out if out else []
+
+
 def telemetry_markdown(tel: dict, unknown: bool = False) -> str:
     """The run summary from ``telemetry.json``: wall time, tokens, engines, waves, placement, errors.
 
@@ -86,6 +100,7 @@ def telemetry_markdown(tel: dict, unknown: bool = False) -> str:
             lines.append(f"| {n} | {where} | {s.get('loads', 1)} | {s.get('requests', 0)} | "
                          f"{s.get('prefill_tokens', 0)} | {s.get('cached_tokens', 0)} | {s.get('generated_tokens', 0)} | "
                          f"{secs:.1f} | {pps:.0f} | {tps:.0f} | {s.get('held_seconds', 0):.0f} | {s.get('gpus', 0):g} |")
+        lines += _runtime_lines(eng)
     waves = tel.get("waves", [])
     if waves:
         lines += ["", "Engine waves as they ran:", ""]
