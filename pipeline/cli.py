@@ -25,6 +25,7 @@ COMMANDS = {
     "import-genex-ii": "import_genex_ii",
     "ratings": "ratings",
     "faults": "faults",
+    "view": "view",
 }
 
 

@@ -1,0 +1,70 @@
+"""``crosscot view RUN_DIR --export DIR``: the viewer as static files that open from disk.
+
+Browsers refuse ``fetch`` on ``file://``, so the data is written as small scripts
+(``data/<name>.js``, each calling ``window.__crosscotData(name, payload)``) that the page loads
+with ``<script>`` tags.  The item index is split into chunks of :data:`CHUNK` items and the item
+details into buckets of :data:`BUCKET` items, so no file holds the whole run.  Filters run in the
+page over the index; the agreement flags they use are the server's (the tables' own code).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline.store.atomic import write_text_atomic
+from pipeline.view.data import ITEM, Filters, RunData, item_key
+from pipeline.view.server import STATIC, api_routes, jsonable
+
+CHUNK = 2000
+BUCKET = 100
+
+
+def _script(name: str, payload: Any) -> str:
+    # "</" inside a JSON string would end nothing here (a separate file), but keep it inert anyway.
+    body = json.dumps(jsonable(payload), default=str, allow_nan=False).replace("</", "<\\/")
+    return f"window.__crosscotData({json.dumps(name)}, {body});\n"
+
+
+def export(run_dir: Path, out: Path) -> Path:
+    """Write the static viewer of ``run_dir`` into ``out`` (created; files in it are replaced)."""
+    rd = RunData(run_dir)
+    out = Path(out)
+    data = out / "data"
+    (out / "static").mkdir(parents=True, exist_ok=True)
+    data.mkdir(parents=True, exist_ok=True)
+    for f in ("app.js", "style.css"):
+        shutil.copyfile(STATIC / f, out / "static" / f)
+    routes = api_routes(rd)
+    for name in ("facets", "overview", "curves"):
+        write_text_atomic(data / f"{name}.js", _script(name, routes[name]({})))
+
+    idx = rd.filtered(Filters()).sort(["setting", "variant", "dataset", "problem_id", "sample"])
+    flags: dict[str, dict[str, dict[str, bool]]] = {}
+    for metric in rd.metrics():
+        fl = rd._flags_for(idx, metric).filter(pl.col("valid"))
+        for r in fl.iter_rows(named=True):
+            flags.setdefault(item_key(r), {}).setdefault(metric, {})[f"{r['a']}|{r['b']}"] = bool(r["agree"])
+    page = rd.items(Filters(per_page=max(1, idx.height), sort="setting"))
+    rows = page["rows"]
+    for i, r in enumerate(rows):
+        r["flags"] = flags.get(r["key"], {})
+        r["bucket"] = i // BUCKET
+    for c in range(0, max(1, len(rows)), CHUNK):
+        write_text_atomic(data / f"index-{c // CHUNK}.js", _script(f"index-{c // CHUNK}", rows[c:c + CHUNK]))
+    for b in range(0, len(rows), BUCKET):
+        details = {r["key"]: rd.item(r["key"]) for r in rows[b:b + BUCKET]}
+        write_text_atomic(data / f"item-{b // BUCKET}.js", _script(f"item-{b // BUCKET}", details))
+    manifest = {"chunks": max(1, -(-len(rows) // CHUNK)), "buckets": -(-len(rows) // BUCKET),
+                "targets": rd.targets, "items": len(rows)}
+    write_text_atomic(data / "manifest.js", f"window.CROSSCOT_STATIC = {json.dumps(manifest)};\n")
+    html = (STATIC / "index.html").read_text().replace("<!--DATA-->", '<script src="data/manifest.js"></script>')
+    write_text_atomic(out / "index.html", html)
+    return out
+
+
+__all__ = ["export", "ITEM"]
