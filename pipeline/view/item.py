@@ -66,16 +66,14 @@ def _one(df: pl.DataFrame) -> Optional[dict]:
 
 
 def item_detail(rd: "RunData", key: dict) -> dict[str, Any]:
-    s = rd.scored
     prob = (pl.col("dataset") == key["dataset"]) & (pl.col("problem_id") == key["problem_id"])
-    rows = s.filter(prob & (pl.col("sample") == key["sample"]) & (pl.col("setting") == key["setting"])
-                    & (pl.col("variant") == key["variant"]))
+    same_problem = rd.full_rows(prob & (pl.col("sample") == key["sample"]))
+    rows = same_problem.filter((pl.col("setting") == key["setting"]) & (pl.col("variant") == key["variant"]))
     if rows.height == 0:
         raise KeyError("no such item")
     p = _one(rd.problems.filter(prob)) if rd.problems.height else None
     first = rows.row(0, named=True)
     gold = json.loads(first["gold"]) if first["gold"] else None
-    same_problem = s.filter(prob & (pl.col("sample") == key["sample"]))
     own = {r["source"]: r["answer"] if r["answer"] is not None else r["extracted"]
            for r in same_problem.filter((pl.col("method") == "default") & (pl.col("target") == pl.col("source"))).iter_rows(named=True)}
 

@@ -12,10 +12,11 @@ function el(tag, attrs, ...kids) {
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === null || v === undefined || v === false) continue;
     if (k === "class") e.className = v;
+    else if (k === "style") e.style.cssText = v;  // CSSOM, allowed by the CSP (a style attribute is not)
     else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
     else e.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const kid of kids.flat()) {
+  for (const kid of kids.flat(Infinity)) {
     if (kid === null || kid === undefined) continue;
     e.appendChild(typeof kid === "object" ? kid : document.createTextNode(String(kid)));
   }
@@ -124,7 +125,7 @@ async function staticApi(name, p) {
 
 // ------------------------------------------------------------------ pages
 const main = () => document.getElementById("main");
-function show(...nodes) { const m = main(); m.replaceChildren(...nodes); }
+function show(...nodes) { main().replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined)); }
 
 function verdict(a) {
   if (!a) return el("td", {class: "muted"}, "—");
