@@ -131,6 +131,8 @@ class RunData:
             self.problems = self._read_store("problems-", ("dataset", "problem_id"))
             self.candidates = self._read_candidates()
             self.index = self._build_index()
+            # One integer id per item: every filter joins on it instead of five string columns.
+            self.scored = self.scored.join(self.index.select(*ITEM, "iid"), on=list(ITEM), how="left")
             self.targets = order_models(self.scored["target"].unique().to_list()) if self.scored.height else []
             self._flags = {}
             self._stamp = stamp
@@ -159,7 +161,7 @@ class RunData:
     def _build_index(self) -> pl.DataFrame:
         s = self.scored
         if s.height == 0:
-            return pl.DataFrame(schema={c: pl.String for c in ITEM} | {"sample": pl.Int32})
+            return pl.DataFrame(schema={c: pl.String for c in ITEM} | {"sample": pl.Int32, "iid": pl.UInt32})
         leak = pl.lit(None, pl.Boolean)
         if self.cots.height and "leak" in self.cots.columns:
             c = self.cots.select("dataset", "problem_id", pl.col("method").alias("cot_method"), "source", "variant",
@@ -176,7 +178,8 @@ class RunData:
             pl.col("correct").fill_null(False).sum().alias("n_correct"),
             leak.alias("leak"),
             pl.col("gold").first(),
-        ).with_columns(pl.col("n_correct").cast(pl.Int64), pl.col("n_targets").cast(pl.Int64)))
+        ).with_columns(pl.col("n_correct").cast(pl.Int64), pl.col("n_targets").cast(pl.Int64))
+            .sort(list(ITEM)).with_row_index("iid"))
 
     # ------------------------------------------------------------------ agreement flags
     def flags(self, setting: str, variant: str, metric: str) -> pl.DataFrame:
@@ -212,6 +215,8 @@ class RunData:
             schema={"dataset": pl.String, "problem_id": pl.String, "sample": pl.Int32, "a": pl.String, "b": pl.String,
                     "agree": pl.Boolean, "valid": pl.Boolean})
         frame = frame.with_columns(pl.lit(setting).alias("setting"), pl.lit(variant).alias("variant"))
+        frame = frame.join(self.index.select(*ITEM, "iid"), on=list(ITEM), how="inner").select(
+            "iid", "a", "b", "agree", "valid")
         with self._lock:
             self._flags[k] = frame
         return frame
@@ -241,16 +246,16 @@ class RunData:
                 fl = fl.filter(((pl.col("a") == a) & (pl.col("b") == b)) | ((pl.col("a") == b) & (pl.col("b") == a)))
         else:
             fl = fl.filter(pl.col("b") != SOURCE)
-        fl = fl.join(idx.select(ITEM), on=list(ITEM), how="semi")
-        return fl.group_by(list(ITEM)).agg(pl.col("agree").all().alias("value"))
+        fl = fl.join(idx.select("iid"), on="iid", how="semi")
+        return fl.group_by("iid").agg(pl.col("agree").all().alias("value"))
 
     def _correct_values(self, idx: pl.DataFrame, target: Optional[str]) -> pl.DataFrame:
         """Per item of ``idx``: ``value`` = ``target`` correct (absent: no row), or every target correct."""
-        s = self.scored.select(*ITEM, "target", pl.col("correct").fill_null(False))
-        s = s.join(idx.select(ITEM), on=list(ITEM), how="semi")
+        s = self.scored.select("iid", "target", pl.col("correct").fill_null(False))
+        s = s.join(idx.select("iid"), on="iid", how="semi")
         if target:
-            return s.filter(pl.col("target") == target).select(*ITEM, pl.col("correct").alias("value"))
-        return s.group_by(list(ITEM)).agg(pl.col("correct").all().alias("value"))
+            return s.filter(pl.col("target") == target).select("iid", pl.col("correct").alias("value"))
+        return s.group_by("iid").agg(pl.col("correct").all().alias("value"))
 
     # ------------------------------------------------------------------ queries
     def filtered(self, f: Filters) -> pl.DataFrame:
@@ -264,16 +269,16 @@ class RunData:
         if f.flip_from and f.setting:
             idx = self._flips(idx, f)
         if f.target:
-            has = self.scored.filter(pl.col("target") == f.target).select(ITEM)
-            idx = idx.join(has, on=list(ITEM), how="semi")
+            has = self.scored.filter(pl.col("target") == f.target).select("iid")
+            idx = idx.join(has, on="iid", how="semi")
         if f.leak in ("yes", "no"):
             idx = idx.filter(pl.col("leak").fill_null(False) == (f.leak == "yes"))
         if f.correct in ("correct", "incorrect"):
             vals = self._correct_values(idx, f.target).filter(pl.col("value") == (f.correct == "correct"))
-            idx = idx.join(vals.select(ITEM), on=list(ITEM), how="semi")
+            idx = idx.join(vals.select("iid"), on="iid", how="semi")
         if f.agree in ("agree", "disagree"):
             vals = self._agree_values(idx, f).filter(pl.col("value") == (f.agree == "agree"))
-            idx = idx.join(vals.select(ITEM), on=list(ITEM), how="semi")
+            idx = idx.join(vals.select("iid"), on="iid", how="semi")
         return idx
 
     def _flips(self, idx: pl.DataFrame, f: Filters) -> pl.DataFrame:
@@ -287,9 +292,10 @@ class RunData:
         else:
             here, there = self._correct_values(idx, f.target), self._correct_values(other, f.target)
         on = ["variant", *PROBLEM]
-        j = here.join(there.select(*on, pl.col("value").alias("value_from")), on=on, how="inner")
-        j = j.filter(pl.col("value") != pl.col("value_from"))
-        return idx.join(j.select(*ITEM, "value", "value_from"), on=list(ITEM), how="inner")
+        here = here.join(idx.select("iid", *on), on="iid")
+        there = there.join(other.select("iid", *on), on="iid").select(*on, pl.col("value").alias("value_from"))
+        j = here.join(there, on=on, how="inner").filter(pl.col("value") != pl.col("value_from"))
+        return idx.join(j.select("iid", "value", "value_from"), on="iid", how="inner")
 
     def items(self, f: Filters) -> dict:
         """One page: ``total``, ``page``, ``pages``, ``targets`` and ``rows`` (with every target's answer)."""
@@ -298,7 +304,7 @@ class RunData:
         order = [f.sort] + [c for c in ("setting", "variant", "dataset", "problem_id", "sample") if c != f.sort]
         page = idx.sort(order, descending=[f.desc] + [False] * (len(order) - 1), nulls_last=True).slice(
             (f.page - 1) * f.per_page, f.per_page)
-        ans = self.scored.join(page.select(ITEM), on=list(ITEM), how="semi").select(
+        ans = self.scored.join(page.select("iid"), on="iid", how="semi").select(
             *ITEM, "target", "source", "extracted", "correct", "error")
         by_item: dict[str, dict] = {}
         for r in ans.iter_rows(named=True):

@@ -46,7 +46,7 @@ def export(run_dir: Path, out: Path) -> Path:
     idx = rd.filtered(Filters()).sort(["setting", "variant", "dataset", "problem_id", "sample"])
     flags: dict[str, dict[str, dict[str, bool]]] = {}
     for metric in rd.metrics():
-        fl = rd._flags_for(idx, metric).filter(pl.col("valid"))
+        fl = rd._flags_for(idx, metric).filter(pl.col("valid")).join(idx.select(*ITEM, "iid"), on="iid")
         for r in fl.iter_rows(named=True):
             flags.setdefault(item_key(r), {}).setdefault(metric, {})[f"{r['a']}|{r['b']}"] = bool(r["agree"])
     page = rd.items(Filters(per_page=max(1, idx.height), sort="setting"))

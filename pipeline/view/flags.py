@@ -25,19 +25,11 @@ from typing import Optional
 import polars as pl
 
 from pipeline.datasets import shared_dataset
-from pipeline.scoring.consistency import MODEL_ORDER, PAPER_DROP
+from pipeline.scoring.consistency import PAPER_DROP, order_models
 
-ITEM = ["setting", "variant", "dataset", "problem_id", "sample"]
 SOURCE = "source"
-FLAG_SCHEMA = {"setting": pl.String, "variant": pl.String, "dataset": pl.String, "problem_id": pl.String,
-               "sample": pl.Int32, "a": pl.String, "b": pl.String, "agree": pl.Boolean, "valid": pl.Boolean}
+FLAG_SCHEMA = {"iid": pl.UInt32, "a": pl.String, "b": pl.String, "agree": pl.Boolean, "valid": pl.Boolean}
 FAST = ("paper", "strict")
-
-
-def _rank(col: str) -> pl.Expr:
-    # order_models: the study's models first in MODEL_ORDER, then alphabetically.
-    return pl.col(col).replace_strict(list(MODEL_ORDER), list(range(len(MODEL_ORDER))), default=len(MODEL_ORDER),
-                                      return_dtype=pl.Int32)
 
 
 def _strict_keys(cells: pl.DataFrame) -> pl.DataFrame:
@@ -67,7 +59,8 @@ def _strict_keys(cells: pl.DataFrame) -> pl.DataFrame:
 
 
 def _cells(rows: pl.DataFrame, metric: str) -> pl.DataFrame:
-    c = rows.select(*ITEM, "target", "answer", "extracted", "gold", pl.col("correct").fill_null(False))
+    c = rows.select("iid", "dataset", "problem_id", "sample", "method", "source", "target", "answer", "extracted", "gold",
+                    pl.col("correct").fill_null(False))
     if metric == "paper":
         return c.with_columns(pl.col("answer").str.contains_any(list(PAPER_DROP)).fill_null(False).alias("dropped"))
     return _strict_keys(c)
@@ -83,29 +76,34 @@ def _agree(metric: str) -> tuple[pl.Expr, pl.Expr]:
     return (both & ((pl.col("key") == pl.col("key_b")) | close)).fill_null(False), pl.lit(True)
 
 
+VALUES = {"paper": ("answer", "correct", "dropped"), "strict": ("key", "num")}
+
+
 def fast_flags(scored: pl.DataFrame, metric: str) -> pl.DataFrame:
-    """Flags (``FLAG_SCHEMA``) of every pair of every (setting, variant) in ``scored`` (with ``setting``)."""
+    """``iid, a, b, agree, valid`` for every target pair of every item of ``scored`` (which has ``iid``,
+    the viewer's item id; pairs named in the tables' model order)."""
     if metric not in FAST:
         raise ValueError(f"no fast path for metric {metric!r}")
     if scored.height == 0:
         return pl.DataFrame(schema=FLAG_SCHEMA)
-    cells = _cells(scored, metric).with_columns(_rank("target").alias("rank"))
-    right = cells.select(*ITEM, *[pl.col(c).alias(f"{c}_b") for c in cells.columns if c not in ITEM])
-    j = cells.join(right, on=ITEM, how="inner")
-    j = j.filter((pl.col("rank") < pl.col("rank_b"))
-                 | ((pl.col("rank") == pl.col("rank_b")) & (pl.col("target") < pl.col("target_b"))))
+    cells = _cells(scored, metric)
+    vals = VALUES[metric]
     agree, valid = _agree(metric)
-    pairs = j.select(*ITEM, pl.col("target").alias("a"), pl.col("target_b").alias("b"),
-                     agree.alias("agree"), valid.alias("valid"))
-
-    # Against the source's own (Default) answer, for Transfer rows.
-    tr = cells.join(scored.select(*ITEM, "target", "method", "source"), on=[*ITEM, "target"], how="inner") \
-        .filter(pl.col("method") == "transfer")
-    own_rows = scored.filter((pl.col("method") == "default") & (pl.col("target") == pl.col("source")))
-    own = _cells(own_rows, metric).join(own_rows.select(*ITEM, "target", "source"), on=[*ITEM, "target"])
-    keep = [c for c in own.columns if c not in ITEM and c not in ("source", "target")]
-    own = own.select("dataset", "problem_id", "sample", "source", *[pl.col(c).alias(f"{c}_b") for c in keep])
+    keep = ["iid", *vals] + (["tol"] if metric == "strict" else [])
+    by_target = {t: g.select(keep) for (t,), g in cells.group_by(["target"])}
+    out = []
+    targets = order_models(list(by_target))
+    for i, a in enumerate(targets):
+        for b in targets[i + 1:]:
+            right = by_target[b].select("iid", *[pl.col(v).alias(f"{v}_b") for v in vals])
+            j = by_target[a].join(right, on="iid", how="inner")
+            out.append(j.select("iid", pl.lit(a).alias("a"), pl.lit(b).alias("b"), agree.alias("agree"),
+                                valid.alias("valid")))
+    # Against the source's own (Default) answer, for Transfer rows (as tables/rl_agreement).
+    tr = cells.filter(pl.col("method") == "transfer")
+    own = cells.filter((pl.col("method") == "default") & (pl.col("target") == pl.col("source")))
+    own = own.select("dataset", "problem_id", "sample", "source", *[pl.col(v).alias(f"{v}_b") for v in vals])
     src = tr.join(own, on=["dataset", "problem_id", "sample", "source"], how="inner")
-    src = src.select(*ITEM, pl.col("target").alias("a"), pl.lit(SOURCE).alias("b"), agree.alias("agree"),
-                     valid.alias("valid"))
-    return pl.concat([pairs, src], how="vertical_relaxed").cast(FLAG_SCHEMA).select(list(FLAG_SCHEMA))
+    out.append(src.select("iid", pl.col("target").alias("a"), pl.lit(SOURCE).alias("b"), agree.alias("agree"),
+                          valid.alias("valid")))
+    return pl.concat(out, how="vertical_relaxed").cast(FLAG_SCHEMA)

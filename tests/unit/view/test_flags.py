@@ -67,8 +67,11 @@ def _ref(scored: pl.DataFrame, metric: str) -> dict:
 @pytest.mark.parametrize("metric", ["paper", "strict"])
 def test_fast_flags_equal_the_tables_code(run, metric):
     scored = pl.from_arrow(read_table(run / "scored.arrow"))
+    rd = RunData(run)
+    fl = fast_flags(rd.scored, metric).join(rd.index, on="iid")
     got = {(r["setting"], r["variant"], r["dataset"], r["problem_id"], r["sample"], r["a"], r["b"]): (r["agree"], r["valid"])
-           for r in fast_flags(with_setting(scored), metric).iter_rows(named=True)}
+           for r in fl.iter_rows(named=True)}
+    assert len(got) == fl.height
     ref = _ref(scored, metric)
     assert got.keys() == ref.keys()
     diff = [k for k in ref if got[k] != ref[k]]
