@@ -17,7 +17,8 @@ from typing import Any
 import polars as pl
 
 from pipeline.store.atomic import write_text_atomic
-from pipeline.view.data import ITEM, Filters, RunData, item_key
+from pipeline.view.data import ITEM, Filters, RunData, item_key, parse_key
+from pipeline.view.item import ProblemFrames, item_detail
 from pipeline.view.server import STATIC, api_routes, jsonable
 
 CHUNK = 2000
@@ -56,9 +57,16 @@ def export(run_dir: Path, out: Path) -> Path:
         r["bucket"] = i // BUCKET
     for c in range(0, max(1, len(rows)), CHUNK):
         write_text_atomic(data / f"index-{c // CHUNK}.js", _script(f"index-{c // CHUNK}", rows[c:c + CHUNK]))
-    for b in range(0, len(rows), BUCKET):
-        details = {r["key"]: rd.item(r["key"]) for r in rows[b:b + BUCKET]}
-        write_text_atomic(data / f"item-{b // BUCKET}.js", _script(f"item-{b // BUCKET}", details))
+    # Item details: one pass per problem over frames partitioned once (not a scan of the run per item).
+    frames = _partitions(rd)
+    details: dict[str, dict] = {}
+    for r in rows:
+        k = (r["dataset"], r["problem_id"], r["sample"])
+        details[r["key"]] = item_detail(rd, parse_key(r["key"]), frames(k))
+        if len(details) == BUCKET or r is rows[-1]:
+            b = r["bucket"]
+            write_text_atomic(data / f"item-{b}.js", _script(f"item-{b}", details))
+            details = {}
     manifest = {"chunks": max(1, -(-len(rows) // CHUNK)), "buckets": -(-len(rows) // BUCKET),
                 "targets": rd.targets, "items": len(rows)}
     write_text_atomic(data / "manifest.js", f"window.CROSSCOT_STATIC = {json.dumps(manifest)};\n")
@@ -67,4 +75,23 @@ def export(run_dir: Path, out: Path) -> Path:
     return out
 
 
-__all__ = ["export", "ITEM"]
+def _partitions(rd: RunData):
+    """(dataset, problem_id, sample) -> ProblemFrames, from frames partitioned once."""
+    from pipeline.scoring.consistency import with_setting
+
+    full = pl.read_ipc(rd.run_dir / "scored.arrow") if (rd.run_dir / "scored.arrow").is_file() else rd._full
+    full = with_setting(full)
+    key3, key2 = ["dataset", "problem_id", "sample"], ["dataset", "problem_id"]
+
+    def part(df: pl.DataFrame, key: list[str]) -> dict:
+        return df.partition_by(key, as_dict=True) if df.height and all(c in df.columns for c in key) else {}
+
+    parts = {"answers": part(full, key3), "cots": part(rd.cots, key3), "index": part(rd.index, key3),
+             "problems": part(rd.problems, key2), "candidates": part(rd.candidates, key2)}
+    empty = {n: (full if n == "answers" else getattr(rd, n)).clear() for n in parts}
+
+    def get(k: tuple) -> ProblemFrames:
+        return ProblemFrames(**{n: parts[n].get(k if n in ("answers", "cots", "index") else k[:2], empty[n])
+                                for n in parts})
+
+    return get

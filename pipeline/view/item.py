@@ -10,6 +10,7 @@ answer, found by :func:`pipeline.text.answers.leak_spans`, the audit's own patte
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 import polars as pl
@@ -65,13 +66,37 @@ def _one(df: pl.DataFrame) -> Optional[dict]:
     return df.row(0, named=True) if df.height else None
 
 
-def item_detail(rd: "RunData", key: dict) -> dict[str, Any]:
-    prob = (pl.col("dataset") == key["dataset"]) & (pl.col("problem_id") == key["problem_id"])
-    same_problem = rd.full_rows(prob & (pl.col("sample") == key["sample"]))
+@dataclass
+class ProblemFrames:
+    """Everything one problem (and sample) holds: its answers (every column), CoTs, items, text."""
+
+    answers: pl.DataFrame
+    cots: pl.DataFrame
+    index: pl.DataFrame
+    problems: pl.DataFrame
+    candidates: pl.DataFrame
+
+
+def problem_frames(rd: "RunData", dataset: str, problem_id: str, sample: int) -> ProblemFrames:
+    prob = (pl.col("dataset") == dataset) & (pl.col("problem_id") == problem_id)
+
+    def sel(df: pl.DataFrame, with_sample: bool = True) -> pl.DataFrame:
+        if not df.height:
+            return df
+        return df.filter(prob & (pl.col("sample") == sample)) if with_sample else df.filter(prob)
+
+    return ProblemFrames(rd.full_rows(prob & (pl.col("sample") == sample)), sel(rd.cots), sel(rd.index),
+                         sel(rd.problems, False), sel(rd.candidates, False))
+
+
+def item_detail(rd: "RunData", key: dict, pf: Optional[ProblemFrames] = None) -> dict[str, Any]:
+    """The Item page of ``key`` (``pf``: the problem's frames when the caller has them, as the export does)."""
+    pf = pf or problem_frames(rd, key["dataset"], key["problem_id"], key["sample"])
+    same_problem = pf.answers
     rows = same_problem.filter((pl.col("setting") == key["setting"]) & (pl.col("variant") == key["variant"]))
     if rows.height == 0:
         raise KeyError("no such item")
-    p = _one(rd.problems.filter(prob)) if rd.problems.height else None
+    p = _one(pf.problems)
     first = rows.row(0, named=True)
     gold = json.loads(first["gold"]) if first["gold"] else None
     own = {r["source"]: r["answer"] if r["answer"] is not None else r["extracted"]
@@ -90,9 +115,8 @@ def item_detail(rd: "RunData", key: dict) -> dict[str, Any]:
             continue
         seen.add(ck)
         cot_method = "default" if r["method"] == "transfer" else r["method"]
-        c_sel = ((pl.col("dataset") == key["dataset"]) & (pl.col("problem_id") == key["problem_id"])
-                 & (pl.col("method") == cot_method) & (pl.col("source") == r["source"]) & (pl.col("sample") == key["sample"]))
-        cot_rows = rd.cots.filter(c_sel) if rd.cots.height else pl.DataFrame()
+        c_sel = (pl.col("method") == cot_method) & (pl.col("source") == r["source"])
+        cot_rows = pf.cots.filter(c_sel) if pf.cots.height else pl.DataFrame()
         full_row = _one(cot_rows.filter(pl.col("variant") == "full")) if cot_rows.height else None
         this_row = _one(cot_rows.filter(pl.col("variant") == key["variant"])) if cot_rows.height else None
         full = full_row["cot"] if full_row else (r["cot"] if key["variant"] == "full" else None)
@@ -100,14 +124,13 @@ def item_detail(rd: "RunData", key: dict) -> dict[str, Any]:
         answer = own.get(r["source"])
         cots.append({"source": r["source"], "method": r["method"], "variant": key["variant"],
                      "for_targets": [r["target"]] if r["method"] in ("default", "sampled") else "all",
-                     "segments": cot_segments(full, shown, answer), "source_answer": answer,
+                     "segments": (segs := cot_segments(full, shown, answer)), "source_answer": answer,
                      "leak": this_row["leak"] if this_row else None, "filter": this_row.get("filter") if this_row else None,
                      "cot_tokens": this_row["cot_tokens"] if this_row else None,
-                     "n_removed": sum(1 for x in cot_segments(full, shown, answer) if x["removed"])})
+                     "n_removed": sum(1 for x in segs if x["removed"])})
 
     others = []
-    idx = rd.index.filter((pl.col("dataset") == key["dataset"]) & (pl.col("problem_id") == key["problem_id"])
-                          & (pl.col("sample") == key["sample"]))
+    idx = pf.index
     ans: dict[tuple[str, str], dict] = {}
     for r in same_problem.select("setting", "variant", "target", "extracted", "correct").iter_rows(named=True):
         ans.setdefault((r["setting"], r["variant"]), {})[r["target"]] = {"extracted": r["extracted"], "correct": r["correct"]}
@@ -118,8 +141,8 @@ def item_detail(rd: "RunData", key: dict) -> dict[str, Any]:
                        "answers": ans.get((r["setting"], r["variant"]), {}), "current": item_key(r) == item_key(key)})
 
     ensemble = []
-    if first["method"] == "ensemble" and rd.candidates.height:
-        c = rd.candidates.filter(prob & (pl.col("source") == first["source"])).sort("step", "generator", "candidate")
+    if first["method"] == "ensemble" and pf.candidates.height:
+        c = pf.candidates.filter(pl.col("source") == first["source"]).sort("step", "generator", "candidate")
         for (step,), g in c.group_by(["step"], maintain_order=True):
             ensemble.append({"step": step, "candidates": [
                 {"generator": x["generator"], "text": x["text"], "mean_score": x["mean_score"], "winner": x["winner"],

@@ -150,6 +150,7 @@ def test_item_shows_source_cot_and_every_answer(run_dir, viewer, page):
         card = page.locator(f"#targets .card[data-target='{r['target']}']")
         assert card.locator(".extracted").text_content() == (r["extracted"] if r["extracted"] is not None else "(none)")
         assert card.locator(".reply").text_content() == (r["answer_text"] or "")
+    page.set_viewport_size({"width": 1100, "height": 720})
     page.screenshot(path=str(run_dir / "view.png"))
     if os.environ.get("CROSSCOT_UPDATE_SCREENSHOT"):
         SCREENSHOT.parent.mkdir(exist_ok=True)
@@ -185,7 +186,7 @@ def test_follow_a_flip_between_two_settings(run_dir, viewer, page):
     page.click("#items tr[data-key] a.open >> nth=0")
     page.wait_for_selector("#others")
     page.click("#others a:text-is('Default')")
-    page.wait_for_function("document.body.getAttribute('data-ready').includes('Default')")
+    page.wait_for_function("() => (document.body.getAttribute('data-ready') || '').includes('Default')")
     assert page.locator("#others tr.current td").first.text_content() == "Default"
 
 
