@@ -3,9 +3,9 @@
 An *item* is one cell row of the tables' matrices: ``(setting, variant, dataset, problem_id,
 sample)`` — for ``Transfer <S>`` exactly one source CoT answered by every target, for Empty /
 Default / Sampled every target after its own CoT.  Counts therefore equal the tables': the
-agreement flags behind a filter come from the scoring library's own code
-(:func:`pipeline.scoring.consistency.build_matrix` and ``pair_flags``, the functions the tables
-are computed with), built per (setting, variant, metric) on first use and cached.
+agreement flags behind a filter are the tables' rule computed as joins (:mod:`pipeline.view.flags`,
+tested equal to :func:`pipeline.scoring.consistency.pair_flags`, the code the tables come from),
+built per metric on first use and cached.
 
 ``scored.arrow`` is read once (memory-mapped) into Polars; a page joins only its own rows with
 the answers, so the first page and a filter change stay well under a second on 200,000 answer
@@ -24,7 +24,7 @@ from typing import Any, Optional
 import polars as pl
 
 from pipeline.errors import UserError
-from pipeline.scoring.consistency import OWN, build_matrix, order_models, pair_flags, rl_matrices, with_setting
+from pipeline.scoring.consistency import order_models, with_setting
 
 ITEM = ("setting", "variant", "dataset", "problem_id", "sample")
 PROBLEM = ("dataset", "problem_id", "sample")
@@ -94,7 +94,7 @@ class RunData:
         if not self.run_dir.is_dir():
             raise UserError(f"view: {run_dir} is not a directory; pass a run directory (holding scored.arrow or store/)")
         self._lock = threading.RLock()
-        self._flags: dict[tuple[str, str, str], pl.DataFrame] = {}
+        self._flags: dict[str, pl.DataFrame] = {}
         self._stamp: Any = None
         self.reload_if_changed()
 
@@ -182,58 +182,16 @@ class RunData:
             .sort(list(ITEM)).with_row_index("iid"))
 
     # ------------------------------------------------------------------ agreement flags
-    def flags(self, setting: str, variant: str, metric: str) -> pl.DataFrame:
-        """Per item and target pair of one setting: ``dataset, problem_id, sample, a, b, agree, valid``.
-
-        Computed by the tables' own functions; pairs with the source's own answer (``b = "source"``)
-        come from the rl_agreement matrices, as in ``tables/rl_agreement.csv``.
-        """
-        k = (setting, variant, metric)
-        with self._lock:
-            if k in self._flags:
-                return self._flags[k]
-        rows = self.scored.filter((pl.col("setting") == setting) & (pl.col("variant") == variant))
-        out: list[dict] = []
-        if rows.height:
-            m = build_matrix(rows, setting, variant)
-            names, agree, valid = pair_flags(m, metric)
-            for p, (a, b) in enumerate(names):
-                out.append(_flag_frame(m.items, a, b, agree[p], valid[p]))
-            if rows["method"][0] == "transfer":
-                src = rows["source"][0]
-                base = self.scored.filter(((pl.col("method") == "transfer") & (pl.col("source") == src)
-                                           & (pl.col("variant") == variant))
-                                          | ((pl.col("method") == "default") & (pl.col("target") == src)
-                                             & (pl.col("source") == src)))
-                for _, _, rm in rl_matrices(base):
-                    own = f"{src} {OWN}"
-                    names, agree, valid = pair_flags(rm, metric)
-                    for p, (a, b) in enumerate(names):
-                        if own in (a, b):
-                            out.append(_flag_frame(rm.items, b if a == own else a, SOURCE, agree[p], valid[p]))
-        frame = pl.concat(out) if out else pl.DataFrame(
-            schema={"dataset": pl.String, "problem_id": pl.String, "sample": pl.Int32, "a": pl.String, "b": pl.String,
-                    "agree": pl.Boolean, "valid": pl.Boolean})
-        frame = frame.with_columns(pl.lit(setting).alias("setting"), pl.lit(variant).alias("variant"))
-        frame = frame.join(self.index.select(*ITEM, "iid"), on=list(ITEM), how="inner").select(
-            "iid", "a", "b", "agree", "valid")
-        with self._lock:
-            self._flags[k] = frame
-        return frame
-
     def _flags_for(self, idx: pl.DataFrame, metric: str) -> pl.DataFrame:
-        """Flags of the groups ``idx`` covers: the vectorized path for paper/strict, else the matrices."""
+        """``iid, a, b, agree, valid`` of every item and pair (:func:`pipeline.view.flags.fast_flags`), cached."""
         from pipeline.view.flags import FAST, fast_flags
 
-        if metric in FAST:
-            k = ("*", "*", metric)
-            with self._lock:
-                if k not in self._flags:
-                    self._flags[k] = fast_flags(self.scored, metric)
-                return self._flags[k]
-        groups = idx.select("setting", "variant").unique().rows()
-        frames = [self.flags(s, v, metric) for s, v in sorted(groups)]
-        return pl.concat(frames) if frames else self.flags("", "", metric)
+        if metric not in FAST:
+            raise ValueError(f"metric {metric!r} has no agree/disagree filter; use one of {', '.join(FAST)}")
+        with self._lock:
+            if metric not in self._flags:
+                self._flags[metric] = fast_flags(self.scored, metric)
+            return self._flags[metric]
 
     def _agree_values(self, idx: pl.DataFrame, f: Filters) -> pl.DataFrame:
         """Per item (ITEM columns): ``value`` True (agree) / False (disagree); items without a valid pair are absent."""
@@ -333,8 +291,12 @@ class RunData:
                 "metric": self.metrics(), "live": self.live, "run": self.run_dir.name}
 
     def metrics(self) -> list[str]:
+        """The run's agreement metrics the filters support (continuous ones have no agree/disagree)."""
+        from pipeline.view.flags import FAST
+
         t = self.tables().get("consistency_summary")
-        return sorted(t["metric"].unique().to_list()) if t is not None and t.height else ["paper", "strict"]
+        have = set(t["metric"].unique().to_list()) if t is not None and t.height else set(FAST)
+        return [m for m in FAST if m in have] or list(FAST)
 
     def tables(self) -> dict[str, pl.DataFrame]:
         from pipeline.view.overview import read_tables
@@ -346,14 +308,6 @@ class RunData:
 
         self.reload_if_changed()
         return item_detail(self, parse_key(key))
-
-
-def _flag_frame(items: list[tuple], a: str, b: str, agree: Any, valid: Any) -> pl.DataFrame:
-    return pl.DataFrame({
-        "dataset": [i[0] for i in items], "problem_id": [i[1] for i in items],
-        "sample": pl.Series([i[2] for i in items], dtype=pl.Int32),
-        "a": [a] * len(items), "b": [b] * len(items),
-        "agree": pl.Series(agree, dtype=pl.Boolean), "valid": pl.Series(valid, dtype=pl.Boolean)})
 
 
 def _gold(g: Optional[str]) -> Any:

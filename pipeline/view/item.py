@@ -99,8 +99,9 @@ def item_detail(rd: "RunData", key: dict, pf: Optional[ProblemFrames] = None) ->
     p = _one(pf.problems)
     first = rows.row(0, named=True)
     gold = json.loads(first["gold"]) if first["gold"] else None
-    own = {r["source"]: r["answer"] if r["answer"] is not None else r["extracted"]
-           for r in same_problem.filter((pl.col("method") == "default") & (pl.col("target") == pl.col("source"))).iter_rows(named=True)}
+    # Each source's own (Default) answer: what the leak audit looks for in its CoT.
+    own_rows = same_problem.filter((pl.col("method") == "default") & (pl.col("target") == pl.col("source")))
+    own = {r["source"]: r["answer"] if r["answer"] is not None else r["extracted"] for r in own_rows.iter_rows(named=True)}
 
     targets, cots = [], []
     seen: set[tuple[str, str]] = set()
