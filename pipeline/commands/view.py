@@ -45,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"view: cannot listen on {args.host}:{args.port} ({e.strerror}); pick another --port "
                         "(0: any free port)") from e
     print(f"crosscot view: serving {run_dir} at {v.url}  (read-only; Ctrl-C stops)", flush=True)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"crosscot view: note: --host {args.host} lets other machines read this run (no authentication)",
+              flush=True)
     try:
         v.serve_forever()
     except KeyboardInterrupt:

@@ -73,7 +73,7 @@ def viewer(run_dir):
 
 
 @pytest.fixture
-def page(browser):
+def page(browser):  # first in every test's arguments: a missing browser fails before the demo run
     pg = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
@@ -105,7 +105,7 @@ def pairs_table(run_dir: Path) -> pl.DataFrame:
     return pl.read_csv(run_dir / "tables" / "consistency_pairs.csv").filter(pl.col("metric") == "paper")
 
 
-def test_disagreements_match_the_pairs_table(run_dir, viewer, page):
+def test_disagreements_match_the_pairs_table(page, run_dir, viewer):
     pairs = pairs_table(run_dir)
     row = pairs.filter(pl.col("setting").str.starts_with("Transfer") & (pl.col("variant") == "full")).row(0, named=True)
     goto(page, hurl(viewer.url, "/items"))
@@ -133,7 +133,7 @@ def test_disagreements_match_the_pairs_table(run_dir, viewer, page):
         assert total(page) == round(r["n_items"] * (1 - r["value"])), (s, v, pair)
 
 
-def test_item_shows_source_cot_and_every_answer(run_dir, viewer, page):
+def test_item_shows_source_cot_and_every_answer(page, run_dir, viewer):
     scored = pl.from_arrow(read_table(run_dir / "scored.arrow"))
     rows = with_setting(scored).filter(pl.col("method") == "transfer")
     first = rows.row(0, named=True)
@@ -168,7 +168,7 @@ def _flips(scored: pl.DataFrame, a: str, b: str, variant: str, pair: tuple[str, 
     return {p for p in vals[a].keys() & vals[b].keys() if vals[a][p] != vals[b][p]}
 
 
-def test_follow_a_flip_between_two_settings(run_dir, viewer, page):
+def test_follow_a_flip_between_two_settings(page, run_dir, viewer):
     scored = with_setting(pl.from_arrow(read_table(run_dir / "scored.arrow")))
     pairs = pairs_table(run_dir)
     best = None
@@ -190,7 +190,7 @@ def test_follow_a_flip_between_two_settings(run_dir, viewer, page):
     assert page.locator("#others tr.current td").first.text_content() == "Default"
 
 
-def test_script_in_a_reply_shows_as_text(run_dir, viewer, page):
+def test_script_in_a_reply_shows_as_text(page, run_dir, viewer):
     t = pl.from_arrow(read_table(run_dir / "scored.arrow")).row(0, named=True)
     key = f"{setting_name(t['method'], t['source'])}|{t['variant']}|{t['dataset']}|{t['problem_id']}|{t['sample']}"
     goto(page, hurl(viewer.url, "/item", key=key))
@@ -200,7 +200,7 @@ def test_script_in_a_reply_shows_as_text(run_dir, viewer, page):
     assert page.locator("main .reply script, main .reply b").count() == 0
 
 
-def test_curves_page_and_report_have_the_partial_cot_curve(run_dir, viewer, page):
+def test_curves_page_and_report_have_the_partial_cot_curve(page, run_dir, viewer):
     goto(page, hurl(viewer.url, "/curves"))
     settings = page.locator(".curves").evaluate_all("els => els.map(e => e.dataset.setting)")
     want = sorted(pl.read_csv(run_dir / "tables" / "consistency_summary.csv")
@@ -213,7 +213,7 @@ def test_curves_page_and_report_have_the_partial_cot_curve(run_dir, viewer, page
     assert "Partial CoT" in (run_dir / "report.html").read_text()
 
 
-def test_static_export_opens_from_disk(run_dir, tmp_path, page):
+def test_static_export_opens_from_disk(page, run_dir, tmp_path):
     from pipeline.cli import main
 
     out = tmp_path / "export"
