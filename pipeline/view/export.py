@@ -60,7 +60,12 @@ def export(run_dir: Path, out: Path) -> Path:
     # Item details: one pass per problem over frames partitioned once (not a scan of the run per item).
     frames = _partitions(rd)
     details: dict[str, dict] = {}
-    for r in rows:
+    print(f"view export: {len(rows)} items, index in {-(-len(rows) // CHUNK)} file(s), details in "
+          f"{-(-len(rows) // BUCKET)}", flush=True)
+    step = max(1, len(rows) // 10)
+    for n, r in enumerate(rows, 1):
+        if n % step == 0:
+            print(f"view export: item pages {n}/{len(rows)}", flush=True)
         k = (r["dataset"], r["problem_id"], r["sample"])
         details[r["key"]] = item_detail(rd, parse_key(r["key"]), frames(k))
         if len(details) == BUCKET or r is rows[-1]:
@@ -72,6 +77,8 @@ def export(run_dir: Path, out: Path) -> Path:
     write_text_atomic(data / "manifest.js", f"window.CROSSCOT_STATIC = {json.dumps(manifest)};\n")
     html = (STATIC / "index.html").read_text().replace("<!--DATA-->", '<script src="data/manifest.js"></script>')
     write_text_atomic(out / "index.html", html)
+    for p in out.rglob("*"):  # readable by whoever it is shared with (atomic writes create 0600 files)
+        p.chmod(0o755 if p.is_dir() else 0o644)
     return out
 
 

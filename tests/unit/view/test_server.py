@@ -74,3 +74,22 @@ def test_cli_user_errors(tmp_path, capsys):
     assert main(["view", str(tmp_path / "none")]) == 2
     assert "crosscot: error: view:" in capsys.readouterr().err
     assert main(["view", str(tmp_path)]) == 2  # neither scored.arrow nor store/
+
+
+def test_cli_serves_and_prints_the_url(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run = synthetic_run(tmp_path / "run", rows=700, n_boot=0)
+    repo = Path(__file__).resolve().parents[3]
+    p = subprocess.Popen([sys.executable, "-m", "pipeline", "view", str(run), "--port", "0"], cwd=repo,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        url = line.split(" at ", 1)[1].split()[0]
+        assert url.startswith("http://127.0.0.1:")
+        assert b"crosscot view" in urllib.request.urlopen(url, timeout=10).read()
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
