@@ -25,6 +25,8 @@ from pipeline.schema import setting_name
 from pipeline.scoring.consistency import build_matrix, pair_flags, with_setting
 from pipeline.store.artifacts import read_table, write_table
 
+pytestmark = pytest.mark.slow  # one real demo_tiny run (engines in Ray actors) for the module
+
 REPO = Path(__file__).resolve().parents[2]
 PAYLOAD = "<script>window.__pwned = 1</script><b>bold?</b>"
 SCREENSHOT = REPO / "docs" / "view.png"
