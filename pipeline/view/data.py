@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import polars as pl
 
 from pipeline.errors import UserError
@@ -132,7 +133,12 @@ class RunData:
             self.candidates = self._read_candidates()
             self.index = self._build_index()
             # One integer id per item: every filter joins on it instead of five string columns.
-            self.scored = self.scored.join(self.index.select(*ITEM, "iid"), on=list(ITEM), how="left")
+            iid = np.zeros(self.scored.height, dtype=np.uint32)
+            if self.index.height:
+                m = self.index.select("iid", "_r").explode("_r")
+                iid[m["_r"].to_numpy()] = m["iid"].to_numpy()
+            self.index = self.index.drop("_r", strict=False)
+            self.scored = self.scored.with_columns(pl.Series("iid", iid, dtype=pl.UInt32))
             self.targets = order_models(self.scored["target"].unique().to_list()) if self.scored.height else []
             self._flags = {}
             self._stamp = stamp
@@ -150,6 +156,8 @@ class RunData:
         frames = read_frames(store_files(self.run_dir, prefix))
         if not frames:
             return pl.DataFrame()
+        if len(frames) == 1:  # one artifact holds one row per key already
+            return frames[0]
         return pl.concat(frames, how="diagonal_relaxed").unique(subset=list(key), keep="last")
 
     def _read_candidates(self) -> pl.DataFrame:
@@ -159,7 +167,7 @@ class RunData:
         return self._read_store("ensemble_candidates-", ("dataset", "problem_id", "source", "step", "generator", "candidate"))
 
     def _build_index(self) -> pl.DataFrame:
-        s = self.scored
+        s = self.scored.with_row_index("_r")
         if s.height == 0:
             return pl.DataFrame(schema={c: pl.String for c in ITEM} | {"sample": pl.Int32, "iid": pl.UInt32})
         leak = pl.lit(None, pl.Boolean)
@@ -178,6 +186,7 @@ class RunData:
             pl.col("correct").fill_null(False).sum().alias("n_correct"),
             leak.alias("leak"),
             pl.col("gold").first(),
+            pl.col("_r"),
         ).with_columns(pl.col("n_correct").cast(pl.Int64), pl.col("n_targets").cast(pl.Int64))
             .sort(list(ITEM)).with_row_index("iid"))
 
