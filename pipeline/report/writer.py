@@ -318,6 +318,10 @@ def render(
         for s, v in keys:
             p = plot_heatmap(pairs, s, v, plots / f"heatmap_{slug(s)}_{slug(v)}.png")
             md.append(f"### {s} ({v})\n\n![{s} {v}](plots/{p.name})")
+    from pipeline.report.curves import curves_markdown, prefix_curves
+
+    if curves := prefix_curves(summary, acc):
+        md.append("## Partial CoT\n\n" + curves_markdown(curves, plots))
     md += [f"## {title}\n\n{body}" for title, body in studies.sections(run_dir, plots)]
     if summary is not None:
         md.append("## Notes\n\n" + (studies.notes(tables) or NOTES))

@@ -123,3 +123,9 @@ def leaks(text: str, answer: str | None) -> bool:
     """Does ``answer`` still appear in ``text`` (as a whole token)?"""
     pat = _num_pattern(answer) if answer else None
     return bool(pat and pat.search(text))
+
+
+def leak_spans(text: str, answer: str | None) -> list[tuple[int, int]]:
+    """Where :func:`leaks` finds ``answer`` in ``text``: ``(start, end)`` of every hit."""
+    pat = _num_pattern(answer) if answer else None
+    return [m.span() for m in pat.finditer(text)] if pat else []
