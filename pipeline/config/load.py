@@ -92,8 +92,14 @@ def composition_error(e: Exception, overrides: list[str]) -> ConfigError:
                      and o.endswith(f"={name}")), f"{group}={name}")
         return ConfigError(f"{said}: no such {group} config{did_you_mean(name, opts)}; choose one of {opts}")
     if isinstance(e, OverrideParseException):
+        from pipeline.config.overrides import quote_hint
+
         bad = _unparsable(overrides) or "an override"
-        return ConfigError(f"{bad}: cannot parse this override ({first}); write key=value, lists as key=[a,b]")
+        hint = quote_hint(bad) if bad != "an override" else None
+        if hint:  # a path or text holding the grammar's characters: quoting is the whole fix
+            return ConfigError(f"{bad}: the value has characters Hydra's override syntax reserves; {hint}")
+        return ConfigError(f"{bad}: cannot parse this override ({' '.join(first.split())}); "
+                           "write key=value, lists as key=[a,b]")
     m = re.match(r"Could not override '([^']+)'", first)
     if m:
         key = m.group(1)

@@ -411,6 +411,7 @@ class RunConfig:
     )  # which stages to run, in DAG order
     error_budget: float = 0.05  # fail the run if more than this share of requests errored
     progress: bool = True  # progress bars
+    force: bool = nohash(False)  # replace a run of another configuration in run_dir (else an error)
 
     def validate(self) -> None:
         if not self.models:

@@ -113,9 +113,18 @@ def load_problems(ctx: Context) -> tuple[pa.Table, Path]:
     key = problems_key(ds_cfg)
     ref = ctx.store.path("problems", ds_cfg.name, key).with_suffix(".ref")
     if ref.exists():
-        path = ctx.store.root / ref.read_text().strip()
-        if path.exists():
-            return read_table(path), path
+        try:
+            path = ctx.store.root / ref.read_text(encoding="utf-8").strip()
+            usable = path.name.endswith(".arrow") and path.exists()
+        except (UnicodeDecodeError, ValueError):  # a damaged .ref: the problems are loaded again
+            usable = False
+        if usable:
+            from pipeline.store.artifacts import CorruptArtifact, quarantine
+
+            try:
+                return read_table(path), path
+            except CorruptArtifact as e:  # damaged in the store: reloaded from the data below
+                quarantine(path, e.why)
     table = conform(get_dataset(ds_cfg.name).load(ds_cfg), PROBLEMS)
     if table.num_rows == 0:
         raise DatasetError(f"dataset {ds_cfg.name!r} loaded no problems (path={ds_cfg.path!r}, "
