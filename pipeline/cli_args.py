@@ -27,21 +27,29 @@ class OneLineParser(argparse.ArgumentParser):
 
     def one_line(self, message: str) -> str:
         prog = self.prog
+        who = prog.split(" ", 1)[1] + ": " if " " in prog else ""  # "score: ...", never "crosscot: crosscot: ..."
         m = re.match(r"argument (\S+): invalid choice: '?(.*?)'? \(choose from (.*)\)$", message)
         if m:
             arg, value, raw = m.groups()
             choices = [c.strip().strip("'\"") for c in raw.split(",")]
             what = "command" if arg in ("command", "{" + raw.replace("'", "").replace(" ", "") + "}") \
                 or arg.startswith("{") else arg
-            return (f"{prog}: {what} {value!r} is not one of {choices}{did_you_mean(value, choices)}; "
+            return (f"{who}{what} {value!r} is not one of {choices}{did_you_mean(value, choices)}; "
                     f"see `{prog} --help`")
         m = re.match(r"unrecognized arguments: (.*)$", message)
         if m:
             first = m.group(1).split()[0]
-            flags = [s for a in self._actions for s in a.option_strings]
-            return (f"{prog}: unknown argument {first!r}{did_you_mean(first, flags)}; "
-                    f"see `{prog} --help` (Hydra overrides are key=value)")
-        return f"{prog}: {' '.join(message.split())}; see `{prog} --help`"
+            parser: argparse.ArgumentParser = self
+            for a in self._actions:  # the subcommand that was called (the one given its arguments)
+                if isinstance(a, argparse._SubParsersAction):
+                    called = [p for p in a.choices.values() if len(p._actions) > 1]
+                    if len(called) == 1:
+                        parser = called[0]
+            flags = [s for a in parser._actions for s in a.option_strings]
+            who = parser.prog.split(" ", 1)[1] + ": " if " " in parser.prog else ""
+            return (f"{who}unknown argument {first!r}{did_you_mean(first, flags)}; "
+                    f"see `{parser.prog} --help`")
+        return f"{who}{' '.join(message.split())}; see `{prog} --help`"
 
 
 def out_path(value: str) -> Path:

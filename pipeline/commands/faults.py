@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="cases run at once (default 2)")
     parser.add_argument("--only", default=None, help="run only cases whose name contains this")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the per-case results here")
+    parser.add_argument("--force", action="store_true", help="replace the --json file if it exists (else an error)")
     parser.add_argument("--kills", type=int, default=0, metavar="N",
                         help="also N random kill points (driver or engine, real engines; about a minute each)")
     parser.add_argument("--kills-dir", type=Path, default=Path("runs/faults/kills"), help="work folder of the kill points")

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipeline.cli_args import out_path
+
 HELP = "judge raw replies (JSONL: problem_id, text) with a dataset's checker; writes answer and correct"
 
 
@@ -26,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path, help="the benchmark file (MedCalc: test_data.csv)")
     parser.add_argument("--checker", default="official", help="lenient or official (default official)")
     parser.add_argument("--in", dest="inp", required=True, type=Path, help="JSONL with problem_id and text")
-    parser.add_argument("--out", required=True, type=Path, help="JSONL to write (input rows + answer, correct)")
+    parser.add_argument("--out", required=True, type=out_path, help="JSONL to write (input rows + answer, correct)")
+    parser.add_argument("--force", action="store_true", help="replace results already there (else an error)")
 
 
 def fail(msg: str) -> int:
@@ -71,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.checker not in CHECKERS:
         return fail(f"--checker {args.checker!r} is unknown; use one of {', '.join(CHECKERS)}")
+    from pipeline.store.overwrite import guard_outputs
+
+    guard_outputs([args.out], force=args.force, inputs=[args.inp, args.data], command="judge")
     if not args.inp.is_file():
         return fail(f"--in {args.inp} not found; give a JSONL file of problem_id and text rows")
     try:

@@ -11,6 +11,7 @@ HELP = "render <run_dir>/report.md and a self-contained report.html from <run_di
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, help="run directory holding tables/ (from `crosscot score`)")
+    parser.add_argument("--force", action="store_true", help="replace report.md/report.html already there (else an error)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -19,6 +20,12 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     from pipeline.errors import UserError
 
+    from pipeline.store.overwrite import guard_outputs
+
+    rd = Path(args.run_dir)
+    if not (rd / "tables").is_dir():
+        raise UserError(f"report: no tables in {rd / 'tables'}; run `crosscot score {rd}` first")
+    guard_outputs([rd / "report.md", rd / "report.html"], force=args.force, command="report", out_flag="run directory")
     try:
         out = render(Path(args.run_dir))
     except FileNotFoundError as e:

@@ -104,6 +104,18 @@ def composition_error(e: Exception, overrides: list[str]) -> ConfigError:
     if m:
         key = m.group(1)
         value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == key), "?")
+        if key.startswith("models.") and key.count(".") >= 2:  # a field of a model: models.a.<field>
+            parts = key.split(".")
+            cls: Any = ModelConfig
+            where = f"models.{parts[1]}"
+            for p in parts[2:-1]:  # walk nested settings (greedy.temperature, tiny.hidden_size, ...)
+                sub = _dataclass_type(cls, p)
+                if sub is None:
+                    break
+                cls, where = sub, f"{where}.{p}"
+            names = [f"{where}.{f.name}" for f in dataclasses.fields(cls)]
+            return ConfigError(f"{key}={value}: no such setting{did_you_mean(key, names)}; "
+                               f"the settings of {where} are in pipeline/config/schemas.py ({cls.__name__})")
         if key.startswith(("models.", "model@models.")):
             return model_slot_error(key, key.split("models.", 1)[1], value)
         return ConfigError(f"{key}={value}: no such setting{did_you_mean(key, _known_keys(key))}; "

@@ -11,6 +11,7 @@ line instead of minutes later inside an engine (or never, in a hang):
 * each model: weights present or provisionable (else "run `crosscot models prepare X`"), its
   Jinja chat template compiles, its token budgets fit ``max_model_len``;
 * user-supplied regular expressions compile (``dataset.options.answer_regex``);
+* the dataset loads: readable UTF-8, some problems after every filter, unique ids;
 * ``ray.address``: a cluster address answers within ``CROSSCOT_RAY_CONNECT_TIMEOUT_S`` (default 30 s).
 """
 
@@ -174,12 +175,46 @@ def check_ray_address(address: Any, timeout_s: float | None = None) -> None:
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"ray.address={address!r}: not host:port; use ray://host:port or host:port")
+    if not _speaks_grpc(host, int(port), timeout_s):
+        raise ConfigError(f"ray.address={address}: no Ray server answered there within {timeout_s:g} s; "
+                          "check the head node is up and the address, or use ray.address=null for a local Ray")
+
+
+# HTTP/2 connection preface + an empty SETTINGS frame: a gRPC server (Ray's GCS and client server)
+# answers with its own SETTINGS frame; a closed port refuses, a black hole or a proxy stays silent.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def _speaks_grpc(host: str, port: int, timeout_s: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout_s
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s):
-            pass
-    except OSError as e:
-        raise ConfigError(f"ray.address={address}: no answer within {timeout_s:g} s ({e.strerror or e}); "
-                          "check the head node is up and the address, or use ray.address=null for a local Ray") from None
+        with socket.create_connection((host, port), timeout=timeout_s) as s:
+            s.sendall(_H2_PREFACE)
+            got = b""
+            while len(got) < 9:
+                s.settimeout(max(0.05, deadline - time.monotonic()))
+                chunk = s.recv(9 - len(got))
+                if not chunk:
+                    return False
+                got += chunk
+            return got[3] == 0x04  # frame type SETTINGS
+    except OSError:
+        return False
+
+
+def check_problems(cfg: RunConfig) -> None:
+    """The dataset loads to some problems with unique ids (skipped when the store already holds them)."""
+    from pipeline.stages.context import problems_ref, read_problems
+
+    ref = problems_ref(Path(cfg.store_dir or Path(cfg.run_dir) / "store"), cfg.dataset)
+    try:
+        if ref.is_file() and (ref.parent / ref.read_text(encoding="utf-8").strip()).is_file():
+            return
+    except (OSError, UnicodeDecodeError, ValueError):
+        pass  # a damaged .ref: load the data (the run reloads it too)
+    read_problems(cfg.dataset)
 
 
 def check_run(cfg: RunConfig, force: bool = False) -> None:
@@ -188,4 +223,5 @@ def check_run(cfg: RunConfig, force: bool = False) -> None:
     check_run_dir(cfg, force)
     check_patterns(cfg)
     check_models(cfg)
+    check_problems(cfg)
     check_ray_address(cfg.ray.address)

@@ -14,7 +14,7 @@ import gzip
 import json
 import warnings
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from pipeline.datasets.protocol import DatasetError
 
@@ -55,6 +55,18 @@ class BadRows:
                           f"(first: row {self.skipped[0]['row']}: {self.skipped[0]['reason']})", stacklevel=3)
 
 
+def _utf8_lines(path: Path, f: Any) -> Iterator[tuple[int, str]]:
+    """Numbered lines; bytes that are not UTF-8 raise one error naming the file and the line."""
+    from pipeline.errors_fs import NotUtf8
+
+    i = 0
+    try:
+        for i, line in enumerate(f, start=1):
+            yield i, line
+    except UnicodeDecodeError as e:
+        raise NotUtf8(f"{path} (line {i + 1})", e) from None
+
+
 def read_records(path: Path, on_bad_line: Optional[Callable[[int, str], None]] = None) -> Iterator[tuple[int, dict]]:
     """(row number, record) from a .jsonl(.gz) or .parquet file; row numbers are 1-based lines.
 
@@ -71,7 +83,7 @@ def read_records(path: Path, on_bad_line: Optional[Callable[[int, str], None]] =
     if name.endswith((".jsonl", ".jsonl.gz", ".json", ".ndjson")):
         opener = gzip.open if name.endswith(".gz") else open
         with opener(path, "rt", encoding="utf-8") as f:
-            for i, line in enumerate(f, start=1):
+            for i, line in _utf8_lines(path, f):
                 if not line.strip():
                     continue
                 try:

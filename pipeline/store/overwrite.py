@@ -75,3 +75,24 @@ def check_writable_folder(folder: os.PathLike | str, command: str, what: str = "
                         "choose a folder you can write") from None
     os.close(fd)
     os.unlink(name)
+
+
+# What marks a folder as holding a run's results (import, pipeline run, scoring).
+RUN_RESULTS = ("answers.arrow", "ii_comparisons.arrow", "scored.arrow", "config.json", "report.md")
+
+
+def guard_run_folder(out: os.PathLike | str, inputs: Iterable[os.PathLike | str], force: bool, command: str) -> None:
+    """An importer's output folder: writable, not an input, and holding no run's results (unless ``force``)."""
+    o = _resolved(out)
+    for i in inputs:
+        r = _resolved(i)
+        if _inside(o, r):  # writing into the input folder (or over the input file)
+            raise OverwriteError(f"{command}: --out {out} overlaps the input {i}; an input is never an output: "
+                                 "choose another --out")
+    guard_outputs([o / n for n in RUN_RESULTS], force=force, inputs=inputs, command=command, folder=o)
+
+
+def guard_scored(run_dir: Path, force: bool, command: str) -> None:
+    """``score``: scored.arrow and the tables already in ``run_dir`` are replaced only with ``force``."""
+    tables = sorted((run_dir / "tables").glob("*.csv")) if (run_dir / "tables").is_dir() else []
+    guard_outputs([run_dir / "scored.arrow", *tables], force=force, command=command, out_flag="run directory")
