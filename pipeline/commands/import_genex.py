@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from pathlib import Path
 
@@ -21,6 +22,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace results already there (else an error)")
 
 
+class _Held(logging.Handler):
+    """Keeps log records back (see :func:`run`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 def run(args: argparse.Namespace) -> int:
     from pipeline.datasets.medcalc_csv import MedCalcLoadError
     from pipeline.importers.genex_medcalc import GenexImportError, import_genex
@@ -32,10 +44,20 @@ def run(args: argparse.Namespace) -> int:
 
     guard_run_folder(args.out, [args.src_dir] + ([args.benchmark_csv] if args.benchmark_csv else []),
                      args.force, "import-genex")
+    from pipeline.importers.genex_medcalc import log as import_log
+
+    held = _Held()  # the per-record notes: shown once the import succeeds; a failure is its one line
+    import_log.addHandler(held)
+    import_log.propagate = False
     try:
         dest = import_genex(args.src_dir, args.out, args.benchmark_csv)
     except (GenexImportError, MedCalcLoadError, FileNotFoundError) as e:
         raise UserError(f"import-genex: {e}") from e
+    finally:
+        import_log.removeHandler(held)
+        import_log.propagate = True
+    for rec in held.records:
+        import_log.handle(rec)
     n = read_table(dest).num_rows
     skips = (Path(args.out) / "import_skips.csv").read_text().count("\n") - 1
     print(f"wrote {dest} ({n} rows) in {time.perf_counter() - t0:.1f} s; {skips} record(s) in {Path(args.out) / 'import_skips.csv'}")

@@ -53,6 +53,16 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _utf8(read: Any, path: Path) -> Any:
+    """``read(path)``, with text that is not UTF-8 reported naming ``path`` (not as a bad row)."""
+    from pipeline.errors_fs import NotUtf8
+
+    try:
+        return read(path)
+    except UnicodeDecodeError as e:
+        raise NotUtf8(path, e) from None
+
+
 def judge_rows(rows: list[dict[str, Any]], golds: dict[str, dict[str, Any]], checker: str) -> list[dict[str, Any]]:
     """Input rows + ``answer`` and ``correct`` (MedCalc plug-in's :func:`judge_text`)."""
     from pipeline.datasets.medcalc import judge_text
@@ -80,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.inp.is_file():
         return fail(f"--in {args.inp} not found; give a JSONL file of problem_id and text rows")
     try:
-        bench, _ = read_benchmark_csv(args.data)
-        rows = read_rows(args.inp)
+        bench, _ = _utf8(read_benchmark_csv, args.data)
+        rows = _utf8(read_rows, args.inp)
         golds = {r["Row Number"].strip(): make_gold(r["Ground Truth Answer"].strip(), r.get("Lower Limit", "").strip(),
                                                      r.get("Upper Limit", "").strip(), r["Calculator ID"].strip(),
                                                      r["Calculator Name"].strip(), r.get("Output Type"))

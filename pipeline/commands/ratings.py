@@ -33,9 +33,16 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.scoring.tables import write_frames
 
     t0 = time.perf_counter()
+    from pipeline.store.overwrite import check_writable_folder
+
+    check_writable_folder(args.out, "ratings", "--out folder")
     try:
         cons = consistency_for_sources(args.consistency) if args.consistency else None
         long = read_ratings(args.csv)
+    except UnicodeDecodeError as e:
+        from pipeline.errors_fs import NotUtf8
+
+        raise NotUtf8(args.csv, e) from None
     except (RatingsError, ValueError) as e:
         print(f"crosscot: error: {e}", file=sys.stderr)
         return 2

@@ -63,9 +63,9 @@ def check_run_dir(cfg: RunConfig, force: bool = False) -> None:
     from pipeline.store.overwrite import check_writable_folder
 
     if not str(cfg.run_dir).strip():
-        raise ConfigError("run_dir is empty: give the run a folder, e.g. run_dir=runs/my_run")
+        raise ConfigError("run_dir is empty; give the run a folder, e.g. run_dir=runs/my_run")
     if cfg.store_dir is not None and not str(cfg.store_dir).strip():
-        raise ConfigError("store_dir is empty: give a folder, or store_dir=null for <run_dir>/store")
+        raise ConfigError("store_dir is empty; give a folder, or store_dir=null for <run_dir>/store")
     check_writable_folder(cfg.run_dir, "run", "run_dir")
     if cfg.store_dir:
         check_writable_folder(cfg.store_dir, "run", "store_dir")

@@ -415,7 +415,7 @@ class RunConfig:
 
     def validate(self) -> None:
         if not self.models:
-            raise ConfigError("models is empty: add at least one model (e.g. +model@models.a=tiny_a)")
+            raise ConfigError("models is empty; add at least one model (e.g. +model@models.a=tiny_a)")
         for key, m in self.models.items():
             m.validate(key)
         names = [m.name for m in self.models.values()]

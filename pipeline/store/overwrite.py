@@ -48,6 +48,9 @@ def guard_outputs(outputs: Iterable[os.PathLike | str], *, force: bool, inputs: 
                                      f"choose another {out_flag}")
     if folder is not None:
         check_writable_folder(folder, command)
+    for o in outs:  # the folder each file goes into: a file in the way, no permission
+        if not o.is_dir():
+            check_writable_folder(o.parent, command, "output", target=o)
     existing = [o for o in outs if o.exists()]
     if existing and not force:
         shown = ", ".join(str(o) for o in existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
@@ -55,23 +58,26 @@ def guard_outputs(outputs: Iterable[os.PathLike | str], *, force: bool, inputs: 
                              f"replaced; pass --force to replace, or choose another {out_flag}")
 
 
-def check_writable_folder(folder: os.PathLike | str, command: str, what: str = "output folder") -> None:
-    """``folder`` is (or can become) a folder this process can write into; else one line naming it."""
+def check_writable_folder(folder: os.PathLike | str, command: str, what: str = "output folder",
+                          target: Optional[os.PathLike | str] = None) -> None:
+    """``folder`` is (or can become) a folder this process can write into; else one line naming it
+    (and ``target``, the file to be written there, when given)."""
     if not str(folder).strip():
         raise UserError(f"{command}: the {what} is an empty path; give a folder name")
     f = _resolved(folder)
+    named = _resolved(target) if target is not None else f
     probe = f
     while not probe.exists():  # the nearest existing ancestor decides whether it can be created
         if probe.parent == probe:
             break
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        raise UserError(f"{command}: {probe} is a file where the {what} {f} needs a folder; "
+        raise UserError(f"{command}: {probe} is a file where the {what} {named} needs a folder; "
                         "choose another path (or move the file away)")
     try:
         fd, name = tempfile.mkstemp(prefix=".crosscot-write-probe-", dir=probe)
     except OSError as e:
-        raise UserError(f"{command}: cannot write into {probe} ({e.strerror or e}) for the {what} {f}; "
+        raise UserError(f"{command}: cannot write into {probe} ({e.strerror or e}) for the {what} {named}; "
                         "choose a folder you can write") from None
     os.close(fd)
     os.unlink(name)
