@@ -33,9 +33,12 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.scoring.tables import write_frames
 
     t0 = time.perf_counter()
-    from pipeline.store.overwrite import check_writable_folder
+    from pipeline.store.overwrite import guard_outputs
 
-    check_writable_folder(args.out, "ratings", "--out folder")
+    out = Path(args.out)  # checked before anything is read or computed
+    names = ["ratings_tests", "ratings_sources"] + (["ratings_correlation"] if args.consistency else [])
+    guard_outputs([out / "tables" / f"{n}.csv" for n in names] + [out / "report.md", out / "report.html"],
+                  force=args.force, inputs=[args.csv], command="ratings", folder=out)
     try:
         cons = consistency_for_sources(args.consistency) if args.consistency else None
         long = read_ratings(args.csv)
@@ -49,12 +52,6 @@ def run(args: argparse.Namespace) -> int:
     if args.n_boot < 0:
         print("crosscot: error: --n-boot must be >= 0; pass e.g. --n-boot 2000", file=sys.stderr)
         return 2
-    from pipeline.store.overwrite import guard_outputs
-
-    out = Path(args.out)
-    names = ["ratings_tests", "ratings_sources"] + (["ratings_correlation"] if cons else [])
-    guard_outputs([out / "tables" / f"{n}.csv" for n in names] + [out / "report.md", out / "report.html"],
-                  force=args.force, inputs=[args.csv], command="ratings", folder=out)
     frames = {
         "ratings_tests": ratings_tests(long, tuple(args.method or ("paper", "paired"))),
         "ratings_sources": source_summary(long, cons, args.n_boot, args.seed),
