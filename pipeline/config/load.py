@@ -47,7 +47,7 @@ def compose(overrides: list[str] | None = None, config_name: str = "config") -> 
     try:
         with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
             cfg = hcompose(config_name=config_name, overrides=overrides)
-    except HydraException as e:
+    except (HydraException, ValueError) as e:  # ValueError: Hydra's own, e.g. a number as a config group
         raise composition_error(e, overrides) from e
     return to_run_config(cfg)
 
@@ -120,6 +120,13 @@ def composition_error(e: Exception, overrides: list[str]) -> ConfigError:
             return model_slot_error(key, key.split("models.", 1)[1], value)
         return ConfigError(f"{key}={value}: no such setting{did_you_mean(key, _known_keys(key))}; "
                            "the fields are documented in pipeline/config/schemas.py (+key=value adds a key to an open mapping)")
+    if first.startswith("Config group override must be"):
+        groups = ("dataset", "experiment", "model_set", "ray", "study_protocol", "node")
+        group = next((o.split("=", 1)[0] for o in overrides if "=" in o and o.split("=", 1)[0].lstrip("+~") in groups
+                      and o.split("=", 1)[1] not in config_names(o.split("=", 1)[0].lstrip("+~"))), "the group")
+        opts = config_names(group.lstrip("+~")) if group != "the group" else []
+        return ConfigError(f"{group}: a config group takes a config name, not a number or mapping; "
+                           f"choose one of {opts}")
     if "Error merging override" in first:
         cause = e.__cause__ or e.__context__
         detail = " ".join(str(cause).splitlines()[0].split()) if cause else ""
