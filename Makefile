@@ -103,7 +103,7 @@ plan: setup
 # Fault figures: every bad input in tests/data/bad_inputs/ through the CLI (clear one-line error, exit 2),
 # including the cases that start real engines; FAULTS_ARGS=--only=<name> for one case.
 faults: setup
-	$(BIN)/crosscot faults --engines --kills 4 --json runs/faults.json $(FAULTS_ARGS)
+	$(BIN)/crosscot faults --engines --kills 4 --json runs/faults.json --force $(FAULTS_ARGS)
 
 clean:
 	rm -rf runs multirun outputs

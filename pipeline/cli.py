@@ -9,7 +9,6 @@ their ``HELP`` lines (none imports an engine, Ray or a plotting library at the t
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 
@@ -42,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.hydra_app import run_cli
 
         return run_command(lambda: run_cli(cmd_argv[1:]), argv)
-    parser = argparse.ArgumentParser(
+    from pipeline.cli_args import OneLineParser
+
+    parser = OneLineParser(  # argparse errors as one line with did-you-mean, like every user error
         prog="crosscot",
         description="Cross-model consistency of reasoning models' chains of thought.",
         epilog="crosscot run [overrides]  runs the pipeline (Hydra overrides, e.g. experiment=demo; -m for sweeps). "

@@ -76,10 +76,15 @@ def run_command(fn: Callable[[], int], argv: list[str]) -> int:
             traceback.print_exc()
         report(e)
         return EXIT_USER_ERROR
-    except FileNotFoundError as e:  # a named input file is missing: the user's to fix
+    except (OSError, UnicodeDecodeError) as e:  # the one file-system path (pipeline.errors_fs)
+        from pipeline.errors_fs import user_line
+
+        line = user_line(e)
+        if line is None:  # not the file system's (a socket, an engine): a bug keeps its traceback
+            raise
         if debug:
             traceback.print_exc()
-        print(f"crosscot: error: {e}; check the path", file=sys.stderr)
+        print(f"crosscot: error: {line}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("crosscot: interrupted", file=sys.stderr)

@@ -24,6 +24,7 @@ import hydra
 from omegaconf import DictConfig
 
 from pipeline.config import conf_dir, register_configs, to_run_config
+from pipeline.config.overrides import check_overrides
 
 log = logging.getLogger("crosscot")
 register_configs()
@@ -116,7 +117,11 @@ def run_sweep(jobs: list[list[str]], hydra_node: Any) -> int:
     for num, ov in enumerate(jobs):
         log.info("sweep job %d: %s", num, " ".join(ov))
         try:
-            cfgs.append((num, ov, _compose_job(ov, num)))
+            from pipeline.config.preflight import check_run
+
+            job_cfg = _compose_job(ov, num)
+            check_run(job_cfg)  # the job's own run_dir, budgets, address: before Ray starts
+            cfgs.append((num, ov, job_cfg))
         except Exception as e:  # noqa: BLE001 - a bad job is recorded; the others run
             failed.append((num, ov, e, traceback.format_exc()))
     results = []
@@ -148,10 +153,14 @@ def run_sweep(jobs: list[list[str]], hydra_node: Any) -> int:
         return 1
     print(f"crosscot: sweep complete: {len(jobs)} job(s), engines shared")
     return 0
-def preflight(jobs: list[list[str]]) -> int:
-    """Compose and validate every job's config and check its models' weights; returns the job count."""
+def preflight(jobs: list[list[str]], swept: bool = False) -> int:
+    """Compose and validate every job's config and check its models' weights, and (one run) everything
+    :func:`pipeline.config.preflight.check_run` checks; returns the job count."""
     from pipeline.config import compose
+    from pipeline.config.preflight import check_run
     from pipeline.provision.models import check_source
+
+    check_overrides([o for ov in jobs[:1] for o in ov])
 
     for ov in jobs:
         # ${hydra:...} interpolations only resolve inside a Hydra run: validate those jobs with a stand-in.
@@ -161,6 +170,8 @@ def preflight(jobs: list[list[str]]) -> int:
             continue
         for key, m in cfg.models.items():
             check_source(m, key)
+        if not swept:  # a sweep's jobs have their own run_dirs: checked once composed (run_sweep)
+            check_run(cfg)
     return len(jobs)
 
 
@@ -191,8 +202,9 @@ def run_cli(argv: list[str]) -> int:
     info_only = any(a.split("=", 1)[0] in _HYDRA_INFO_FLAGS for a in argv)
     overrides = [a for a in argv if not a.startswith("-")]
     if ("-m" in argv or "--multirun" in argv) and not info_only:
+        check_overrides(overrides)
         jobs, hydra_node = sweep_jobs(overrides)
-        preflight(jobs)
+        preflight(jobs, swept=True)
         _install_signal_handlers()
         try:
             return run_sweep(jobs, hydra_node)

@@ -7,12 +7,15 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.cli_args import out_path
+
 HELP = "import the study's genex-ii-comparisons (BERTScores per task and model pair) into <run_dir>"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src_dir", type=Path, help="the genex-ii-comparisons folder (one sub-folder per setting)")
-    parser.add_argument("--out", type=Path, required=True, help="run directory to write ii_comparisons.arrow, ii_files.arrow, import_skips.csv")
+    parser.add_argument("--out", type=out_path, required=True, help="run directory to write ii_comparisons.arrow, ii_files.arrow, import_skips.csv")
+    parser.add_argument("--force", action="store_true", help="replace results already there (else an error)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,6 +23,9 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.importers.genex_ii import FILES_FILE, GenexIIImportError, import_genex_ii
 
     t0 = time.perf_counter()
+    from pipeline.store.overwrite import guard_run_folder
+
+    guard_run_folder(args.out, [args.src_dir], args.force, "import-genex-ii")
     try:
         dest = import_genex_ii(args.src_dir, args.out)
     except GenexIIImportError as e:

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipeline.cli_args import out_path
+
 HELP = "judge raw replies (JSONL: problem_id, text) with a dataset's checker; writes answer and correct"
 
 
@@ -26,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path, help="the benchmark file (MedCalc: test_data.csv)")
     parser.add_argument("--checker", default="official", help="lenient or official (default official)")
     parser.add_argument("--in", dest="inp", required=True, type=Path, help="JSONL with problem_id and text")
-    parser.add_argument("--out", required=True, type=Path, help="JSONL to write (input rows + answer, correct)")
+    parser.add_argument("--out", required=True, type=out_path, help="JSONL to write (input rows + answer, correct)")
+    parser.add_argument("--force", action="store_true", help="replace results already there (else an error)")
 
 
 def fail(msg: str) -> int:
@@ -50,6 +53,16 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _utf8(read: Any, path: Path) -> Any:
+    """``read(path)``, with text that is not UTF-8 reported naming ``path`` (not as a bad row)."""
+    from pipeline.errors_fs import NotUtf8
+
+    try:
+        return read(path)
+    except UnicodeDecodeError as e:
+        raise NotUtf8(path, e) from None
+
+
 def judge_rows(rows: list[dict[str, Any]], golds: dict[str, dict[str, Any]], checker: str) -> list[dict[str, Any]]:
     """Input rows + ``answer`` and ``correct`` (MedCalc plug-in's :func:`judge_text`)."""
     from pipeline.datasets.medcalc import judge_text
@@ -71,11 +84,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.checker not in CHECKERS:
         return fail(f"--checker {args.checker!r} is unknown; use one of {', '.join(CHECKERS)}")
+    from pipeline.store.overwrite import guard_outputs
+
+    guard_outputs([args.out], force=args.force, inputs=[args.inp, args.data], command="judge")
     if not args.inp.is_file():
         return fail(f"--in {args.inp} not found; give a JSONL file of problem_id and text rows")
     try:
-        bench, _ = read_benchmark_csv(args.data)
-        rows = read_rows(args.inp)
+        bench, _ = _utf8(read_benchmark_csv, args.data)
+        rows = _utf8(read_rows, args.inp)
         golds = {r["Row Number"].strip(): make_gold(r["Ground Truth Answer"].strip(), r.get("Lower Limit", "").strip(),
                                                      r.get("Upper Limit", "").strip(), r["Calculator ID"].strip(),
                                                      r["Calculator Name"].strip(), r.get("Output Type"))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -128,7 +127,14 @@ def _list(args) -> int:
 def _prepare(args) -> int:
     from pipeline.provision.models import ensure_model
 
-    failed = 0
+    from pipeline.errors import UserError, did_you_mean
+
+    known = model_config_names()
+    unknown = [n for n in args.names if n not in known]
+    if unknown:  # before any work: a typo among the names stops nothing half-way
+        raise UserError(f"models prepare: no model config {unknown[0]!r} in conf/model"
+                        f"{did_you_mean(unknown[0], known)}; choose from {known}")
+    failed: list[tuple[str, str]] = []
     for name in args.names:
         t0 = time.time()
         try:
@@ -139,12 +145,16 @@ def _prepare(args) -> int:
                 if not Path(os.path.expanduser(str(cfg.path)), "config.json").exists():
                     gguf.prepare(cfg.gguf, os.path.expanduser(str(cfg.path)), progress=False)
             path = ensure_model(cfg)
-        except Exception as e:
-            failed += 1
-            print(f"[models] {name}: FAILED: {e}", file=sys.stderr)
+        except Exception as e:  # noqa: BLE001 - reported below, the other models still prepared
+            failed.append((name, " ".join(str(e).split())[:300]))
+            print(f"[models] {name}: failed: {failed[-1][1]}")
             continue
         print(f"[models] {name} ({cfg.name}): ready at {path} ({time.time() - t0:.1f}s)")
-    return 1 if failed else 0
+    if failed:
+        raise UserError(f"models prepare: {len(failed)} of {len(args.names)} model(s) not prepared "
+                        f"({'; '.join(f'{n}: {why}' for n, why in failed)[:600]}); fix that and rerun "
+                        f"`crosscot models prepare {' '.join(n for n, _ in failed)}`")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard", type=int, default=None,
                         help="shard size of the synchronous baseline in the simulation (default 64)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write a JSON summary here")
+    parser.add_argument("--force", action="store_true", help="replace the --json file if it exists (else an error)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=reference")
 
 
@@ -66,13 +67,18 @@ def run(args: argparse.Namespace) -> int:
             opt.measured = measured_lengths(args.lengths)
         except FileNotFoundError as e:
             raise PlanError(str(e)) from e
+    if getattr(args, "json", None):
+        from pipeline.store.overwrite import guard_outputs
+
+        guard_outputs([args.json], force=bool(getattr(args, "force", False)), command="plan", out_flag="--json")
     p = plan(cfg, getattr(args, "node", "h100x8") or "h100x8", getattr(args, "problems", None),
              getattr(args, "throughput", None), params=params, tails=opt,
              share_gpus={"yes": True, "no": False}.get(str(getattr(args, "share_gpus", "auto")), "auto"))
     print(format_plan(p))
     if getattr(args, "json", None):
-        with open(args.json, "w") as f:
-            json.dump(as_dict(p), f, indent=2)
+        from pipeline.store.atomic import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps(as_dict(p), indent=2))
     return 0
 
 

@@ -7,12 +7,14 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.cli_args import out_path
+
 HELP = "pairwise tests of the study's human ratings (paper and paired), means vs consistency; writes <dir>/tables and a report"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("csv", type=Path, help="the study's ratings CSV (genex-user-study/clean_data_all_rows.csv)")
-    parser.add_argument("--out", type=Path, required=True, help="directory for tables/ratings_*.csv and report.md/html")
+    parser.add_argument("--out", type=out_path, required=True, help="directory for tables/ratings_*.csv and report.md/html")
     parser.add_argument("--method", action="append", choices=("paper", "paired"), default=None,
                         help="paper: the study's unpaired t-tests; paired: item- and participant-matched "
                              "(Wilcoxon/Friedman). Repeatable; default both")
@@ -21,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(Transfer/Ensemble <source>, metric paper, full) or OSS=0.733,DAPO=0.820,...")
     parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples over participants")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--force", action="store_true", help="replace results already there (else an error)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,9 +33,19 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.scoring.tables import write_frames
 
     t0 = time.perf_counter()
+    from pipeline.store.overwrite import guard_outputs
+
+    out = Path(args.out)  # checked before anything is read or computed
+    names = ["ratings_tests", "ratings_sources"] + (["ratings_correlation"] if args.consistency else [])
+    guard_outputs([out / "tables" / f"{n}.csv" for n in names] + [out / "report.md", out / "report.html"],
+                  force=args.force, inputs=[args.csv], command="ratings", folder=out)
     try:
         cons = consistency_for_sources(args.consistency) if args.consistency else None
         long = read_ratings(args.csv)
+    except UnicodeDecodeError as e:
+        from pipeline.errors_fs import NotUtf8
+
+        raise NotUtf8(args.csv, e) from None
     except (RatingsError, ValueError) as e:
         print(f"crosscot: error: {e}", file=sys.stderr)
         return 2

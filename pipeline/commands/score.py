@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="(base, post-trained) source pairs by short name or the study's file-name id; "
              "also writes tables/post_training*.csv",
     )
+    parser.add_argument("--force", action="store_true",
+                        help="replace scored.arrow and tables/ already in the run directory (else an error)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.scoring.judge import score_answers
     from pipeline.scoring.tables import write_tables
     from pipeline.store.artifacts import provenance, read_table, write_table
+    from pipeline.store.overwrite import guard_scored
 
     t0 = time.perf_counter()
     src = Path(args.run_dir) / "answers.arrow"
@@ -79,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     meta = provenance("score", {"judge": args.judge, "checker": checker, "metrics": list(metrics),
                                 "n_boot": args.n_boot, "seed": args.seed},
                       {"answers": str(src)})
+    guard_scored(Path(args.run_dir), args.force, "score")
     write_table(Path(args.run_dir) / "scored.arrow", scored, meta)  # atomic
     paths = write_tables(scored, Path(args.run_dir) / "tables", metrics=metrics, n_boot=args.n_boot, seed=args.seed)
     if post is not None:

@@ -47,7 +47,7 @@ def compose(overrides: list[str] | None = None, config_name: str = "config") -> 
     try:
         with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
             cfg = hcompose(config_name=config_name, overrides=overrides)
-    except HydraException as e:
+    except (HydraException, ValueError) as e:  # ValueError: Hydra's own, e.g. a number as a config group
         raise composition_error(e, overrides) from e
     return to_run_config(cfg)
 
@@ -92,16 +92,41 @@ def composition_error(e: Exception, overrides: list[str]) -> ConfigError:
                      and o.endswith(f"={name}")), f"{group}={name}")
         return ConfigError(f"{said}: no such {group} config{did_you_mean(name, opts)}; choose one of {opts}")
     if isinstance(e, OverrideParseException):
+        from pipeline.config.overrides import quote_hint
+
         bad = _unparsable(overrides) or "an override"
-        return ConfigError(f"{bad}: cannot parse this override ({first}); write key=value, lists as key=[a,b]")
+        hint = quote_hint(bad) if bad != "an override" else None
+        if hint:  # a path or text holding the grammar's characters: quoting is the whole fix
+            return ConfigError(f"{bad}: the value has characters Hydra's override syntax reserves; {hint}")
+        return ConfigError(f"{bad}: cannot parse this override ({' '.join(first.split())}); "
+                           "write key=value, lists as key=[a,b]")
     m = re.match(r"Could not override '([^']+)'", first)
     if m:
         key = m.group(1)
         value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == key), "?")
+        if key.startswith("models.") and key.count(".") >= 2:  # a field of a model: models.a.<field>
+            parts = key.split(".")
+            cls: Any = ModelConfig
+            where = f"models.{parts[1]}"
+            for p in parts[2:-1]:  # walk nested settings (greedy.temperature, tiny.hidden_size, ...)
+                sub = _dataclass_type(cls, p)
+                if sub is None:
+                    break
+                cls, where = sub, f"{where}.{p}"
+            names = [f"{where}.{f.name}" for f in dataclasses.fields(cls)]
+            return ConfigError(f"{key}={value}: no such setting{did_you_mean(key, names)}; "
+                               f"the settings of {where} are in pipeline/config/schemas.py ({cls.__name__})")
         if key.startswith(("models.", "model@models.")):
             return model_slot_error(key, key.split("models.", 1)[1], value)
         return ConfigError(f"{key}={value}: no such setting{did_you_mean(key, _known_keys(key))}; "
                            "the fields are documented in pipeline/config/schemas.py (+key=value adds a key to an open mapping)")
+    if first.startswith("Config group override must be"):
+        groups = ("dataset", "experiment", "model_set", "ray", "study_protocol", "node")
+        group = next((o.split("=", 1)[0] for o in overrides if "=" in o and o.split("=", 1)[0].lstrip("+~") in groups
+                      and o.split("=", 1)[1] not in config_names(o.split("=", 1)[0].lstrip("+~"))), "the group")
+        opts = config_names(group.lstrip("+~")) if group != "the group" else []
+        return ConfigError(f"{group}: a config group takes a config name, not a number or mapping; "
+                           f"choose one of {opts}")
     if "Error merging override" in first:
         cause = e.__cause__ or e.__context__
         detail = " ".join(str(cause).splitlines()[0].split()) if cause else ""

@@ -424,10 +424,11 @@ class RunConfig:
     )  # which stages to run, in DAG order
     error_budget: float = 0.05  # fail the run if more than this share of requests errored
     progress: bool = True  # progress bars
+    force: bool = nohash(False)  # replace a run of another configuration in run_dir (else an error)
 
     def validate(self) -> None:
         if not self.models:
-            raise ConfigError("models is empty: add at least one model (e.g. +model@models.a=tiny_a)")
+            raise ConfigError("models is empty; add at least one model (e.g. +model@models.a=tiny_a)")
         for key, m in self.models.items():
             m.validate(key)
         names = [m.name for m in self.models.values()]

@@ -15,7 +15,7 @@ import json
 import warnings
 from pathlib import Path
 import random
-from typing import TYPE_CHECKING, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from pipeline.datasets.protocol import DatasetError
 
@@ -68,6 +68,24 @@ class BadRows:
                           f"(first: row {self.skipped[0]['row']}: {self.skipped[0]['reason']})", stacklevel=3)
 
 
+def _utf8_lines(path: Path, f: Any, gz: bool = False) -> Iterator[tuple[int, str]]:
+    """Numbered lines; bytes that are not UTF-8 (or a damaged .gz) raise one error naming the file."""
+    import zlib
+
+    from pipeline.errors_fs import NotUtf8
+
+    i = 0
+    try:
+        for i, line in enumerate(f, start=1):
+            yield i, line
+    except UnicodeDecodeError as e:
+        raise NotUtf8(f"{path} (line {i + 1})", e) from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        if not gz:
+            raise
+        raise DatasetError(f"{path}: not a readable gzip file ({e}); check the file") from None
+
+
 def read_records(path: Path, on_bad_line: Optional[Callable[[int, str], None]] = None) -> Iterator[tuple[int, dict]]:
     """(row number, record) from a .jsonl(.gz) or .parquet file; row numbers are 1-based lines.
 
@@ -78,13 +96,18 @@ def read_records(path: Path, on_bad_line: Optional[Callable[[int, str], None]] =
     if name.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        for i, rec in enumerate(pq.read_table(path).to_pylist(), start=1):
+        try:
+            recs = pq.read_table(path).to_pylist()
+        except (OSError, ValueError) as e:  # pyarrow.ArrowInvalid is a ValueError: a damaged file
+            raise DatasetError(f"{path}: not a readable Parquet file ({' '.join(str(e).split())[:160]}); "
+                               "check the file (or give a .jsonl)") from None
+        for i, rec in enumerate(recs, start=1):
             yield i, rec
         return
     if name.endswith((".jsonl", ".jsonl.gz", ".json", ".ndjson")):
         opener = gzip.open if name.endswith(".gz") else open
         with opener(path, "rt", encoding="utf-8") as f:
-            for i, line in enumerate(f, start=1):
+            for i, line in _utf8_lines(path, f, gz=name.endswith(".gz")):
                 if not line.strip():
                     continue
                 try:

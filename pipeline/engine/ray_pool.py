@@ -61,7 +61,13 @@ def init_ray(ray_cfg) -> None:
             runtime_env["working_dir"] = PROJECT_ROOT
             runtime_env["excludes"] = [".venv", "runs", ".git", "multirun", "outputs", "*.arrow"]
             env.pop("PYTHONPATH")
-        ray.init(address=ray_cfg.address, runtime_env=runtime_env, **kwargs)
+        try:
+            ray.init(address=ray_cfg.address, runtime_env=runtime_env, **kwargs)
+        except ConnectionError as e:  # the address answered the pre-flight check but is no Ray cluster
+            from pipeline.errors import UserError
+
+            raise UserError(f"ray.address={ray_cfg.address}: cannot join a Ray cluster there ({e}); "
+                            "check the address, or use ray.address=null for a local Ray") from e
     else:
         # address="local": always a fresh local instance, never an unrelated running cluster.
         ray.init(address="local", num_cpus=ray_cfg.num_cpus, runtime_env=runtime_env, **kwargs)

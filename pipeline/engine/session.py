@@ -62,14 +62,43 @@ def record() -> Optional[Path]:
     node = ray._private.worker._global_node  # the local node this driver started
     if node is None:
         return None
+    session_dir = node.get_session_dir_path()
     pids = [p.process.pid for procs in node.all_processes.values() for p in procs]
     pids += _children(pids)
+    # Only this driver's own session: a process it started (parent chain) or one naming its session
+    # folder.  Another run's Ray (a second user, a parallel job) must never be recorded, or the reaper
+    # would later kill it.
+    mine = [pid for pid in dict.fromkeys(pids) if _owned(pid, session_dir)]
     rec = {"driver_pid": os.getpid(), "driver_start": _start_time(os.getpid()),
-           "session_dir": node.get_session_dir_path(),
-           "processes": [[pid, _start_time(pid)] for pid in pids if _start_time(pid) is not None]}
+           "session_dir": session_dir,
+           "processes": [[pid, _start_time(pid)] for pid in mine if _start_time(pid) is not None]}
     path = _run_dir / RECORD
     write_text_atomic(path, json.dumps(rec, indent=2) + "\n")
     return path
+
+
+def _parent(pid: int) -> Optional[int]:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    """Is ``ancestor`` on ``pid``'s parent chain (``pid`` itself excluded)?"""
+    seen = set()
+    p = _parent(pid)
+    while p is not None and p > 1 and p not in seen:
+        if p == ancestor:
+            return True
+        seen.add(p)
+        p = _parent(p)
+    return False
+
+
+def _owned(pid: int, session_dir: str, driver: Optional[int] = None) -> bool:
+    """A process of this driver's session: started by the driver (parent chain), or naming the session folder."""
+    return _descends_from(pid, driver or os.getpid()) or _belongs(pid, session_dir, {})
 
 
 def _children(parents: list[int]) -> list[int]:

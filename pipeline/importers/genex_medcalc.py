@@ -325,7 +325,10 @@ def read_genex(src_dir: str | Path, benchmark_csv: str | Path | None = None) -> 
             owner[key] = path.name
             rows.append(row)
     if not rows:
-        raise GenexImportError(f"{src}: no importable rows; see the skip records")
+        skipped = [r for r in skips.rows if r.get("action") == "skipped"]
+        first = f", first: {skipped[0].get('file')} {skipped[0].get('row')}: {skipped[0].get('reason')}" if skipped else ""
+        raise GenexImportError(f"{src}: no importable rows ({len(skipped)} record(s) skipped{first}); "
+                               "fix the files (one JSON object per line with the study's fields)")
     return from_rows(rows, ANSWERS), skips.rows
 
 

@@ -71,14 +71,13 @@ def tail_shape(data_dir: "Path | str" = DATA) -> list[float]:
 
 def measured_lengths(run_dir: str) -> dict[str, list[int]]:
     """``cot_tokens`` per source model of the generated CoTs in a run folder (or its store)."""
-    import pyarrow.ipc as ipc
+    from pipeline.store.artifacts import read_table
 
     store = os.path.join(run_dir, "store") if os.path.isdir(os.path.join(run_dir, "store")) else run_dir
     out: dict[str, list[int]] = {}
     files = sorted(glob.glob(os.path.join(store, "generate-*.arrow")))
     for f in files:
-        with open(f, "rb") as fh:
-            t = ipc.open_file(fh).read_all()
+        t = read_table(f)  # a damaged file: one line naming it (CorruptArtifact)
         if not {"source", "cot_tokens", "method"} <= set(t.column_names):
             continue
         for src, method, n in zip(t["source"].to_pylist(), t["method"].to_pylist(), t["cot_tokens"].to_pylist()):

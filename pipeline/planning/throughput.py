@@ -138,15 +138,25 @@ def load_node_type(name_or_path: str) -> NodeType:
     from omegaconf import OmegaConf
 
     path = name_or_path
-    if not (path.endswith(".yaml") or path.endswith(".yml")) or not os.path.exists(path):
+    if not os.path.isfile(path):  # a name in conf/node (a path that is a file is read as YAML)
         path = os.path.join(node_dir(), f"{name_or_path}.yaml")
     if not os.path.exists(path):
         known = sorted(f[:-5] for f in os.listdir(node_dir()) if f.endswith(".yaml")) if os.path.isdir(node_dir()) else []
         raise PlanError(f"node type {name_or_path!r} not found ({path}); known node types: {known}, "
                         "or pass a path to a YAML file")
-    data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    import yaml
+
+    from pipeline.errors_fs import read_utf8
+
+    try:
+        data = OmegaConf.to_container(OmegaConf.create(read_utf8(path)), resolve=True)
+    except (yaml.YAMLError, ValueError) as e:  # the node file's own syntax: name the line
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise PlanError(f"{path}{where} is not valid YAML ({' '.join(str(getattr(e, 'problem', None) or e).split())[:120]}); "
+                        "fix the node file (see conf/node/cpu2.yaml)") from None
     if not isinstance(data, dict):
-        raise PlanError(f"{path} must be a mapping")
+        raise PlanError(f"{path} must be a mapping of node fields (see conf/node/cpu2.yaml); got {type(data).__name__}")
     tput_raw = data.pop("throughput", None) or {}
     known = set(NodeType.__dataclass_fields__)
     bad = set(data) - known
@@ -165,7 +175,11 @@ def load_node_type(name_or_path: str) -> NodeType:
                             f"(and optional tp, batch); got {t!r}") from e
     from pipeline.planning.calibrate import apply  # a CPU node type takes this machine's measured speed
 
-    return apply(NodeType(throughput=tput, model_overrides={str(k): dict(v) for k, v in overrides.items()}, **data))
+    try:
+        node = NodeType(throughput=tput, model_overrides={str(k): dict(v) for k, v in overrides.items()}, **data)
+    except TypeError as e:  # a required field missing
+        raise PlanError(f"{path}: {e}; see conf/node/cpu2.yaml for the fields of a node file") from None
+    return apply(node)
 
 
 _TELEMETRY_KEYS = {

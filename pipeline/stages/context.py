@@ -110,9 +110,6 @@ def load_problems(ctx: Context) -> tuple[pa.Table, Path]:
     artifact, and the artifact itself is named by its rows.  An edited data file or prompt reloads;
     a loader edit that leaves the rows alone reloads (cheap) and reuses every downstream artifact.
     """
-    from pipeline.datasets import get_dataset
-    from pipeline.datasets.protocol import DatasetError
-    from pipeline.schema import PROBLEMS, conform
     from pipeline.store.artifacts import content_hash, write_table
     from pipeline.store.atomic import write_text_atomic
 
@@ -120,22 +117,50 @@ def load_problems(ctx: Context) -> tuple[pa.Table, Path]:
     key = problems_key(ds_cfg)
     ref = ctx.store.path("problems", ds_cfg.name, key).with_suffix(".ref")
     if ref.exists():
-        path = ctx.store.root / ref.read_text().strip()
-        if path.exists():
-            return read_table(path), path
-    table = conform(get_dataset(ds_cfg.name).load(ds_cfg), PROBLEMS)
-    if table.num_rows == 0:
-        raise DatasetError(f"dataset {ds_cfg.name!r} loaded no problems (path={ds_cfg.path!r}, "
-                           f"limit={ds_cfg.limit}); check dataset.path")
-    ids = table.column("problem_id").to_pylist()
-    if len(set(ids)) != len(ids):
-        dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
-        raise DatasetError(f"dataset {ds_cfg.name!r} has duplicate problem_id values {dup}; ids must be unique")
+        try:
+            path = ctx.store.root / ref.read_text(encoding="utf-8").strip()
+            usable = path.name.endswith(".arrow") and path.exists()
+        except (UnicodeDecodeError, ValueError):  # a damaged .ref: the problems are loaded again
+            usable = False
+        if usable:
+            from pipeline.store.artifacts import CorruptArtifact, quarantine
+
+            try:
+                return read_table(path), path
+            except CorruptArtifact as e:  # damaged in the store: reloaded from the data below
+                quarantine(path, e.why)
+    table = read_problems(ds_cfg)
     path = ctx.store.path("problems", ds_cfg.name, {"rows": content_hash(table.to_pylist(), 32)})
     if not path.exists():
         write_table(path, table, provenance("problems", key, {}, {"dataset": to_plain(ds_cfg)}))
     write_text_atomic(ref, path.name + "\n")
     return table, path
+
+
+def read_problems(ds_cfg: Any) -> pa.Table:
+    """The dataset's problems, checked: some rows (after every filter), unique ids."""
+    from pipeline.datasets import get_dataset
+    from pipeline.datasets.protocol import DatasetError
+    from pipeline.schema import PROBLEMS, conform
+
+    table = conform(get_dataset(ds_cfg.name).load(ds_cfg), PROBLEMS)
+    if table.num_rows == 0:
+        raise DatasetError(f"dataset {ds_cfg.name!r} loaded no problems (path={ds_cfg.path!r}, "
+                           f"limit={ds_cfg.limit}, options={dict(ds_cfg.options or {})}): nothing to run; "
+                           "check dataset.path and the filters in dataset.options")
+    ids = table.column("problem_id").to_pylist()
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        raise DatasetError(f"dataset {ds_cfg.name!r} has duplicate problem_id values {dup}; ids must be unique")
+    return table
+
+
+def problems_ref(store_root: Path, ds_cfg: Any) -> Path:
+    """The ``.ref`` file naming the problems artifact of ``ds_cfg`` (see :func:`load_problems`)."""
+    from pipeline.store.artifacts import content_hash
+
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in ds_cfg.name)
+    return Path(store_root) / f"problems-{safe}-{content_hash(problems_key(ds_cfg))}.ref"
 
 
 def stage_meta(ctx: Context, stage: str, args: Any, inputs: dict[str, Any], models: list[str]) -> dict:

@@ -141,6 +141,9 @@ def _prepare(cfg: RunConfig, pool_factory: Optional[Callable[[], Any]], pool: Op
     ctx = Context(cfg=cfg, store=store, run_dir=run_dir, pool_factory=pool_factory or default_pool_factory(cfg))
     if pool is not None:
         ctx._pool = pool
+    from pipeline.config.preflight import write_run_key
+
+    write_run_key(cfg)  # what this folder holds: a rerun of another config is refused (config.preflight)
     write_text_atomic(run_dir / "config.json", json.dumps(to_plain(cfg), indent=2, default=str))
     order = plan_stages(cfg)
     log.info("stages: %s", " -> ".join(order))

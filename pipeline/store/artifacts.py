@@ -37,6 +37,7 @@ from typing import Any, Optional
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from pipeline.errors import UserError
 from pipeline.store.atomic import atomic_path
 from pipeline.store.lock import file_lock
 
@@ -105,17 +106,57 @@ def write_table(path: str | os.PathLike, table: pa.Table, meta: Optional[dict] =
     return path
 
 
+_MAGIC = b"ARROW1"
+
+
+class CorruptArtifact(UserError):
+    """An Arrow file that is truncated or damaged (no footer, bad magic, unreadable batches)."""
+
+    def __init__(self, path: str | os.PathLike, why: str):
+        self.path = Path(path)
+        self.why = " ".join(why.split())[:200]
+        super().__init__(f"{path} is damaged ({' '.join(why.split())[:200]}); delete it and rerun to recompute it "
+                         "(a run recomputes damaged store artifacts by itself)")
+
+
+def check_arrow_file(path: str | os.PathLike) -> None:
+    """Raise :class:`CorruptArtifact` unless ``path`` is a whole Arrow IPC file: magic at both ends
+    (a truncated file has lost its footer) and a footer and batches that parse."""
+    p = Path(path)
+    size = p.stat().st_size
+    with open(p, "rb") as fh:
+        head = fh.read(len(_MAGIC))
+        fh.seek(max(0, size - len(_MAGIC)))
+        tail = fh.read(len(_MAGIC))
+    if size < 2 * len(_MAGIC) + 4 or head != _MAGIC or tail != _MAGIC:
+        raise CorruptArtifact(p, f"{size} bytes, no Arrow {'footer' if head == _MAGIC else 'header'}: truncated or not Arrow")
+
+
 def read_table(path: str | os.PathLike) -> pa.Table:
+    """The table of an Arrow file; a truncated or damaged one raises :class:`CorruptArtifact` naming it."""
+    check_arrow_file(path)
     try:
         with pa.memory_map(str(path), "r") as src:
             return ipc.open_file(src).read_all()
-    except FileNotFoundError:
-        raise
-    except pa.ArrowInvalid as e:
-        raise ValueError(f"{path} is not a readable Arrow file ({e}); delete it and rerun to rebuild") from e
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise CorruptArtifact(path, str(e)) from e
+
+
+def quarantine(path: str | os.PathLike, why: str) -> Path:
+    """Move a damaged artifact aside (``<name>.corrupt``, kept for inspection) so it is recomputed."""
+    import logging
+
+    p = Path(path)
+    dest = p.with_name(p.name + ".corrupt")
+    os.replace(p, dest)
+    logging.getLogger("crosscot").warning("%s is damaged (%s): moved to %s; recomputing it", p, why, dest.name)
+    return dest
 
 
 def read_provenance(path: str | os.PathLike) -> dict:
+    check_arrow_file(path)
     with pa.memory_map(str(path), "r") as src:
         md = ipc.open_file(src).schema.metadata or {}
     raw = md.get(PROVENANCE_KEY)

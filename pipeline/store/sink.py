@@ -31,7 +31,7 @@ from typing import Any, Iterable, Optional
 
 import pyarrow as pa
 
-from pipeline.store.artifacts import artifact_lock, dedup, read_table, write_table
+from pipeline.store.artifacts import CorruptArtifact, artifact_lock, dedup, quarantine, read_table, write_table
 
 
 class RowSink:
@@ -54,9 +54,15 @@ class RowSink:
         self.claims: dict[tuple, Any] = {}  # key -> future of the row being made (see Flow.once)
         self.wrote: Optional[bool] = None  # set by finish(): did this sink (re)publish the artifact?
         if self.complete:
-            for r in read_table(self.artifact).to_pylist():
-                self._rows[self.key(r)] = r
-        elif self.dir.exists():
+            try:
+                done = read_table(self.artifact)
+            except CorruptArtifact as e:  # truncated or damaged: recomputed (from its shards, if any)
+                quarantine(self.artifact, e.why)
+                self.complete = False
+            else:
+                for r in done.to_pylist():
+                    self._rows[self.key(r)] = r
+        if not self.complete and self.dir.exists():
             parts = sorted(self.dir.glob("*.arrow"))
             for p in parts:
                 try:

@@ -29,7 +29,8 @@ def _args(run_dir: Path, checker: str | None) -> argparse.Namespace:
     """The command's own parser (its defaults), as `crosscot score` builds it."""
     parser = argparse.ArgumentParser()
     cmd.add_arguments(parser)
-    return parser.parse_args([str(run_dir), "--n-boot", "0"] + (["--checker", checker] if checker else []))
+    # --force: each call re-scores the same run with another checker (replacing is the point here)
+    return parser.parse_args([str(run_dir), "--n-boot", "0", "--force"] + (["--checker", checker] if checker else []))
 
 
 def _score(run_dir: Path, checker: str | None) -> pa.Table:

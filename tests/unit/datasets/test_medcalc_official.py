@@ -63,7 +63,7 @@ def test_corpus_through_crosscot_judge(tmp_path: Path) -> None:
     rows = [json.loads(x) for x in CORPUS.read_text().splitlines()]
     for checker, key in (("official", "official_correct"), ("lenient", "lenient_correct")):
         r = subprocess.run([sys.executable, "-m", "pipeline", "judge", "--dataset", "medcalc", "--data", str(_data()),
-                            "--checker", checker, "--in", str(CORPUS), "--out", str(out)],
+                            "--checker", checker, "--in", str(CORPUS), "--out", str(out), "--force"],
                            capture_output=True, text=True, cwd=REPO, timeout=120)
         assert r.returncode == 0, r.stderr
         got = [json.loads(x) for x in out.read_text().splitlines()]

@@ -170,7 +170,7 @@ def test_measured_lengths_drive_the_plan(tmp_path, capsys):
     for extra in ([], ["--lengths", str(run)]):
         import json
 
-        assert cmd.run(ap.parse_args(["--node", "cpu2", "--json", str(tmp_path / "p.json"), *extra,
+        assert cmd.run(ap.parse_args(["--node", "cpu2", "--json", str(tmp_path / "p.json"), "--force", *extra,
                                       "experiment=demo"])) == 0
         outs[bool(extra)] = json.loads((tmp_path / "p.json").read_text())["tails"]
     assert outs[True]["lengths"] == {"SmolLM2": "measured", "Gemma3": "measured"}

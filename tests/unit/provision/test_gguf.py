@@ -94,8 +94,11 @@ def test_models_list_command(capsys):
 def test_models_prepare_reports_failure(capsys):
     from pipeline.commands import models as cmd
 
-    assert cmd.main(["prepare", "no_such_model"]) == 1
-    assert "no_such_model" in capsys.readouterr().err
+    from pipeline.cli import main
+
+    assert main(["models", "prepare", "no_such_model"]) == 2  # before any model is touched: one line
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no_such_model" in err[0] and err[0].startswith("crosscot: error: ")
 
 
 # ----------------------------------------------------------------------------- registry & errors
