@@ -160,7 +160,11 @@ def preflight(jobs: list[list[str]]) -> int:
         if cfg is None:
             continue
         for key, m in cfg.models.items():
-            check_source(m, key)
+            if not (m.engine == "openai" and m.served.base_url and m.served.api == "chat"):
+                check_source(m, key)  # a chat-only endpoint needs no local weights or tokenizer
+        from pipeline.engine.served_probe import check_served
+
+        check_served(cfg)  # served endpoints answer, serve the model, have what their roles need
     return len(jobs)
 
 

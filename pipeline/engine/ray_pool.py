@@ -84,10 +84,10 @@ def _actor_class():
                 # engine's OpenMP threads to the same cores.
                 os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
                 os.environ["OMP_NUM_THREADS"] = str(cpu_threads)
-            from pipeline.engine.vllm_engine import ModelEngine
+            from pipeline.engine.openai_engine import engine_for
 
             self.started = time.time()
-            self.engine = ModelEngine(model_cfg, seed=seed)
+            self.engine = engine_for(model_cfg, seed)  # in-process vLLM, or a served endpoint
 
         async def op(self, method: str, *args):
             """One engine operation on one item (a coroutine of the engine, or a plain method)."""
