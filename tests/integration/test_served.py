@@ -1,0 +1,55 @@
+"""A managed `vllm serve` as a model of a real run: the tables equal the in-process run's byte for byte,
+the server is gone after the run, and a rerun of the finished run makes zero requests."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+TABLES = ("consistency_summary.csv", "accuracy.csv", "consistency_pairs.csv")
+SMALL = ["dataset.size=6", "generate.thought_budget=24", "generate.answer_budget=8", "transfer.answer_budget=8",
+         "progress=false", "~models.c"]
+
+
+def _run(*overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    p = subprocess.run([sys.executable, "-m", "pipeline", "run", *overrides, *SMALL], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return p
+
+
+def _server_processes(port: str) -> list[str]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = d.joinpath("cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "api_server" in cmd and f"--port {port} " in cmd + " ":
+                out.append(d.name)
+    return out
+
+
+def test_managed_server_tables_byte_identical_and_rerun_makes_no_requests(tmp_path):
+    _run("experiment=demo_tiny", f"run_dir={tmp_path / 'inproc'}")
+    served = tmp_path / "served"
+    _run("experiment=demo_tiny_server", f"run_dir={served}")
+    for t in TABLES:
+        a = (tmp_path / "inproc" / "tables" / t).read_bytes()
+        b = (served / "tables" / t).read_bytes()
+        assert a == b, f"tables/{t} differs between in-process and served model a"
+    log = (served / "served-tiny-think.log").read_text()
+    posts = log.count("POST /v1/completions")
+    assert posts > 0, "model a never went through the server"
+    port = re.findall(r"--port (\d+)", log)[-1]
+    assert not _server_processes(port), "the managed server outlived its run"
+    _run("experiment=demo_tiny_server", f"run_dir={served}")
+    log2 = (served / "served-tiny-think.log").read_text()
+    assert log2.count("POST /v1/completions") == posts and log2.count("# crosscot:") == log.count("# crosscot:"), \
+        "a rerun of a finished run sent requests (or started a server)"
