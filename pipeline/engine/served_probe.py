@@ -18,6 +18,7 @@ import os
 from typing import Any, Optional
 
 _IDENTITY: dict[tuple[str, str], dict] = {}
+_KEYS: dict[int, str] = {}  # id(model config) -> its key under models (for messages naming the override)
 
 
 def served_name(cfg) -> str:
@@ -35,6 +36,10 @@ def headers(cfg) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
+def _slot(cfg) -> str:
+    return _KEYS.get(id(cfg), cfg.name)
+
+
 def _err(msg: str):
     from pipeline.config.schemas import ConfigError
 
@@ -46,7 +51,7 @@ def list_models(cfg, timeout: float = 10.0) -> list[dict]:
     import httpx
 
     url = cfg.served.base_url.rstrip("/") + "/models"
-    where = f"models.{cfg.name}.served.base_url={cfg.served.base_url}"
+    where = f"models.{_slot(cfg)}.served.base_url={cfg.served.base_url}"
     try:
         r = httpx.get(url, headers=headers(cfg), timeout=timeout)
     except httpx.HTTPError as e:
@@ -54,7 +59,7 @@ def list_models(cfg, timeout: float = 10.0) -> list[dict]:
                    "fix the URL (it ends in /v1), or set base_url=null to let crosscot start `vllm serve`") from None
     if r.status_code in (401, 403):
         raise _err(f"{where}: the server refused the key (HTTP {r.status_code}); put a valid key in the "
-                   f"variable models.{cfg.name}.served.api_key_env names")
+                   f"variable models.{_slot(cfg)}.served.api_key_env names")
     try:
         r.raise_for_status()
         data = r.json()["data"]
@@ -83,14 +88,14 @@ def _find(cfg, models: list[dict]) -> dict:
     for m in models:
         if m.get("id") == name:
             return m
-    raise _err(f"models.{cfg.name}.served.model={name!r}: the server at {cfg.served.base_url} does not serve "
+    raise _err(f"models.{_slot(cfg)}.served.model={name!r}: the server at {cfg.served.base_url} does not serve "
                f"it{did_you_mean(name, ids)}; it serves {ids[:8]}: set served.model to one of them")
 
 
 def check_key(cfg) -> None:
     var = cfg.served.api_key_env
     if var and not os.environ.get(var):
-        raise _err(f"models.{cfg.name}.served.api_key_env={var}: the environment variable {var} is not set; "
+        raise _err(f"models.{_slot(cfg)}.served.api_key_env={var}: the environment variable {var} is not set; "
                    f"export {var}=<your key> before the run (the key is read from there, never stored)")
 
 
@@ -98,7 +103,7 @@ def check_prompt_logprobs(cfg, timeout: float = 30.0) -> None:
     """A one-token completion asking for prompt log-probabilities; a ConfigError if none come back."""
     import httpx
 
-    where = f"models.{cfg.name} (ensemble evaluator, served at {cfg.served.base_url})"
+    where = f"models.{_slot(cfg)} (ensemble evaluator, served at {cfg.served.base_url})"
     fix = ("score candidates with an in-process model or a vLLM server (`vllm serve` returns prompt_logprobs), "
            "or remove this model from ensemble.evaluators")
     if cfg.served.api == "chat":
@@ -118,9 +123,10 @@ def check_prompt_logprobs(cfg, timeout: float = 30.0) -> None:
 def check_served(run) -> None:
     """Preflight of every served model in a RunConfig (module docstring); no-op without served models."""
     evaluators = set(run.ensemble.evaluators) if run.ensemble.enabled and "ensemble" in run.stages else set()
-    for m in run.models.values():
+    for key, m in run.models.items():
         if m.engine != "openai":
             continue
+        _KEYS[id(m)] = key
         check_key(m)
         if not m.served.base_url:
             continue  # managed: crosscot starts the server itself, from the local weights (checked with them)

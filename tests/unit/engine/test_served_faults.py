@@ -7,7 +7,7 @@ import asyncio
 import time
 
 import pytest
-from fault_server import FaultServer
+from pipeline.engine.fault_server import FaultServer
 
 from pipeline.config.schemas import ConfigError, ModelConfig
 from pipeline.config.served import ServedConfig

@@ -1,4 +1,6 @@
-"""A small OpenAI-compatible HTTP server that misbehaves on cue, for the served-engine fault tests.
+"""A small OpenAI-compatible HTTP server that misbehaves on cue: the test double of a served model.
+
+Used by the served-engine fault tests and by ``crosscot faults`` (cases with a ``server``), never by a run.
 
 It binds 127.0.0.1 on a free port (port 0) in a background thread.  ``/v1/models`` lists one model;
 ``/v1/completions`` plays the next action of a script (then ``ok`` once the script is used up):
