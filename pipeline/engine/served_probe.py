@@ -122,6 +122,9 @@ def check_prompt_logprobs(cfg, timeout: float = 30.0) -> None:
 
 def check_served(run) -> None:
     """Preflight of every served model in a RunConfig (module docstring); no-op without served models."""
+    from pipeline.engine.openai_chat import check_roles
+
+    check_roles(run)
     evaluators = set(run.ensemble.evaluators) if run.ensemble.enabled and "ensemble" in run.stages else set()
     for key, m in run.models.items():
         if m.engine != "openai":

@@ -155,3 +155,31 @@ def test_probe_endpoint_without_prompt_logprobs():
 def test_api_key_itself_in_api_key_env_is_refused():
     with pytest.raises(ConfigError, match="NAME of an environment variable"):
         _cfg("http://x/v1", api_key_env=KEY).validate("a")
+
+
+# ---------------------------------------------------------------- chat-only endpoints
+def test_chat_endpoint_source_cot_from_reasoning_field_and_clear_errors():
+    from pipeline.engine.openai_chat import ChatEngine, NotServable
+    from pipeline.engine.vllm_engine import Sampling
+
+    with FaultServer(["429"]) as srv:
+        eng = ChatEngine(_cfg(srv.base_url, api="chat"))
+        eng.client.backoff_s = 0.01
+        out = asyncio.run(eng.generate({"prompt": "What is 3+4?", "cot": None, "sampling": Sampling(0.0, 1.0, -1),
+                                        "think_tokens": 64, "answer_tokens": 8}))
+        assert out["cot"] == "3 plus 4 is 7." and out["answer_text"] == "Answer: 7" and out["cot_tokens"] == 8
+        assert srv.requests[-1]["messages"][-1] == {"role": "user", "content": "What is 3+4?"}
+        with pytest.raises(NotServable, match="cannot answer after a given CoT"):
+            asyncio.run(eng.generate({"prompt": "q", "cot": "foreign CoT", "sampling": Sampling(0.0, 1.0, -1),
+                                      "think_tokens": 8, "answer_tokens": 8}))
+
+
+def test_chat_endpoint_as_transfer_target_is_a_preflight_error(tiny_cfg):
+    from pipeline.engine.openai_chat import check_roles
+
+    run = tiny_cfg("models.a.engine=openai", "models.a.served.api=chat", "models.a.served.base_url=http://x/v1")
+    with pytest.raises(ConfigError, match="models.a is a chat-only endpoint .* cannot be a transfer target"):
+        check_roles(run)
+    ok = tiny_cfg("models.a.engine=openai", "models.a.served.api=chat", "models.a.served.base_url=http://x/v1",
+                  "transfer.targets=[tiny-thought,tiny-harmony]", "generate.methods=[default,sampled]")
+    check_roles(ok)  # a source only: fine
