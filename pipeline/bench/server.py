@@ -18,13 +18,12 @@ import json
 import statistics
 import time
 from pathlib import Path
-from typing import Optional
 
 from pipeline.bench.replay import DATA, _prompts, draw, released_lengths
 
 
 def run(model_key: str = "smollm2", n: int = 96, mean: float = 48.0, rounds: int = 2, data_dir: Path = DATA,
-        source: str = "Qwen_QwQ-32B", out: Optional[Path] = None) -> dict:
+        source: str = "Qwen_QwQ-32B", out: Path | None = None) -> dict:
     from pipeline.config import compose
     from pipeline.config.served import ServedConfig
     from pipeline.engine.ray_pool import EnginePool, init_ray
@@ -90,9 +89,9 @@ def markdown(res: dict) -> str:
     lines = [
         "# Served model (managed vllm serve over HTTP) vs the in-process engine",
         "",
-        f"Model {res['model']}, {res['n']} requests, lengths from the study's {res['source']} CoTs scaled to a "
-        f"mean of {res['mean_len']:.1f} tokens (max {res['max_len']}), `ignore_eos`, fresh prompts per run; "
-        f"in-flight bound {res['max_in_flight']}; best of {res['rounds']} round(s), alternating order.",
+        (f"Model {res['model']}, {res['n']} requests, lengths from the study's {res['source']} CoTs scaled to a "
+         f"mean of {res['mean_len']:.1f} tokens (max {res['max_len']}), `ignore_eos`, fresh prompts per run; "
+         f"in-flight bound {res['max_in_flight']}; best of {res['rounds']} round(s), alternating order."),
         "",
         "| path | seconds | tokens/s |",
         "|---|---:|---:|",
@@ -103,7 +102,7 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[list[str]] = None) -> str:
+def main(argv: list[str] | None = None) -> str:
     ap = argparse.ArgumentParser(prog="crosscot bench server", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="48 requests, two rounds")
     ap.add_argument("--model", default="smollm2", help="model config key (conf/model) or short name")

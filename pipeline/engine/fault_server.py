@@ -23,18 +23,17 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from typing import Optional
 
 
 class FaultServer:
-    def __init__(self, script: Optional[list[str]] = None, model: str = "m", models_status: int = 200):
+    def __init__(self, script: list[str] | None = None, model: str = "m", models_status: int = 200):
         self.script = list(script or [])
         self.model = model
         self.models_status = models_status
         self.requests: list[dict] = []
         self.headers_seen: list[dict] = []
         self.port = 0
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -42,7 +41,7 @@ class FaultServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def __enter__(self) -> "FaultServer":
+    def __enter__(self) -> FaultServer:
         self._thread.start()
         self._ready.wait(10)
         return self
@@ -86,7 +85,7 @@ class FaultServer:
             writer.close()
 
     @staticmethod
-    def _send(writer, status: int, body: bytes, extra: str = "", length: Optional[int] = None) -> None:
+    def _send(writer, status: int, body: bytes, extra: str = "", length: int | None = None) -> None:
         reason = {200: "OK", 429: "Too Many Requests", 500: "Internal Server Error",
                   503: "Service Unavailable", 401: "Unauthorized", 404: "Not Found"}.get(status, "X")
         n = len(body) if length is None else length

@@ -13,7 +13,7 @@ engine raises :class:`NotServable` should a call get through anyway.
 from __future__ import annotations
 
 import time
-from typing import Any, Optional
+from typing import Any
 
 from pipeline.engine.openai_engine import BadResponse, _Busy
 
@@ -81,7 +81,7 @@ class ChatEngine:
                 "load_intervals": list(self.load_intervals), "engine_seconds": union_seconds(iv),
                 "served": self.client.telemetry()}
 
-    def chat_template_marker(self) -> Optional[str]:
+    def chat_template_marker(self) -> str | None:
         return None
 
     def generation_prompt(self, user_prompt: str) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from pipeline.engine.vllm_engine import ModelEngine, Sampling
 
@@ -32,7 +32,7 @@ class Choice:
 
     text: str
     token_ids: list[int]
-    finish_reason: Optional[str]
+    finish_reason: str | None
     stop_reason: Any = None
 
 
@@ -48,7 +48,7 @@ class Output:
     outputs: list[Choice]
     prompt_token_ids: list[int]
     num_cached_tokens: int = 0
-    prompt_logprobs: Optional[list[Optional[dict[int, _Logprob]]]] = None
+    prompt_logprobs: list[dict[int, _Logprob] | None] | None = None
 
 
 def request_body(model: str, ids: list[int], p: dict) -> dict:
@@ -122,7 +122,7 @@ class _Busy:
 class OpenAIEngine(ModelEngine):
     """One served model (module docstring); a managed ``vllm serve`` when ``served.base_url`` is null."""
 
-    def __init__(self, model_cfg, seed: int = 0):  # noqa: D107 - no super().__init__: no local engine
+    def __init__(self, model_cfg, seed: int = 0):
         from pipeline.engine.formats import get_format
         from pipeline.engine.served_client import ServedClient
         from pipeline.engine.served_probe import served_name

@@ -26,7 +26,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 from pipeline.engine.session import _alive, _signal, _start_time
 from pipeline.store.atomic import write_text_atomic
@@ -90,7 +89,7 @@ class ManagedServer:
     def __init__(self, model_cfg, seed: int = 0):
         self.cfg = model_cfg
         self.seed = seed
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
         self.port = 0
         folder = Path(model_cfg.served.log_dir or ".")
         self.log_path = folder / f"served-{model_cfg.name}.log"
@@ -111,14 +110,13 @@ class ManagedServer:
         cmd = server_command(self.cfg, path, self.seed, self.port, current_platform.is_cpu())
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         reap(self.log_path.parent, only=self.record.name)
-        logf = open(self.log_path, "ab")
-        logf.write(f"\n# crosscot: {' '.join(cmd)}\n".encode())
-        logf.flush()
         guard = [sys.executable, "-m", "pipeline.engine.served", "--owner", str(os.getpid()), "--", *cmd]
-        # start_new_session: the guardian leads a process group holding the whole server tree.
-        self.proc = subprocess.Popen(guard, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=server_env(self.cfg), start_new_session=True)
-        logf.close()
+        with open(self.log_path, "ab") as logf:
+            logf.write(f"\n# crosscot: {' '.join(cmd)}\n".encode())
+            logf.flush()
+            # start_new_session: the guardian leads a process group holding the whole server tree.
+            self.proc = subprocess.Popen(guard, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=server_env(self.cfg), start_new_session=True)
         self._write_record()
         log.info("served %s: starting vllm serve on port %d (log %s)", self.cfg.name, self.port, self.log_path)
         try:
@@ -170,7 +168,7 @@ class ManagedServer:
         log.info("served %s: vllm serve stopped", self.cfg.name)
 
 
-def reap(folder: str | os.PathLike, only: Optional[str] = None, grace_s: float = 10.0) -> list[int]:
+def reap(folder: str | os.PathLike, only: str | None = None, grace_s: float = 10.0) -> list[int]:
     """Kill recorded managed servers in ``folder`` whose owner is dead (their guardian and its group)."""
     victims = []
     for rec_path in sorted(Path(folder).glob(only or RECORD_GLOB)):
@@ -225,7 +223,7 @@ def _guard(owner: int, cmd: list[str]) -> int:
     dies, on SIGTERM/SIGINT, or when the server exits."""
     # If this guardian is SIGKILLed (Ray kills an engine process's children when it stops), the kernel
     # sends the server SIGTERM (PR_SET_PDEATHSIG), and vLLM shuts its engine core down with it.
-    child = subprocess.Popen(cmd, preexec_fn=_term_on_parent_death)
+    child = subprocess.Popen(cmd, preexec_fn=_term_on_parent_death)  # noqa: PLW1509 - single-threaded guardian
     stopping = {"sig": 0}
 
     def on_signal(signum, _frame):

@@ -22,7 +22,8 @@ import asyncio
 import json
 import random
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
@@ -41,7 +42,7 @@ class AdaptiveLimit:
         self.min_seen = self.maximum
         self.max_seen_in_flight = 0
         self._ok = 0
-        self._cond: Optional[asyncio.Condition] = None
+        self._cond: asyncio.Condition | None = None
         self.history: list[tuple[float, int]] = []  # (time, new limit) at every change
 
     def _c(self) -> asyncio.Condition:
@@ -75,7 +76,7 @@ class AdaptiveLimit:
             self.history.append((time.time(), v))
 
 
-def retry_after(headers: Any) -> Optional[float]:
+def retry_after(headers: Any) -> float | None:
     """Seconds a ``Retry-After`` header asks for (delta seconds or an HTTP date), None when absent."""
     v = headers.get("retry-after") if headers is not None else None
     if not v:
@@ -132,7 +133,7 @@ class ServedClient:
                 "concurrency_limit": lim.limit, "concurrency_limit_min": lim.min_seen,
                 "concurrency_changes": [[t, v] for t, v in lim.history[-200:]]}
 
-    def _delay(self, attempt: int, floor: Optional[float]) -> float:
+    def _delay(self, attempt: int, floor: float | None) -> float:
         d = min(self.max_backoff_s, self.backoff_s * (2 ** attempt)) * (0.5 + random.random() / 2)
         return max(d, floor or 0.0)
 
@@ -146,7 +147,7 @@ class ServedClient:
         for attempt in range(self.max_retries + 1):
             if attempt:
                 self.counts["retries"] += 1
-            floor: Optional[float] = None
+            floor: float | None = None
             limited = False
             await self.limit.acquire()
             try:

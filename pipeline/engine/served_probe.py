@@ -15,7 +15,7 @@ weights folder they serve.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any
 
 _IDENTITY: dict[tuple[str, str], dict] = {}
 _KEYS: dict[int, str] = {}  # id(model config) -> its key under models (for messages naming the override)
@@ -25,7 +25,7 @@ def served_name(cfg) -> str:
     return cfg.served.model or cfg.name
 
 
-def api_key(cfg) -> Optional[str]:
+def api_key(cfg) -> str | None:
     """The key from the variable ``served.api_key_env`` names (None when no variable is configured)."""
     var = cfg.served.api_key_env
     return os.environ.get(var) if var else None

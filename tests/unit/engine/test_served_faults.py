@@ -7,10 +7,10 @@ import asyncio
 import time
 
 import pytest
-from pipeline.engine.fault_server import FaultServer
 
 from pipeline.config.schemas import ConfigError, ModelConfig
 from pipeline.config.served import ServedConfig
+from pipeline.engine.fault_server import FaultServer
 from pipeline.engine.openai_engine import parse_output, request_body
 from pipeline.engine.served_client import ServedClient, ServedRequestError
 
@@ -145,9 +145,8 @@ def test_probe_missing_key_variable(monkeypatch):
 def test_probe_endpoint_without_prompt_logprobs():
     from pipeline.engine.served_probe import check_prompt_logprobs
 
-    with FaultServer(["nolp"]) as srv:
-        with pytest.raises(ConfigError, match="returns no prompt log-probabilities"):
-            check_prompt_logprobs(_cfg(srv.base_url))
+    with FaultServer(["nolp"]) as srv, pytest.raises(ConfigError, match="returns no prompt log-probabilities"):
+        check_prompt_logprobs(_cfg(srv.base_url))
     with FaultServer() as srv:
         check_prompt_logprobs(_cfg(srv.base_url))  # a server that has them passes
 
