@@ -223,14 +223,15 @@ def _guard(owner: int, cmd: list[str]) -> int:
     dies, on SIGTERM/SIGINT, or when the server exits."""
     # If this guardian is SIGKILLed (Ray kills an engine process's children when it stops), the kernel
     # sends the server SIGTERM (PR_SET_PDEATHSIG), and vLLM shuts its engine core down with it.
-    child = subprocess.Popen(cmd, preexec_fn=_term_on_parent_death)  # noqa: PLW1509 - single-threaded guardian
     stopping = {"sig": 0}
 
     def on_signal(signum, _frame):
         stopping["sig"] = signum
 
-    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)  # before the server exists: a stop never orphans it
     signal.signal(signal.SIGINT, on_signal)
+    me = os.getpid()
+    child = subprocess.Popen(cmd, preexec_fn=lambda: _term_on_parent_death(me))  # noqa: PLW1509 - one thread
     while child.poll() is None and not stopping["sig"] and _alive(owner, None) and os.getppid() == owner:
         time.sleep(0.25)
     if child.poll() is not None and not stopping["sig"]:
@@ -248,11 +249,13 @@ def _guard(owner: int, cmd: list[str]) -> int:
     return code or 0
 
 
-def _term_on_parent_death() -> None:
+def _term_on_parent_death(parent: int) -> None:
     import ctypes
 
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the guardian died before the line above: no signal will come
+        os._exit(1)
 
 
 def main(argv: list[str]) -> int:
