@@ -107,6 +107,7 @@ class ServedClient:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self._headers = headers(model_cfg)
+        self._secret = self._headers.get("Authorization", "")[len("Bearer "):]
         self.limit = AdaptiveLimit(sv.max_concurrency)
         self._clients: dict[int, Any] = {}  # one httpx client per event loop (benches use asyncio.run)
         self.counts = {"requests": 0, "retries": 0, "rate_limited": 0, "server_errors": 0, "timeouts": 0,
@@ -132,6 +133,9 @@ class ServedClient:
         return {**self.counts, "base_url": self.base_url, "max_concurrency": lim.maximum,
                 "concurrency_limit": lim.limit, "concurrency_limit_min": lim.min_seen,
                 "concurrency_changes": [[t, v] for t, v in lim.history[-200:]]}
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text
 
     def _delay(self, attempt: int, floor: float | None) -> float:
         d = min(self.max_backoff_s, self.backoff_s * (2 ** attempt)) * (0.5 + random.random() / 2)
@@ -160,7 +164,7 @@ class ServedClient:
                         self.counts["bad_responses"] += 1
                         last = f"unusable response ({type(e).__name__}: {str(e)[:120]})"
                 else:
-                    last = f"HTTP {r.status_code}: {r.text[:200]!r}"
+                    last = self._scrub(f"HTTP {r.status_code}: {r.text[:200]!r}")  # a server may echo the key
                     limited = r.status_code == 429
                     if r.status_code not in RETRY_STATUS:
                         self.counts["failed"] += 1
