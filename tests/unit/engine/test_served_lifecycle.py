@@ -65,11 +65,11 @@ def _server_of(gpid: int) -> int:
 
 def test_server_stops_when_its_owner_dies():
     # The owner is an intermediate process that starts the guardian and is then SIGKILLed.
-    owner = subprocess.Popen([sys.executable, "-c",
-                              "import subprocess, sys, time\n"
-                              f"g = subprocess.Popen([sys.executable, '-m', 'pipeline.engine.served', '--owner', "
-                              f"str(__import__('os').getpid()), '--', *{SLEEPER!r}], start_new_session=True)\n"
-                              "print(g.pid, flush=True); time.sleep(300)"],
+    script = ("import subprocess, sys, time\n"
+              f"g = subprocess.Popen([sys.executable, '-m', 'pipeline.engine.served', '--owner', "
+              f"str(__import__('os').getpid()), '--', *{SLEEPER!r}], start_new_session=True)\n"
+              "print(g.pid, flush=True); time.sleep(300)")
+    owner = subprocess.Popen([sys.executable, "-c", script],
                              stdout=subprocess.PIPE, text=True)
     gpid = int(owner.stdout.readline())
     server = _server_of(gpid)
