@@ -169,7 +169,11 @@ def preflight(jobs: list[list[str]], swept: bool = False) -> int:
         if cfg is None:
             continue
         for key, m in cfg.models.items():
-            check_source(m, key)
+            if not (m.engine == "openai" and m.served.base_url and m.served.api == "chat"):
+                check_source(m, key)  # a chat-only endpoint needs no local weights or tokenizer
+        from pipeline.engine.served_probe import check_served
+
+        check_served(cfg)  # served endpoints answer, serve the model, have what their roles need
         if not swept:  # a sweep's jobs have their own run_dirs: checked once composed (run_sweep)
             check_run(cfg)
     return len(jobs)

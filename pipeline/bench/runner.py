@@ -14,6 +14,8 @@ Sections (each writes ``<out>/<name>/<name>.md``; all are collected into ``<out>
   drawn from the study's released CoT lengths (last line ``replay: pipeline/ceiling=X pipeline/chunked=Y``);
 * ``view`` — ``crosscot view`` latency on a synthetic 200,000-row run (last line
   ``view: first_page_ms=X filter_ms=Y rows=200000``).
+* ``server`` — a managed ``vllm serve`` over HTTP vs the in-process engine, same requests (last line
+  ``server: served/inprocess=X.XX``).
 
 Each section lives in its own module (listed in :data:`SECTIONS`), imported only when it runs.
 """
@@ -40,6 +42,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "cpu_dtype": ("pipeline.bench.cpu_speed", "section"),
     "replay": ("pipeline.bench.replay", "argv"),
     "view": ("pipeline.bench.view", "section"),
+    "server": ("pipeline.bench.server", "argv"),
 }
 
 

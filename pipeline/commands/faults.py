@@ -95,7 +95,28 @@ def _setup(case: dict, corpus: Path, tmp: Path, env: dict, timeout_s: float) -> 
 
 
 def run_case(case: dict, corpus: Path, timeout_s: float = 300) -> dict:
-    """Run one bad input through ``python -m pipeline``; classify the answer."""
+    """Run one bad input through ``python -m pipeline``; classify the answer.
+
+    A case with ``server`` (FaultServer keywords) runs against a fault-injecting OpenAI-compatible
+    server on a free local port, named ``{server}`` in its argv; ``expected`` is a substring its
+    error line must contain."""
+    if case.get("server") is not None:
+        from pipeline.engine.fault_server import FaultServer
+
+        with FaultServer(**case["server"]) as srv:
+            argv = [a.replace("{server}", srv.base_url) for a in case["argv"]]
+            return _expect(_run_case({**case, "argv": argv}, corpus, timeout_s), case)
+    return _expect(_run_case(case, corpus, timeout_s), case)
+
+
+def _expect(res: dict, case: dict) -> dict:
+    want = case.get("expected")
+    if want and want not in res["message"]:
+        res = {**res, "clear": False, "problems": [*res["problems"], f"message lacks {want!r}"]}
+    return res
+
+
+def _run_case(case: dict, corpus: Path, timeout_s: float) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="crosscot-fault-"))
     try:
         env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",

@@ -71,6 +71,14 @@ def model_key(cfg: ModelConfig) -> dict:
     if definition is not None:
         out["_format"] = _fields(definition)
     out["_weights"] = weights_key(cfg)
+    if cfg.engine == "vllm":
+        out.pop("engine", None)  # in-process engines keep the names their artifacts always had
+        out.pop("served", None)
+    elif cfg.served.base_url:
+        # Someone else's server: its weights are what it reports of them (/v1/models), not a local folder.
+        from pipeline.engine.served_probe import served_identity
+
+        out["_weights"] = served_identity(cfg)
     if cfg.tokenizer:
         out["_tokenizer"] = _location_key(cfg.tokenizer)
     out["_engine"] = engine_key()

@@ -171,6 +171,9 @@ def to_run_config(cfg: Any) -> RunConfig:
     run = _build(RunConfig, data, "")
     run.validate()
     apply_protocol(run)
+    from pipeline.config.served import apply_served
+
+    apply_served(run)
     return run
 
 

@@ -18,6 +18,7 @@ from omegaconf import MISSING
 
 from pipeline.config.checks import choose, choose_each, number
 from pipeline.config.plugins import plugins
+from pipeline.config.served import ServedConfig
 from pipeline.errors import UserError
 
 DTYPES = ("auto", "bfloat16", "float16", "float32", "half", "float")
@@ -131,9 +132,15 @@ class ModelConfig:
     # cache reuses whole blocks only, so cached ensemble scoring re-prefills the context's partial
     # last block per candidate: smaller blocks prefill fewer tokens (CPU prefers multiples of 32).
     block_size: Optional[int] = nohash(None)
+    # vllm: an in-process engine in a Ray actor; openai: an OpenAI-compatible endpoint (`served`).
+    engine: str = "vllm"
+    served: ServedConfig = field(default_factory=ServedConfig)
 
     def validate(self, key: str = "") -> None:
         where = f"models.{key or self.name}"
+        choose(f"{where}.engine", self.engine, ("vllm", "openai"), "engine kind")
+        if self.engine == "openai":
+            self.served.validate(f"{where}.served")
         if not self.name or self.name is MISSING:
             raise ConfigError(f"{where}.name is empty: give the model a short name")
         if any(c in self.name for c in "+/ ,"):

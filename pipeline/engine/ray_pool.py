@@ -91,10 +91,10 @@ def _actor_class():
                 # a pool started without it.
                 os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
                 os.environ.setdefault("OMP_NUM_THREADS", str(cpu_threads))
-            from pipeline.engine.vllm_engine import ModelEngine
+            from pipeline.engine.openai_engine import engine_for
 
             self.started = time.time()
-            self.engine = ModelEngine(model_cfg, seed=seed)
+            self.engine = engine_for(model_cfg, seed)  # in-process vLLM, or a served endpoint
 
         async def op(self, req: EngineOp[T]) -> T:
             """One request (:mod:`pipeline.engine.protocol`) run on this actor's engine."""

@@ -50,7 +50,9 @@ def begin(run_dir: str | os.PathLike) -> list[int]:
     """Remember ``run_dir`` for :func:`record` and reap a dead earlier run's Ray leftovers there."""
     global _run_dir
     _run_dir = Path(run_dir)
-    return reap(_run_dir)
+    from pipeline.engine.served import reap as reap_served
+
+    return reap(_run_dir) + reap_served(_run_dir)  # and managed `vllm serve` processes it left
 
 
 def record() -> Optional[Path]:

@@ -73,6 +73,10 @@ def weights_gib(m: "ModelConfig") -> float:
 def engine_demand(m: "ModelConfig", key: str = "", *, kv_headroom: float = KV_HEADROOM,
                   overhead_gib: float = ENGINE_OVERHEAD_GIB) -> EngineDemand:
     """The engine need of one model: ``memory_gib`` if set, else weights x (1 + headroom) + overhead."""
+    if m.engine == "openai" and m.served.base_url:
+        # Someone else's server holds the weights: here it is an HTTP client (a little CPU, no memory).
+        return EngineDemand(name=m.name, key=key or m.name, tp=1, memory_gib=0.0, num_cpus=float(m.num_cpus),
+                            host_memory_gib=0.0, weights_gib=0.0, gpu_memory_utilization=0.0, estimated=False)
     w = weights_gib(m)
     tp = int(m.tensor_parallel_size)
     if m.memory_gib and m.memory_gib > 0:
