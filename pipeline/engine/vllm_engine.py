@@ -158,7 +158,7 @@ class ModelEngine:
                         "dtype_reason": self.dtype.reason,
                         "model_dtype": str(self.llm.model_config.dtype).replace("torch.", ""),
                         **cpu_runtime.process_report()}
-        self.stats = {"prefill_tokens": 0, "cached_tokens": 0, "generated_tokens": 0, "requests": 0,
+        self.stats: dict[str, Any] = {"prefill_tokens": 0, "cached_tokens": 0, "generated_tokens": 0, "requests": 0,
                       "load_seconds": self.load_seconds, "runtime": self.runtime}
         self._specials = [t for t in getattr(self.tok, "all_special_tokens", []) if t and t != self.fmt.think_stop]
 
