@@ -12,7 +12,9 @@ Sections (each writes ``<out>/<name>/<name>.md``; all are collected into ``<out>
 * ``parallel`` — engines in parallel vs one at a time on a (simulated) cluster;
 * ``filters`` — rule-based answer filter leakage and kept-text ratio on the study's released CoTs;
 * ``replay`` — the streaming pipeline vs the engine's ceiling vs synchronous shards, on request lengths
-  drawn from the study's released CoT lengths (last line ``replay: pipeline/ceiling=X pipeline/chunked=Y``).
+  drawn from the study's released CoT lengths (last line ``replay: pipeline/ceiling=X pipeline/chunked=Y``);
+* ``cache`` — prefix-cache hits of answers by token ids vs re-tokenized text, and of CoT variants with
+  prefix-affinity vs least-loaded routing over 2 replicas (last line ``cache: answer_hit=X variant_hit=Y replicas=2``).
 
 Each section lives in its own module (listed in :data:`SECTIONS`), imported only when it runs.
 """
@@ -39,6 +41,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "filters": ("pipeline.bench.filters", "main"),
     "cpu_dtype": ("pipeline.bench.cpu_speed", "section"),
     "replay": ("pipeline.bench.replay", "argv"),
+    "cache": ("pipeline.bench.cache", "argv"),
 }
 
 

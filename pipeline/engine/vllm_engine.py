@@ -47,6 +47,43 @@ def request_seed(base: int, *parts: Any) -> int:
     return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
 
 
+# Lower runs first under vLLM's priority scheduling: an answer (short, its prefix cached) before new CoTs.
+ANSWER_PRIORITY = -1
+
+PHASE_COUNTERS = tuple(f"{ph}_{k}" for ph in ("think", "answer")
+                       for k in ("requests", "prompt_tokens", "cached_tokens", "cacheable_tokens",
+                                 "cached_of_cacheable")) + ("answer_text_path",)
+
+
+def cacheable_tokens(prompt: list[int], before: list[int], block: int) -> int:
+    """Prompt tokens the prefix cache can serve after ``before`` ran: the common prefix, whole blocks
+    only, and never the prompt's last token (vLLM always computes it)."""
+    n = 0
+    for a, b in zip(prompt, before):
+        if a != b:
+            break
+        n += 1
+    n = min(n, len(prompt) - 1)
+    return max(0, n // block * block)
+
+
+def batched_tokens_of(llm: Any) -> int:
+    """The engine's token budget per step, as vLLM resolved it."""
+    return int(llm.vllm_config.scheduler_config.max_num_batched_tokens)
+
+
+@dataclass
+class Thought:
+    """A CoT this engine just wrote: the row fields and the ids the answer request builds on."""
+
+    out: dict
+    prompt: list[int]
+    gen: list[int]
+    closed: bool
+    text: str = ""
+    stopped: bool = False
+
+
 @dataclass
 class Sampling:
     """Resolved decoding settings for one request (from a model's SamplingConfig)."""
@@ -101,10 +138,14 @@ def engine_args(model_cfg, path: str, seed: int, cpu: bool) -> dict:
         # TP > 1 inside a Ray actor: vLLM's Ray executor places its workers in the
         # placement group the actor was scheduled into (captured child tasks).
         kw["distributed_executor_backend"] = "ray"
+    # Answers run before new CoTs (priority scheduling), so a finished CoT's blocks are still cached.
+    kw["scheduling_policy"] = "priority"
+    from pipeline.engine.settings import batched_tokens
+
+    kw["max_num_batched_tokens"] = batched_tokens(model_cfg, cpu)
     if cpu:
         # Per-request seeds need unchunked prefills on the CPU build (module docstring).
         kw["enable_chunked_prefill"] = False
-        kw["max_num_batched_tokens"] = max(int(model_cfg.max_model_len), 2048)
     return kw
 
 
@@ -127,8 +168,14 @@ class ModelEngine:
 
         from pipeline.engine.stream import StepLoop
 
+        from pipeline.engine.settings import runtime_env
+
         self._cpu = current_platform.is_cpu()
+        # Engine core and determinism switches are read by vLLM when the engine is built.
+        self.runtime = runtime_env(model_cfg, self._cpu)
+        os.environ.update(self.runtime.env)
         self.llm = LLMEngine.from_engine_args(EngineArgs(**engine_args(model_cfg, path, seed, self._cpu)))
+        self.block_size = int(self.llm.vllm_config.cache_config.block_size)
         self.load_seconds = time.time() - t0
         self.loop = StepLoop(self.llm, model_cfg.name)
         # Loading counts as engine time; telemetry also reports the share outside engines without it.
@@ -137,8 +184,12 @@ class ModelEngine:
         if model_cfg.chat_template:
             self.tok.chat_template = model_cfg.chat_template
         self.stats = {"prefill_tokens": 0, "cached_tokens": 0, "generated_tokens": 0, "requests": 0,
-                      "load_seconds": self.load_seconds}
+                      "load_seconds": self.load_seconds, **{k: 0 for k in PHASE_COUNTERS}}
         self._specials = [t for t in getattr(self.tok, "all_special_tokens", []) if t and t != self.fmt.think_stop]
+        # The close tag as one token id (a special token): the thinking phase then stops on that id
+        # and is not detokenized step by step (its text is decoded once at the end).
+        tag_ids = self.encode(self.fmt.think_stop) if self.fmt.think_stop else []
+        self._close_id: Optional[int] = tag_ids[0] if len(tag_ids) == 1 else None
 
     # ------------------------------------------------------------------ prompts
     # [issue10 hook] prompts come from pipeline.engine.messages (shared with `crosscot prompts`):
@@ -166,7 +217,9 @@ class ModelEngine:
         import vllm
 
         return {"name": self.cfg.name, "vllm": vllm.__version__, "load_seconds": self.load_seconds,
-                "vocab_size": len(self.tok), "max_model_len": self.cfg.max_model_len}
+                "vocab_size": len(self.tok), "max_model_len": self.cfg.max_model_len,
+                "determinism": self.runtime.determinism, "engine_core": self.runtime.core,
+                "block_size": self.block_size, "max_num_batched_tokens": batched_tokens_of(self.llm)}
 
     # ----------------------------------------------------------------- running
     def params(self, s: Sampling, max_tokens: int, stop=None, **kw):
@@ -180,11 +233,11 @@ class ModelEngine:
             max_tokens=max_tokens, stop=stop, output_kind=RequestOutputKind.FINAL_ONLY, **kw,
         )
 
-    async def run(self, ids: list[int], params) -> Any:
-        """One request through the step loop; counts its tokens."""
+    async def run(self, ids: list[int], params, priority: int = 0) -> Any:
+        """One request through the step loop (prompt by token ids); counts its tokens."""
         from vllm.inputs import TokensPrompt
 
-        o = await self.loop.run(TokensPrompt(prompt_token_ids=ids), params)
+        o = await self.loop.run(TokensPrompt(prompt_token_ids=ids), params, priority)
         self._count(o)
         return o
 
@@ -237,6 +290,9 @@ class ModelEngine:
         The thinking budget is ``max_tokens`` (the study's protocol: plus the prompt's tokens, capped so
         that ``reserve`` answer tokens still fit; :func:`pipeline.engine.messages.thought_budget`).
         """
+        return (await self._think(r)).out
+
+    async def _think(self, r: dict) -> "Thought":
         from pipeline.engine.messages import thought_budget
 
         p = self.encode(self.thinking_prompt(r["prompt"], r.get("system")))  # [issue10 hook] system
@@ -244,55 +300,125 @@ class ModelEngine:
                                 self.cfg.protocol.thought_budget_plus_prompt, r.get("reserve", 0))
         err = self._fit(p, budget, "think")
         if err:
-            return {"cot": "", "cot_tokens": 0, "finish_reason": "error", "forced_close": False, "error": err}
-        o = await self.run(p, self.params(r["sampling"], budget, stop=[self.fmt.think_stop],
-                                          skip_special_tokens=False))
+            return Thought({"cot": "", "cot_tokens": 0, "finish_reason": "error", "forced_close": False,
+                            "error": err}, p, [], False)
+        if self._close_id is not None:
+            params = self.params(r["sampling"], budget, stop_token_ids=[self._close_id], detokenize=False,
+                                 skip_special_tokens=False)
+        else:
+            params = self.params(r["sampling"], budget, stop=[self.fmt.think_stop], skip_special_tokens=False)
+        o = await self.run(p, params)
+        self._phase("think", o)
         c = o.outputs[0]
-        closed = c.finish_reason == "stop" and c.stop_reason == self.fmt.think_stop
-        return {
-            "cot": self.fmt.clean(c.text),
-            "cot_tokens": len(c.token_ids),
+        gen = list(c.token_ids)
+        if self._close_id is not None:
+            closed = c.finish_reason == "stop" and c.stop_reason == self._close_id
+            # A stop (close tag or end of turn) is the last token id; the text never shows it.
+            text = self.tok.decode(gen[:-1] if c.finish_reason == "stop" and gen else gen,
+                                   skip_special_tokens=False)
+        else:
+            closed = c.finish_reason == "stop" and c.stop_reason == self.fmt.think_stop
+            text = c.text
+        out = {
+            "cot": self.fmt.clean(text),
+            "cot_tokens": len(gen),
             # "stop": the model closed its thinking (or ended its turn); "length": we close it.
             "finish_reason": "stop" if c.finish_reason == "stop" else "length",
             "forced_close": not closed,
             "error": None,
+            "think_prompt_tokens": len(p),
+            "think_cached_tokens": int(o.num_cached_tokens or 0),
         }
+        return Thought(out, p, gen, closed, text, c.finish_reason == "stop")
 
     async def answer(self, r: dict) -> dict:
         """Answer after a placed CoT. Request: {prompt, system?, phase?, answer_prefix?, cot, sampling, max_tokens}."""
         p = self.encode(self.answer_prompt(r["prompt"], r.get("cot") or "", r.get("system"),  # [issue10 hook]
                                            r.get("phase", "own"), r.get("answer_prefix")))
+        return await self._answer_ids(p, r, [])
+
+    async def _answer_ids(self, p: list[int], r: dict, before: list[int]) -> dict:
+        """The answer request on prompt ids ``p``; ``before``: ids already computed in this engine
+        (the thinking request's prompt and CoT) for the cache-hit telemetry."""
         err = self._fit(p, r["max_tokens"], "answer")
         if err:
             return {"answer_text": None, "prompt_tokens": len(p), "answer_tokens": 0, "finish_reason": "error",
                     "error": err}
-        o = await self.run(p, self.params(r["sampling"], r["max_tokens"], stop=list(self.fmt.answer_stop) or None))
+        # Higher priority than new CoTs: the answer runs while the CoT's blocks are still cached.
+        o = await self.run(p, self.params(r["sampling"], r["max_tokens"], stop=list(self.fmt.answer_stop) or None),
+                           priority=ANSWER_PRIORITY)
+        self._phase("answer", o, cacheable_tokens(p, before, self.block_size) if before else None)
         c = o.outputs[0]
         return {"answer_text": c.text, "prompt_tokens": len(o.prompt_token_ids), "answer_tokens": len(c.token_ids),
-                "finish_reason": c.finish_reason, "error": None}
+                "finish_reason": c.finish_reason, "error": None, "cached_tokens": int(o.num_cached_tokens or 0)}
+
+    def _answer_after(self, t: "Thought", r: dict) -> tuple[list[int], list[int]]:
+        """Prompt ids of the answer after a CoT this engine just wrote, and the ids it computed before.
+
+        By token ids: the thinking prompt's ids + the generated ids (+ what the text path would
+        write after the CoT: the close tag and answer prefix), so the answer's prompt is exactly the
+        sequence the engine holds in its prefix cache.  Falls back to the text path (re-rendered,
+        re-tokenized) when the protocol places a CoT differently from how the model thinks (the
+        study's literal strings), or when ``answer_by`` is ``"text"`` (the old path; benches)."""
+        text_prompt = self.answer_prompt(r["prompt"], t.out["cot"], r.get("system"), "own", r.get("answer_prefix"))
+        before = t.prompt + t.gen[:-1]  # the last sampled token was never fed: its KV is not cached
+        if r.get("answer_by", "ids") != "ids":
+            self.stats["answer_text_path"] += 1
+            return self.encode(text_prompt), before
+        head = self.thinking_prompt(r["prompt"], r.get("system")) + t.out["cot"]
+        if not text_prompt.startswith(head):
+            self.stats["answer_text_path"] += 1
+            return self.encode(text_prompt), before
+        tail = text_prompt[len(head):]  # close tag + answer prefix (+ the problem's answer prefix)
+        tag = self.fmt.think_stop
+        if t.closed and tag and tag in tail:
+            # The model wrote its own close tag: keep its tokens, add only what follows the tag.
+            ids = t.prompt + t.gen + self.encode(tail[tail.index(tag) + len(tag):])
+        else:
+            body = t.gen[:-1] if t.stopped and t.gen else t.gen  # drop an end-of-turn token
+            ids = t.prompt + body + self.encode(tail)
+        if t.closed and self._close_id is None and self.tok.decode(t.gen, skip_special_tokens=False) != t.text + tag:
+            # A stop string whose last token runs past the tag: the ids hold text the CoT does not.
+            self.stats["answer_text_path"] += 1
+            return self.encode(text_prompt), before
+        return ids, before
 
     async def generate(self, r: dict) -> dict:
         """Two-phase generation: think (unless the CoT is given, e.g. "" for Empty CoT), then answer.
 
         Request: {prompt, system?, answer_prefix?, cot (None = think first), sampling, think_tokens,
-        answer_tokens}.
+        answer_tokens, answer_by? ("ids", default, or "text")}.
         When the model does not close its thinking within ``think_tokens`` we
         close it ourselves and ask for the answer, as the reference study does.
+        The answer request after a CoT goes in by token ids (:meth:`_answer_after`).
         """
+        areq = {"prompt": r["prompt"], "cot": None, "system": r.get("system"),
+                "answer_prefix": r.get("answer_prefix"),  # [issue10 hook]
+                "sampling": r["sampling"], "max_tokens": r["answer_tokens"], "answer_by": r.get("answer_by", "ids")}
         if r.get("cot") is None:
-            out = await self.think({"prompt": r["prompt"], "system": r.get("system"),  # [issue10 hook]
-                                    "sampling": r["sampling"], "max_tokens": r["think_tokens"],
-                                    "reserve": r["answer_tokens"]})
-        else:
-            out = {"cot": r["cot"], "cot_tokens": 0, "finish_reason": "given", "forced_close": False, "error": None}
-        out["cot_finish_reason"] = out.pop("finish_reason")
-        if out.get("error"):
-            out["answer_text"] = None
+            t = await self._think({"prompt": r["prompt"], "system": r.get("system"),  # [issue10 hook]
+                                   "sampling": r["sampling"], "max_tokens": r["think_tokens"],
+                                   "reserve": r["answer_tokens"]})
+            out = t.out
+            out["cot_finish_reason"] = out.pop("finish_reason")
+            if out.get("error"):
+                out["answer_text"] = None
+                return out
+            ids, before = self._answer_after(t, areq)
+            out.update(await self._answer_ids(ids, areq, before))
             return out
-        out.update(await self.answer({"prompt": r["prompt"], "cot": out["cot"], "system": r.get("system"),
-                                      "answer_prefix": r.get("answer_prefix"),  # [issue10 hook]
-                                      "sampling": r["sampling"], "max_tokens": r["answer_tokens"]}))
+        out = {"cot": r["cot"], "cot_tokens": 0, "cot_finish_reason": "given", "forced_close": False, "error": None}
+        out.update(await self.answer({**areq, "cot": r["cot"]}))
         return out
+
+    def _phase(self, phase: str, o, cacheable: Optional[int] = None) -> None:
+        """Per-phase prompt and cache-hit counters (telemetry.json's engines)."""
+        self.stats[f"{phase}_requests"] += 1
+        self.stats[f"{phase}_prompt_tokens"] += len(o.prompt_token_ids)
+        self.stats[f"{phase}_cached_tokens"] += int(o.num_cached_tokens or 0)
+        if cacheable is not None:
+            self.stats[f"{phase}_cacheable_tokens"] += cacheable
+            self.stats[f"{phase}_cached_of_cacheable"] += min(cacheable, int(o.num_cached_tokens or 0))
 
     def _complete_args(self, r: dict) -> tuple[list[int], object]:
         ids = r["ids"] if r.get("ids") is not None else self.encode(r["text"])

@@ -15,7 +15,7 @@ from typing import Iterator
 
 from pipeline.config import hash_fields
 from pipeline.engine.vllm_engine import Sampling, request_seed
-from pipeline.schema import GENERATION_KEY, GENERATIONS, pick
+from pipeline.schema import GENERATE_ROWS, GENERATION_KEY, pick
 from pipeline.stages.context import Context, stage_meta
 from pipeline.store.sink import RowSink
 
@@ -23,7 +23,7 @@ from pipeline.store.sink import RowSink
 class GenerateStage:
     name = "generate"
     requires: tuple[str, ...] = ()
-    version = "1"
+    version = "2"  # 2: the answer after a CoT goes in by the CoT's token ids
     consumes: tuple[str, ...] = ()
 
     def open(self, ctx: Context) -> None:
@@ -34,7 +34,7 @@ class GenerateStage:
             args = {"generate": hash_fields(g), "model": ctx.model_key(m.name),
                     "problems": ctx.artifact_hash(ctx.problems_path), "v": self.version}
             path = ctx.store.path("generate", m.name, args)
-            self._sinks[m.name] = ctx.sink(path, GENERATIONS, GENERATION_KEY)
+            self._sinks[m.name] = ctx.sink(path, GENERATE_ROWS, GENERATION_KEY)
             self._meta[m.name] = stage_meta(ctx, self.name, args, {"problems": str(ctx.problems_path)}, [m.name])
         ctx.artifacts["generate"] = [s.artifact for s in self._sinks.values()]
 
@@ -58,7 +58,9 @@ class GenerateStage:
                     # [issue10 hook] the problem's system message and forced answer prefix (null: none)
                     yield ({"prompt": p["prompt"], "system": p.get("system"), "answer_prefix": p.get("answer_prefix"),
                             "cot": "" if method == "empty" else None, "sampling": samp,
-                            "think_tokens": g.thought_budget, "answer_tokens": g.answer_budget},
+                            "think_tokens": g.thought_budget, "answer_tokens": g.answer_budget,
+                            # Replica routing: a problem's CoTs and their variants share one engine.
+                            "affinity": (p["problem_id"], m.name, s)},
                            {"dataset": p["dataset"], "problem_id": p["problem_id"], "method": method,
                             "source": m.name, "variant": "full", "sample": s, "target": m.name, "gold": p["gold"]})
 
@@ -83,7 +85,7 @@ class GenerateStage:
 
             async def work() -> dict:
                 res = await flow.guarded(self.name, key, flow.call(self.name, model, "generate", req))
-                out = {**row, **pick(res, GENERATIONS)}
+                out = {**row, **pick(res, GENERATE_ROWS)}
                 sink.add(out)
                 return out
 

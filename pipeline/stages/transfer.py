@@ -81,7 +81,9 @@ class TransferStage:
             # (e.g. gpt-oss's transfer reasoning effort) for another model's CoT, "own" for a model's own sample.
             req = {"prompt": p["prompt"], "system": p.get("system"), "answer_prefix": p.get("answer_prefix"),
                    "phase": "own" if method == "sampled" else "transfer", "cot": c["cot"],
-                   "sampling": Sampling.from_config(flow.ctx.cfg.model(tname).greedy, 0), "max_tokens": tc.answer_budget}
+                   "sampling": Sampling.from_config(flow.ctx.cfg.model(tname).greedy, 0), "max_tokens": tc.answer_budget,
+                   # Replica routing: every variant of one source CoT on one target shares an engine.
+                   "affinity": (c["problem_id"], c["source"], c["sample"])}
             flow.bar(self.name, more=1)
             flow.spawn(f"transfer {c['source']}->{tname}/{c['problem_id']}", self._one(flow, sink, tname, req, row))
 

@@ -1,0 +1,45 @@
+"""Which replica of a model's engine gets an item: prefix affinity, least-loaded when saturated.
+
+Items that share a long prompt prefix (one problem's CoTs on one model; every variant of one
+source CoT on one target: full, without answer, prefixes) should land on the same replica, whose
+prefix cache then holds that prefix: spread over replicas, each one prefills it again.  A request
+names its group in ``affinity`` (the stages set (problem, source, sample)); without it the group
+is its prompt and system message.  The replica is a stable hash of (model, group) — the same in
+every process and run, unlike Python's ``hash`` — and an item goes elsewhere (least loaded) only
+when that replica already holds a full batch (``limit`` items in flight) and another holds fewer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Optional, Sequence
+
+
+def affinity_key(model: str, args: Sequence[Any]) -> Optional[tuple]:
+    """The routing group of one engine call's arguments (None: no request dict)."""
+    r = args[0] if args else None
+    if not isinstance(r, dict):
+        return None
+    if r.get("affinity") is not None:
+        return (model, "affinity", tuple(r["affinity"]) if isinstance(r["affinity"], list) else r["affinity"])
+    if r.get("prompt") is not None:
+        return (model, "prompt", r["prompt"], r.get("system"))
+    return None
+
+
+def stable_index(key: tuple, n: int) -> int:
+    """A replica index for ``key`` that never depends on the process (sha256, not ``hash``)."""
+    h = hashlib.sha256(repr(key).encode()).digest()
+    return int.from_bytes(h[:8], "little") % n
+
+
+def pick_replica(load: Sequence[int], key: Optional[tuple], limit: int) -> int:
+    """The replica for one item: its affinity replica unless that one is saturated (module docstring)."""
+    n = len(load)
+    least = min(range(n), key=load.__getitem__)
+    if n == 1 or key is None:
+        return least
+    i = stable_index(key, n)
+    if load[i] >= max(1, limit) and load[least] < load[i]:
+        return least
+    return i
