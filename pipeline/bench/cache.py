@@ -139,13 +139,25 @@ def variant_hit(engines: list, m, cots: list[tuple[str, str]], answer: int, rout
             "per_replica": [sum(1 for r in rows if r[4] == k) for k in range(len(engines))]}
 
 
-def run(model_key: str = "smollm2", n: int = 12, think: int = 96, answer: int = 16) -> dict:
+def run(model_key: str = "smollm2", n: int = 12, think: int = 96, answer: int = 16,
+        block: Optional[int] = 32) -> dict:
     from pipeline.config import compose
     from pipeline.engine.vllm_engine import ModelEngine
 
-    cfg = compose(["experiment=demo", "progress=false"])
-    key = next(k for k, mc in cfg.models.items() if k == model_key or mc.name == model_key)
-    m = cfg.models[key]
+    m = None
+    for exp in ("demo", "demo_tiny"):  # the real small models, then the tiny random ones
+        cfg = compose([f"experiment={exp}", "progress=false"])
+        m = next((mc for k, mc in cfg.models.items()
+                  if model_key in (k, mc.name, mc.name.replace("-", "_"))), None)
+        if m is not None:
+            break
+    if m is None:
+        raise SystemExit(f"crosscot: error: no model {model_key!r} in experiment=demo or demo_tiny; "
+                         "pass --model smollm2, gemma3 or tiny_think")
+    if block:
+        # GPU engines use 16-token blocks; the CPU build wants multiples of 32 (its default is 128,
+        # which hides every difference inside one block of these short prompts).
+        m.block_size = block
     print(f"cache bench: loading {m.name} (answer phase)", flush=True)
     e = ModelEngine(m, seed=0)
     block = e.block_size
@@ -196,13 +208,14 @@ def markdown(res: dict) -> str:
 
 def main(argv: Optional[list[str]] = None) -> str:
     ap = argparse.ArgumentParser(prog="crosscot bench cache", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="12 problems per path, 96-token CoTs")
+    ap.add_argument("--quick", action="store_true", help="12 problems per path, 128-token CoTs")
     ap.add_argument("--model", default="smollm2", help="model config key (conf/model) or short name")
     ap.add_argument("-n", type=int, default=None, help="problems per path (default 12 quick, 32 full)")
     ap.add_argument("--think", type=int, default=None, help="thinking budget (default 96 quick, 256 full)")
+    ap.add_argument("--block", type=int, default=32, help="KV block size in tokens (0 = the engine's default)")
     ap.add_argument("--out", type=Path, default=None, help="write cache.md and cache.json here")
     a = ap.parse_args(argv)
-    res = run(a.model, a.n or (12 if a.quick else 32), a.think or (96 if a.quick else 256))
+    res = run(a.model, a.n or (12 if a.quick else 32), a.think or (128 if a.quick else 256), block=a.block or None)
     md = markdown(res)
     if a.out:
         from pipeline.store.atomic import write_text_atomic
@@ -211,3 +224,7 @@ def main(argv: Optional[list[str]] = None) -> str:
         write_text_atomic(Path(a.out) / "cache.json", json.dumps(res, indent=2))
     print(md)
     return md
+
+
+if __name__ == "__main__":
+    main()

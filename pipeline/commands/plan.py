@@ -70,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
              getattr(args, "throughput", None), params=params, tails=opt,
              share_gpus={"yes": True, "no": False}.get(str(getattr(args, "share_gpus", "auto")), "auto"))
     print(format_plan(p))
+    from pipeline.planning.kv import format_plan_kv, plan_kv
+
+    print("\n" + format_plan_kv(plan_kv(cfg, p)))
     if getattr(args, "json", None):
         with open(args.json, "w") as f:
             json.dump(as_dict(p), f, indent=2)
