@@ -127,6 +127,10 @@ GENERATE_ROWS = pa.schema(
     ]
 )
 
+# Columns that record how the engine ran a row (prefix-cache hits depend on what ran before it), not
+# what it produced: the only columns allowed to differ between two runs of the same config.
+TELEMETRY_COLUMNS = ("think_cached_tokens", "cached_tokens")
+
 # Row keys, one per artifact kind: the columns that identify a row (shards are cut and deduplicated on them).
 COT_KEY = tuple(f.name for f in _COT_ID)
 ANSWER_KEY = COT_KEY + ("target",)

@@ -429,6 +429,8 @@ class RunConfig:
     # exact (rows independent of batching; GPU: vLLM's batch-invariant kernels) | batch_dependent |
     # auto (exact on CPU, batch_dependent on GPU); copied to every model, in provenance and the report.
     determinism: str = "auto"
+    # Node type (conf/node/<name>.yaml) whose engine sizing (TP, memory) the run applies; null = none.
+    node_type: Optional[str] = nohash(None)
 
     def validate(self) -> None:
         if not self.models:

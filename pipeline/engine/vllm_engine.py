@@ -55,16 +55,11 @@ PHASE_COUNTERS = tuple(f"{ph}_{k}" for ph in ("think", "answer")
                                  "cached_of_cacheable")) + ("answer_text_path",)
 
 
-def cacheable_tokens(prompt: list[int], before: list[int], block: int) -> int:
-    """Prompt tokens the prefix cache can serve after ``before`` ran: the common prefix, whole blocks
-    only, and never the prompt's last token (vLLM always computes it)."""
-    n = 0
-    for a, b in zip(prompt, before):
-        if a != b:
-            break
-        n += 1
-    n = min(n, len(prompt) - 1)
-    return max(0, n // block * block)
+def cacheable_tokens(before: list[int], block: int) -> int:
+    """Tokens of an answer's prompt the prefix cache could serve after its CoT ran: everything the
+    thinking request computed (``before``), in whole blocks.  Not capped by the answer prompt's
+    own length: a re-tokenized CoT that comes out shorter or different loses those blocks."""
+    return max(0, len(before) // block * block)
 
 
 def batched_tokens_of(llm: Any) -> int:
@@ -347,7 +342,7 @@ class ModelEngine:
         # Higher priority than new CoTs: the answer runs while the CoT's blocks are still cached.
         o = await self.run(p, self.params(r["sampling"], r["max_tokens"], stop=list(self.fmt.answer_stop) or None),
                            priority=ANSWER_PRIORITY)
-        self._phase("answer", o, cacheable_tokens(p, before, self.block_size) if before else None)
+        self._phase("answer", o, cacheable_tokens(before, self.block_size) if before else None)
         c = o.outputs[0]
         return {"answer_text": c.text, "prompt_tokens": len(o.prompt_token_ids), "answer_tokens": len(c.token_ids),
                 "finish_reason": c.finish_reason, "error": None, "cached_tokens": int(o.num_cached_tokens or 0)}
