@@ -79,6 +79,15 @@ class FakeEngine:
     generate = _ME.generate
     batch = _ME.batch
 
+    async def _think(self, r: dict):
+        """The thinking phase as ``generate`` uses it (no token ids here: the answer goes by text)."""
+        from pipeline.engine.vllm_engine import Thought
+
+        return Thought(await self.think(r), [], [], False)
+
+    async def _answer_thought(self, t, r: dict) -> dict:
+        return await self.answer({**r, "cot": t.out["cot"]})
+
     def generation_prompt(self, user_prompt: str) -> str:
         return f"<user>{user_prompt}</user><assistant>"
 

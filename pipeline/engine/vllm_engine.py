@@ -399,12 +399,16 @@ class ModelEngine:
             if out.get("error"):
                 out["answer_text"] = None
                 return out
-            ids, before = self._answer_after(t, areq)
-            out.update(await self._answer_ids(ids, areq, before))
+            out.update(await self._answer_thought(t, areq))
             return out
         out = {"cot": r["cot"], "cot_tokens": 0, "cot_finish_reason": "given", "forced_close": False, "error": None}
         out.update(await self.answer({**areq, "cot": r["cot"]}))
         return out
+
+    async def _answer_thought(self, t: "Thought", r: dict) -> dict:
+        """The answer request after a CoT this engine just wrote (by token ids: :meth:`_answer_after`)."""
+        ids, before = self._answer_after(t, r)
+        return await self._answer_ids(ids, r, before)
 
     def _phase(self, phase: str, o, cacheable: Optional[int] = None) -> None:
         """Per-phase prompt and cache-hit counters (telemetry.json's engines)."""
