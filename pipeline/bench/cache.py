@@ -24,7 +24,7 @@ import gc
 import json
 import random
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from pipeline.engine.routing import affinity_key, pick_replica
 
@@ -140,7 +140,7 @@ def variant_hit(engines: list, m, cots: list[tuple[str, str]], answer: int, rout
 
 
 def run(model_key: str = "smollm2", n: int = 12, think: int = 96, answer: int = 16,
-        block: Optional[int] = 32) -> dict:
+        block: int | None = 32) -> dict:
     from pipeline.config import compose
     from pipeline.engine.vllm_engine import ModelEngine
 
@@ -206,7 +206,7 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[list[str]] = None) -> str:
+def main(argv: list[str] | None = None) -> str:
     ap = argparse.ArgumentParser(prog="crosscot bench cache", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="12 problems per path, 128-token CoTs")
     ap.add_argument("--model", default="smollm2", help="model config key (conf/model) or short name")

@@ -20,13 +20,12 @@ its numbers only show the check works.  A GPU run: ``make gpu-check ARGS="--mode
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -111,11 +110,11 @@ def determinism(e, s: Sizes, vocab: int) -> tuple[float, float]:
 def cache_hit(e, m, s: Sizes) -> float:
     from pipeline.bench.cache import answer_hit
 
-    r = answer_hit(e, m, s.cache_problems, 2 * s.decode, 4)
+    r = answer_hit(e, m, s.cache_problems, max(64, 2 * s.decode), 4)
     return r["ids"]["hit"]
 
 
-def planned_step(m, node: str, batch: int, ctx: int) -> Optional[float]:
+def planned_step(m, node: str, batch: int, ctx: int) -> float | None:
     """The planner's decode step (s) for ``batch`` sequences at ``ctx`` context, or None (no row)."""
     from pipeline.planning.kv import KVCost, kv_spec
     from pipeline.planning.simulate import StepCost
@@ -140,6 +139,8 @@ def run(model: str = "nrr", node: str = "h200x8", dry: bool = False) -> dict:
     for setting in ("exact", "batch_dependent"):
         m = _model(model, dry)
         m.determinism = setting
+        if dry:
+            m.block_size = 32  # the CPU default (128) is longer than the dry run's CoTs
         print(f"gpu-check: loading {m.name} (determinism={setting})", flush=True)
         e = ModelEngine(m, seed=0)
         vocab = int(e.info()["vocab_size"])
@@ -180,7 +181,7 @@ def lines(res: dict) -> list[str]:
     return out
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipeline.bench.gpu_check", description=__doc__.split("\n\n")[0])
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny model, tiny sizes (what the tests run)")
     ap.add_argument("--model", default="nrr", help="a model of experiment=reference (key or short name)")

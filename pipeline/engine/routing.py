@@ -12,10 +12,11 @@ when that replica already holds a full batch (``limit`` items in flight) and ano
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
-def affinity_key(model: str, args: Sequence[Any]) -> Optional[tuple]:
+def affinity_key(model: str, args: Sequence[Any]) -> tuple | None:
     """The routing group of one engine call's arguments (None: no request dict)."""
     r = args[0] if args else None
     if not isinstance(r, dict):
@@ -33,7 +34,7 @@ def stable_index(key: tuple, n: int) -> int:
     return int.from_bytes(h[:8], "little") % n
 
 
-def pick_replica(load: Sequence[int], key: Optional[tuple], limit: int) -> int:
+def pick_replica(load: Sequence[int], key: tuple | None, limit: int) -> int:
     """The replica for one item: its affinity replica unless that one is saturated (module docstring)."""
     n = len(load)
     least = min(range(n), key=load.__getitem__)

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.engine.determinism import effective, engine_env as determinism_env
+from pipeline.engine.determinism import effective
+from pipeline.engine.determinism import engine_env as determinism_env
 
 GPU_BATCHED_TOKENS = 16384  # vLLM's own offline default on >= 70 GiB GPUs (LLM class)
 CPU_MIN_BATCHED_TOKENS = 2048

@@ -28,9 +28,9 @@ from __future__ import annotations
 import heapq
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 from pipeline.planning.simulate import StepCost
 
@@ -64,7 +64,7 @@ class KVSpec:
         return max(1, self.capacity_tokens // self.block)
 
 
-def _arch_from_config(path: str) -> Optional[tuple[int, int, int]]:
+def _arch_from_config(path: str) -> tuple[int, int, int] | None:
     f = Path(path) / "config.json"
     if not f.is_file():
         return None
@@ -116,7 +116,7 @@ class KVCost:
         return self.step.step(b) + ctx_tokens * self.ctx_s_per_token
 
     @classmethod
-    def for_node(cls, step: StepCost, spec: KVSpec, node_name: str, tp: int = 1) -> "KVCost":
+    def for_node(cls, step: StepCost, spec: KVSpec, node_name: str, tp: int = 1) -> KVCost:
         bps = next((v for k, v in KV_READ_BPS.items() if k in node_name.lower()), KV_READ_BPS["h100"])
         return cls(step, spec.bytes_per_token / (bps * max(1, tp)))
 
@@ -135,7 +135,7 @@ class KVRun:
 
 
 def simulate_kv(arrival: Sequence[float], prompt: Sequence[float], decode: Sequence[int], cost: KVCost,
-                spec: KVSpec, slots: int, answer: Optional[Sequence[int]] = None, answer_hit: float = 1.0,
+                spec: KVSpec, slots: int, answer: Sequence[int] | None = None, answer_hit: float = 1.0,
                 answer_extra: float = 0.0) -> KVRun:
     """Replay requests through one engine with ``spec.blocks`` KV blocks and ``slots`` sequences.
 
@@ -249,7 +249,7 @@ class Headroom:
         """KV tokens / tokens ``max_num_seqs`` sequences at the mean context need (< 1: preemption)."""
         return self.spec.capacity_tokens / max(1.0, self.max_num_seqs * self.mean_context)
 
-    def warning(self) -> Optional[str]:
+    def warning(self) -> str | None:
         if self.fit_mean >= self.max_num_seqs:
             return None
         return (f"{self.model}: max_num_seqs={self.max_num_seqs} would preempt: its KV cache holds "

@@ -4,7 +4,8 @@ Streaming: each ``cot`` row from truncate is sent to every target the moment it
 exists (one engine item per target), so transfers run while other CoTs are still
 being written.  The CoT is placed in the *target's* own thinking format (its chat
 template, its tags) and the target answers greedily after it.  Default CoTs
-become the ``Transfer <SRC>`` settings; ensemble CoTs become
+become the ``Transfer <SRC>`` settings (a model's own full Default CoT on itself is the request its
+``generate`` already answered when budgets and prompts match, so that row is reused, not recomputed); ensemble CoTs become
 ``Ensemble <G1>+<G2>/<E>``; a model's own Sampled CoT without its answer
 statements gives the Sampled ``without_answer`` variant.  One artifact per
 target model.
@@ -36,8 +37,8 @@ def transfer_method(c: dict, target: str, sources: set[str]) -> Optional[str]:
 class TransferStage:
     name = "transfer"
     requires = ("truncate",)
-    version = "1"
-    consumes = ("cot",)
+    version = "2"  # 2: a self-transfer identical to its generate request reuses that row
+    consumes = ("cot", "generation")
 
     def open(self, ctx: Context) -> None:
         tc = ctx.cfg.transfer
@@ -52,6 +53,7 @@ class TransferStage:
             self._sinks[tname] = ctx.sink(path, ANSWERS, ANSWER_KEY)
             self._meta[tname] = stage_meta(ctx, self.name, args, {"cots": str(cots_path)}, [tname])
         self._prompts = {p["problem_id"]: p for p in ctx.problem_rows()}
+        self._own: dict[tuple, dict] = {}  # (problem, model, sample) -> its Default generation's answer
         ctx.artifacts["transfer"] = [s.artifact for s in self._sinks.values()]
 
     def sinks(self) -> list[RowSink]:
@@ -65,6 +67,10 @@ class TransferStage:
 
     def on_event(self, flow, kind: str, c: dict) -> None:
         tc = flow.ctx.cfg.transfer
+        if kind == "generation":
+            if c["method"] == "default" and not c.get("error") and self._same_request(flow.ctx, c["source"]):
+                self._own[(c["problem_id"], c["source"], c["sample"])] = pick(c, ANSWERS)
+            return
         if c["variant"] not in tc.variants or c.get("error"):
             return
         for tname, sink in self._sinks.items():
@@ -87,10 +93,33 @@ class TransferStage:
             flow.bar(self.name, more=1)
             flow.spawn(f"transfer {c['source']}->{tname}/{c['problem_id']}", self._one(flow, sink, tname, req, row))
 
+    @staticmethod
+    def _same_request(ctx: Context, model: str) -> bool:
+        """Whether a model's full Default CoT transferred to itself is the request its generate made:
+        the same answer budget and the same prompt (no transfer-only chat-template arguments)."""
+        m = ctx.cfg.model(model)
+        return (ctx.cfg.transfer.answer_budget == ctx.cfg.generate.answer_budget
+                and not m.protocol.transfer_chat_template_kwargs)
+
+    def _reused(self, row: dict) -> dict | None:
+        """The generate row's answer for a self-transfer identical to it (module docstring), else None."""
+        if row["method"] != "transfer" or row["variant"] != "full" or row["source"] != row["target"]:
+            return None
+        own = self._own.get((row["problem_id"], row["source"], row["sample"]))
+        if own is None or (own.get("cot") or "").strip() != (row.get("cot") or ""):
+            return None
+        return {k: v for k, v in own.items() if k not in row}
+
     async def _one(self, flow, sink: RowSink, target: str, req: dict, row: dict) -> None:
         key = sink.key(row)
 
         async def work() -> dict:
+            # Looked up when the item runs: its generation row was emitted before (same event cascade).
+            reused = self._reused(row)
+            if reused is not None:
+                out = {**row, **reused}
+                sink.add(out)
+                return out
             res = await flow.guarded(self.name, key, flow.call(self.name, target, "answer", req))
             out = {**row, **pick(res, ANSWERS)}
             sink.add(out)

@@ -6,7 +6,12 @@ import pytest
 
 from pipeline.config import ConfigError, compose
 from pipeline.engine.determinism import effective, run_determinism
-from pipeline.engine.settings import GPU_BATCHED_TOKENS, batched_tokens, engine_core, runtime_env
+from pipeline.engine.settings import (
+    GPU_BATCHED_TOKENS,
+    batched_tokens,
+    engine_core,
+    runtime_env,
+)
 
 
 def _m(**kw):

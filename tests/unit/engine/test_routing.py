@@ -38,7 +38,7 @@ def test_variants_of_one_cot_share_a_replica_through_the_pool():
     async def go():
         gate, log = asyncio.Event(), []
         pool = _pool(2, 64, gate, log)
-        groups = [("p%d" % i, "S", 0) for i in range(12)]
+        groups = [(f"p{i}", "S", 0) for i in range(12)]
         tasks = [asyncio.ensure_future(pool.op("T", "answer", {"prompt": "x", "cot": f"v{v}", "affinity": g}))
                  for g in groups for v in range(4)]
         await asyncio.sleep(0)
