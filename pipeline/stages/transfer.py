@@ -13,12 +13,13 @@ target model.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Optional
 
 from pipeline.config import hash_fields
 from pipeline.engine.vllm_engine import Sampling
-from pipeline.schema import ANSWER_KEY, ANSWERS, pick
+from pipeline.schema import ANSWER_KEY, ANSWERS, GENERATION_KEY, pick
 from pipeline.stages.context import Context, stage_meta
 from pipeline.store.sink import RowSink
 
@@ -54,6 +55,7 @@ class TransferStage:
             self._meta[tname] = stage_meta(ctx, self.name, args, {"cots": str(cots_path)}, [tname])
         self._prompts = {p["problem_id"]: p for p in ctx.problem_rows()}
         self._own: dict[tuple, dict] = {}  # (problem, model, sample) -> its Default generation's answer
+        self._waits: dict[tuple, asyncio.Event] = {}
         ctx.artifacts["transfer"] = [s.artifact for s in self._sinks.values()]
 
     def sinks(self) -> list[RowSink]:
@@ -68,8 +70,12 @@ class TransferStage:
     def on_event(self, flow, kind: str, c: dict) -> None:
         tc = flow.ctx.cfg.transfer
         if kind == "generation":
-            if c["method"] == "default" and not c.get("error") and self._same_request(flow.ctx, c["source"]):
-                self._own[(c["problem_id"], c["source"], c["sample"])] = pick(c, ANSWERS)
+            if c["method"] == "default" and self._same_request(flow.ctx, c["source"]):
+                k = (c["problem_id"], c["source"], c["sample"])
+                self._own[k] = pick(c, ANSWERS)
+                ev = self._waits.pop(k, None)
+                if ev is not None:
+                    ev.set()
             return
         if c["variant"] not in tc.variants or c.get("error"):
             return
@@ -101,21 +107,35 @@ class TransferStage:
         return (ctx.cfg.transfer.answer_budget == ctx.cfg.generate.answer_budget
                 and not m.protocol.transfer_chat_template_kwargs)
 
-    def _reused(self, row: dict) -> dict | None:
-        """The generate row's answer for a self-transfer identical to it (module docstring), else None."""
-        if row["method"] != "transfer" or row["variant"] != "full" or row["source"] != row["target"]:
+    async def _reused(self, flow, row: dict) -> dict | None:
+        """The generate row's answer for a self-transfer identical to it (module docstring), else None.
+
+        The generation row always reaches this stage (generate emits every row, new or read back),
+        but on a resumed run it may come after the CoT's variants: wait for it, so whether a row is
+        reused never depends on timing; stop waiting only when that generate item failed."""
+        if (row["method"] != "transfer" or row["variant"] != "full" or row["source"] != row["target"]
+                or not self._same_request(flow.ctx, row["source"])):
             return None
-        own = self._own.get((row["problem_id"], row["source"], row["sample"]))
-        if own is None or (own.get("cot") or "").strip() != (row.get("cot") or ""):
+        k = (row["problem_id"], row["source"], row["sample"])
+        gen_key = tuple({**row, "method": "default"}.get(c) for c in GENERATION_KEY)
+        while k not in self._own:
+            if flow.failed_before("generate", gen_key):
+                return None
+            ev = self._waits.setdefault(k, asyncio.Event())
+            try:
+                await asyncio.wait_for(ev.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                pass
+        own = self._own[k]
+        if own.get("error") or (own.get("cot") or "").strip() != (row.get("cot") or ""):
             return None
-        return {k: v for k, v in own.items() if k not in row}
+        return {c: v for c, v in own.items() if c not in row}
 
     async def _one(self, flow, sink: RowSink, target: str, req: dict, row: dict) -> None:
         key = sink.key(row)
 
         async def work() -> dict:
-            # Looked up when the item runs: its generation row was emitted before (same event cascade).
-            reused = self._reused(row)
+            reused = await self._reused(flow, row)
             if reused is not None:
                 out = {**row, **reused}
                 sink.add(out)
