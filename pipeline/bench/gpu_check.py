@@ -136,13 +136,15 @@ def run(model: str = "nrr", node: str = "h200x8", dry: bool = False) -> dict:
     node = "cpu2" if dry else node
     res: dict[str, Any] = {"dry_run": dry, "node": node}
     det: dict[str, dict] = {}
+    e = None
     for setting in ("exact", "batch_dependent"):
         m = _model(model, dry)
         m.determinism = setting
         if dry:
             m.block_size = 32  # the CPU default (128) is longer than the dry run's CoTs
-        print(f"gpu-check: loading {m.name} (determinism={setting})", flush=True)
-        e = ModelEngine(m, seed=0)
+        if e is None or not dry:  # the CPU build has no determinism switch: one engine serves both
+            print(f"gpu-check: loading {m.name} (determinism={setting})", flush=True)
+            e = ModelEngine(m, seed=0)
         vocab = int(e.info()["vocab_size"])
         if setting == "exact":
             res["model"], res["device"] = m.name, "cpu" if e._cpu else "cuda"
@@ -154,10 +156,11 @@ def run(model: str = "nrr", node: str = "h200x8", dry: bool = False) -> dict:
             res["plan_step_s"] = planned_step(m, node, b, ctx)
             res["plan_point"] = f"b{b}_ctx{ctx}"
         same, secs = determinism(e, s, vocab)
-        det[setting] = {"identical": same, "seconds": secs, "effective": e.runtime.determinism}
-        e.loop.close()
-        del e
-        gc.collect()
+        det[setting] = {"identical": same, "seconds": secs, "effective": setting if dry else e.runtime.determinism}
+        if not dry or setting == "batch_dependent":
+            e.loop.close()
+            e = None
+            gc.collect()
     res["determinism"] = det
     return res
 
