@@ -81,7 +81,7 @@ class FakeEngine:
 
     async def _think(self, r: dict):
         """The thinking phase as ``generate`` uses it (no token ids here: the answer goes by text)."""
-        from pipeline.engine.vllm_engine import Thought
+        from pipeline.engine.phases import Thought
 
         return Thought(await self.think(r), [], [], False)
 

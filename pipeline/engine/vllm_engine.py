@@ -40,43 +40,21 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from pipeline.engine.phases import (
+    ANSWER_PRIORITY,
+    PHASE_COUNTERS,
+    Thought,
+    answer_ids,
+    batched_tokens_of,
+    cacheable_tokens,
+    computed_before,
+)
+
 
 def request_seed(base: int, *parts: Any) -> int:
     """Deterministic per-request seed: independent of batching and scheduling."""
     h = hashlib.sha256(repr((base,) + parts).encode()).digest()
     return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
-
-
-# Lower runs first under vLLM's priority scheduling: an answer (short, its prefix cached) before new CoTs.
-ANSWER_PRIORITY = -1
-
-PHASE_COUNTERS = tuple(f"{ph}_{k}" for ph in ("think", "answer")
-                       for k in ("requests", "prompt_tokens", "cached_tokens", "cacheable_tokens",
-                                 "cached_of_cacheable")) + ("answer_text_path",)
-
-
-def cacheable_tokens(before: list[int], block: int) -> int:
-    """Tokens of an answer's prompt the prefix cache could serve after its CoT ran: everything the
-    thinking request computed (``before``), in whole blocks.  Not capped by the answer prompt's
-    own length: a re-tokenized CoT that comes out shorter or different loses those blocks."""
-    return max(0, len(before) // block * block)
-
-
-def batched_tokens_of(llm: Any) -> int:
-    """The engine's token budget per step, as vLLM resolved it."""
-    return int(llm.vllm_config.scheduler_config.max_num_batched_tokens)
-
-
-@dataclass
-class Thought:
-    """A CoT this engine just wrote: the row fields and the ids the answer request builds on."""
-
-    out: dict
-    prompt: list[int]
-    gen: list[int]
-    closed: bool
-    text: str = ""
-    stopped: bool = False
 
 
 @dataclass
@@ -161,9 +139,8 @@ class ModelEngine:
         from vllm.platforms import current_platform
         from vllm.v1.engine.llm_engine import LLMEngine
 
-        from pipeline.engine.stream import StepLoop
-
         from pipeline.engine.settings import runtime_env
+        from pipeline.engine.stream import StepLoop
 
         self._cpu = current_platform.is_cpu()
         # Engine core and determinism switches are read by vLLM when the engine is built.
@@ -287,7 +264,7 @@ class ModelEngine:
         """
         return (await self._think(r)).out
 
-    async def _think(self, r: dict) -> "Thought":
+    async def _think(self, r: dict) -> Thought:
         from pipeline.engine.messages import thought_budget
 
         p = self.encode(self.thinking_prompt(r["prompt"], r.get("system")))  # [issue10 hook] system
@@ -347,36 +324,20 @@ class ModelEngine:
         return {"answer_text": c.text, "prompt_tokens": len(o.prompt_token_ids), "answer_tokens": len(c.token_ids),
                 "finish_reason": c.finish_reason, "error": None, "cached_tokens": int(o.num_cached_tokens or 0)}
 
-    def _answer_after(self, t: "Thought", r: dict) -> tuple[list[int], list[int]]:
-        """Prompt ids of the answer after a CoT this engine just wrote, and the ids it computed before.
-
-        By token ids: the thinking prompt's ids + the generated ids (+ what the text path would
-        write after the CoT: the close tag and answer prefix), so the answer's prompt is exactly the
-        sequence the engine holds in its prefix cache.  Falls back to the text path (re-rendered,
-        re-tokenized) when the protocol places a CoT differently from how the model thinks (the
-        study's literal strings), or when ``answer_by`` is ``"text"`` (the old path; benches)."""
+    def _answer_after(self, t: Thought, r: dict) -> tuple[list[int], list[int]]:
+        """Prompt ids of the answer after a CoT this engine just wrote, and the ids it computed before:
+        by token ids (:func:`pipeline.engine.phases.answer_ids`), else the text path (re-rendered,
+        re-tokenized: where the protocol places a CoT differently, or ``answer_by="text"``, benches)."""
         text_prompt = self.answer_prompt(r["prompt"], t.out["cot"], r.get("system"), "own", r.get("answer_prefix"))
-        before = t.prompt + t.gen[:-1]  # the last sampled token was never fed: its KV is not cached
-        if r.get("answer_by", "ids") != "ids":
+        ids = None
+        if r.get("answer_by", "ids") == "ids":
+            ids = answer_ids(t, text_prompt, self.thinking_prompt(r["prompt"], r.get("system")) + t.out["cot"],
+                             self.fmt.think_stop, self.encode,
+                             lambda x: self.tok.decode(x, skip_special_tokens=False), self._close_id)
+        if ids is None:
             self.stats["answer_text_path"] += 1
-            return self.encode(text_prompt), before
-        head = self.thinking_prompt(r["prompt"], r.get("system")) + t.out["cot"]
-        if not text_prompt.startswith(head):
-            self.stats["answer_text_path"] += 1
-            return self.encode(text_prompt), before
-        tail = text_prompt[len(head):]  # close tag + answer prefix (+ the problem's answer prefix)
-        tag = self.fmt.think_stop
-        if t.closed and tag and tag in tail:
-            # The model wrote its own close tag: keep its tokens, add only what follows the tag.
-            ids = t.prompt + t.gen + self.encode(tail[tail.index(tag) + len(tag):])
-        else:
-            body = t.gen[:-1] if t.stopped and t.gen else t.gen  # drop an end-of-turn token
-            ids = t.prompt + body + self.encode(tail)
-        if t.closed and self._close_id is None and self.tok.decode(t.gen, skip_special_tokens=False) != t.text + tag:
-            # A stop string whose last token runs past the tag: the ids hold text the CoT does not.
-            self.stats["answer_text_path"] += 1
-            return self.encode(text_prompt), before
-        return ids, before
+            ids = self.encode(text_prompt)
+        return ids, computed_before(t)
 
     async def generate(self, r: dict) -> dict:
         """Two-phase generation: think (unless the CoT is given, e.g. "" for Empty CoT), then answer.
@@ -405,7 +366,7 @@ class ModelEngine:
         out.update(await self.answer({**areq, "cot": r["cot"]}))
         return out
 
-    async def _answer_thought(self, t: "Thought", r: dict) -> dict:
+    async def _answer_thought(self, t: Thought, r: dict) -> dict:
         """The answer request after a CoT this engine just wrote (by token ids: :meth:`_answer_after`)."""
         ids, before = self._answer_after(t, r)
         return await self._answer_ids(ids, r, before)
