@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from typing import Any
 
 
 class FaultServer:
@@ -94,7 +95,7 @@ class FaultServer:
 
     async def _respond(self, method: str, path: str, body: bytes, writer) -> bool:
         if path.endswith("/models"):
-            data = {"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "fault",
+            data: dict[str, Any] = {"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "fault",
                                                  "root": "/weights/" + self.model, "max_model_len": 1024}]}
             self._send(writer, self.models_status, json.dumps(data).encode())
             await writer.drain()

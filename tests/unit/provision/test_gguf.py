@@ -92,7 +92,6 @@ def test_models_list_command(capsys):
 
 
 def test_models_prepare_reports_failure(capsys):
-    from pipeline.commands import models as cmd
 
     from pipeline.cli import main
 
