@@ -65,6 +65,8 @@ def request_body(model: str, ids: list[int], p: dict) -> dict:
         body["seed"] = p["seed"]
     if p.get("stop"):
         body["stop"] = list(p["stop"])
+    if p.get("stop_token_ids"):
+        body["stop_token_ids"] = [int(t) for t in p["stop_token_ids"]]
     if p.get("prompt_logprobs") is not None:
         body["prompt_logprobs"] = p["prompt_logprobs"]
     return body
@@ -148,8 +150,9 @@ class OpenAIEngine(ModelEngine):
                       "load_seconds": self.load_seconds, **{k: 0 for k in PHASE_COUNTERS}}
         self._busy = _Busy()
         self._specials = [t for t in getattr(self.tok, "all_special_tokens", []) if t and t != self.fmt.think_stop]
-        # Every server stops on strings; token-id stops and undetokenized output are vLLM-only.
-        self._close_id = None
+        # The close tag as one token id, as the in-process engine stops on it (``stop_token_ids``).
+        tag_ids = self.encode(self.fmt.think_stop) if self.fmt.think_stop else []
+        self._close_id = tag_ids[0] if len(tag_ids) == 1 else None
         # For the answer's cache-hit telemetry only (the server's block size is not reported).
         self.block_size = int(model_cfg.block_size or 16)
 

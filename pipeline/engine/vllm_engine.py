@@ -182,8 +182,10 @@ class ModelEngine:
                                       "load_seconds": self.load_seconds, "runtime": self.runtime,
                                       **{k: 0 for k in PHASE_COUNTERS}}
         self._specials = [t for t in getattr(self.tok, "all_special_tokens", []) if t and t != self.fmt.think_stop]
-        # The close tag as one token id (a special token): the thinking phase then stops on that id
-        # and is not detokenized step by step (its text is decoded once at the end).
+        # The close tag as one token id (a special token): the thinking phase then stops on that id,
+        # not on a string match.  Its text still comes from vLLM's incremental detokenizer, which holds
+        # back a trailing incomplete character (decoding the ids at the end would not): a served
+        # engine returns the same text.
         tag_ids = self.encode(self.fmt.think_stop) if self.fmt.think_stop else []
         self._close_id: Optional[int] = tag_ids[0] if len(tag_ids) == 1 else None
 
@@ -302,22 +304,19 @@ class ModelEngine:
             return Thought(ThinkResult(cot="", cot_tokens=0, finish_reason="error", forced_close=False, error=err),
                            p, [], False)
         if self._close_id is not None:
-            params = self.params(r.sampling, budget, stop_token_ids=[self._close_id], detokenize=False,
-                                 skip_special_tokens=False)
+            params = self.params(r.sampling, budget, stop_token_ids=[self._close_id], skip_special_tokens=False)
         else:
             params = self.params(r.sampling, budget, stop=[self.fmt.think_stop], skip_special_tokens=False)
         o = await self.run(p, params)
         self._phase("think", o)
         c = o.outputs[0]
         gen = list(c.token_ids)
+        # A stop (close tag or end of turn) is the last token id; the text never shows it.
+        text = c.text
         if self._close_id is not None:
             closed = c.finish_reason == "stop" and c.stop_reason == self._close_id
-            # A stop (close tag or end of turn) is the last token id; the text never shows it.
-            text = self.tok.decode(gen[:-1] if c.finish_reason == "stop" and gen else gen,
-                                   skip_special_tokens=False)
         else:
             closed = c.finish_reason == "stop" and c.stop_reason == self.fmt.think_stop
-            text = c.text
         res = ThinkResult(
             cot=self.fmt.clean(text),
             cot_tokens=len(gen),
