@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from pipeline.engine.formats import get_format
 from pipeline.engine.local import LocalPool
-from pipeline.engine.phases import Thought
+from pipeline.engine.phases import Thought, two_phase  # the real engine's two-phase orchestration
 from pipeline.engine.protocol import (
     AnswerBy,
     AnswerRequest,
@@ -90,8 +90,6 @@ class FakeEngine:
                             finish_reason="stop")
 
     async def generate(self, r: GenerateRequest) -> GenerateResult:
-        from pipeline.engine.vllm_engine import two_phase  # the real engine's two-phase orchestration
-
         return await two_phase(self, r)
 
     async def thought(self, r: ThinkRequest) -> Thought:

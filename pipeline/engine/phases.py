@@ -9,10 +9,18 @@ the per-phase telemetry (``telemetry.json``'s engines; ``crosscot bench cache``)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional, Protocol
 
-from pipeline.engine.protocol import AnswerBy, AnswerRequest, AnswerResult, ThinkRequest, ThinkResult
+from pipeline.engine.protocol import (
+    AnswerBy,
+    AnswerRequest,
+    AnswerResult,
+    GenerateRequest,
+    GenerateResult,
+    ThinkRequest,
+    ThinkResult,
+)
 
 # Lower runs first under vLLM's priority scheduling: an answer (short, its prefix cached) before new CoTs.
 ANSWER_PRIORITY = -1
@@ -80,3 +88,31 @@ def answer_ids(t: Thought, text_prompt: str, head: str, tag: str, encode: Callab
 def batched_tokens_of(llm: Any) -> int:
     """The engine's token budget per step, as vLLM resolved it."""
     return int(llm.vllm_config.scheduler_config.max_num_batched_tokens)
+
+
+async def two_phase(engine: TwoPhaseEngine, r: GenerateRequest) -> GenerateResult:
+    """Think (unless ``r.cot`` is given), then answer after that CoT: the answer request goes out
+    the moment this CoT closes.  Shared by every engine (:class:`pipeline.engine.vllm_engine.ModelEngine`,
+    the fake); after its own CoT the answer goes by that CoT's ids (``r.answer_by``)."""
+    areq = AnswerRequest(prompt=r.prompt, cot=r.cot or "", sampling=r.sampling, answer_budget=r.answer_budget,
+                         system=r.system, answer_prefix=r.answer_prefix, affinity=r.affinity)
+    thought: Optional[Thought] = None
+    if r.cot is None:
+        thought = await engine.thought(ThinkRequest(prompt=r.prompt, sampling=r.sampling,
+                                                    thought_budget=r.thought_budget, system=r.system,
+                                                    reserve=r.answer_budget))
+        t = thought.result
+    else:
+        t = ThinkResult(cot=r.cot, cot_tokens=0, finish_reason="given", forced_close=False)
+    out = GenerateResult(cot=t.cot, cot_tokens=t.cot_tokens, cot_finish_reason=t.finish_reason,
+                         forced_close=t.forced_close, error=t.error, think_prompt_tokens=t.think_prompt_tokens,
+                         think_cached_tokens=t.think_cached_tokens)
+    if t.error:
+        return out
+    if thought is not None:
+        a = await engine.answer_after(thought, replace(areq, cot=t.cot), r.answer_by)
+    else:
+        a = await engine.answer(areq)
+    out.answer_text, out.prompt_tokens, out.answer_tokens = a.answer_text, a.prompt_tokens, a.answer_tokens
+    out.finish_reason, out.error, out.cached_tokens = a.finish_reason, a.error, a.cached_tokens
+    return out

@@ -37,18 +37,17 @@ import asyncio
 import hashlib
 import os
 import time
-from dataclasses import replace
 from typing import Any, Awaitable, Iterable, Optional, TypeVar
 
 from pipeline.engine.phases import (
     ANSWER_PRIORITY,
     PHASE_COUNTERS,
     Thought,
-    TwoPhaseEngine,
     answer_ids,
     batched_tokens_of,
     cacheable_tokens,
     computed_before,
+    two_phase,
 )
 from pipeline.engine.protocol import (
     GREEDY,
@@ -534,31 +533,3 @@ class ModelEngine:
         scored = await self.score_ids(ctx, cands, mode=r.mode) if cands else []
         return [CandidateScore(mean_nll=d["mean_nll"], n_tokens=d["n_tokens"], seq_mean_nll=d.get("seq_mean_nll"))
                 for d in scored]
-
-
-async def two_phase(engine: TwoPhaseEngine, r: GenerateRequest) -> GenerateResult:
-    """Think (unless ``r.cot`` is given), then answer after that CoT: the answer request goes out
-    the moment this CoT closes.  Shared by every engine (``engine`` has ``thought``, ``answer`` and
-    ``answer_after``); after its own CoT the answer goes by that CoT's ids (``r.answer_by``)."""
-    areq = AnswerRequest(prompt=r.prompt, cot=r.cot or "", sampling=r.sampling, answer_budget=r.answer_budget,
-                         system=r.system, answer_prefix=r.answer_prefix, affinity=r.affinity)
-    thought: Optional[Thought] = None
-    if r.cot is None:
-        thought = await engine.thought(ThinkRequest(prompt=r.prompt, sampling=r.sampling,
-                                                    thought_budget=r.thought_budget, system=r.system,
-                                                    reserve=r.answer_budget))
-        t = thought.result
-    else:
-        t = ThinkResult(cot=r.cot, cot_tokens=0, finish_reason="given", forced_close=False)
-    out = GenerateResult(cot=t.cot, cot_tokens=t.cot_tokens, cot_finish_reason=t.finish_reason,
-                         forced_close=t.forced_close, error=t.error, think_prompt_tokens=t.think_prompt_tokens,
-                         think_cached_tokens=t.think_cached_tokens)
-    if t.error:
-        return out
-    if thought is not None:
-        a = await engine.answer_after(thought, replace(areq, cot=t.cot), r.answer_by)
-    else:
-        a = await engine.answer(areq)
-    out.answer_text, out.prompt_tokens, out.answer_tokens = a.answer_text, a.prompt_tokens, a.answer_tokens
-    out.finish_reason, out.error, out.cached_tokens = a.finish_reason, a.error, a.cached_tokens
-    return out
