@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
     from pipeline.config.plugins import Kind
-    from pipeline.config.schemas import DatasetConfig
+    from pipeline.config.schemas import DatasetConfig, ModelConfig
 
 
 class Installed:
@@ -62,6 +62,27 @@ class Installed:
         except SimilarityError as e:
             return str(e)
         return None
+
+    def resolved_dtype(self, dtype: str) -> str:
+        from pipeline.engine.cpu_runtime import resolve_for_this_machine
+
+        return resolve_for_this_machine(dtype).dtype
+
+    def served_identity(self, model: ModelConfig) -> dict:
+        from pipeline.engine.served_probe import served_identity
+
+        return served_identity(model)
+
+    def check_problems(self, store_root: Path, ds: DatasetConfig) -> None:
+        from pipeline.stages.context import problems_ref, read_problems
+
+        ref = problems_ref(store_root, ds)
+        try:
+            if ref.is_file() and (ref.parent / ref.read_text(encoding="utf-8").strip()).is_file():
+                return
+        except (OSError, UnicodeDecodeError, ValueError):
+            pass  # a damaged .ref: load the data (the run reloads it too)
+        read_problems(ds)
 
 
 @functools.lru_cache(maxsize=None)

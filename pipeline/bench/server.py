@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from pipeline.bench.replay import DATA, _prompts, draw, released_lengths
+from pipeline.engine.protocol import CompleteRequest, Completion, InfoQuery, in_flight_bound
 
 
 def run(model_key: str = "smollm2", n: int = 96, mean: float = 48.0, rounds: int = 2, data_dir: Path = DATA,
@@ -41,27 +42,27 @@ def run(model_key: str = "smollm2", n: int = 96, mean: float = 48.0, rounds: int
         names = {"inprocess": m.name, "served": served.name}
         for name in names.values():
             pool.ensure([name])
-        vocab = pool.call(m.name, "info")["vocab_size"]
-        limit = 2 * int(m.max_num_seqs)
+        vocab = pool.call(m.name, InfoQuery())["vocab_size"]
+        limit = in_flight_bound(0, m.max_num_seqs)
         runs = iter(range(1, 10_000))
 
         def timed(name: str) -> float:
-            reqs = [{"ids": p, "max_tokens": L, "ignore_eos": True}
+            reqs = [CompleteRequest(ids=p, max_tokens=L, ignore_eos=True)
                     for p, L in zip(_prompts(n, vocab, next(runs)), lengths)]
 
             async def go() -> list:
                 sem = asyncio.Semaphore(limit)
 
-                async def one(r: dict) -> dict:
+                async def one(r: CompleteRequest) -> Completion:
                     async with sem:
-                        return await pool.op(name, "complete", r)
+                        return await pool.op(name, r)
 
                 return await asyncio.gather(*(one(r) for r in reqs))
 
             t = time.perf_counter()
             outs = asyncio.run(go())
             dt = time.perf_counter() - t
-            got = sum(len(o["token_ids"][0]) for o in outs)
+            got = sum(len(o.token_ids[0]) for o in outs)
             if got != sum(lengths):
                 raise RuntimeError(f"{name}: generated {got} tokens, asked for {sum(lengths)} (ignore_eos)")
             return dt

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "look at every item of a run in a browser (local read-only server, or --export DIR for static files)"
+HELP = "look at every item of a run in a browser (a local server that only reads, or --export DIR for static files)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -60,9 +60,7 @@ def model_key(cfg: ModelConfig) -> dict:
     out = {k: v for k, v in _fields(cfg).items() if k not in _MODEL_PATH_FIELDS}
     # The dtype the engine will run in (``auto`` resolved from this machine's CPU): results may
     # differ by dtype, so bf16 and fp32 runs of the same config never share an artifact.
-    from pipeline.engine.cpu_runtime import resolve_for_this_machine
-
-    out["dtype"] = resolve_for_this_machine(cfg.dtype).dtype
+    out["dtype"] = plugins().resolved_dtype(cfg.dtype)
     if cfg.protocol == ModelProtocol():
         out.pop("protocol", None)  # the default protocol leaves earlier artifacts' names unchanged
     # The format's tags and stop strings shape every prompt and answer: a change to the format
@@ -76,9 +74,7 @@ def model_key(cfg: ModelConfig) -> dict:
         out.pop("served", None)
     elif cfg.served.base_url:
         # Someone else's server: its weights are what it reports of them (/v1/models), not a local folder.
-        from pipeline.engine.served_probe import served_identity
-
-        out["_weights"] = served_identity(cfg)
+        out["_weights"] = plugins().served_identity(cfg)
     if cfg.tokenizer:
         out["_tokenizer"] = _location_key(cfg.tokenizer)
     out["_engine"] = engine_key()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Optional, Protocol
 
 if TYPE_CHECKING:
-    from pipeline.config.schemas import DatasetConfig
+    from pipeline.config.schemas import DatasetConfig, ModelConfig
 
 Kind = Literal["thinking format", "dataset", "consistency metric", "stage"]
 
@@ -39,6 +39,18 @@ class Plugins(Protocol):
 
     def metrics_error(self, metrics: list[str], dataset_options: dict) -> Optional[str]:
         """Why these score metrics cannot run here (one line naming the fix), or None."""
+        ...
+
+    def resolved_dtype(self, dtype: str) -> str:
+        """The dtype an engine runs ``dtype`` in on this machine (``auto`` resolved from the CPU flags)."""
+        ...
+
+    def served_identity(self, model: ModelConfig) -> dict:
+        """What a user-run served endpoint reports of its weights (``/v1/models``): part of the model's key."""
+        ...
+
+    def check_problems(self, store_root: Path, ds: DatasetConfig) -> None:
+        """Raise a user error unless the dataset loads to some problems with unique ids (or the store holds them)."""
         ...
 
 

@@ -206,15 +206,9 @@ def _speaks_grpc(host: str, port: int, timeout_s: float) -> bool:
 
 def check_problems(cfg: RunConfig) -> None:
     """The dataset loads to some problems with unique ids (skipped when the store already holds them)."""
-    from pipeline.stages.context import problems_ref, read_problems
+    from pipeline.config.plugins import plugins
 
-    ref = problems_ref(Path(cfg.store_dir or Path(cfg.run_dir) / "store"), cfg.dataset)
-    try:
-        if ref.is_file() and (ref.parent / ref.read_text(encoding="utf-8").strip()).is_file():
-            return
-    except (OSError, UnicodeDecodeError, ValueError):
-        pass  # a damaged .ref: load the data (the run reloads it too)
-    read_problems(cfg.dataset)
+    plugins().check_problems(Path(cfg.store_dir or Path(cfg.run_dir) / "store"), cfg.dataset)
 
 
 def check_run(cfg: RunConfig, force: bool = False) -> None:

@@ -136,6 +136,10 @@ class ManagedServer:
     def _wait_healthy(self) -> None:
         import httpx
 
+        from pipeline.engine.served_client import quiet_httpx
+
+        quiet_httpx()
+
         deadline = time.time() + float(self.cfg.served.startup_timeout_s)
         url = f"http://127.0.0.1:{self.port}/health"
         while time.time() < deadline:

@@ -28,6 +28,13 @@ from typing import Any
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 
+
+def quiet_httpx() -> None:
+    """httpx logs every request at INFO: keep it off stderr, where a user error must be one line."""
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
 class ServedRequestError(RuntimeError):
     """A request that failed on every try (the message names the endpoint, never the key)."""
 
@@ -120,6 +127,8 @@ class ServedClient:
     def _client(self):
         import httpx
 
+        quiet_httpx()
+
         loop = id(asyncio.get_running_loop())
         c = self._clients.get(loop)
         if c is None:
@@ -144,6 +153,8 @@ class ServedClient:
     async def complete(self, body: dict, parse: Callable[[Any], Any]) -> Any:
         """POST ``body``, retrying transient failures; ``parse(json)`` of the first good answer."""
         import httpx
+
+        quiet_httpx()
 
         from pipeline.engine.openai_engine import BadResponse
 

@@ -50,6 +50,10 @@ def list_models(cfg, timeout: float = 10.0) -> list[dict]:
     """``GET <base_url>/models`` as a list of model entries; a ConfigError when unreachable or refused."""
     import httpx
 
+    from pipeline.engine.served_client import quiet_httpx
+
+    quiet_httpx()
+
     url = cfg.served.base_url.rstrip("/") + "/models"
     where = f"models.{_slot(cfg)}.served.base_url={cfg.served.base_url}"
     try:
@@ -102,6 +106,10 @@ def check_key(cfg) -> None:
 def check_prompt_logprobs(cfg, timeout: float = 30.0) -> None:
     """A one-token completion asking for prompt log-probabilities; a ConfigError if none come back."""
     import httpx
+
+    from pipeline.engine.served_client import quiet_httpx
+
+    quiet_httpx()
 
     where = f"models.{_slot(cfg)} (ensemble evaluator, served at {cfg.served.base_url})"
     fix = ("score candidates with an in-process model or a vLLM server (`vllm serve` returns prompt_logprobs), "

@@ -11,6 +11,8 @@ import os
 
 import pytest
 
+from pipeline.engine.protocol import InfoQuery
+
 pytestmark = pytest.mark.slow
 
 
@@ -30,7 +32,7 @@ def pool():
 
 
 def _runtime(pool, name: str) -> dict:
-    return pool.call(name, "info")["runtime"]
+    return pool.call(name, InfoQuery())["runtime"]
 
 
 def test_preload_and_threads_reach_the_engine_process(pool):

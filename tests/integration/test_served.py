@@ -62,6 +62,7 @@ def test_served_engine_matches_in_process_on_every_role(tmp_path):
 
     from pipeline.config import compose
     from pipeline.engine.openai_engine import OpenAIEngine
+    from pipeline.engine.protocol import AnswerRequest, GenerateRequest, ProposeRequest, ScoreRequest
     from pipeline.engine.vllm_engine import ModelEngine, Sampling
     from pipeline.text.rewrite_filter import rewrite_one
 
@@ -71,20 +72,22 @@ def test_served_engine_matches_in_process_on_every_role(tmp_path):
     local, served = ModelEngine(m, seed=0), OpenAIEngine(served_cfg, seed=0)
     try:
         s = Sampling(0.8, 0.95, -1, seed=1234)
-        gen = [{"prompt": f"What is {i} + 3?", "cot": None, "sampling": s, "think_tokens": 40, "answer_tokens": 8}
+        gen = [GenerateRequest(prompt=f"What is {i} + 3?", sampling=s, thought_budget=40, answer_budget=8)
                for i in range(4)]
-        tr = [{"prompt": "What is 2 + 3?", "cot": "two plus three is five", "phase": "transfer", "sampling": s,
-               "max_tokens": 8}]
-        prop = [{"prompt": "What is 2 + 3?", "cot": "we add", "n": 3, "max_tokens": 10, "sampling": s}]
-        sc = [{"prompt": "What is 2 + 3?", "cot": "we add two", "candidates": [" and three.", " so five", " hmm"],
-               "closes": [False, True, False]}]
-        for op, reqs in (("generate", gen), ("answer", tr), ("propose", prop)):
-            assert served.run_batch(op, reqs) == local.run_batch(op, reqs), op
+        tr = [AnswerRequest(prompt="What is 2 + 3?", cot="two plus three is five", phase="transfer", sampling=s,
+                            answer_budget=8)]
+        prop = [ProposeRequest(prompt="What is 2 + 3?", cot="we add", n=3, max_candidate_tokens=10, sampling=s)]
+        for name, reqs in (("generate", gen), ("answer", tr), ("propose", prop)):
+            got = served.run_batch([r.run(served) for r in reqs])
+            want = local.run_batch([r.run(local) for r in reqs])
+            assert got == want, name
         for mode in ("cached", "paper"):
-            a, b = local.run_batch("score_texts", sc, mode)[0], served.run_batch("score_texts", sc, mode)[0]
+            sc = ScoreRequest(prompt="What is 2 + 3?", cot="we add two", candidates=[" and three.", " so five", " hmm"],
+                              closes=[False, True, False], mode=mode)
+            a, b = local.run_batch([sc.run(local)])[0], served.run_batch([sc.run(served)])[0]
             for x, y in zip(a, b):
-                assert x["n_tokens"] == y["n_tokens"]
-                assert abs(x["mean_nll"] - y["mean_nll"]) < 1e-4, (mode, x, y)
+                assert x.n_tokens == y.n_tokens
+                assert abs(x.mean_nll - y.mean_nll) < 1e-4, (mode, x, y)
         import asyncio
 
         import pytest

@@ -39,7 +39,7 @@ def test_model_yaml_composes(name):
     m = compose(["experiment=demo_tiny", f"+model@models.x={name}"]).models["x"]
     assert m.greedy.temperature == 0 and m.greedy.top_p == 1.0 and m.greedy.top_k == -1
     assert m.sampled.temperature > 0
-    assert m.dtype == "bfloat16"
+    assert m.dtype == "auto"  # resolved per machine (pipeline/engine/cpu_runtime.py)
     text = (REPO / "conf" / "model" / f"{name}.yaml").read_text().splitlines()
     assert text[0].startswith("# ") and "defaults:" in text[1]
 
@@ -190,14 +190,18 @@ def test_prepare_smollm2_builds_verified_checkpoint(smollm2_dir):
 
 @pytest.mark.slow
 def test_vllm_cpu_engine_chats_with_smollm2(smollm2_dir):
-    """The real vLLM CPU engine loads the converted folder and answers a chat prompt sensibly."""
+    """The real vLLM CPU engine loads the converted folder and answers a chat prompt sensibly.
+
+    In float32: a 135M model's greedy bf16 answer depends on the CPU's bf16 kernels (on an AMX Xeon
+    it answers "L'Etoile, ..." where float32 and AVX-512 bf16 answer "Paris"); the conversion is what
+    is tested here, not a precision."""
     script = textwrap.dedent(
         """
         import json, sys
         from vllm import LLM, SamplingParams
 
         def main():
-            llm = LLM(model=sys.argv[1], dtype="bfloat16", max_model_len=512, enforce_eager=True,
+            llm = LLM(model=sys.argv[1], dtype="float32", max_model_len=512, enforce_eager=True,
                       max_num_seqs=4, seed=0)
             out = llm.chat([[{"role": "user", "content": "What is the capital of France?"}]],
                            SamplingParams(temperature=0.0, max_tokens=24), use_tqdm=False)

@@ -124,6 +124,6 @@ def test_ratings_cli_writes_tables_and_report(study_data: Path, tmp_path: Path, 
     md = (out / "report.md").read_text()
     assert "## Human ratings" in md and "-6.188" in md and "rests on 4 sources" in md
     assert (out / "plots" / "ratings_means.png").is_file() and (out / "plots" / "ratings_vs_consistency.png").is_file()
-    assert main(["ratings", str(tmp_path / "missing.csv"), "--out", str(out)]) == 2
+    assert main(["ratings", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "other")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("crosscot: error: ratings CSV not found")

@@ -22,6 +22,7 @@ import pytest
 
 from pipeline.config import compose
 from pipeline.engine.fake import FakePool
+from pipeline.engine.protocol import StatsQuery
 from pipeline.planning.cluster import ClusterSpec, NodeSpec
 from pipeline.planning.schedule import schedule_for_run
 from pipeline.stages.dag import run
@@ -129,7 +130,7 @@ def test_actor_killed_mid_stage_redoes_only_unfinished_work(baseline, tmp_path):
         assert pool.restarts.get("tiny-think") == 1 and not pool.restarts.get("tiny-thought")
         # Only unfinished work was redone: the restarted engine (its counters start at zero) ran
         # fewer requests than the same engine in the uninterrupted run, where it did everything.
-        stats = __import__("ray").get(pool.actors["tiny-think"][0].op.remote("get_stats"))
+        stats = __import__("ray").get(pool.actors["tiny-think"][0].op.remote(StatsQuery()))
         ref = json.loads((baseline / "telemetry.json").read_text())["engines"]["tiny-think"]
         assert 0 < stats["requests"] < ref["requests"]
     finally:
