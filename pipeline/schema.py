@@ -116,6 +116,21 @@ GENERATIONS = pa.schema(
     ]
 )
 
+# What `generate` writes: generations plus each row's engine telemetry (prompt tokens of the thinking
+# request and prefix-cache hits of both requests; `prompt_tokens` is the answer request's).
+GENERATE_ROWS = pa.schema(
+    list(GENERATIONS)
+    + [
+        pa.field("think_prompt_tokens", pa.int32()),
+        pa.field("think_cached_tokens", pa.int32()),
+        pa.field("cached_tokens", pa.int32()),
+    ]
+)
+
+# Columns that record how the engine ran a row (prefix-cache hits depend on what ran before it), not
+# what it produced: the only columns allowed to differ between two runs of the same config.
+TELEMETRY_COLUMNS = ("think_cached_tokens", "cached_tokens")
+
 # Row keys, one per artifact kind: the columns that identify a row (shards are cut and deduplicated on them).
 COT_KEY = tuple(f.name for f in _COT_ID)
 ANSWER_KEY = COT_KEY + ("target",)

@@ -16,6 +16,8 @@ Sections (each writes ``<out>/<name>/<name>.md``; all are collected into ``<out>
   ``view: first_page_ms=X filter_ms=Y rows=200000``).
 * ``server`` — a managed ``vllm serve`` over HTTP vs the in-process engine, same requests (last line
   ``server: served/inprocess=X.XX``).
+* ``cache`` — prefix-cache hits of answers by token ids vs re-tokenized text, and of CoT variants with
+  prefix-affinity vs least-loaded routing over 2 replicas (last line ``cache: answer_hit=X variant_hit=Y replicas=2``).
 
 Each section lives in its own module (listed in :data:`SECTIONS`), imported only when it runs.
 """
@@ -43,6 +45,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "replay": ("pipeline.bench.replay", "argv"),
     "view": ("pipeline.bench.view", "section"),
     "server": ("pipeline.bench.server", "argv"),
+    "cache": ("pipeline.bench.cache", "argv"),
 }
 
 

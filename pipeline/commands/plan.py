@@ -75,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
              getattr(args, "throughput", None), params=params, tails=opt,
              share_gpus={"yes": True, "no": False}.get(str(getattr(args, "share_gpus", "auto")), "auto"))
     print(format_plan(p))
+    from pipeline.planning.kv import format_plan_kv, plan_kv
+
+    print("\n" + format_plan_kv(plan_kv(cfg, p)))
     if getattr(args, "json", None):
         from pipeline.store.atomic import write_text_atomic
 

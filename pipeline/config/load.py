@@ -174,7 +174,23 @@ def to_run_config(cfg: Any) -> RunConfig:
     from pipeline.config.served import apply_served
 
     apply_served(run)
+    if run.node_type:
+        apply_node(run)
     return run
+
+
+def apply_node(run: RunConfig) -> None:
+    """Apply the node type's engine sizing (``conf/node/<run.node_type>.yaml`` ``model_overrides``: TP,
+    memory; placement fields only, so no hash changes) to the run, as ``crosscot plan --node`` assumes."""
+    from pipeline.planning.throughput import PlanError, apply_node_overrides
+
+    try:
+        sized, _ = apply_node_overrides(run, run.node_type)
+    except (PlanError, FileNotFoundError) as e:
+        raise ConfigError(f"node_type={run.node_type!r}: {e}; use a name from conf/node (h100x8, h200x8, cpu2) "
+                          "or a node file's path") from None
+    for key, m in sized.models.items():
+        run.models[key] = m
 
 
 def _build(cls: type, data: Any, where: str) -> Any:

@@ -135,6 +135,13 @@ class ModelConfig:
     # vllm: an in-process engine in a Ray actor; openai: an OpenAI-compatible endpoint (`served`).
     engine: str = "vllm"
     served: ServedConfig = field(default_factory=ServedConfig)
+    # Tokens one engine step may schedule; null = per device (pipeline/engine/settings.py: 16384 on
+    # GPU, at least max_model_len on CPU where prefill is unchunked).
+    max_num_batched_tokens: Optional[int] = nohash(None)
+    # vLLM engine core: inproc (in the actor's process; always on CPU), mp (a child process; CUDA), auto.
+    engine_core: str = nohash("auto")
+    # exact | batch_dependent | auto; filled from the run's `determinism` (pipeline/engine/determinism.py).
+    determinism: str = "auto"
 
     def validate(self, key: str = "") -> None:
         where = f"models.{key or self.name}"
@@ -161,6 +168,11 @@ class ModelConfig:
         number(f"{where}.max_num_seqs", self.max_num_seqs, 1, integer=True)
         if self.block_size is not None:
             number(f"{where}.block_size", self.block_size, 1, integer=True, hint="null = the engine's default")
+        if self.max_num_batched_tokens is not None:
+            number(f"{where}.max_num_batched_tokens", self.max_num_batched_tokens, 1, integer=True,
+                   hint="null = the device's default")
+        choose(f"{where}.engine_core", self.engine_core, ("auto", "inproc", "mp"), "engine core")
+        choose(f"{where}.determinism", self.determinism, ("auto", "exact", "batch_dependent"), "determinism")
         if self.tiny is not None and self.gguf:
             raise ConfigError(f"{where}: both tiny and gguf recipes are set; keep one (tiny=null or gguf=null)")
         if self.tiny is not None:
@@ -343,9 +355,12 @@ class ProtocolConfig:
 
 
 def apply_protocol(run: "RunConfig") -> None:
-    """Fill every model's ``protocol`` from ``run.protocol`` (harmony-only items go to harmony models)."""
+    """Fill every model's ``protocol`` from ``run.protocol`` (harmony-only items go to harmony models),
+    and its ``determinism`` from the run's (when the run sets one)."""
     p = run.protocol
     for m in run.models.values():
+        if getattr(run, "determinism", "auto") != "auto":
+            m.determinism = run.determinism
         harmony = m.thinking_format == "harmony"
         own = {"reasoning_effort": p.reasoning_effort} if harmony and p.reasoning_effort else {}
         tr = p.transfer_reasoning_effort
@@ -432,6 +447,11 @@ class RunConfig:
     error_budget: float = 0.05  # fail the run if more than this share of requests errored
     progress: bool = True  # progress bars
     force: bool = nohash(False)  # replace a run of another configuration in run_dir (else an error)
+    # exact (rows independent of batching; GPU: vLLM's batch-invariant kernels) | batch_dependent |
+    # auto (exact on CPU, batch_dependent on GPU); copied to every model, in provenance and the report.
+    determinism: str = "auto"
+    # Node type (conf/node/<name>.yaml) whose engine sizing (TP, memory) the run applies; null = none.
+    node_type: Optional[str] = nohash(None)
 
     def validate(self) -> None:
         if not self.models:
@@ -460,6 +480,7 @@ class RunConfig:
         self.ray.validate()
         choose_each("stages", self.stages, plugins().names("stage"), "stage")
         number("error_budget", self.error_budget, 0, 1, hint="a share of requests")
+        choose("determinism", self.determinism, ("auto", "exact", "batch_dependent"), "determinism")
 
     def model(self, name: str) -> ModelConfig:
         for m in self.models.values():

@@ -15,7 +15,9 @@ from typing import Any, Optional
 
 from pipeline.engine.formats import get_format
 from pipeline.engine.local import LocalPool
+from pipeline.engine.phases import Thought, two_phase  # the real engine's two-phase orchestration
 from pipeline.engine.protocol import (
+    AnswerBy,
     AnswerRequest,
     AnswerResult,
     CandidateScore,
@@ -88,9 +90,14 @@ class FakeEngine:
                             finish_reason="stop")
 
     async def generate(self, r: GenerateRequest) -> GenerateResult:
-        from pipeline.engine.vllm_engine import two_phase  # the real engine's two-phase orchestration
-
         return await two_phase(self, r)
+
+    async def thought(self, r: ThinkRequest) -> Thought:
+        """The thinking phase as ``generate`` uses it (no token ids here: the answer goes by text)."""
+        return Thought(await self.think(r), [], [], False)
+
+    async def answer_after(self, t: Thought, r: AnswerRequest, by: AnswerBy = "ids") -> AnswerResult:
+        return await self.answer(r)
 
     def generation_prompt(self, user_prompt: str) -> str:
         return f"<user>{user_prompt}</user><assistant>"

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.engine.phases import PHASE_COUNTERS
 from pipeline.engine.vllm_engine import ModelEngine, Sampling
 
 
@@ -64,6 +65,8 @@ def request_body(model: str, ids: list[int], p: dict) -> dict:
         body["seed"] = p["seed"]
     if p.get("stop"):
         body["stop"] = list(p["stop"])
+    if p.get("stop_token_ids"):
+        body["stop_token_ids"] = [int(t) for t in p["stop_token_ids"]]
     if p.get("prompt_logprobs") is not None:
         body["prompt_logprobs"] = p["prompt_logprobs"]
     return body
@@ -144,9 +147,14 @@ class OpenAIEngine(ModelEngine):
         self.load_seconds = time.time() - t0
         self.load_intervals = [(t0, time.time())]
         self.stats = {"prefill_tokens": 0, "cached_tokens": 0, "generated_tokens": 0, "requests": 0,
-                      "load_seconds": self.load_seconds}
+                      "load_seconds": self.load_seconds, **{k: 0 for k in PHASE_COUNTERS}}
         self._busy = _Busy()
         self._specials = [t for t in getattr(self.tok, "all_special_tokens", []) if t and t != self.fmt.think_stop]
+        # The close tag as one token id, as the in-process engine stops on it (``stop_token_ids``).
+        tag_ids = self.encode(self.fmt.think_stop) if self.fmt.think_stop else []
+        self._close_id = tag_ids[0] if len(tag_ids) == 1 else None
+        # For the answer's cache-hit telemetry only (the server's block size is not reported).
+        self.block_size = int(model_cfg.block_size or 16)
 
     def info(self) -> dict:
         return {"name": self.cfg.name, "vllm": "served", "served_model": self.served_model,
@@ -165,8 +173,9 @@ class OpenAIEngine(ModelEngine):
         return {"temperature": 0.0, "top_p": 1.0, "top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0,
                 "seed": None, "max_tokens": 1, "prompt_logprobs": 0}
 
-    async def run(self, ids: list[int], params: dict) -> Output:
-        """One request to the endpoint (retried there on transient failures); counts its tokens."""
+    async def run(self, ids: list[int], params: dict, priority: int = 0) -> Output:
+        """One request to the endpoint (retried there on transient failures); counts its tokens.
+        ``priority`` is ignored: a server schedules by priority only when started so."""
         body = request_body(self.served_model, ids, params)
         want_lp = params.get("prompt_logprobs") is not None
         self._busy.enter()

@@ -34,6 +34,9 @@ R_co = TypeVar("R_co", covariant=True)
 
 Phase = Literal["own", "transfer"]  # whose CoT an answer follows (see pipeline.engine.messages)
 ScoreMode = Literal["cached", "naive", "paper"]  # see ModelEngine.score_ids
+# How the answer after an engine's own CoT is prompted: "ids" (the thinking prompt + the generated ids +
+# the close tag, what the prefix cache holds) or "text" (the cleaned CoT re-rendered and re-tokenized).
+AnswerBy = Literal["ids", "text"]
 
 
 def in_flight_bound(max_in_flight: int, max_num_seqs: int) -> int:
@@ -69,6 +72,8 @@ class ThinkResult:
     finish_reason: str  # "stop": the model closed its thinking (or ended its turn); "length": we close it; "error"
     forced_close: bool
     error: Optional[str] = None
+    think_prompt_tokens: Optional[int] = None  # the thinking request's prompt tokens
+    think_cached_tokens: Optional[int] = None  # of which the prefix cache served (vLLM's num_cached_tokens)
 
 
 @dataclass
@@ -78,6 +83,7 @@ class AnswerResult:
     answer_tokens: int
     finish_reason: Optional[str]  # vLLM's ("stop", "length"), or "error"
     error: Optional[str] = None
+    cached_tokens: Optional[int] = None  # prompt tokens the prefix cache served
 
 
 @dataclass
@@ -93,6 +99,11 @@ class GenerateResult:
     answer_tokens: Optional[int] = None
     finish_reason: Optional[str] = None
     error: Optional[str] = None
+    # Engine telemetry (schema.GENERATE_ROWS): the thinking request's prompt and cached tokens, and the
+    # answer request's cached tokens (``prompt_tokens`` is the answer request's prompt).
+    think_prompt_tokens: Optional[int] = None
+    think_cached_tokens: Optional[int] = None
+    cached_tokens: Optional[int] = None
 
     def row(self) -> dict[str, Any]:
         return asdict(self)
@@ -155,6 +166,8 @@ class AnswerRequest:
     system: Optional[str] = None
     phase: Phase = "own"
     answer_prefix: Optional[str] = None
+    # Replica routing group (pipeline.engine.routing): items sharing a prefix share a replica.
+    affinity: Optional[tuple] = None
 
     def run(self, engine: Engine) -> Awaitable[AnswerResult]:
         return engine.answer(self)
@@ -171,6 +184,8 @@ class GenerateRequest:
     system: Optional[str] = None
     answer_prefix: Optional[str] = None
     cot: Optional[str] = None  # None: think first; "" is Empty CoT
+    affinity: Optional[tuple] = None  # replica routing group (pipeline.engine.routing)
+    answer_by: AnswerBy = "ids"  # the answer after the engine's own CoT: by its token ids, or by text
 
     def run(self, engine: Engine) -> Awaitable[GenerateResult]:
         return engine.generate(self)

@@ -10,7 +10,8 @@
   ``max_task_retries``).  Each actor is an *async* Ray actor around a continuously
   fed engine (:mod:`pipeline.engine.stream`): :meth:`EnginePool.op` sends ONE item and
   awaits its result, so any number of items are in flight per engine and each comes
-  back the moment it finishes; an item goes to the replica with the fewest in flight.
+  back the moment it finishes; items that share a prefix go to the same replica
+  (:mod:`pipeline.engine.routing`), the least loaded one only when that replica is saturated.
 * Placement: :meth:`EnginePool.schedule` plans waves for the live cluster
   (:func:`pipeline.planning.schedule.schedule_for_run`: GPUs/TP on GPU clusters, CPUs and
   host memory on CPU-only Ray).  :meth:`EnginePool.ensure` makes a set of
@@ -342,11 +343,14 @@ class EnginePool:
 
     # -------------------------------------------------------------------- calls
     async def op(self, name: str, req: EngineOp[T]) -> T:
-        """One item to the least-loaded replica of ``name``'s engine; its result when it finishes."""
+        """One item to a replica of ``name``'s engine (prefix affinity, least loaded when that one
+        holds a full batch: :mod:`pipeline.engine.routing`); its result when it finishes."""
+        from pipeline.engine.routing import affinity_key, pick_replica
+
         if name not in self.actors:
             raise RuntimeError(f"engine {name!r} is not resident; call ensure([{name!r}]) first")
         load = self._load[name]
-        i = min(range(len(load)), key=load.__getitem__)
+        i = pick_replica(load, affinity_key(name, req), self.model(name).max_num_seqs)
         load[i] += 1
         try:
             return await self.actors[name][i].op.remote(req)

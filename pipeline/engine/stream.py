@@ -44,7 +44,7 @@ class StepLoop:
     def __init__(self, engine: Any, name: str = "engine"):
         self.engine = engine
         self.name = name
-        self._inbox: "queue.SimpleQueue[tuple[str, Any, Any, Callback]]" = queue.SimpleQueue()
+        self._inbox: "queue.SimpleQueue[tuple[str, Any, Any, Callback, int]]" = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stop = False
         self._dead: Optional[BaseException] = None
@@ -60,16 +60,19 @@ class StepLoop:
         self._thread.start()
 
     # ----------------------------------------------------------------- submit
-    def submit(self, prompt: Any, params: Any, callback: Callback) -> str:
-        """Queue one request; ``callback(output, error)`` runs on the loop thread when it finishes."""
+    def submit(self, prompt: Any, params: Any, callback: Callback, priority: int = 0) -> str:
+        """Queue one request; ``callback(output, error)`` runs on the loop thread when it finishes.
+
+        ``priority``: lower runs first when the engine schedules by priority (vLLM's
+        ``scheduling_policy="priority"``; ignored under first-come-first-served)."""
         if self._dead is not None:
             raise EngineDead(f"engine {self.name!r} is dead: {self._dead}")
         rid = f"c{next(self._ids)}"
-        self._inbox.put((rid, prompt, params, callback))
+        self._inbox.put((rid, prompt, params, callback, priority))
         self._wake.set()
         return rid
 
-    async def run(self, prompt: Any, params: Any) -> Any:
+    async def run(self, prompt: Any, params: Any, priority: int = 0) -> Any:
         """Submit from an event loop and await the finished ``RequestOutput``."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
@@ -77,7 +80,7 @@ class StepLoop:
         def done(out: Any, err: Optional[BaseException]) -> None:
             loop.call_soon_threadsafe(_resolve, fut, out, err)
 
-        self.submit(prompt, params, done)
+        self.submit(prompt, params, done, priority)
         return await fut
 
     def run_many(self, prompts: list, params: list) -> list:
@@ -115,11 +118,14 @@ class StepLoop:
     def _drain(self) -> None:
         while True:
             try:
-                rid, prompt, params, cb = self._inbox.get_nowait()
+                rid, prompt, params, cb, priority = self._inbox.get_nowait()
             except queue.Empty:
                 return
             try:
-                self.engine.add_request(rid, prompt, params)
+                if priority:
+                    self.engine.add_request(rid, prompt, params, priority=priority)
+                else:
+                    self.engine.add_request(rid, prompt, params)
             except Exception as e:  # noqa: BLE001 - a bad request fails alone, the loop goes on
                 cb(None, e)
                 continue

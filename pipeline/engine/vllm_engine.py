@@ -39,14 +39,24 @@ import os
 import time
 from typing import Any, Awaitable, Iterable, Optional, TypeVar
 
+from pipeline.engine.phases import (
+    ANSWER_PRIORITY,
+    PHASE_COUNTERS,
+    Thought,
+    answer_ids,
+    batched_tokens_of,
+    cacheable_tokens,
+    computed_before,
+    two_phase,
+)
 from pipeline.engine.protocol import (
     GREEDY,
+    AnswerBy,
     AnswerRequest,
     AnswerResult,
     CandidateScore,
     CompleteRequest,
     Completion,
-    Engine,
     GenerateRequest,
     GenerateResult,
     Proposal,
@@ -112,10 +122,14 @@ def engine_args(model_cfg, path: str, seed: int, cpu: bool, dtype: Optional[str]
         # TP > 1 inside a Ray actor: vLLM's Ray executor places its workers in the
         # placement group the actor was scheduled into (captured child tasks).
         kw["distributed_executor_backend"] = "ray"
+    # Answers run before new CoTs (priority scheduling), so a finished CoT's blocks are still cached.
+    kw["scheduling_policy"] = "priority"
+    from pipeline.engine.settings import batched_tokens
+
+    kw["max_num_batched_tokens"] = batched_tokens(model_cfg, cpu)
     if cpu:
         # Per-request seeds need unchunked prefills on the CPU build (module docstring).
         kw["enable_chunked_prefill"] = False
-        kw["max_num_batched_tokens"] = max(int(model_cfg.max_model_len), 2048)
     return kw
 
 
@@ -142,11 +156,16 @@ class ModelEngine:
         from vllm.platforms import current_platform
         from vllm.v1.engine.llm_engine import LLMEngine
 
+        from pipeline.engine.settings import runtime_env
         from pipeline.engine.stream import StepLoop
 
         self._cpu = current_platform.is_cpu()
+        # Engine core and determinism switches are read by vLLM when the engine is built.
+        self.core_runtime = runtime_env(model_cfg, self._cpu)
+        os.environ.update(self.core_runtime.env)
         kw = {**engine_args(model_cfg, path, seed, self._cpu, self.dtype.dtype), **(engine_overrides or {})}
         self.llm = LLMEngine.from_engine_args(EngineArgs(**kw))
+        self.block_size = int(self.llm.vllm_config.cache_config.block_size)
         self.load_seconds = time.time() - t0
         self.loop = StepLoop(self.llm, model_cfg.name)
         # Loading counts as engine time; telemetry also reports the share outside engines without it.
@@ -159,8 +178,15 @@ class ModelEngine:
                         "model_dtype": str(self.llm.model_config.dtype).replace("torch.", ""),
                         **cpu_runtime.process_report()}
         self.stats: dict[str, Any] = {"prefill_tokens": 0, "cached_tokens": 0, "generated_tokens": 0, "requests": 0,
-                      "load_seconds": self.load_seconds, "runtime": self.runtime}
+                                      "load_seconds": self.load_seconds, "runtime": self.runtime,
+                                      **{k: 0 for k in PHASE_COUNTERS}}
         self._specials = [t for t in getattr(self.tok, "all_special_tokens", []) if t and t != self.fmt.think_stop]
+        # The close tag as one token id (a special token): the thinking phase then stops on that id,
+        # not on a string match.  Its text still comes from vLLM's incremental detokenizer, which holds
+        # back a trailing incomplete character (decoding the ids at the end would not): a served
+        # engine returns the same text.
+        tag_ids = self.encode(self.fmt.think_stop) if self.fmt.think_stop else []
+        self._close_id: Optional[int] = tag_ids[0] if len(tag_ids) == 1 else None
 
     # ------------------------------------------------------------------ prompts
     # Prompts come from pipeline.engine.messages (shared with `crosscot prompts`):
@@ -188,7 +214,9 @@ class ModelEngine:
         import vllm
 
         return {"name": self.cfg.name, "vllm": vllm.__version__, "load_seconds": self.load_seconds,
-                "vocab_size": len(self.tok), "max_model_len": self.cfg.max_model_len, "runtime": self.runtime}
+                "vocab_size": len(self.tok), "max_model_len": self.cfg.max_model_len, "runtime": self.runtime,
+                "determinism": self.core_runtime.determinism, "engine_core": self.core_runtime.core,
+                "block_size": self.block_size, "max_num_batched_tokens": batched_tokens_of(self.llm)}
 
     # ----------------------------------------------------------------- running
     def params(self, s: Sampling, max_tokens: int, stop=None, **kw):
@@ -202,11 +230,11 @@ class ModelEngine:
             max_tokens=max_tokens, stop=stop, output_kind=RequestOutputKind.FINAL_ONLY, **kw,
         )
 
-    async def run(self, ids: list[int], params) -> Any:
-        """One request through the step loop; counts its tokens."""
+    async def run(self, ids: list[int], params, priority: int = 0) -> Any:
+        """One request through the step loop (prompt by token ids); counts its tokens."""
         from vllm.inputs import TokensPrompt
 
-        o = await self.loop.run(TokensPrompt(prompt_token_ids=ids), params)
+        o = await self.loop.run(TokensPrompt(prompt_token_ids=ids), params, priority)
         self._count(o)
         return o
 
@@ -261,6 +289,10 @@ class ModelEngine:
         The study's protocol adds the prompt's tokens to the budget, capped so that ``r.reserve``
         answer tokens still fit (:func:`pipeline.engine.messages.thought_budget`).
         """
+        return (await self.thought(r)).result
+
+    async def thought(self, r: ThinkRequest) -> Thought:
+        """:meth:`think`, with the ids the answer after it builds on (:meth:`answer_after`)."""
         from pipeline.engine.messages import thought_budget
 
         p = self.encode(self.thinking_prompt(r.prompt, r.system))
@@ -268,36 +300,90 @@ class ModelEngine:
                                 self.cfg.protocol.thought_budget_plus_prompt, r.reserve)
         err = self._fit(p, budget, "think")
         if err:
-            return ThinkResult(cot="", cot_tokens=0, finish_reason="error", forced_close=False, error=err)
-        o = await self.run(p, self.params(r.sampling, budget, stop=[self.fmt.think_stop],
-                                          skip_special_tokens=False))
+            return Thought(ThinkResult(cot="", cot_tokens=0, finish_reason="error", forced_close=False, error=err),
+                           p, [], False)
+        if self._close_id is not None:
+            params = self.params(r.sampling, budget, stop_token_ids=[self._close_id], skip_special_tokens=False)
+        else:
+            params = self.params(r.sampling, budget, stop=[self.fmt.think_stop], skip_special_tokens=False)
+        o = await self.run(p, params)
+        self._phase("think", o)
         c = o.outputs[0]
-        closed = c.finish_reason == "stop" and c.stop_reason == self.fmt.think_stop
-        return ThinkResult(
-            cot=self.fmt.clean(c.text),
-            cot_tokens=len(c.token_ids),
+        gen = list(c.token_ids)
+        # A stop (close tag or end of turn) is the last token id; the text never shows it.
+        text = c.text
+        if self._close_id is not None:
+            closed = c.finish_reason == "stop" and c.stop_reason == self._close_id
+        else:
+            closed = c.finish_reason == "stop" and c.stop_reason == self.fmt.think_stop
+        res = ThinkResult(
+            cot=self.fmt.clean(text),
+            cot_tokens=len(gen),
             # "stop": the model closed its thinking (or ended its turn); "length": we close it.
             finish_reason="stop" if c.finish_reason == "stop" else "length",
             forced_close=not closed,
+            think_prompt_tokens=len(p),
+            think_cached_tokens=int(o.num_cached_tokens or 0),
         )
+        return Thought(res, p, gen, closed, text, c.finish_reason == "stop")
 
     async def answer(self, r: AnswerRequest) -> AnswerResult:
         """Answer after the CoT placed in this model's thinking format."""
         p = self.encode(self.answer_prompt(r.prompt, r.cot or "", r.system, r.phase, r.answer_prefix))
+        return await self._answer_ids(p, r, [])
+
+    async def _answer_ids(self, p: list[int], r: AnswerRequest, before: list[int]) -> AnswerResult:
+        """The answer request on prompt ids ``p``; ``before``: ids already computed in this engine
+        (the thinking request's prompt and CoT) for the cache-hit telemetry."""
         err = self._fit(p, r.answer_budget, "answer")
         if err:
             return AnswerResult(answer_text=None, prompt_tokens=len(p), answer_tokens=0, finish_reason="error",
                                 error=err)
-        o = await self.run(p, self.params(r.sampling, r.answer_budget, stop=list(self.fmt.answer_stop) or None))
+        # Higher priority than new CoTs: the answer runs while the CoT's blocks are still cached.
+        o = await self.run(p, self.params(r.sampling, r.answer_budget, stop=list(self.fmt.answer_stop) or None),
+                           priority=ANSWER_PRIORITY)
+        self._phase("answer", o, cacheable_tokens(before, self.block_size) if before else None)
         c = o.outputs[0]
         return AnswerResult(answer_text=c.text, prompt_tokens=len(o.prompt_token_ids),
-                            answer_tokens=len(c.token_ids), finish_reason=c.finish_reason)
+                            answer_tokens=len(c.token_ids), finish_reason=c.finish_reason,
+                            cached_tokens=int(o.num_cached_tokens or 0))
+
+    def _answer_after(self, t: Thought, r: AnswerRequest, by: AnswerBy) -> tuple[list[int], list[int]]:
+        """Prompt ids of the answer after a CoT this engine just wrote, and the ids it computed before:
+        by token ids (:func:`pipeline.engine.phases.answer_ids`), else the text path (re-rendered,
+        re-tokenized: where the protocol places a CoT differently, or ``by="text"``, benches)."""
+        cot = t.result.cot
+        text_prompt = self.answer_prompt(r.prompt, cot, r.system, "own", r.answer_prefix)
+        ids = None
+        if by == "ids":
+            ids = answer_ids(t, text_prompt, self.thinking_prompt(r.prompt, r.system) + cot,
+                             self.fmt.think_stop, self.encode,
+                             lambda x: self.tok.decode(x, skip_special_tokens=False), self._close_id)
+        if ids is None:
+            self.stats["answer_text_path"] += 1
+            ids = self.encode(text_prompt)
+        return ids, computed_before(t)
+
+    async def answer_after(self, t: Thought, r: AnswerRequest, by: AnswerBy = "ids") -> AnswerResult:
+        """The answer request after a CoT this engine just wrote (by token ids: :meth:`_answer_after`)."""
+        ids, before = self._answer_after(t, r, by)
+        return await self._answer_ids(ids, r, before)
+
+    def _phase(self, phase: str, o, cacheable: Optional[int] = None) -> None:
+        """Per-phase prompt and cache-hit counters (telemetry.json's engines)."""
+        self.stats[f"{phase}_requests"] += 1
+        self.stats[f"{phase}_prompt_tokens"] += len(o.prompt_token_ids)
+        self.stats[f"{phase}_cached_tokens"] += int(o.num_cached_tokens or 0)
+        if cacheable is not None:
+            self.stats[f"{phase}_cacheable_tokens"] += cacheable
+            self.stats[f"{phase}_cached_of_cacheable"] += min(cacheable, int(o.num_cached_tokens or 0))
 
     async def generate(self, r: GenerateRequest) -> GenerateResult:
         """Two-phase generation: think (unless the CoT is given, e.g. "" for Empty CoT), then answer.
 
         When the model does not close its thinking within ``thought_budget`` we
         close it ourselves and ask for the answer, as the reference study does.
+        The answer request after a CoT goes in by token ids (:meth:`_answer_after`).
         """
         return await two_phase(self, r)
 
@@ -447,23 +533,3 @@ class ModelEngine:
         scored = await self.score_ids(ctx, cands, mode=r.mode) if cands else []
         return [CandidateScore(mean_nll=d["mean_nll"], n_tokens=d["n_tokens"], seq_mean_nll=d.get("seq_mean_nll"))
                 for d in scored]
-
-
-async def two_phase(engine: Engine, r: GenerateRequest) -> GenerateResult:
-    """Think (unless ``r.cot`` is given), then answer after that CoT: the answer request goes out
-    the moment this CoT closes.  Shared by every engine (``engine`` has ``think`` and ``answer``)."""
-    if r.cot is None:
-        t = await engine.think(ThinkRequest(prompt=r.prompt, sampling=r.sampling, thought_budget=r.thought_budget,
-                                            system=r.system, reserve=r.answer_budget))
-    else:
-        t = ThinkResult(cot=r.cot, cot_tokens=0, finish_reason="given", forced_close=False)
-    out = GenerateResult(cot=t.cot, cot_tokens=t.cot_tokens, cot_finish_reason=t.finish_reason,
-                         forced_close=t.forced_close, error=t.error)
-    if t.error:
-        return out
-    a = await engine.answer(AnswerRequest(prompt=r.prompt, cot=t.cot, sampling=r.sampling,
-                                          answer_budget=r.answer_budget, system=r.system,
-                                          answer_prefix=r.answer_prefix))
-    out.answer_text, out.prompt_tokens, out.answer_tokens = a.answer_text, a.prompt_tokens, a.answer_tokens
-    out.finish_reason, out.error = a.finish_reason, a.error
-    return out

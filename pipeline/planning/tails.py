@@ -332,7 +332,8 @@ def format_tails(tp: TailPlan, node: str, mean_makespan_s: float, gpu: bool) -> 
     eng = sorted(tp.streaming.engine_s.items(), key=lambda kv: -kv[1])
     lines.append("  per engine, streaming: " + ", ".join(f"{m} {_dur(s)}" for m, s in eng)
                  + "; shards: " + ", ".join(f"{m} {_dur(tp.shards.engine_s[m])}" for m, _ in eng))
-    lines.append("  (not simulated: the ensemble's per-problem step chain, KV growth with context, preemption)")
+    lines.append("  (not simulated here: the ensemble's per-problem step chain; KV growth with context and preemption: "
+                 "the KV section below)")
     return "\n".join(lines)
 
 

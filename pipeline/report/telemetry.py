@@ -75,6 +75,13 @@ def telemetry_markdown(tel: dict, unknown: bool = False) -> str:
                   f"- engines: {summ.get('engines', 0)} models, {summ.get('engine_loads', 0)} engine loads, "
                   f"{summ.get('engine_held_seconds', 0):.0f} engine-seconds held; estimated GPU-hours "
                   f"{summ.get('gpu_hours_estimate', 0):.3f}"]
+    det = tel.get("determinism")
+    if isinstance(det, dict):
+        lines.append(f"- determinism: `{det.get('effective')}` on {det.get('device')} "
+                     f"(setting `{det.get('setting')}`): {det.get('claim')}")
+    if summ.get("answer_cache_hit") is not None:
+        lines.append(f"- answers after a CoT: {summ['answer_cache_hit']:.1%} of their cacheable prompt tokens "
+                     f"({summ.get('answer_cacheable_tokens', 0)}) came from the prefix cache")
     for st, sec in tel.get("stage_seconds", {}).items():
         lines.append(f"- stage `{st}`: {sec:.1f} s")
     sm = tel.get("stage_models", {})

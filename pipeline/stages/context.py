@@ -132,7 +132,10 @@ def load_problems(ctx: Context) -> tuple[pa.Table, Path]:
     table = read_problems(ds_cfg)
     path = ctx.store.path("problems", ds_cfg.name, {"rows": content_hash(table.to_pylist(), 32)})
     if not path.exists():
-        write_table(path, table, provenance("problems", key, {}, {"dataset": to_plain(ds_cfg)}))
+        from pipeline.engine.determinism import run_determinism
+
+        write_table(path, table, provenance("problems", key, {}, {"dataset": to_plain(ds_cfg),
+                                                                  "determinism": run_determinism(ctx.cfg)}))
     write_text_atomic(ref, path.name + "\n")
     return table, path
 
@@ -166,8 +169,10 @@ def problems_ref(store_root: Path, ds_cfg: Any) -> Path:
 def stage_meta(ctx: Context, stage: str, args: Any, inputs: dict[str, Any], models: list[str]) -> dict:
     sampling = {m: {"greedy": hash_fields(ctx.cfg.model(m).greedy), "sampled": hash_fields(ctx.cfg.model(m).sampled)}
                 for m in models}
+    from pipeline.engine.determinism import run_determinism
+
     return provenance(stage, args, inputs, {"models": {m: hash_fields(ctx.cfg.model(m)) for m in models},
-                                            "sampling": sampling})
+                                            "sampling": sampling, "determinism": run_determinism(ctx.cfg)})
 
 
 def timed(ctx: Context, name: str):

@@ -16,7 +16,7 @@ from typing import Iterator
 from pipeline.config import hash_fields
 from pipeline.engine.protocol import GenerateRequest, Sampling
 from pipeline.engine.vllm_engine import request_seed
-from pipeline.schema import GENERATION_KEY, GENERATIONS, pick
+from pipeline.schema import GENERATE_ROWS, GENERATION_KEY, pick
 from pipeline.stages.context import Context, stage_meta
 from pipeline.stages.runner import Flow
 from pipeline.store.sink import RowSink
@@ -25,7 +25,7 @@ from pipeline.store.sink import RowSink
 class GenerateStage:
     name = "generate"
     requires: tuple[str, ...] = ()
-    version = "1"
+    version = "2"  # 2: the answer after a CoT goes in by the CoT's token ids
     consumes: tuple[str, ...] = ()
 
     def open(self, ctx: Context) -> None:
@@ -36,7 +36,7 @@ class GenerateStage:
             args = {"generate": hash_fields(g), "model": ctx.model_key(m.name),
                     "problems": ctx.artifact_hash(ctx.problems_path), "v": self.version}
             path = ctx.store.path("generate", m.name, args)
-            self._sinks[m.name] = ctx.sink(path, GENERATIONS, GENERATION_KEY)
+            self._sinks[m.name] = ctx.sink(path, GENERATE_ROWS, GENERATION_KEY)
             self._meta[m.name] = stage_meta(ctx, self.name, args, {"problems": str(ctx.problems_path)}, [m.name])
         ctx.artifacts["generate"] = [s.artifact for s in self._sinks.values()]
 
@@ -57,11 +57,13 @@ class GenerateStage:
                         samp = Sampling.from_config(m.sampled, request_seed(m.sampled.seed, p["problem_id"], s))
                     else:
                         samp = Sampling.from_config(m.greedy, 0)
-                    # The problem's system message and forced answer prefix (None: none).
+                    # The problem's system message and forced answer prefix (None: none); replica
+                    # routing: a problem's CoTs and their variants share one engine.
                     yield (GenerateRequest(prompt=p["prompt"], sampling=samp, thought_budget=g.thought_budget,
                                            answer_budget=g.answer_budget, system=p.get("system"),
                                            answer_prefix=p.get("answer_prefix"),
-                                           cot="" if method == "empty" else None),
+                                           cot="" if method == "empty" else None,
+                                           affinity=(p["problem_id"], m.name, s)),
                            {"dataset": p["dataset"], "problem_id": p["problem_id"], "method": method,
                             "source": m.name, "variant": "full", "sample": s, "target": m.name, "gold": p["gold"]})
 
@@ -79,7 +81,7 @@ class GenerateStage:
 
             async def work() -> list[dict]:
                 res = await flow.call(self.name, model, req)
-                return [{**row, **pick(res.row(), GENERATIONS)}]
+                return [{**row, **pick(res.row(), GENERATE_ROWS)}]
 
             job = flow.submit(self.name, sink, [sink.key(row)], [model], work, emit="generation")
             if job is not None:

@@ -90,5 +90,13 @@ def write_telemetry(ctx: Context, t0: float) -> dict:
         # Sum over engines of wall-clock held (loaded, whether busy or not) x GPUs it held.
         "gpu_hours_estimate": sum(float(e.get("gpu_hours", 0) or 0) for e in eng.values()),
     }
+    from pipeline.engine.determinism import run_determinism
+
+    tel["determinism"] = run_determinism(ctx.cfg)
+    # Prefix-cache hits of answers after a CoT (cached / block-aligned cacheable prompt tokens).
+    cacheable = sum(int(e.get("answer_cacheable_tokens", 0) or 0) for e in eng.values())
+    tel["summary"]["answer_cacheable_tokens"] = cacheable
+    tel["summary"]["answer_cache_hit"] = (sum(int(e.get("answer_cached_of_cacheable", 0) or 0)
+                                              for e in eng.values()) / cacheable) if cacheable else None
     write_text_atomic(ctx.run_dir / "telemetry.json", json.dumps(tel, indent=2, default=str))
     return tel
