@@ -25,6 +25,7 @@ Each section lives in its own module (listed in :data:`SECTIONS`), imported only
 from __future__ import annotations
 
 import importlib
+import inspect
 import time
 import traceback
 from pathlib import Path
@@ -64,10 +65,10 @@ def section(name: str) -> Callable[[Path, bool], str]:
         if kind == "argv":
             mod.main(["--out", str(out)] + (["--quick"] if quick else []))
             return _latest_md(out, "(no table written)")
-        try:
-            res = mod.main(out, quick=quick)
-        except TypeError:  # bench mains without a quick mode
-            res = mod.main(out)
+        main = mod.main
+        # Bench mains without a quick mode take only the folder (asked, not guessed from a TypeError,
+        # which would hide a real one and rerun the bench at full size).
+        res = main(out, quick=quick) if "quick" in inspect.signature(main).parameters else main(out)
         return res if isinstance(res, str) else _latest_md(out, "(see files in this folder)")
 
     return run

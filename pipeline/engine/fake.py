@@ -26,9 +26,11 @@ from pipeline.engine.protocol import (
     EngineOp,
     GenerateRequest,
     GenerateResult,
+    InfoQuery,
     Proposal,
     ProposeRequest,
     ScoreRequest,
+    StatsQuery,
     T,
     ThinkRequest,
     ThinkResult,
@@ -49,6 +51,7 @@ class FakeEngine:
         self.stats = {"prefill_tokens": 0, "cached_tokens": 0, "generated_tokens": 0, "requests": 0,
                       "engine_seconds": 0.0, "load_seconds": 0.0}
         self.calls: list[tuple[str, int]] = []  # (op, items) per call, for tests
+        self.kv_tokens: Optional[int] = None  # a KV size to report (tests of KV admission); None: unknown
         self.filter_batches: list[int] = []
 
     def _truth(self, prompt: str) -> str:
@@ -151,8 +154,9 @@ class FakeEngine:
         self.calls.append(("propose", 1))
         await asyncio.sleep(0)
         cot_tokens = len(r.cot.split())
+        context = len(r.prompt.split()) + cot_tokens
         if r.thought_budget is not None and cot_tokens >= r.thought_budget:
-            return Proposal(texts=[], closed=[], cot_tokens=cot_tokens, exhausted=True)
+            return Proposal(texts=[], closed=[], cot_tokens=cot_tokens, exhausted=True, context_tokens=context)
         texts, closed = [], []
         for k in range(r.n):
             if k == 0 and r.cot.count(".") >= self.close_after:
@@ -162,7 +166,7 @@ class FakeEngine:
                 v = _h(self.cfg.name, r.prompt, r.cot, k, r.sampling.seed) % 97
                 texts.append(f" Sentence {v} by {self.cfg.name}. And a fragment")
                 closed.append(False)
-        return Proposal(texts=texts, closed=closed, cot_tokens=cot_tokens)
+        return Proposal(texts=texts, closed=closed, cot_tokens=cot_tokens, context_tokens=context)
 
     async def score_texts(self, r: ScoreRequest) -> list[CandidateScore]:
         self.calls.append(("score_texts", len(r.candidates)))
@@ -174,7 +178,7 @@ class FakeEngine:
                 for t, c in zip(r.candidates, r.closes)]
 
     def info(self) -> dict[str, Any]:
-        return {"name": self.cfg.name, "load_seconds": 0.0}
+        return {"name": self.cfg.name, "load_seconds": 0.0, "kv_tokens": self.kv_tokens}
 
 
 class FakePool(LocalPool):
@@ -188,6 +192,8 @@ class FakePool(LocalPool):
         self.submitted = 0
 
     async def op(self, name: str, req: EngineOp[T]) -> T:
+        if isinstance(req, (InfoQuery, StatsQuery)):  # queries are not items: never counted, never failed
+            return await super().op(name, req)
         self.submitted += 1
         if self.fail_on.get(name, 0) > 0:
             self.fail_on[name] -= 1

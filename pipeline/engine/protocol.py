@@ -127,6 +127,7 @@ class Proposal:
     cot_tokens: int
     exhausted: bool = False
     error: Optional[str] = None
+    context_tokens: Optional[int] = None  # thinking prompt + CoT in this model's tokens (KV admission)
 
 
 @dataclass

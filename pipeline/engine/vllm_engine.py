@@ -216,7 +216,13 @@ class ModelEngine:
         return {"name": self.cfg.name, "vllm": vllm.__version__, "load_seconds": self.load_seconds,
                 "vocab_size": len(self.tok), "max_model_len": self.cfg.max_model_len, "runtime": self.runtime,
                 "determinism": self.core_runtime.determinism, "engine_core": self.core_runtime.core,
-                "block_size": self.block_size, "max_num_batched_tokens": batched_tokens_of(self.llm)}
+                "block_size": self.block_size, "max_num_batched_tokens": batched_tokens_of(self.llm),
+                "kv_tokens": self.kv_tokens()}
+
+    def kv_tokens(self) -> Optional[int]:
+        """Tokens the KV cache holds (blocks x block size; vLLM sets the blocks once the cache is sized)."""
+        blocks = self.llm.vllm_config.cache_config.num_gpu_blocks
+        return int(blocks) * self.block_size if blocks else None
 
     # ----------------------------------------------------------------- running
     def params(self, s: Sampling, max_tokens: int, stop=None, **kw):
@@ -504,10 +510,11 @@ class ModelEngine:
         p = self.encode(self.thinking_prompt(r.prompt, r.system) + r.cot)
         err = self._fit(p, max_tokens, "ensemble propose")
         if err:
-            return Proposal(texts=[], closed=[], cot_tokens=cot_tokens, exhausted=True, error=err)
+            return Proposal(texts=[], closed=[], cot_tokens=cot_tokens, exhausted=True, error=err,
+                            context_tokens=len(p))
         o = await self.run(p, self.params(r.sampling, max_tokens, stop=[self.fmt.think_stop], n=r.n,
                                           include_stop_str_in_output=True, skip_special_tokens=False))
-        out = Proposal(texts=[], closed=[], cot_tokens=cot_tokens)
+        out = Proposal(texts=[], closed=[], cot_tokens=cot_tokens, context_tokens=len(p))
         for c in o.outputs:
             text = c.text
             for s in self._specials:

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -56,15 +57,23 @@ import pyarrow as pa
 
 from pipeline.config import hash_fields
 from pipeline.engine.formats import ALL_MARKERS, get_format
-from pipeline.engine.protocol import ProposeRequest, Sampling, ScoreRequest
+from pipeline.engine.protocol import InfoQuery, ProposeRequest, Sampling, ScoreRequest
 from pipeline.engine.vllm_engine import request_seed
 from pipeline.schema import CANDIDATE_KEY, ENSEMBLE_KEY, GENERATIONS
 from pipeline.stages.context import Context, stage_meta
+from pipeline.stages.kv_admission import KVAdmission, engine_kv_tokens
 from pipeline.stages.runner import Flow
 from pipeline.store.atomic import copy_atomic
 from pipeline.store.sink import RowSink
 from pipeline.text.ensemble_rules import study_cut, study_join
 from pipeline.text.sentences import cut_to_sentence
+
+log = logging.getLogger("crosscot")
+
+# KV admission (pipeline.stages.kv_admission): tokens allowed for a problem's prompt on top of its
+# thought budget, and per candidate for the partial KV block it prefills again.
+PROMPT_ALLOWANCE = 1024
+KV_BLOCK_ALLOWANCE = 16
 
 CANDIDATES = pa.schema(
     [
@@ -122,6 +131,8 @@ class EnsembleStage:
         ec = ctx.cfg.ensemble
         self.gens, self.evs = list(ec.generators), list(ec.evaluators)
         self.source_name = ensemble_source(self.gens, self.evs)
+        self.admission: KVAdmission | None = None  # this pass's (set when its problems start: _feed)
+        self.admission_waits = 0  # admissions that waited for KV room, over every pass
         # Exactly the fields that change results: not `enabled` (always true here).
         args = {"ensemble": {k: v for k, v in hash_fields(ec).items() if k != "enabled"},
                 "models": {n: ctx.model_key(n) for n in dict.fromkeys(self.gens + self.evs)},
@@ -167,15 +178,52 @@ class EnsembleStage:
                 await job
 
         limit = flow.stream.max_pending or max(1, flow.max_in_flight(self.gens[0]) // max(1, len(self.gens)))
-        await flow.bounded("ensemble", limit, flow.ctx.problem_rows(), handle)
+        self.admission = adm = await self._admission(flow, models, limit)
+
+        async def one(p: dict) -> None:
+            try:
+                await handle(p)
+            finally:
+                await adm.release(p["problem_id"])
+
+        for p in flow.ctx.problem_rows():
+            waits = adm.waits
+            await adm.acquire(p["problem_id"])
+            self.admission_waits += adm.waits - waits
+            flow.spawn("ensemble", one(p))
+
+    async def _admission(self, flow: Flow, models: list[str], limit: int) -> KVAdmission:
+        """Problems in flight bounded by count and by the smallest KV cache (pipeline.stages.kv_admission)."""
+        ec = flow.ctx.cfg.ensemble
+        caps = []
+        for m in models:
+            if m not in flow.resident:
+                continue
+            info = await flow.ctx.pool.op(m, InfoQuery())
+            caps.append(engine_kv_tokens(info, flow.ctx.cfg.model(m).replicas or 1))
+        known = [c for c in caps if c is not None]
+        max_len = min(flow.ctx.cfg.model(m).max_model_len for m in models)
+        # The prompt is not tokenized here: allow as much again as the CoT's candidates may add.
+        ceiling = min(max_len, ec.thought_budget + PROMPT_ALLOWANCE)
+        reserve = ec.candidates * len(self.gens) * (ec.max_candidate_tokens + KV_BLOCK_ALLOWANCE)
+        adm = KVAdmission(capacity=min(known) if known else None, limit=limit,
+                          ceiling=ceiling, reserve=reserve)
+        if adm.capacity is not None and adm.projected(0) * limit > adm.capacity:
+            log.info("ensemble: at most %d problem(s) of ~%d tokens fit the smallest KV cache (%d tokens) at first; "
+                     "problems in flight are bounded by it (count bound %d)", max(1, adm.capacity // adm.projected(0)),
+                     adm.projected(0), adm.capacity, limit)
+        return adm
 
     async def problem(self, flow: Flow, p: dict) -> dict:
         """Run one problem's ensemble to its end; write its candidate rows; its CoT row (added by the flow)."""
         ec = flow.ctx.cfg.ensemble
-        st: dict[str, Any] = {"cot": "", "reason": None, "steps": 0}
+        st: dict[str, Any] = {"cot": "", "reason": None, "steps": 0, "context_tokens": None}
+        pid = p["problem_id"]
         rows: list[dict] = []
         for step in range(ec.max_steps):  # step() returns "max_steps" on the last one
             step_rows, reason = await self.step(flow, p, step, st)
+            if self.admission is not None:
+                self.admission.update(pid, st["context_tokens"])
             rows += step_rows
             if reason:
                 st["reason"] = reason
@@ -206,6 +254,7 @@ class EnsembleStage:
 
         props = dict(zip(gens, await asyncio.gather(*(flow.call(self.name, g, preq(g)) for g in gens))))
         first = props[gens[0]]
+        st["context_tokens"] = first.context_tokens
         if first.exhausted:
             return [], ("context" if first.error else "budget")
 

@@ -22,7 +22,14 @@ import pytest
 
 from pipeline.config import compose
 from pipeline.engine.fake import FakePool
-from pipeline.engine.protocol import CandidateScore, Proposal, ProposeRequest, ScoreRequest
+from pipeline.engine.protocol import (
+    CandidateScore,
+    InfoQuery,
+    Proposal,
+    ProposeRequest,
+    ScoreRequest,
+    StatsQuery,
+)
 from pipeline.engine.vllm_engine import request_seed
 from pipeline.schema import CANDIDATE_KEY
 from pipeline.stages.context import Context
@@ -54,6 +61,8 @@ class LogPool(FakePool):
         self.events: list[tuple[str, int]] = []
 
     async def op(self, name, r):
+        if isinstance(r, (InfoQuery, StatsQuery)):  # engine queries, not per-item calls
+            return await super().op(name, r)
         i = len(self.log)
         self.log.append((name, _method(r), r.prompt, r.cot))
         self.reqs.append(r)
@@ -65,7 +74,7 @@ class LogPool(FakePool):
 
 def _method(r) -> str:
     """The engine method a request runs (its type names it)."""
-    return {ProposeRequest: "propose", ScoreRequest: "score_texts"}[type(r)]
+    return {ProposeRequest: "propose", ScoreRequest: "score_texts"}.get(type(r), "query")
 
 
 def _ctx(tmp: Path, pool, *extra: str) -> Context:
