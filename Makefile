@@ -71,13 +71,11 @@ demo-tiny: setup
 
 # Static checks (also the pre-commit hooks): ruff over the tree, mypy over the typed packages
 # (pyproject.toml [tool.mypy]: pipeline/engine, pipeline/stages; engines and pools checked against
-# their protocols in pipeline/engine/conformance.py). LINT_FORMAT=1 adds `ruff format --check`.
+# their protocols in pipeline/engine/conformance.py), and the tree as `ruff format` writes it.
 lint: setup
+	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-ifeq ($(LINT_FORMAT),1)
-	$(BIN)/ruff format --check .
-endif
 
 # The viewer's browser tests drive a real headless Chromium: Debian's package, installed when missing.
 browser:

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="crosscot",
         description="Cross-model consistency of reasoning models' chains of thought.",
         epilog="crosscot run [overrides]  runs the pipeline (Hydra overrides, e.g. experiment=demo; -m for sweeps). "
-               "--debug (or HYDRA_FULL_ERROR=1) shows tracebacks for user errors.",
+        "--debug (or HYDRA_FULL_ERROR=1) shows tracebacks for user errors.",
     )
     parser.add_argument("--debug", action="store_true", help="show a traceback for user errors too")
     sub = parser.add_subparsers(dest="command", metavar="{run," + ",".join(COMMANDS) + "}")

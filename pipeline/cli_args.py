@@ -32,10 +32,12 @@ class OneLineParser(argparse.ArgumentParser):
         if m:
             arg, value, raw = m.groups()
             choices = [c.strip().strip("'\"") for c in raw.split(",")]
-            what = "command" if arg in ("command", "{" + raw.replace("'", "").replace(" ", "") + "}") \
-                or arg.startswith("{") else arg
-            return (f"{who}{what} {value!r} is not one of {choices}{did_you_mean(value, choices)}; "
-                    f"see `{prog} --help`")
+            what = (
+                "command"
+                if arg in ("command", "{" + raw.replace("'", "").replace(" ", "") + "}") or arg.startswith("{")
+                else arg
+            )
+            return f"{who}{what} {value!r} is not one of {choices}{did_you_mean(value, choices)}; see `{prog} --help`"
         m = re.match(r"unrecognized arguments: (.*)$", message)
         if m:
             first = m.group(1).split()[0]
@@ -47,8 +49,7 @@ class OneLineParser(argparse.ArgumentParser):
                         parser = called[0]
             flags = [s for a in parser._actions for s in a.option_strings]
             who = parser.prog.split(" ", 1)[1] + ": " if " " in parser.prog else ""
-            return (f"{who}unknown argument {first!r}{did_you_mean(first, flags)}; "
-                    f"see `{parser.prog} --help`")
+            return f"{who}unknown argument {first!r}{did_you_mean(first, flags)}; see `{parser.prog} --help`"
         return f"{who}{' '.join(message.split())}; see `{prog} --help`"
 
 

@@ -36,14 +36,16 @@ def debug_enabled(argv: list[str]) -> bool:
 def _user_error_types() -> tuple[type, ...]:
     """Exception types that are user errors (imported here, at error time, to keep startup cheap)."""
     types: list[type] = [UserError]
-    for mod, name in (("pipeline.provision.models", "ModelNotFound"),
-                      ("pipeline.provision.gguf", "GGUFProvisionError"),
-                      ("pipeline.importers.genex_medcalc", "GenexImportError"),
-                      ("pipeline.datasets.medcalc", "MedCalcLoadError"),
-                      ("pipeline.planning.throughput", "PlanError"),
-                      ("pipeline.planning.cluster", "PlacementError"),
-                      ("hydra.errors", "HydraException"),
-                      ("omegaconf.errors", "OmegaConfBaseException")):
+    for mod, name in (
+        ("pipeline.provision.models", "ModelNotFound"),
+        ("pipeline.provision.gguf", "GGUFProvisionError"),
+        ("pipeline.importers.genex_medcalc", "GenexImportError"),
+        ("pipeline.datasets.medcalc", "MedCalcLoadError"),
+        ("pipeline.planning.throughput", "PlanError"),
+        ("pipeline.planning.cluster", "PlacementError"),
+        ("hydra.errors", "HydraException"),
+        ("omegaconf.errors", "OmegaConfBaseException"),
+    ):
         try:
             mod_obj = __import__(mod, fromlist=[name])
             types.append(getattr(mod_obj, name))

@@ -20,8 +20,10 @@ _FS_ERRORS: dict[int, tuple[str, str]] = {
     errno.EPERM: ("operation not permitted on {path}", "choose a path you can write, or fix its permissions"),
     errno.EROFS: ("{path} is on a read-only file system", "write the output somewhere writable"),
     errno.EISDIR: ("{path} is a folder where a file is expected", "give the path of a file"),
-    errno.ENOTDIR: ("{path}: a file is in the way where a folder is expected",
-                    "give a folder path (or move the file away)"),
+    errno.ENOTDIR: (
+        "{path}: a file is in the way where a folder is expected",
+        "give a folder path (or move the file away)",
+    ),
     errno.ENOSPC: ("no space left on the device while writing {path}", "free disk space or write elsewhere"),
     errno.EDQUOT: ("disk quota exceeded while writing {path}", "free space or write elsewhere"),
     errno.ENOENT: ("{path} not found", "check the path"),
@@ -50,9 +52,10 @@ def os_error_message(e: OSError) -> str:
 
 def unicode_message(e: UnicodeDecodeError, path: Optional[os.PathLike | str] = None) -> str:
     where = f"{path} is" if path is not None else "an input file is"
-    bad = e.object[e.start:e.start + 1].hex() if isinstance(e.object, (bytes, bytearray)) else "?"
-    return (f"{where} not UTF-8 text (byte 0x{bad} at offset {e.start}); "
-            "save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)")
+    bad = e.object[e.start : e.start + 1].hex() if isinstance(e.object, (bytes, bytearray)) else "?"
+    return (
+        f"{where} not UTF-8 text (byte 0x{bad} at offset {e.start}); save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+    )
 
 
 class NotUtf8(OSError):

@@ -49,11 +49,14 @@ def _main(cfg: DictConfig) -> None:
 
         begin(run_cfg.run_dir)  # reap what a SIGKILLed earlier run of this folder left behind
         ctx = run(run_cfg)
-        print(f"crosscot: run complete -> {run_cfg.run_dir}/report.md "
-              f"({ctx.timings.get('stream', 0):.1f}s in the streaming engine stages)")
+        print(
+            f"crosscot: run complete -> {run_cfg.run_dir}/report.md "
+            f"({ctx.timings.get('stream', 0):.1f}s in the streaming engine stages)"
+        )
     except Exception as e:  # noqa: BLE001
         # Hand it to pipeline.errors.run_command (Hydra would print its own traceback and exit 1).
         _state["error"] = e
+
 
 def sweep_jobs(overrides: list[str]) -> tuple[list[list[str]], Any]:
     """Every job's override list (Hydra's basic-sweeper expansion) and the composed hydra node of the sweep."""
@@ -78,8 +81,11 @@ def sweep_jobs(overrides: list[str]) -> tuple[list[list[str]], Any]:
     params = dict(base.hydra.sweeper.get("params") or {})
     given = {o.get_key_element() for o in parsed}
     # The experiment's sweeper params first, the command line after (it wins, as in Hydra).
-    swept = [o for o in parser.parse_overrides([f"{k}={v}" for k, v in params.items() if k not in given])
-             if o.is_sweep_override()] + [o for o in parsed if o.is_sweep_override()]
+    swept = [
+        o
+        for o in parser.parse_overrides([f"{k}={v}" for k, v in params.items() if k not in given])
+        if o.is_sweep_override()
+    ] + [o for o in parsed if o.is_sweep_override()]
     # Sweep dimensions expanded as Hydra's basic sweeper does; fixed overrides passed on verbatim.
     [grid] = BasicSweeper.split_arguments(swept, None) if swept else [[[]]]
     return [[*fixed, *point] for point in grid], base.hydra
@@ -144,15 +150,29 @@ def run_sweep(jobs: list[list[str]], hydra_node: Any) -> int:
         os.makedirs(sweep_dir, exist_ok=True)
         with open(os.path.join(sweep_dir, "failures.jsonl"), "a") as fh:
             for num, ov, e, tb in sorted(failed, key=lambda f: f[0]):
-                fh.write(json.dumps({"job": num, "overrides": ov, "error": f"{type(e).__name__}: {one_line(e)}",
-                                     "traceback": tb[-2000:]}) + "\n")
-        print(f"crosscot: error: sweep finished with {len(failed)} of {len(jobs)} job(s) failed "
-              f"(details in {sweep_dir}/failures.jsonl):", file=sys.stderr)
+                fh.write(
+                    json.dumps(
+                        {
+                            "job": num,
+                            "overrides": ov,
+                            "error": f"{type(e).__name__}: {one_line(e)}",
+                            "traceback": tb[-2000:],
+                        }
+                    )
+                    + "\n"
+                )
+        print(
+            f"crosscot: error: sweep finished with {len(failed)} of {len(jobs)} job(s) failed "
+            f"(details in {sweep_dir}/failures.jsonl):",
+            file=sys.stderr,
+        )
         for num, ov, e, _ in sorted(failed, key=lambda f: f[0]):
             print(f"  job {num} [{' '.join(ov)}]: {type(e).__name__}: {one_line(e)[:300]}", file=sys.stderr)
         return 1
     print(f"crosscot: sweep complete: {len(jobs)} job(s), engines shared")
     return 0
+
+
 def preflight(jobs: list[list[str]], swept: bool = False) -> int:
     """Compose and validate every job's config and check its models' weights, and (one run) everything
     :func:`pipeline.config.preflight.check_run` checks; returns the job count."""

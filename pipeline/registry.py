@@ -34,9 +34,7 @@ class Registry(Generic[T]):
         if name not in self._items:
             close = difflib.get_close_matches(name, list(self._items), n=3)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise KeyError(
-                f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {sorted(self._items)}"
-            )
+            raise KeyError(f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {sorted(self._items)}")
         obj = self._items[name]
         if isinstance(obj, str):
             mod, _, attr = obj.partition(":")

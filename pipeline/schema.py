@@ -172,9 +172,7 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         elif field.nullable:
             cols.append(pa.nulls(table.num_rows, field.type))
         else:
-            raise ValueError(
-                f"table lacks required column {field.name!r} (have {table.column_names})"
-            )
+            raise ValueError(f"table lacks required column {field.name!r} (have {table.column_names})")
     return pa.Table.from_arrays(cols, schema=schema)
 
 

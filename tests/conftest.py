@@ -21,8 +21,9 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 def require_shared(path: Path) -> Path:
     """``path`` (inside ../shared/data) or a test FAILURE: data tests never skip silently in CI."""
     if not Path(path).exists():
-        pytest.fail(f"shared data {path} is absent: mount ../shared/data (data tests fail, they do not skip)",
-                    pytrace=False)
+        pytest.fail(
+            f"shared data {path} is absent: mount ../shared/data (data tests fail, they do not skip)", pytrace=False
+        )
     return Path(path)
 
 
@@ -43,9 +44,18 @@ def tiny_cfg(tmp_path):
     from pipeline.config import compose
 
     def make(*overrides: str):
-        return compose(["experiment=demo_tiny", f"run_dir={tmp_path / 'run'}", "dataset.size=6",
-                        "generate.thought_budget=24", "generate.answer_budget=8", "transfer.answer_budget=8",
-                        "progress=false", *overrides])
+        return compose(
+            [
+                "experiment=demo_tiny",
+                f"run_dir={tmp_path / 'run'}",
+                "dataset.size=6",
+                "generate.thought_budget=24",
+                "generate.answer_budget=8",
+                "transfer.answer_budget=8",
+                "progress=false",
+                *overrides,
+            ]
+        )
 
     return make
 

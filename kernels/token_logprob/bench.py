@@ -109,12 +109,20 @@ def make_benchmarks(on_gpu: bool, quick: bool, dtype_name: str) -> list:
     common = dict(line_arg="provider", line_vals=providers, line_names=names, ylabel="ms")
     return [
         Benchmark(
-            x_names=["N", "V"], x_vals=[(n_fixed, v) for v in v_sweep],
-            plot_name=f"token-logprob-vs-V-N{n_fixed}-{dtype_name}", args={"dtype": dtype_name}, xlabel="V", **common,
+            x_names=["N", "V"],
+            x_vals=[(n_fixed, v) for v in v_sweep],
+            plot_name=f"token-logprob-vs-V-N{n_fixed}-{dtype_name}",
+            args={"dtype": dtype_name},
+            xlabel="V",
+            **common,
         ),
         Benchmark(
-            x_names=["N", "V"], x_vals=[(n, LARGE_V) for n in n_sweep],
-            plot_name=f"token-logprob-vs-N-V{LARGE_V}-{dtype_name}", args={"dtype": dtype_name}, xlabel="N", **common,
+            x_names=["N", "V"],
+            x_vals=[(n, LARGE_V) for n in n_sweep],
+            plot_name=f"token-logprob-vs-N-V{LARGE_V}-{dtype_name}",
+            args={"dtype": dtype_name},
+            xlabel="N",
+            **common,
         ),
     ]
 
@@ -239,12 +247,21 @@ def run(quick: bool, out_dir: Path | None, dtype: str, reps: int | None = None) 
             for p in bench.line_vals:
                 r = res[p]
                 err = (r["out"] - ref).abs().max().item() if ref.numel() else 0.0
-                rows.append({
-                    "sweep": bench.plot_name, "device": device, "dtype": dtype, **x_args, "provider": p,
-                    "ms": round(r["ms"], 4), "ms_min": round(r["ms_min"], 4), "ms_max": round(r["ms_max"], 4),
-                    "peak_mib": None if r["peak_bytes"] is None else round(r["peak_bytes"] / 2**20, 2),
-                    "gbps": round(r["gbps"], 2), "max_abs_diff_vs_baseline": err,
-                })
+                rows.append(
+                    {
+                        "sweep": bench.plot_name,
+                        "device": device,
+                        "dtype": dtype,
+                        **x_args,
+                        "provider": p,
+                        "ms": round(r["ms"], 4),
+                        "ms_min": round(r["ms_min"], 4),
+                        "ms_max": round(r["ms_max"], 4),
+                        "peak_mib": None if r["peak_bytes"] is None else round(r["peak_bytes"] / 2**20, 2),
+                        "gbps": round(r["gbps"], 2),
+                        "max_abs_diff_vs_baseline": err,
+                    }
+                )
             b, c = res[baseline], res[candidate]
             per_provider = " | ".join(
                 f"{p}: {res[p]['ms']:9.3f} ms, peak {_fmt_mib(res[p]['peak_bytes']):>8} MiB" for p in bench.line_vals
@@ -296,9 +313,13 @@ def _write(rows: list[dict], out_dir: Path, baseline: str, candidate: str, where
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m kernels.token_logprob.bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer, smaller points (CI / smoke)")
-    ap.add_argument("--out", type=Path, default=Path("runs/bench/token_logprob"), help="directory for the CSV and markdown table")
+    ap.add_argument(
+        "--out", type=Path, default=Path("runs/bench/token_logprob"), help="directory for the CSV and markdown table"
+    )
     ap.add_argument("--no-write", action="store_true", help="print only, write no files")
-    ap.add_argument("--dtype", choices=sorted(DTYPES), default="bf16", help="logits dtype (default bf16, as models emit)")
+    ap.add_argument(
+        "--dtype", choices=sorted(DTYPES), default="bf16", help="logits dtype (default bf16, as models emit)"
+    )
     ap.add_argument("--reps", type=int, default=None, help="CPU timing repeats (default 3 quick / 5 full)")
     args = ap.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0") and not torch.cuda.is_available():

@@ -18,9 +18,7 @@ import torch  # triton, by contrast, is imported lazily (only when the Triton pa
 DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024
 
 
-def _check_inputs(
-    logits: torch.Tensor, targets: torch.Tensor, ignore_index: int | None, validate: bool
-) -> None:
+def _check_inputs(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int | None, validate: bool) -> None:
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
         raise ValueError(f"logits must be a 2-D [N, V] tensor, got shape {getattr(logits, 'shape', None)}")
     if not logits.dtype.is_floating_point:

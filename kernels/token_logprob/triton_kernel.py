@@ -185,8 +185,16 @@ def token_logprobs_triton(
     device_ctx = torch.cuda.device(logits.device) if logits.is_cuda else _nullcontext()
     with device_ctx:
         kernel[(n,)](
-            logits, tgt, out, lse, v, logits.stride(0), ign,
-            BLOCK_V=block, WRITE_LSE=return_lse, num_warps=num_warps,
+            logits,
+            tgt,
+            out,
+            lse,
+            v,
+            logits.stride(0),
+            ign,
+            BLOCK_V=block,
+            WRITE_LSE=return_lse,
+            num_warps=num_warps,
         )
     return (out, lse) if return_lse else out
 

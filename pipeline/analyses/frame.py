@@ -78,9 +78,16 @@ def load_files(scored: pl.DataFrame, source_answers: pl.DataFrame | None = None)
     for r in df.iter_rows(named=True):
         failed = r["error"] is not None and r["answer"] is None
         ans = r["answer"] if r["answer"] is not None else (r.get("extracted") or "")
-        cell_src = src.get((r["problem_id"], r["source"], r["variant"], r["target"])) if r["method"] == "transfer" else None
-        cell = Cell(answer="" if failed else (ans or ""), result=_result(r["correct"], failed), failed=failed,
-                    source_answer=cell_src[0] if cell_src else None, source_result=cell_src[1] if cell_src else None)
+        cell_src = (
+            src.get((r["problem_id"], r["source"], r["variant"], r["target"])) if r["method"] == "transfer" else None
+        )
+        cell = Cell(
+            answer="" if failed else (ans or ""),
+            result=_result(r["correct"], failed),
+            failed=failed,
+            source_answer=cell_src[0] if cell_src else None,
+            source_result=cell_src[1] if cell_src else None,
+        )
         key = FileKey(r["method"], r["source"], r["variant"], r["target"])
         files.setdefault(key, {})[r["problem_id"]] = cell
         if r["method"] == "default" and r["target"] == r["source"] and r["variant"] == "full":

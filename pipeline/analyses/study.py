@@ -42,14 +42,27 @@ from pipeline.schema import setting_name
 
 COLUMNS = ("analysis", "setting", "group", "metric", "value", "n")
 VARIANTS = ("full", "without_answer")
-COT_CLASSES = ("wrong_to_correct", "correct_to_wrong", "correct_to_correct", "wrong_to_wrong_same", "wrong_to_wrong_diff")
+COT_CLASSES = (
+    "wrong_to_correct",
+    "correct_to_wrong",
+    "correct_to_correct",
+    "wrong_to_wrong_same",
+    "wrong_to_wrong_diff",
+)
 BREAKDOWN = ("consistent_correct", "consistent_wrong", "inconsistent", "consistent_mixed")
 
 Row = dict[str, Any]
 
 
 def _row(analysis: str, setting: str, group: str, metric: str, value: float, n: int) -> Row:
-    return {"analysis": analysis, "setting": setting, "group": group, "metric": metric, "value": float(value), "n": int(n)}
+    return {
+        "analysis": analysis,
+        "setting": setting,
+        "group": group,
+        "metric": metric,
+        "value": float(value),
+        "n": int(n),
+    }
 
 
 def _mean_std(xs: list[float]) -> tuple[float, float]:
@@ -89,8 +102,10 @@ def self_consistency(files: Files, models: list[str]) -> list[Row]:
                 out.append(_row("self_consistency", m, v, "rate", match / kept, kept))
         if rates:
             mean, std = _mean_std(rates)
-            out += [_row("self_consistency", "all", v, "mean", mean, len(rates)),
-                    _row("self_consistency", "all", v, "std", std, len(rates))]
+            out += [
+                _row("self_consistency", "all", v, "mean", mean, len(rates)),
+                _row("self_consistency", "all", v, "std", std, len(rates)),
+            ]
     return out
 
 
@@ -130,8 +145,11 @@ def cot_effect(files: Files, models: list[str]) -> list[Row]:
                     continue
                 for e, c in paired(empty, files[k]):
                     # A failed target row: the notebook reads the file's source fields instead.
-                    ans, res = ((c.source_answer or "", c.source_result or "") if c.failed and c.source_answer is not None
-                                else (c.answer, c.result))
+                    ans, res = (
+                        (c.source_answer or "", c.source_result or "")
+                        if c.failed and c.source_answer is not None
+                        else (c.answer, c.result)
+                    )
                     if invalid(e.answer) or invalid(ans):
                         continue
                     total += 1
@@ -143,7 +161,10 @@ def cot_effect(files: Files, models: list[str]) -> list[Row]:
                 out.append(_row("cot_effect", setting, v, cls, counts[cls] / total, total))
         for cls, xs in rates.items():
             mean, std = _mean_std(xs)
-            out += [_row("cot_effect", "all", v, cls, mean, len(xs)), _row("cot_effect", "all", v, f"{cls}_std", std, len(xs))]
+            out += [
+                _row("cot_effect", "all", v, cls, mean, len(xs)),
+                _row("cot_effect", "all", v, f"{cls}_std", std, len(xs)),
+            ]
     return out
 
 
@@ -184,8 +205,10 @@ def agreement_breakdown(files: Files, models: list[str]) -> list[Row]:
         for name in BREAKDOWN:
             if name in shares:
                 mean, std = _mean_std(shares[name])
-                out += [_row("agreement_breakdown", setting, v, name, mean, len(shares[name])),
-                        _row("agreement_breakdown", setting, v, f"{name}_std", std, len(shares[name]))]
+                out += [
+                    _row("agreement_breakdown", setting, v, name, mean, len(shares[name])),
+                    _row("agreement_breakdown", setting, v, f"{name}_std", std, len(shares[name])),
+                ]
         if "consistent_correct" in shares and "consistent_wrong" in shares:
             cc, cw = float(np.mean(shares["consistent_correct"])), float(np.mean(shares["consistent_wrong"]))
             n = min(len(shares["consistent_correct"]), len(shares["consistent_wrong"]))
@@ -218,9 +241,17 @@ def creator_involvement(files: Files, models: list[str]) -> list[Row]:
                     (inv if s in (a.target, b.target) else notinv).append(rate)
         for name, xs in (("involved", inv), ("not_involved", notinv)):
             if xs:
-                out += [_row("creator_involvement", "Transfer", v, name, float(np.mean(xs)), len(xs)),
-                        _row("creator_involvement", "Transfer", v, f"{name}_stderr",
-                             float(np.std(xs) / np.sqrt(len(xs))), len(xs))]
+                out += [
+                    _row("creator_involvement", "Transfer", v, name, float(np.mean(xs)), len(xs)),
+                    _row(
+                        "creator_involvement",
+                        "Transfer",
+                        v,
+                        f"{name}_stderr",
+                        float(np.std(xs) / np.sqrt(len(xs))),
+                        len(xs),
+                    ),
+                ]
     return out
 
 
@@ -250,8 +281,10 @@ def pooled_consistency(files: Files, models: list[str]) -> list[Row]:
     out: list[Row] = []
     for kind, xs in pooled.items():
         mean, std = _mean_std(xs)
-        out += [_row("pooled_consistency", kind, "pooled", "mean", mean, len(xs)),
-                _row("pooled_consistency", kind, "pooled", "std", std, len(xs))]
+        out += [
+            _row("pooled_consistency", kind, "pooled", "mean", mean, len(xs)),
+            _row("pooled_consistency", kind, "pooled", "std", std, len(xs)),
+        ]
     return out
 
 

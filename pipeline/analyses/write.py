@@ -10,21 +10,27 @@ import polars as pl
 from pipeline.analyses.study import COLUMNS, COT_CLASSES, Row
 from pipeline.store.atomic import atomic_path
 
-SCHEMA = {"analysis": pl.String, "setting": pl.String, "group": pl.String, "metric": pl.String,
-          "value": pl.Float64, "n": pl.Int64}
+SCHEMA = {
+    "analysis": pl.String,
+    "setting": pl.String,
+    "group": pl.String,
+    "metric": pl.String,
+    "value": pl.Float64,
+    "n": pl.Int64,
+}
 
 INTRO = {
     "self_consistency": "A model's self-transfer answer against its Sampled answer (self-consistency.ipynb): "
-                        "a match is both correct, or both wrong with equal strings; rate = matches / kept rows.",
+    "a match is both correct, or both wrong with equal strings; rate = matches / kept rows.",
     "cot_effect": "Each target's Empty answer against its answer under each CoT setting (rebuttal-ablation.ipynb), "
-                  "shares of the kept rows summed over the five targets; `all`: mean ± std over the settings.",
+    "shares of the kept rows summed over the five targets; `all`: mean ± std over the settings.",
     "agreement_breakdown": "Per pair of a setting's targets, the share of kept rows that agree and are correct, "
-                           "agree and are wrong, agree with mixed results, or disagree (consistency_all.ipynb); "
-                           "mean over the pairs where the class occurs (n pairs); wrong share = cw / (cc + cw).",
+    "agree and are wrong, agree with mixed results, or disagree (consistency_all.ipynb); "
+    "mean over the pairs where the class occurs (n pairs); wrong share = cw / (cc + cw).",
     "creator_involvement": "Paper agreement of the pairs of a source's transfer files, by whether one target is "
-                           "the source itself (model_involvement.ipynb); ± std/√n.",
+    "the source itself (model_involvement.ipynb); ± std/√n.",
     "pooled_consistency": "Paper agreement of every pair of files in a group that ignores the variant, pooled over "
-                          "the groups of a kind (figure_1.ipynb).",
+    "the groups of a kind (figure_1.ipynb).",
 }
 
 
@@ -48,13 +54,18 @@ def _section(name: str, df: pl.DataFrame) -> str:
         body = []
         for (setting, group), g in df.group_by("setting", "group", maintain_order=True):
             v = {r["metric"]: r for r in g.iter_rows(named=True)}
-            cells = [_pct(v[c]["value"]) + (f" ± {_pct(v[c + '_std']['value'])}" if c + "_std" in v else "")
-                     if c in v else "–" for c in COT_CLASSES]
+            cells = [
+                _pct(v[c]["value"]) + (f" ± {_pct(v[c + '_std']['value'])}" if c + "_std" in v else "")
+                if c in v
+                else "–"
+                for c in COT_CLASSES
+            ]
             body.append([str(setting), str(group), *cells, str(next(iter(v.values()))["n"])])
         lines.append(_table(hdr, body))
     else:
-        body = [[r["setting"], r["group"], r["metric"], f"{r['value']:.3f}", str(r["n"])]
-                for r in df.iter_rows(named=True)]
+        body = [
+            [r["setting"], r["group"], r["metric"], f"{r['value']:.3f}", str(r["n"])] for r in df.iter_rows(named=True)
+        ]
         lines.append(_table(["setting", "group", "metric", "value", "n"], body))
     return "\n".join(lines)
 

@@ -38,8 +38,10 @@ def problems(n: int, seed: int) -> list[str]:
     out = []
     for i in range(n):
         a, b, c = rng.randint(10, 99), rng.randint(2, 9), rng.randint(10, 99)
-        out.append(f"Problem {seed}-{i}: {rng.choice(names)} has {a} apples, buys {b} bags of {c} apples "
-                   f"each and gives away {rng.randint(1, 9)}. How many apples are left? Think step by step.")
+        out.append(
+            f"Problem {seed}-{i}: {rng.choice(names)} has {a} apples, buys {b} bags of {c} apples "
+            f"each and gives away {rng.randint(1, 9)}. How many apples are left? Think step by step."
+        )
     return out
 
 
@@ -53,15 +55,32 @@ def _lcp(a: list[int], b: list[int]) -> int:
 
 
 def _counters(e) -> dict:
-    return {k: e.stats[k] for k in ("answer_cacheable_tokens", "answer_cached_of_cacheable", "answer_requests",
-                                    "answer_text_path", "answer_cached_tokens", "answer_prompt_tokens")}
+    return {
+        k: e.stats[k]
+        for k in (
+            "answer_cacheable_tokens",
+            "answer_cached_of_cacheable",
+            "answer_requests",
+            "answer_text_path",
+            "answer_cached_tokens",
+            "answer_prompt_tokens",
+        )
+    }
 
 
 async def _generate(engine, prompts: list[str], m, think: int, answer: int, answer_by: str) -> list[dict]:
     from pipeline.engine.protocol import GenerateRequest, Sampling
 
-    reqs = [GenerateRequest(prompt=p, sampling=Sampling.from_config(m.greedy, 0), thought_budget=think,
-                            answer_budget=answer, answer_by=answer_by) for p in prompts]
+    reqs = [
+        GenerateRequest(
+            prompt=p,
+            sampling=Sampling.from_config(m.greedy, 0),
+            thought_budget=think,
+            answer_budget=answer,
+            answer_by=answer_by,
+        )
+        for p in prompts
+    ]
     return [o.row() for o in await asyncio.gather(*(engine.generate(r) for r in reqs))]
 
 
@@ -106,8 +125,14 @@ def variant_hit(engines: list, m, cots: list[tuple[str, str]], answer: int, rout
         for var, c in variants(cot):
             if not c:
                 continue
-            r = AnswerRequest(prompt=prompt, cot=c, sampling=Sampling.from_config(m.greedy, 0), answer_budget=answer,
-                              phase="transfer", affinity=(f"p{i}", source, 0))
+            r = AnswerRequest(
+                prompt=prompt,
+                cot=c,
+                sampling=Sampling.from_config(m.greedy, 0),
+                answer_budget=answer,
+                phase="transfer",
+                affinity=(f"p{i}", source, 0),
+            )
             k = pick_replica(load, affinity_key(m.name, r) if routing == "affinity" else None, m.max_num_seqs)
             load[k] += 1
             plan.append((k, i, var, prompt, c, r))
@@ -134,26 +159,32 @@ def variant_hit(engines: list, m, cots: list[tuple[str, str]], answer: int, rout
             cached += min(c, hit)
             later += 1
         prev.append(ids)
-    return {"routing": routing, "requests": len(rows), "later_variants": later, "cacheable_tokens": cacheable,
-            "cached_tokens": cached, "hit": cached / max(1, cacheable),
-            "per_replica": [sum(1 for r in rows if r[4] == k) for k in range(len(engines))]}
+    return {
+        "routing": routing,
+        "requests": len(rows),
+        "later_variants": later,
+        "cacheable_tokens": cacheable,
+        "cached_tokens": cached,
+        "hit": cached / max(1, cacheable),
+        "per_replica": [sum(1 for r in rows if r[4] == k) for k in range(len(engines))],
+    }
 
 
-def run(model_key: str = "smollm2", n: int = 12, think: int = 96, answer: int = 16,
-        block: int | None = 32) -> dict:
+def run(model_key: str = "smollm2", n: int = 12, think: int = 96, answer: int = 16, block: int | None = 32) -> dict:
     from pipeline.config import compose
     from pipeline.engine.vllm_engine import ModelEngine
 
     m = None
     for exp in ("demo", "demo_tiny"):  # the real small models, then the tiny random ones
         cfg = compose([f"experiment={exp}", "progress=false"])
-        m = next((mc for k, mc in cfg.models.items()
-                  if model_key in (k, mc.name, mc.name.replace("-", "_"))), None)
+        m = next((mc for k, mc in cfg.models.items() if model_key in (k, mc.name, mc.name.replace("-", "_"))), None)
         if m is not None:
             break
     if m is None:
-        raise SystemExit(f"crosscot: error: no model {model_key!r} in experiment=demo or demo_tiny; "
-                         "pass --model smollm2, gemma3 or tiny_think")
+        raise SystemExit(
+            f"crosscot: error: no model {model_key!r} in experiment=demo or demo_tiny; "
+            "pass --model smollm2, gemma3 or tiny_think"
+        )
     if block:
         # GPU engines use 16-token blocks; the CPU build wants multiples of 32 (its default is 128,
         # which hides every difference inside one block of these short prompts).
@@ -166,18 +197,30 @@ def run(model_key: str = "smollm2", n: int = 12, think: int = 96, answer: int = 
     e.loop.close()
     del e
     gc.collect()
-    print(f"cache bench: answer_hit ids={a['ids']['hit']:.2f} text={a['text']['hit']:.2f}; "
-          f"loading {REPLICAS} replicas", flush=True)
+    print(
+        f"cache bench: answer_hit ids={a['ids']['hit']:.2f} text={a['text']['hit']:.2f}; loading {REPLICAS} replicas",
+        flush=True,
+    )
     engines = [ModelEngine(m, seed=0) for _ in range(REPLICAS)]
     # Each routing on its own CoTs (and so its own prompts): neither reads the other's cache.
     v_aff = variant_hit(engines, m, cots["ids"], answer, "affinity", m.name)
     v_ll = variant_hit(engines, m, cots["text"], answer, "least_loaded", m.name)
     for x in engines:
         x.loop.close()
-    return {"model": m.name, "n": n, "think_tokens": think, "answer_tokens": answer, "block_size": block,
-            "answer": a, "variants": {"affinity": v_aff, "least_loaded": v_ll}, "replicas": REPLICAS,
-            "answer_hit": a["ids"]["hit"], "answer_hit_old": a["text"]["hit"],
-            "variant_hit": v_aff["hit"], "variant_hit_old": v_ll["hit"]}
+    return {
+        "model": m.name,
+        "n": n,
+        "think_tokens": think,
+        "answer_tokens": answer,
+        "block_size": block,
+        "answer": a,
+        "variants": {"affinity": v_aff, "least_loaded": v_ll},
+        "replicas": REPLICAS,
+        "answer_hit": a["ids"]["hit"],
+        "answer_hit_old": a["text"]["hit"],
+        "variant_hit": v_aff["hit"],
+        "variant_hit_old": v_ll["hit"],
+    }
 
 
 def markdown(res: dict) -> str:
@@ -198,11 +241,16 @@ def markdown(res: dict) -> str:
     ]
     for name, label in (("affinity", "prefix affinity (product)"), ("least_loaded", "least loaded (old)")):
         r = v[name]
-        lines.append(f"| later variants | {label}, per replica {r['per_replica']} | {r['later_variants']} | "
-                     f"{r['cacheable_tokens']} | {r['cached_tokens']} | {r['hit']:.2f} |")
-    lines += ["", f"ids-path answers that fell back to text: {a['ids']['answer_text_path']}", "",
-              f"cache: answer_hit={res['answer_hit']:.2f} variant_hit={res['variant_hit']:.2f} "
-              f"replicas={res['replicas']}"]
+        lines.append(
+            f"| later variants | {label}, per replica {r['per_replica']} | {r['later_variants']} | "
+            f"{r['cacheable_tokens']} | {r['cached_tokens']} | {r['hit']:.2f} |"
+        )
+    lines += [
+        "",
+        f"ids-path answers that fell back to text: {a['ids']['answer_text_path']}",
+        "",
+        f"cache: answer_hit={res['answer_hit']:.2f} variant_hit={res['variant_hit']:.2f} replicas={res['replicas']}",
+    ]
     return "\n".join(lines)
 
 

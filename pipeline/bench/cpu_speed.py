@@ -45,14 +45,12 @@ def _worker(path: str, dtype: str, batches: list[int], tokens: int, kv_gib: floa
     from vllm import LLM, SamplingParams
 
     t0 = time.time()
-    llm = LLM(model=path, dtype=choice.dtype, max_model_len=1024, enforce_eager=True,
-              max_num_seqs=max(batches), seed=0)
+    llm = LLM(model=path, dtype=choice.dtype, max_model_len=1024, enforce_eager=True, max_num_seqs=max(batches), seed=0)
     proc = cpu_runtime.process_report()
     load_s = time.time() - t0
     tok = llm.get_tokenizer()
     base = "Write a short story about a robot who learns to paint."
-    prompt = tok.apply_chat_template([{"role": "user", "content": base}], tokenize=False,
-                                     add_generation_prompt=True)
+    prompt = tok.apply_chat_template([{"role": "user", "content": base}], tokenize=False, add_generation_prompt=True)
     sp = SamplingParams(temperature=0.0, max_tokens=tokens, ignore_eos=True)
     llm.generate([prompt], SamplingParams(temperature=0.0, max_tokens=8), use_tqdm=False)  # warm-up
     rows = []
@@ -66,9 +64,19 @@ def _worker(path: str, dtype: str, batches: list[int], tokens: int, kv_gib: floa
             dts.append(time.time() - t)
         dt = min(dts)
         n = sum(len(o.outputs[0].token_ids) for o in outs)
-        rows.append({"dtype": dtype, "resolved": choice.dtype, "why": choice.reason, "runtime": proc,
-                     "batch": b, "tokens": n, "seconds": round(dt, 3),
-                     "tok_per_s": round(tokens_per_s(n, dt), 1), "load_s": round(load_s, 1)})
+        rows.append(
+            {
+                "dtype": dtype,
+                "resolved": choice.dtype,
+                "why": choice.reason,
+                "runtime": proc,
+                "batch": b,
+                "tokens": n,
+                "seconds": round(dt, 3),
+                "tok_per_s": round(tokens_per_s(n, dt), 1),
+                "load_s": round(load_s, 1),
+            }
+        )
     return rows
 
 
@@ -79,8 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="smollm2", help="GGUF provisioner name (pipeline.provision.gguf)")
     ap.add_argument("--path", default=None, help="model folder (default: the crosscot cache)")
     ap.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32", "auto"])
-    ap.add_argument("--runtimes", nargs="+", default=[",".join(cpu_runtime.DEFAULT_PIECES)],
-                    help="preloaded pieces per variant: none, tcmalloc, iomp, tcmalloc,iomp (default: the product's)")
+    ap.add_argument(
+        "--runtimes",
+        nargs="+",
+        default=[",".join(cpu_runtime.DEFAULT_PIECES)],
+        help="preloaded pieces per variant: none, tcmalloc, iomp, tcmalloc,iomp (default: the product's)",
+    )
     ap.add_argument("--threads", type=int, default=0, help="OpenMP threads (default: all cores)")
     ap.add_argument("--emulate", default=None, choices=["avx2"], help="run the engines as an AVX2-only CPU")
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 32])
@@ -93,9 +105,10 @@ def main(argv: list[str] | None = None) -> int:
 
     path = args.path or os.path.join(_cache_dir(), args.model)
     if args._worker:
-        print("RESULT " + json.dumps(_worker(path, args._worker, args.batches, args.tokens, args.kv_gib,
-                                                   args.repeat)),
-              flush=True)
+        print(
+            "RESULT " + json.dumps(_worker(path, args._worker, args.batches, args.tokens, args.kv_gib, args.repeat)),
+            flush=True,
+        )
         return 0
 
     from pipeline.engine import cpu_runtime
@@ -107,33 +120,60 @@ def main(argv: list[str] | None = None) -> int:
     if args.emulate:
         base_env[cpu_runtime.EMULATE_ENV] = args.emulate
     libs = cpu_runtime.find_libs()
-    print(f"cpu_speed: {args.model}, {threads} thread(s), runtimes {args.runtimes}, dtypes {args.dtypes}"
-          + (f", EMULATED {args.emulate}" if args.emulate else ", native ISA"), flush=True)
+    print(
+        f"cpu_speed: {args.model}, {threads} thread(s), runtimes {args.runtimes}, dtypes {args.dtypes}"
+        + (f", EMULATED {args.emulate}" if args.emulate else ", native ISA"),
+        flush=True,
+    )
     results = []
     for spec in args.runtimes:
         rt = cpu_runtime.engine_process_env(threads, libs, cpu_runtime.wanted_pieces(spec), inherited=base_env)
         for w in rt.warnings:
             print(f"warning: {w}", flush=True)
         for dtype in args.dtypes:
-            cmd = [sys.executable, "-m", "pipeline.bench.cpu_speed", "--path", path, "--_worker", dtype,
-                   "--tokens", str(args.tokens), "--kv-gib", str(args.kv_gib), "--repeat", str(args.repeat), "--batches",
-                   *map(str, args.batches)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pipeline.bench.cpu_speed",
+                "--path",
+                path,
+                "--_worker",
+                dtype,
+                "--tokens",
+                str(args.tokens),
+                "--kv-gib",
+                str(args.kv_gib),
+                "--repeat",
+                str(args.repeat),
+                "--batches",
+                *map(str, args.batches),
+            ]
             env = {**base_env, **rt.env, "HF_HUB_OFFLINE": "1", cpu_runtime.RUNTIME_ENV: spec}
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
             line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
             if proc.returncode != 0 or line is None:
                 print(f"{dtype}: engine failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", file=sys.stderr)
                 return 1
-            for r in json.loads(line[len("RESULT "):]):
+            for r in json.loads(line[len("RESULT ") :]):
                 r["runtime_spec"] = spec
                 results.append(r)
-                print(f"{args.model} [{spec}] {r['dtype']:>8}->{r['resolved']:<8} batch {r['batch']:>3}: "
-                      f"{r['tok_per_s']:>8.1f} tok/s ({r['tokens']} tokens in {r['seconds']} s; "
-                      f"engine load {r['load_s']} s)", flush=True)
-    summary = {"model": args.model, "path": path, "cpus": os.cpu_count(), "threads": threads,
-               "emulated": args.emulate or "", "flags": sorted(f for f in cpu_runtime.emulate_flags(cpu_runtime.cpu_flags(), args.emulate)
-                                                               if f.startswith(("avx", "amx"))),
-               "results": results}
+                print(
+                    f"{args.model} [{spec}] {r['dtype']:>8}->{r['resolved']:<8} batch {r['batch']:>3}: "
+                    f"{r['tok_per_s']:>8.1f} tok/s ({r['tokens']} tokens in {r['seconds']} s; "
+                    f"engine load {r['load_s']} s)",
+                    flush=True,
+                )
+    summary = {
+        "model": args.model,
+        "path": path,
+        "cpus": os.cpu_count(),
+        "threads": threads,
+        "emulated": args.emulate or "",
+        "flags": sorted(
+            f for f in cpu_runtime.emulate_flags(cpu_runtime.cpu_flags(), args.emulate) if f.startswith(("avx", "amx"))
+        ),
+        "results": results,
+    }
     print(json.dumps(summary))
     if args.json:
         with open(args.json, "w") as f:
@@ -148,8 +188,25 @@ def section(out: Path, quick: bool = False) -> str:
     m = compose(["experiment=demo"]).model("SmolLM2")
     path = ensure_model(m)
     js = out / "cpu_speed.json"
-    main(["--model", "smollm2", "--path", path, "--dtypes", "bfloat16", "float32", "auto", "--batches", "1", "32",
-              "--tokens", "32" if quick else "128", "--json", str(js)])
+    main(
+        [
+            "--model",
+            "smollm2",
+            "--path",
+            path,
+            "--dtypes",
+            "bfloat16",
+            "float32",
+            "auto",
+            "--batches",
+            "1",
+            "32",
+            "--tokens",
+            "32" if quick else "128",
+            "--json",
+            str(js),
+        ]
+    )
     data = json.loads(js.read_text()) if js.exists() else {}
     return "```\n" + json.dumps(data, indent=1)[:3000] + "\n```"
 

@@ -74,8 +74,15 @@ def bench_model(name: str = "tiny-harmony"):
 
     m = compose(["experiment=demo_tiny", "run_dir=runs/bench"]).model(name)
     spec = {**dataclasses.asdict(m.tiny), "max_position": 2 * CONTEXT}  # a dict recipe: its own folder
-    return dataclasses.replace(m, name=f"{name}-8k", path=str(Path(m.path).parent / f"{name}-8k"), tiny=spec,
-                               max_model_len=CONTEXT + 512, kv_cache_gib=1.0, block_size=None)
+    return dataclasses.replace(
+        m,
+        name=f"{name}-8k",
+        path=str(Path(m.path).parent / f"{name}-8k"),
+        tiny=spec,
+        max_model_len=CONTEXT + 512,
+        kv_cache_gib=1.0,
+        block_size=None,
+    )
 
 
 def estimate_s(unit: float, steps: int) -> float:
@@ -116,13 +123,15 @@ def run_mode(engine, mode: str, work: tuple, steps: int, admission: bool = False
     label = mode + (", KV admission" if admission else ", all in flight" if mode == "cached" else "")
 
     def ctx(p: int, s: int) -> str:
-        return bases[p] + "".join(growth[p][:s + 1])
+        return bases[p] + "".join(growth[p][: s + 1])
 
     def tick() -> None:
         done[0] += 1
         if done[0] % PROBLEMS == 0 or done[0] == steps * PROBLEMS:
-            print(f"ensemble bench: {label}: {done[0]}/{steps * PROBLEMS} problem-steps, "
-                  f"{time.perf_counter() - t0:.1f}s", flush=True)
+            print(
+                f"ensemble bench: {label}: {done[0]}/{steps * PROBLEMS} problem-steps, {time.perf_counter() - t0:.1f}s",
+                flush=True,
+            )
 
     async def lockstep() -> None:
         for s in range(steps):
@@ -133,8 +142,9 @@ def run_mode(engine, mode: str, work: tuple, steps: int, admission: bool = False
 
     async def admitted() -> dict:
         longest = max(len(engine.encode(ctx(p, steps - 1))) for p in range(PROBLEMS))
-        adm = KVAdmission(capacity=engine.kv_tokens(), limit=PROBLEMS, ceiling=longest,
-                          reserve=CANDIDATES * (16 + engine.block_size))
+        adm = KVAdmission(
+            capacity=engine.kv_tokens(), limit=PROBLEMS, ceiling=longest, reserve=CANDIDATES * (16 + engine.block_size)
+        )
 
         async def problem(p: int) -> None:
             try:
@@ -156,8 +166,14 @@ def run_mode(engine, mode: str, work: tuple, steps: int, admission: bool = False
     before = engine.stats["prefill_tokens"]
     t0, c0 = time.perf_counter(), time.process_time()
     extra = asyncio.run(admitted()) if admission else (asyncio.run(lockstep()) or {})
-    return {"label": label, "s": time.perf_counter() - t0, "cpu": time.process_time() - c0,
-            "prefill": engine.stats["prefill_tokens"] - before, "out": out, **extra}
+    return {
+        "label": label,
+        "s": time.perf_counter() - t0,
+        "cpu": time.process_time() - c0,
+        "prefill": engine.stats["prefill_tokens"] - before,
+        "out": out,
+        **extra,
+    }
 
 
 def score(engine, contexts: list[str], continuations: list[list[str]], mode: str) -> list[list[dict]]:
@@ -171,25 +187,41 @@ def table(runs: list[dict], block_size: int, blocks: int, steps: int) -> str:
     naive, best = runs[0], runs[-1]
 
     def diff(a: dict, b: dict) -> float:
-        return max((abs(x["mean_nll"] - y["mean_nll"]) for sa, sb in zip(a["out"], b["out"])
-                    for pa, pb in zip(sa, sb) for x, y in zip(pa, pb)), default=0.0)
+        return max(
+            (
+                abs(x["mean_nll"] - y["mean_nll"])
+                for sa, sb in zip(a["out"], b["out"])
+                for pa, pb in zip(sa, sb)
+                for x, y in zip(pa, pb)
+            ),
+            default=0.0,
+        )
 
     ratio = naive["s"] / max(1e-9, best["s"])
-    lines = [f"Ensemble scoring: {PROBLEMS} problems x {steps} steps x {CANDIDATES} candidates at ~{CONTEXT}-token "
-             f"contexts, whole runs (cold first steps included; in-process vLLM CPU engine, tiny model, float32, "
-             f"default KV block size {block_size}, KV cache of {blocks} blocks = {blocks * block_size} tokens for "
-             f"{PROBLEMS * (CONTEXT + 64)} tokens of contexts, {torch.get_num_threads()} compute thread(s)).", "",
-             "| mode | wall s | CPU s | prefilled tokens | naive/mode (wall) | naive/mode (prefill) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"Ensemble scoring: {PROBLEMS} problems x {steps} steps x {CANDIDATES} candidates at ~{CONTEXT}-token "
+        f"contexts, whole runs (cold first steps included; in-process vLLM CPU engine, tiny model, float32, "
+        f"default KV block size {block_size}, KV cache of {blocks} blocks = {blocks * block_size} tokens for "
+        f"{PROBLEMS * (CONTEXT + 64)} tokens of contexts, {torch.get_num_threads()} compute thread(s)).",
+        "",
+        "| mode | wall s | CPU s | prefilled tokens | naive/mode (wall) | naive/mode (prefill) |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in runs:
-        lines.append(f"| {r['label']} | {r['s']:.1f} | {r['cpu']:.1f} | {r['prefill']} | "
-                     f"{naive['s'] / max(1e-9, r['s']):.1f}x | {naive['prefill'] / max(1, r['prefill']):.1f}x |")
-    lines += ["", f"Max abs difference of candidate mean NLL between modes: "
-              f"{max(diff(naive, r) for r in runs[1:]):.1e}. KV admission waited {best.get('waits', 0)} time(s) "
-              "for room: problems it holds back start when one finishes, and their contexts then stay cached "
-              "between steps; with every problem in flight the contexts evict each other. The machine's other "
-              "load is in the wall times (CPU time is this process's).", "",
-              f"ensemble: cached/naive={ratio:.1f} at {CONTEXT}"]
+        lines.append(
+            f"| {r['label']} | {r['s']:.1f} | {r['cpu']:.1f} | {r['prefill']} | "
+            f"{naive['s'] / max(1e-9, r['s']):.1f}x | {naive['prefill'] / max(1, r['prefill']):.1f}x |"
+        )
+    lines += [
+        "",
+        f"Max abs difference of candidate mean NLL between modes: "
+        f"{max(diff(naive, r) for r in runs[1:]):.1e}. KV admission waited {best.get('waits', 0)} time(s) "
+        "for room: problems it holds back start when one finishes, and their contexts then stay cached "
+        "between steps; with every problem in flight the contexts evict each other. The machine's other "
+        "load is in the wall times (CPU time is this process's).",
+        "",
+        f"ensemble: cached/naive={ratio:.1f} at {CONTEXT}",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -216,14 +248,18 @@ def main(out_dir: str | os.PathLike = "runs/bench", quick: bool = False, threads
     score(engine, [_context(engine, rng, CONTEXT, 99)], [[_sentence(rng) for _ in range(CANDIDATES)]], "naive")
     unit = time.perf_counter() - t0
     steps = quick_steps(unit) if quick else STEPS
-    print(f"ensemble bench: {PROBLEMS} problems x {steps} steps at ~{CONTEXT} tokens, 3 modes; one naive "
-          f"problem-step took {unit:.1f}s here, so about {estimate_s(unit, steps) / 60:.0f} min"
-          + (f" (--quick: sized to about {QUICK_TARGET_S / 60:.0f} min, at least {MIN_STEPS} steps)" if quick else ""),
-          flush=True)
+    print(
+        f"ensemble bench: {PROBLEMS} problems x {steps} steps at ~{CONTEXT} tokens, 3 modes; one naive "
+        f"problem-step took {unit:.1f}s here, so about {estimate_s(unit, steps) / 60:.0f} min"
+        + (f" (--quick: sized to about {QUICK_TARGET_S / 60:.0f} min, at least {MIN_STEPS} steps)" if quick else ""),
+        flush=True,
+    )
     work = workload(engine, CONTEXT, steps)
-    runs = [run_mode(engine, "naive", work, steps),
-            run_mode(engine, "cached", work, steps),
-            run_mode(engine, "cached", work, steps, admission=True)]
+    runs = [
+        run_mode(engine, "naive", work, steps),
+        run_mode(engine, "cached", work, steps),
+        run_mode(engine, "cached", work, steps, admission=True),
+    ]
     md = table(runs, block_size, blocks, steps)
     print(md)
     out = Path(out_dir)

@@ -81,10 +81,13 @@ def _metrics(rows: list[dict], outs: list[str]) -> dict:
 
 
 def _table(title: str, rows: list[dict], outs: list[str], extra: Optional[list[str]] = None) -> list[str]:
-    lines = [f"### {title}", "",
-             "| source | CoTs | leak (full CoT) | leak | CoTs w/ distinctive answer | leak (distinct.) | kept ratio |"
-             + (" filter used |" if extra else ""),
-             "|---|---:|---:|---:|---:|---:|---:|" + ("---|" if extra else "")]
+    lines = [
+        f"### {title}",
+        "",
+        "| source | CoTs | leak (full CoT) | leak | CoTs w/ distinctive answer | leak (distinct.) | kept ratio |"
+        + (" filter used |" if extra else ""),
+        "|---|---:|---:|---:|---:|---:|---:|" + ("---|" if extra else ""),
+    ]
     groups = sorted({r["source"] for r in rows}) + ["all"]
     for g in groups:
         idx = [i for i, r in enumerate(rows) if g == "all" or r["source"] == g]
@@ -96,8 +99,10 @@ def _table(title: str, rows: list[dict], outs: list[str], extra: Optional[list[s
             used = [extra[i] for i in idx]
             cell = " " + ", ".join(f"{u}: {used.count(u)}" for u in sorted(set(used))) + " |"
         name = f"**{g}**" if g == "all" else g
-        lines.append(f"| {name} | {m['n']} | {m['leak_full']:.1%} | {m['leak']:.1%} | {m['n_dist']} | "
-                     f"{m['leak_dist']:.1%} | {m['kept']:.3f} |{cell}")
+        lines.append(
+            f"| {name} | {m['n']} | {m['leak_full']:.1%} | {m['leak']:.1%} | {m['n_dist']} | "
+            f"{m['leak_dist']:.1%} | {m['kept']:.3f} |{cell}"
+        )
     return lines + [""]
 
 
@@ -124,11 +129,16 @@ def main(out_dir, llm_model: Optional[str] = None, sample: Optional[int] = None,
     t0 = time.time()
     rule = [remove_answer_statements(r["cot"], r["answer"]).strip() for r in rows]
     t_rule = time.time() - t0
-    lines = ["# Answer filters on the reference MedCalc Default CoTs", "",
-             f"Source files: `{PATTERN}` in `{DATA_DIR}`; {len(rows)} CoTs with an answer "
-             f"(left out, empty CoT or error answer: {skipped}).", "",
-             "leak = share of CoTs whose final answer still appears as a whole token after removal; "
-             "distinctive answers = not an integer in [-10, 10]; kept ratio = mean kept chars / original chars.", ""]
+    lines = [
+        "# Answer filters on the reference MedCalc Default CoTs",
+        "",
+        f"Source files: `{PATTERN}` in `{DATA_DIR}`; {len(rows)} CoTs with an answer "
+        f"(left out, empty CoT or error answer: {skipped}).",
+        "",
+        "leak = share of CoTs whose final answer still appears as a whole token after removal; "
+        "distinctive answers = not an integer in [-10, 10]; kept ratio = mean kept chars / original chars.",
+        "",
+    ]
     lines += _table(f"Rule filter, all CoTs ({t_rule:.2f} s)", rows, rule)
     if llm_model:
         idx = list(range(len(rows)))
@@ -138,12 +148,19 @@ def main(out_dir, llm_model: Optional[str] = None, sample: Optional[int] = None,
         res, load, secs, stats = run_llm(llm_model, [r["cot"] for r in sub], [r["answer"] for r in sub])
         what = f"seeded sample of {len(sub)} (seed {seed})" if len(sub) < len(rows) else f"all {len(sub)} CoTs"
         lines += _table(f"Rule filter, {what}", sub, [rule[i] for i in idx])
-        lines += _table(f"LLM filter ({llm_model}), {what}: {secs:.0f} s + {load:.0f} s load, "
-                        f"{stats.get('requests', 0)} windows, {stats.get('prefill_tokens', 0)} prefill tokens",
-                        sub, [fr.cot.strip() for fr in res], [fr.filter for fr in res])
+        lines += _table(
+            f"LLM filter ({llm_model}), {what}: {secs:.0f} s + {load:.0f} s load, "
+            f"{stats.get('requests', 0)} windows, {stats.get('prefill_tokens', 0)} prefill tokens",
+            sub,
+            [fr.cot.strip() for fr in res],
+            [fr.filter for fr in res],
+        )
         nw, nr = sum(fr.windows for fr in res), sum(fr.windows_rule for fr in res)
-        lines += [f"Windows answered usably by {llm_model}: {nw - nr} of {nw} ({(nw - nr) / max(1, nw):.0%}); "
-                  f"the other {nr} fell back to the rule filter.", ""]
+        lines += [
+            f"Windows answered usably by {llm_model}: {nw - nr} of {nw} ({(nw - nr) / max(1, nw):.0%}); "
+            f"the other {nr} fell back to the rule filter.",
+            "",
+        ]
         notes = [f"- {r['source']} row {r['row']}: {fr.note}" for r, fr in zip(sub, res) if fr.note]
         if notes:
             lines += ["Fallback reasons (first 10):", ""] + notes[:10] + [""]

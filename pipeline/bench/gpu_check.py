@@ -102,8 +102,9 @@ def determinism(e, s: Sizes, vocab: int) -> tuple[float, float]:
 
     alone = [e.complete_blocking([req(p, i)])[0].token_ids[0] for i, p in enumerate(prompts)]
     t = time.perf_counter()
-    mixed = e.complete_blocking([req(p, i) for i, p in enumerate(prompts)] +
-                                [req(p, 500 + j) for j, p in enumerate(noise)])
+    mixed = e.complete_blocking(
+        [req(p, i) for i, p in enumerate(prompts)] + [req(p, 500 + j) for j, p in enumerate(noise)]
+    )
     secs = time.perf_counter() - t
     same = sum(a == m.token_ids[0] for a, m in zip(alone, mixed))
     return same / len(prompts), secs
@@ -169,18 +170,25 @@ def run(model: str = "nrr", node: str = "h200x8", dry: bool = False) -> dict:
 
 def lines(res: dict) -> list[str]:
     st = res["step_s"]
-    out = ["gpu-check: step " + " ".join(f"{k}={v * 1e3:.1f}ms" for k, v in st.items()),
-           f"gpu-check: prefill {res['prefill_tps']:.0f} tok/s",
-           f"gpu-check: cache answer_hit={res['answer_hit']:.2f}"]
+    out = [
+        "gpu-check: step " + " ".join(f"{k}={v * 1e3:.1f}ms" for k, v in st.items()),
+        f"gpu-check: prefill {res['prefill_tps']:.0f} tok/s",
+        f"gpu-check: cache answer_hit={res['answer_hit']:.2f}",
+    ]
     d = res["determinism"]
     cost = d["exact"]["seconds"] / max(1e-9, d["batch_dependent"]["seconds"])
-    out.append(f"gpu-check: determinism exact_identical={d['exact']['identical']:.2f} "
-               f"batch_dependent_identical={d['batch_dependent']['identical']:.2f} exact_cost={cost:.2f}x")
+    out.append(
+        f"gpu-check: determinism exact_identical={d['exact']['identical']:.2f} "
+        f"batch_dependent_identical={d['batch_dependent']['identical']:.2f} exact_cost={cost:.2f}x"
+    )
     measured = st.get(res["plan_point"])
     planned = res.get("plan_step_s")
-    out.append(f"gpu-check: plan {res['plan_point']} planned={planned * 1e3:.1f}ms measured={measured * 1e3:.1f}ms "
-               f"ratio={planned / max(1e-12, measured):.2f}" if planned is not None and measured else
-               "gpu-check: plan no throughput row for this model on this node")
+    out.append(
+        f"gpu-check: plan {res['plan_point']} planned={planned * 1e3:.1f}ms measured={measured * 1e3:.1f}ms "
+        f"ratio={planned / max(1e-12, measured):.2f}"
+        if planned is not None and measured
+        else "gpu-check: plan no throughput row for this model on this node"
+    )
     if res["dry_run"]:
         out.append("gpu-check: DRY RUN on CPU (tiny model): the figures only show the check works")
     return out

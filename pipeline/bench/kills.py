@@ -31,9 +31,19 @@ TABLES = ("consistency_summary.csv", "accuracy.csv", "consistency_pairs.csv", "e
 
 
 def overrides(run_dir: Path) -> list[str]:
-    return ["experiment=demo_tiny", "~models.c", f"run_dir={run_dir}", "dataset.size=4",
-            "generate.thought_budget=24", "generate.answer_budget=8", "transfer.answer_budget=8",
-            "stream.flush_rows=1", "stream.flush_seconds=0.2", "progress=false", "score.n_boot=50"]
+    return [
+        "experiment=demo_tiny",
+        "~models.c",
+        f"run_dir={run_dir}",
+        "dataset.size=4",
+        "generate.thought_budget=24",
+        "generate.answer_budget=8",
+        "transfer.answer_budget=8",
+        "stream.flush_rows=1",
+        "stream.flush_seconds=0.2",
+        "progress=false",
+        "score.n_boot=50",
+    ]
 
 
 def _cmd(run_dir: Path) -> list[str]:
@@ -73,8 +83,14 @@ def _rows(run_dir: Path) -> list[tuple]:
 def one_kill(work: Path, i: int, kind: str, delay: float, timeout: float = 900) -> dict:
     """Run, kill (``driver`` or ``engine``) ``delay`` seconds after the first checkpoint, finish; the outcome."""
     run_dir = work / f"kill-{i}-{kind}"
-    proc = subprocess.Popen(_cmd(run_dir), cwd=REPO, env=_env(True), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        _cmd(run_dir),
+        cwd=REPO,
+        env=_env(True),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     killed, note = False, ""
     try:
         deadline = time.time() + timeout
@@ -103,13 +119,11 @@ def one_kill(work: Path, i: int, kind: str, delay: float, timeout: float = 900) 
             proc.wait()
     rc = proc.returncode
     if kind == "driver" or rc != 0:  # resume: the same command again
-        r = subprocess.run(_cmd(run_dir), cwd=REPO, env=_env(False), capture_output=True, text=True,
-                           timeout=timeout)
+        r = subprocess.run(_cmd(run_dir), cwd=REPO, env=_env(False), capture_output=True, text=True, timeout=timeout)
         rc = r.returncode
         if rc != 0:
             note = (note + " " + r.stderr.strip().splitlines()[-1] if r.stderr.strip() else note).strip()
-    return {"kind": kind, "delay": round(delay, 2), "killed": killed, "rc": rc, "run_dir": str(run_dir),
-            "note": note}
+    return {"kind": kind, "delay": round(delay, 2), "killed": killed, "rc": rc, "run_dir": str(run_dir), "note": note}
 
 
 def figures(n: int, work: Path, seed: int = 0, max_delay: float = 3.0) -> dict:
@@ -134,13 +148,21 @@ def figures(n: int, work: Path, seed: int = 0, max_delay: float = 3.0) -> dict:
             got = _rows(got_dir)
             res["lost_rows"] = len(set(want) - set(got))
             res["duplicated_rows"] = len(got) - len(set(got))
-            res["identical_tables"] = all((got_dir / "tables" / t).read_bytes() == (base / "tables" / t).read_bytes()
-                                          for t in TABLES)
+            res["identical_tables"] = all(
+                (got_dir / "tables" / t).read_bytes() == (base / "tables" / t).read_bytes() for t in TABLES
+            )
             lost += res["lost_rows"]
             dup += res["duplicated_rows"]
             identical += res["identical_tables"]
-    return {"kills": kills, "attempts": n, "survived": survived, "lost_rows": lost, "duplicated_rows": dup,
-            "identical_tables": identical / kills if kills else 1.0, "points": points}
+    return {
+        "kills": kills,
+        "attempts": n,
+        "survived": survived,
+        "lost_rows": lost,
+        "duplicated_rows": dup,
+        "identical_tables": identical / kills if kills else 1.0,
+        "points": points,
+    }
 
 
 def main(argv: Optional[list[str]] = None) -> dict:

@@ -15,19 +15,20 @@ def section(out: Path, quick: bool = False) -> str:
     import shutil
 
     shutil.rmtree(rd, ignore_errors=True)
-    cfg = compose(["experiment=demo_tiny", f"run_dir={rd}", "progress=false"]
-                  + (["dataset.size=8"] if quick else []))
+    cfg = compose(["experiment=demo_tiny", f"run_dir={rd}", "progress=false"] + (["dataset.size=8"] if quick else []))
     t0 = time.perf_counter()
     run(cfg)
     wall = time.perf_counter() - t0
     tel = json.loads((rd / "telemetry.json").read_text())
     load = sum(s.get("load_seconds", 0) for s in tel.get("engines", {}).values())
-    return "\n".join([
-        "| wall s | engine-busy s (union, loads included) | outside engines | summed engine load s |",
-        "|---|---|---|---|",
-        f"| {wall:.1f} | {tel['engine_busy_seconds']:.1f} | {tel['outside_engine_share']:.1%} | {load:.1f} |",
-        "",
-        "Outside-engine time is everything in the run's wall time when no engine was loading or running a "
-        "batch: Ray start-up, Arrow I/O, scoring, report rendering and DAG bookkeeping. Stage seconds: "
-        + ", ".join(f"{k} {v:.1f}" for k, v in tel["stage_seconds"].items()),
-    ])
+    return "\n".join(
+        [
+            "| wall s | engine-busy s (union, loads included) | outside engines | summed engine load s |",
+            "|---|---|---|---|",
+            f"| {wall:.1f} | {tel['engine_busy_seconds']:.1f} | {tel['outside_engine_share']:.1%} | {load:.1f} |",
+            "",
+            "Outside-engine time is everything in the run's wall time when no engine was loading or running a "
+            "batch: Ray start-up, Arrow I/O, scoring, report rendering and DAG bookkeeping. Stage seconds: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in tel["stage_seconds"].items()),
+        ]
+    )

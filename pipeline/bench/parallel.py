@@ -32,9 +32,19 @@ from pipeline.config import compose
 
 
 def _job_overrides(run_dir: Path, store: Path, seed: int, size: int, extra: list[str]) -> list[str]:
-    return ["experiment=demo_tiny", f"run_dir={run_dir}", f"store_dir={store}", f"dataset.seed={seed}",
-            f"dataset.size={size}", "generate.thought_budget=48", "generate.answer_budget=16",
-            "transfer.answer_budget=16", "score.n_boot=50", "progress=false", *extra]
+    return [
+        "experiment=demo_tiny",
+        f"run_dir={run_dir}",
+        f"store_dir={store}",
+        f"dataset.seed={seed}",
+        f"dataset.size={size}",
+        "generate.thought_budget=48",
+        "generate.answer_budget=16",
+        "transfer.answer_budget=16",
+        "score.n_boot=50",
+        "progress=false",
+        *extra,
+    ]
 
 
 def run_sweep(work: Path, mode: str, seeds: list[int], size: int, num_cpus: int) -> dict:
@@ -51,14 +61,22 @@ def run_sweep(work: Path, mode: str, seeds: list[int], size: int, num_cpus: int)
         ts = time.time()
         run(compose(_job_overrides(d, store, s, size, extra)))
         tel = json.loads((d / "telemetry.json").read_text())
-        jobs.append({"seed": s, "wall_s": time.time() - ts, "run_dir": str(d),
-                     "loads": tel["summary"]["engine_loads"], "generated": tel["summary"]["generated_tokens"],
-                     "waves": len(tel["waves"])})
+        jobs.append(
+            {
+                "seed": s,
+                "wall_s": time.time() - ts,
+                "run_dir": str(d),
+                "loads": tel["summary"]["engine_loads"],
+                "generated": tel["summary"]["generated_tokens"],
+                "waves": len(tel["waves"]),
+            }
+        )
     return {"mode": mode, "wall_s": time.time() - t0, "jobs": jobs}
 
 
-def main(out_dir: str | os.PathLike = "runs/bench", seeds=(0, 1), size: int = 4, num_cpus: int = 4,
-         keep_work: bool = False) -> dict:
+def main(
+    out_dir: str | os.PathLike = "runs/bench", seeds=(0, 1), size: int = 4, num_cpus: int = 4, keep_work: bool = False
+) -> dict:
     import ray
 
     out = Path(out_dir)
@@ -74,7 +92,8 @@ def main(out_dir: str | os.PathLike = "runs/bench", seeds=(0, 1), size: int = 4,
     same = all(
         (Path(a["run_dir"]) / "tables" / "accuracy.csv").read_text()
         == (Path(b["run_dir"]) / "tables" / "accuracy.csv").read_text()
-        for a, b in zip(results["parallel"]["jobs"], results["sequential"]["jobs"]))
+        for a, b in zip(results["parallel"]["jobs"], results["sequential"]["jobs"])
+    )
     ratio = results["sequential"]["wall_s"] / max(1e-9, results["parallel"]["wall_s"])
     lines = [
         "# Parallel engines vs one engine at a time",
@@ -93,12 +112,17 @@ def main(out_dir: str | os.PathLike = "runs/bench", seeds=(0, 1), size: int = 4,
         waves = ", ".join(str(j["waves"]) for j in r["jobs"])
         gen = sum(j["generated"] for j in r["jobs"])
         lines.append(f"| {mode} | {r['wall_s']:.1f} | {per_job} | {loads} | {waves} | {gen} |")
-    lines += ["", f"**Speed-up (sequential / parallel wall time): {ratio:.2f}x**",
-              "", f"Identical tables in both modes: {'yes' if same else 'NO'}.", "",
-              "On few cores the engines share the same CPUs, so running them together mostly overlaps engine "
-              "start-up (model load, ~8 s each when the machine is idle) and avoids the N-1 extra loads of the "
-              "one-at-a-time schedule; decode itself does not get faster. With one accelerator per engine the "
-              "engine-bound stages approach an N-fold speed-up."]
+    lines += [
+        "",
+        f"**Speed-up (sequential / parallel wall time): {ratio:.2f}x**",
+        "",
+        f"Identical tables in both modes: {'yes' if same else 'NO'}.",
+        "",
+        "On few cores the engines share the same CPUs, so running them together mostly overlaps engine "
+        "start-up (model load, ~8 s each when the machine is idle) and avoids the N-1 extra loads of the "
+        "one-at-a-time schedule; decode itself does not get faster. With one accelerator per engine the "
+        "engine-bound stages approach an N-fold speed-up.",
+    ]
     (out / "parallel_bench.md").write_text("\n".join(lines) + "\n")
     (out / "parallel_bench.json").write_text(json.dumps({**results, "ratio": ratio, "identical": same}, indent=2))
     if not keep_work:

@@ -57,38 +57,55 @@ def bench_rows(run: "RunConfig", n_problems: Optional[int] = None) -> list[dict]
     rows = []
     for label, node, cluster, cfg in settings:
         p = plan(cfg, node, n_problems, cluster=cluster)
-        rows.append({
-            "setting": label, "problems": p.n_problems, "waves": len(p.schedule.waves),
-            "loads": p.schedule.total_loads, "planned_h": p.makespan_s / 3600,
-            "seq_batched_h": p.baselines["sequential_batched"].makespan_s / 3600,
-            "seq_single_h": p.baselines["sequential_single"].makespan_s / 3600,
-            "seq_loads": p.baselines["sequential_single"].loads,
-            "gpu_h": p.gpu_hours_allocated, "ratio_single": p.speedup("sequential_single"),
-            "ratio_batched": p.speedup("sequential_batched"), "schedule": p.schedule.log,
-            # simulated (planning/tails.py): replayed CoT lengths through continuously batched engines
-            "sim_shards_h": p.tails.shards.makespan_s / 3600, "sim_stream_h": p.tails.streaming.makespan_s / 3600,
-            "sim_replicas_h": p.tails.with_replicas.makespan_s / 3600,
-            "replicas": " ".join(p.tails.replica_overrides) or "-",
-        })
+        rows.append(
+            {
+                "setting": label,
+                "problems": p.n_problems,
+                "waves": len(p.schedule.waves),
+                "loads": p.schedule.total_loads,
+                "planned_h": p.makespan_s / 3600,
+                "seq_batched_h": p.baselines["sequential_batched"].makespan_s / 3600,
+                "seq_single_h": p.baselines["sequential_single"].makespan_s / 3600,
+                "seq_loads": p.baselines["sequential_single"].loads,
+                "gpu_h": p.gpu_hours_allocated,
+                "ratio_single": p.speedup("sequential_single"),
+                "ratio_batched": p.speedup("sequential_batched"),
+                "schedule": p.schedule.log,
+                # simulated (planning/tails.py): replayed CoT lengths through continuously batched engines
+                "sim_shards_h": p.tails.shards.makespan_s / 3600,
+                "sim_stream_h": p.tails.streaming.makespan_s / 3600,
+                "sim_replicas_h": p.tails.with_replicas.makespan_s / 3600,
+                "replicas": " ".join(p.tails.replica_overrides) or "-",
+            }
+        )
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| setting | problems | waves | loads (planned / sequential) | planned | sequential, batched | "
-            "reference (sequential, 1 request) | planned vs reference | planned vs seq. batched | planned GPU-h |")
+    head = (
+        "| setting | problems | waves | loads (planned / sequential) | planned | sequential, batched | "
+        "reference (sequential, 1 request) | planned vs reference | planned vs seq. batched | planned GPU-h |"
+    )
     lines = [head, "|" + "---|" * 10]
     for r in rows:
         lines.append(
             f"| {r['setting']} | {r['problems']} | {r['waves']} | {r['loads']} / {r['seq_loads']} | "
             f"{r['planned_h']:.1f} h | {r['seq_batched_h']:.1f} h | {r['seq_single_h']:.1f} h | "
-            f"{r['ratio_single']:.1f}x | {r['ratio_batched']:.2f}x | {r['gpu_h']:.0f} |")
-    lines += ["", "SIMULATED makespans (event-driven replay of the released CoT lengths through continuously "
-              "batched engines, per-step cost from conf/node/*.yaml; nothing here ran on a GPU):", "",
-              "| setting | synchronous shards of 64 | streaming | streaming + replicas | replicas chosen |",
-              "|---|---:|---:|---:|---|"]
+            f"{r['ratio_single']:.1f}x | {r['ratio_batched']:.2f}x | {r['gpu_h']:.0f} |"
+        )
+    lines += [
+        "",
+        "SIMULATED makespans (event-driven replay of the released CoT lengths through continuously "
+        "batched engines, per-step cost from conf/node/*.yaml; nothing here ran on a GPU):",
+        "",
+        "| setting | synchronous shards of 64 | streaming | streaming + replicas | replicas chosen |",
+        "|---|---:|---:|---:|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['setting']} | {r['sim_shards_h']:.2f} h | {r['sim_stream_h']:.2f} h | "
-                     f"{r['sim_replicas_h']:.2f} h | {r['replicas']} |")
+        lines.append(
+            f"| {r['setting']} | {r['sim_shards_h']:.2f} h | {r['sim_stream_h']:.2f} h | "
+            f"{r['sim_replicas_h']:.2f} h | {r['replicas']} |"
+        )
     lines.append("")
     for r in rows:
         lines.append(f"Schedule on {r['setting']}:")
@@ -96,8 +113,10 @@ def markdown(rows: list[dict]) -> str:
         lines.append(r["schedule"])
         lines.append("```")
     lines.append("")
-    lines.append("Estimates from the planner's throughput model (conf/node/*.yaml), not measurements; "
-                 "makespan ratio = baseline / planned.")
+    lines.append(
+        "Estimates from the planner's throughput model (conf/node/*.yaml), not measurements; "
+        "makespan ratio = baseline / planned."
+    )
     return "\n".join(lines)
 
 
@@ -114,8 +133,12 @@ def main(out_dir: str = "runs/bench", run: "Optional[RunConfig]" = None, n_probl
 
         no_ens = copy.deepcopy(run)
         no_ens.ensemble.enabled = False
-        md = ("## Reference sweep (generate, truncate, transfer, ensemble)\n\n" + md +
-              "\n\n## Without the ensemble stage\n\n" + markdown(bench_rows(no_ens, n_problems)))
+        md = (
+            "## Reference sweep (generate, truncate, transfer, ensemble)\n\n"
+            + md
+            + "\n\n## Without the ensemble stage\n\n"
+            + markdown(bench_rows(no_ens, n_problems))
+        )
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "plan_bench.md"), "w") as f:
         f.write(md + "\n")

@@ -39,8 +39,11 @@ def measured_spans(tel: dict[str, Any]) -> dict[str, float]:
                 lasts.append(float(t["last_done"]))
     if not firsts:
         raise ValueError("telemetry has no stage_models with first_submit/last_done: not a streaming run")
-    return {"wall_s": float(tel["wall_seconds"]), "startup_s": float(tel.get("engine_startup_seconds", 0.0)),
-            "engine_s": max(lasts) - min(firsts)}
+    return {
+        "wall_s": float(tel["wall_seconds"]),
+        "startup_s": float(tel.get("engine_startup_seconds", 0.0)),
+        "engine_s": max(lasts) - min(firsts),
+    }
 
 
 def planned_spans(p: Any) -> dict[str, float]:
@@ -49,8 +52,11 @@ def planned_spans(p: Any) -> dict[str, float]:
     load = max((p.load_s[pl.model] for w in p.schedule.waves for pl in w.placements if pl.loaded), default=0.0)
     loads = sum(max((p.load_s[pl.model] for pl in w.placements if pl.loaded), default=0.0) for w in p.schedule.waves)
     engine = p.tails.streaming.makespan_s - loads
-    return {"startup_s": load, "engine_s": engine,
-            "wall_s": loads + engine + float(getattr(p.node, "run_overhead_s", 0.0))}
+    return {
+        "startup_s": load,
+        "engine_s": engine,
+        "wall_s": loads + engine + float(getattr(p.node, "run_overhead_s", 0.0)),
+    }
 
 
 def compare(tel: dict[str, Any], p: Any) -> dict[str, Any]:
@@ -60,13 +66,19 @@ def compare(tel: dict[str, Any], p: Any) -> dict[str, Any]:
 
 def markdown(res: dict[str, Any], note: str = "") -> str:
     lines = ["| span | planned (simulated) | measured | planned/measured |", "|---|---:|---:|---:|"]
-    for k, label in (("startup_s", "engine start-up"), ("engine_s", "engine work (first submit -> last done)"),
-                     ("wall_s", "wall time")):
+    for k, label in (
+        ("startup_s", "engine start-up"),
+        ("engine_s", "engine work (first submit -> last done)"),
+        ("wall_s", "wall time"),
+    ):
         lines.append(f"| {label} | {res['planned'][k]:.1f} s | {res['measured'][k]:.1f} s | {res['ratio'][k]:.2f} |")
     if note:
         lines += ["", note]
-    lines += ["", f"plan_check: wall planned/measured={res['ratio']['wall_s']:.2f} "
-                  f"engine planned/measured={res['ratio']['engine_s']:.2f}"]
+    lines += [
+        "",
+        f"plan_check: wall planned/measured={res['ratio']['wall_s']:.2f} "
+        f"engine planned/measured={res['ratio']['engine_s']:.2f}",
+    ]
     return "\n".join(lines)
 
 

@@ -44,9 +44,11 @@ def released_lengths(data_dir: Path = DATA, model: str = "Qwen_QwQ-32B") -> list
     """CoT lengths (approximate tokens: characters / 4) of one model's released Default run."""
     out = _released(model, data_dir)
     if not out:
-        raise FileNotFoundError(f"{Path(data_dir) / f'{model}_zero_shot_original.jsonl'} not found: the replay "
-                                "bench reads the study's released generations "
-                                "(../shared/data/genex-medcalc-outputs); pass --data DIR")
+        raise FileNotFoundError(
+            f"{Path(data_dir) / f'{model}_zero_shot_original.jsonl'} not found: the replay "
+            "bench reads the study's released generations "
+            "(../shared/data/genex-medcalc-outputs); pass --data DIR"
+        )
     return out
 
 
@@ -119,9 +121,17 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def run(model_key: str = "smollm2", n: int = 96, mean: float = 48.0, shard: int = 32, rounds: int = 1,
-        data_dir: Path = DATA, source: str = "Qwen_QwQ-32B", max_in_flight: Optional[int] = None,
-        progress: Callable[[str], None] = _say) -> dict:
+def run(
+    model_key: str = "smollm2",
+    n: int = 96,
+    mean: float = 48.0,
+    shard: int = 32,
+    rounds: int = 1,
+    data_dir: Path = DATA,
+    source: str = "Qwen_QwQ-32B",
+    max_in_flight: Optional[int] = None,
+    progress: Callable[[str], None] = _say,
+) -> dict:
     from pipeline.config import compose
     from pipeline.engine.ray_pool import EnginePool, init_ray
 
@@ -138,15 +148,19 @@ def run(model_key: str = "smollm2", n: int = 96, mean: float = 48.0, shard: int 
         info = pool.call(m.name, InfoQuery())
         vocab = info["vocab_size"]
         rt = info.get("runtime") or {}
-        progress(f"replay: engine ready after {time.perf_counter() - t_start:.0f} s (dtype {rt.get('dtype', '?')}, "
-                 f"{rt.get('torch_threads', '?')} threads); warm-up")
+        progress(
+            f"replay: engine ready after {time.perf_counter() - t_start:.0f} s (dtype {rt.get('dtype', '?')}, "
+            f"{rt.get('torch_threads', '?')} threads); warm-up"
+        )
         limit = in_flight_bound(max_in_flight or 0, m.max_num_seqs)
         runs = iter(range(1, 10_000))
 
         def fresh() -> list[CompleteRequest]:
             # New prompts for every timed run (same lengths): no run reads another's prefix cache.
-            return [CompleteRequest(ids=p, max_tokens=L, ignore_eos=True)
-                    for p, L in zip(_prompts(n, vocab, next(runs)), lengths)]
+            return [
+                CompleteRequest(ids=p, max_tokens=L, ignore_eos=True)
+                for p, L in zip(_prompts(n, vocab, next(runs)), lengths)
+            ]
 
         pool.call(m.name, BlockingBatch(fresh()[: min(16, n)]))  # warm-up (allocations, kernels)
 
@@ -160,7 +174,7 @@ def run(model_key: str = "smollm2", n: int = 96, mean: float = 48.0, shard: int 
             reqs = fresh()
             t = time.perf_counter()
             for i in range(0, n, shard):
-                pool.call(m.name, BlockingBatch(reqs[i:i + shard]))
+                pool.call(m.name, BlockingBatch(reqs[i : i + shard]))
             return time.perf_counter() - t
 
         def pipeline() -> float:
@@ -184,18 +198,31 @@ def run(model_key: str = "smollm2", n: int = 96, mean: float = 48.0, shard: int 
         order = list(modes)
         tokens = sum(lengths)
         for r in range(rounds):
-            for name in order[r % 3:] + order[:r % 3]:
+            for name in order[r % 3 :] + order[: r % 3]:
                 secs[name].append(modes[name]())
-                progress(f"replay: round {r + 1}/{rounds} {name}: {secs[name][-1]:.1f} s "
-                         f"({tokens / secs[name][-1]:.0f} tok/s; {time.perf_counter() - t_start:.0f} s so far)")
+                progress(
+                    f"replay: round {r + 1}/{rounds} {name}: {secs[name][-1]:.1f} s "
+                    f"({tokens / secs[name][-1]:.0f} tok/s; {time.perf_counter() - t_start:.0f} s so far)"
+                )
     finally:
         pool.stop()
     best = {k: min(v) for k, v in secs.items()}
     tps = {k: tokens / s for k, s in best.items()}
-    return {"model": m.name, "n": n, "mean_len": statistics.fmean(lengths), "max_len": max(lengths),
-            "tokens": tokens, "shard": shard, "max_in_flight": limit, "seconds": best, "tokens_per_s": tps,
-            "pipeline_over_ceiling": tps["pipeline"] / tps["ceiling"],
-            "pipeline_over_chunked": tps["pipeline"] / tps["chunked"], "rounds": rounds, "source": source}
+    return {
+        "model": m.name,
+        "n": n,
+        "mean_len": statistics.fmean(lengths),
+        "max_len": max(lengths),
+        "tokens": tokens,
+        "shard": shard,
+        "max_in_flight": limit,
+        "seconds": best,
+        "tokens_per_s": tps,
+        "pipeline_over_ceiling": tps["pipeline"] / tps["ceiling"],
+        "pipeline_over_chunked": tps["pipeline"] / tps["chunked"],
+        "rounds": rounds,
+        "source": source,
+    }
 
 
 def markdown(res: dict) -> str:
@@ -211,16 +238,22 @@ def markdown(res: dict) -> str:
     ]
     for k in ("pipeline", "ceiling", "chunked"):
         lines.append(f"| {k} | {res['seconds'][k]:.2f} | {res['tokens_per_s'][k]:.0f} |")
-    lines += ["", f"replay: pipeline/ceiling={res['pipeline_over_ceiling']:.2f} "
-                  f"pipeline/chunked={res['pipeline_over_chunked']:.2f}"]
+    lines += [
+        "",
+        f"replay: pipeline/ceiling={res['pipeline_over_ceiling']:.2f} "
+        f"pipeline/chunked={res['pipeline_over_chunked']:.2f}",
+    ]
     return "\n".join(lines)
 
 
 def main(argv: Optional[list[str]] = None) -> str:
     ap = argparse.ArgumentParser(prog="crosscot bench replay", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="sized from this machine's calibrated speed to finish in about 5 minutes (at most "
-                         "96 requests, two rounds)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="sized from this machine's calibrated speed to finish in about 5 minutes (at most "
+        "96 requests, two rounds)",
+    )
     ap.add_argument("--model", default="smollm2", help="model config key (conf/model) or short name")
     ap.add_argument("-n", type=int, default=None, help="requests (default 96 quick, 192 full)")
     ap.add_argument("--mean", type=float, default=48.0, help="mean CoT length after scaling (tokens)")
@@ -238,9 +271,12 @@ def main(argv: Optional[list[str]] = None) -> str:
         name = next((m.name for k, m in cfg.models.items() if a.model in (k, m.name)), a.model)
         q = quick_size(name, a.mean, a.shard)
         n, rounds = a.n or q.n, a.rounds or q.rounds
-        print(f"replay --quick: {n} requests x 3 modes x {rounds} round(s) of {name}, sized from "
-              f"{q.decode_tps:.0f} tok/s ({q.source}) to finish in about {q.estimate_s / 60:.1f} min on this "
-              f"machine", flush=True)
+        print(
+            f"replay --quick: {n} requests x 3 modes x {rounds} round(s) of {name}, sized from "
+            f"{q.decode_tps:.0f} tok/s ({q.source}) to finish in about {q.estimate_s / 60:.1f} min on this "
+            f"machine",
+            flush=True,
+        )
     else:
         print(f"replay: {n} requests x 3 modes x {rounds} round(s)", flush=True)
     res = run(a.model, n, a.mean, a.shard, rounds, a.data, a.source)

@@ -23,8 +23,15 @@ from pipeline.bench.replay import DATA, _prompts, draw, released_lengths
 from pipeline.engine.protocol import CompleteRequest, Completion, InfoQuery, in_flight_bound
 
 
-def run(model_key: str = "smollm2", n: int = 96, mean: float = 48.0, rounds: int = 2, data_dir: Path = DATA,
-        source: str = "Qwen_QwQ-32B", out: Path | None = None) -> dict:
+def run(
+    model_key: str = "smollm2",
+    n: int = 96,
+    mean: float = 48.0,
+    rounds: int = 2,
+    data_dir: Path = DATA,
+    source: str = "Qwen_QwQ-32B",
+    out: Path | None = None,
+) -> dict:
     from pipeline.config import compose
     from pipeline.config.served import ServedConfig
     from pipeline.engine.ray_pool import EnginePool, init_ray
@@ -32,8 +39,9 @@ def run(model_key: str = "smollm2", n: int = 96, mean: float = 48.0, rounds: int
     cfg = compose(["experiment=demo", "progress=false"])
     key = next(k for k, m in cfg.models.items() if k == model_key or m.name == model_key)
     m = cfg.models[key]
-    served = dataclasses.replace(m, name=m.name + "-served", engine="openai",
-                                 served=ServedConfig(log_dir=str(out or Path.cwd())))
+    served = dataclasses.replace(
+        m, name=m.name + "-served", engine="openai", served=ServedConfig(log_dir=str(out or Path.cwd()))
+    )
     cfg.models = {"inproc": m, "served": served}
     lengths = draw(released_lengths(data_dir, source), n, mean)
     init_ray(cfg.ray)
@@ -47,8 +55,10 @@ def run(model_key: str = "smollm2", n: int = 96, mean: float = 48.0, rounds: int
         runs = iter(range(1, 10_000))
 
         def timed(name: str) -> float:
-            reqs = [CompleteRequest(ids=p, max_tokens=L, ignore_eos=True)
-                    for p, L in zip(_prompts(n, vocab, next(runs)), lengths)]
+            reqs = [
+                CompleteRequest(ids=p, max_tokens=L, ignore_eos=True)
+                for p, L in zip(_prompts(n, vocab, next(runs)), lengths)
+            ]
 
             async def go() -> list:
                 sem = asyncio.Semaphore(limit)
@@ -72,7 +82,7 @@ def run(model_key: str = "smollm2", n: int = 96, mean: float = 48.0, rounds: int
         secs: dict[str, list[float]] = {k: [] for k in names}
         order = list(names)
         for r in range(rounds):
-            for k in (order if r % 2 == 0 else order[::-1]):
+            for k in order if r % 2 == 0 else order[::-1]:
                 secs[k].append(timed(names[k]))
                 print(f"  round {r + 1}/{rounds} {k}: {secs[k][-1]:.2f}s", flush=True)
     finally:
@@ -80,19 +90,31 @@ def run(model_key: str = "smollm2", n: int = 96, mean: float = 48.0, rounds: int
     tokens = sum(lengths)
     best = {k: min(v) for k, v in secs.items()}
     tps = {k: tokens / s for k, s in best.items()}
-    return {"model": m.name, "n": n, "mean_len": statistics.fmean(lengths), "max_len": max(lengths),
-            "tokens": tokens, "max_in_flight": limit, "rounds": rounds, "source": source,
-            "seconds": best, "all_seconds": secs, "tokens_per_s": tps,
-            "served_over_inprocess": tps["served"] / tps["inprocess"]}
+    return {
+        "model": m.name,
+        "n": n,
+        "mean_len": statistics.fmean(lengths),
+        "max_len": max(lengths),
+        "tokens": tokens,
+        "max_in_flight": limit,
+        "rounds": rounds,
+        "source": source,
+        "seconds": best,
+        "all_seconds": secs,
+        "tokens_per_s": tps,
+        "served_over_inprocess": tps["served"] / tps["inprocess"],
+    }
 
 
 def markdown(res: dict) -> str:
     lines = [
         "# Served model (managed vllm serve over HTTP) vs the in-process engine",
         "",
-        (f"Model {res['model']}, {res['n']} requests, lengths from the study's {res['source']} CoTs scaled to a "
-         f"mean of {res['mean_len']:.1f} tokens (max {res['max_len']}), `ignore_eos`, fresh prompts per run; "
-         f"in-flight bound {res['max_in_flight']}; best of {res['rounds']} round(s), alternating order."),
+        (
+            f"Model {res['model']}, {res['n']} requests, lengths from the study's {res['source']} CoTs scaled to a "
+            f"mean of {res['mean_len']:.1f} tokens (max {res['max_len']}), `ignore_eos`, fresh prompts per run; "
+            f"in-flight bound {res['max_in_flight']}; best of {res['rounds']} round(s), alternating order."
+        ),
         "",
         "| path | seconds | tokens/s |",
         "|---|---:|---:|",
@@ -116,8 +138,9 @@ def main(argv: list[str] | None = None) -> str:
     a = ap.parse_args(argv)
     if a.out:
         Path(a.out).mkdir(parents=True, exist_ok=True)
-    res = run(a.model, a.n or (48 if a.quick else 96), a.mean, a.rounds or (2 if a.quick else 3), a.data,
-              a.source, a.out)
+    res = run(
+        a.model, a.n or (48 if a.quick else 96), a.mean, a.rounds or (2 if a.quick else 3), a.data, a.source, a.out
+    )
     md = markdown(res)
     if a.out:
         from pipeline.store.atomic import write_text_atomic

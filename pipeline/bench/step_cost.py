@@ -47,8 +47,16 @@ def _barrier(folder: Optional[str], key: str, keys: list[str], timeout_s: float 
         time.sleep(0.2)
 
 
-def _worker(key: str, batches: list[int], t1: int, t2: int, pre_b: int, pre_t: int,
-            barrier: Optional[str] = None, keys: Optional[list[str]] = None) -> dict:
+def _worker(
+    key: str,
+    batches: list[int],
+    t1: int,
+    t2: int,
+    pre_b: int,
+    pre_t: int,
+    barrier: Optional[str] = None,
+    keys: Optional[list[str]] = None,
+) -> dict:
     import random
 
     from pipeline.config import compose
@@ -62,8 +70,12 @@ def _worker(key: str, batches: list[int], t1: int, t2: int, pre_b: int, pre_t: i
     rng = random.Random(0)
 
     def reqs(b: int, tokens: int, plen: int) -> list[CompleteRequest]:
-        return [CompleteRequest(ids=[rng.randrange(100, vocab - 1) for _ in range(plen)], max_tokens=tokens,
-                                ignore_eos=True) for _ in range(b)]
+        return [
+            CompleteRequest(
+                ids=[rng.randrange(100, vocab - 1) for _ in range(plen)], max_tokens=tokens, ignore_eos=True
+            )
+            for _ in range(b)
+        ]
 
     def wall(rs: list[CompleteRequest]) -> float:
         t = time.perf_counter()
@@ -78,17 +90,29 @@ def _worker(key: str, batches: list[int], t1: int, t2: int, pre_b: int, pre_t: i
         steps[b] = max(1e-6, (w2 - w1) / (t2 - t1))
     w_pre = wall(reqs(pre_b, 1, pre_t))
     prefill_tps = pre_b * pre_t / max(1e-6, w_pre - steps[min(batches)])
-    return {"model": m.name, "key": key, "max_num_seqs": int(m.max_num_seqs), "threads":
-            os.environ.get("OMP_NUM_THREADS"), "step_s": steps, "prefill_tps": prefill_tps,
-            "load_s": eng.load_seconds, "ready_at": ready_at}
+    return {
+        "model": m.name,
+        "key": key,
+        "max_num_seqs": int(m.max_num_seqs),
+        "threads": os.environ.get("OMP_NUM_THREADS"),
+        "step_s": steps,
+        "prefill_tps": prefill_tps,
+        "load_s": eng.load_seconds,
+        "ready_at": ready_at,
+    }
 
 
 def table_row(r: dict) -> dict:
     """The node-table row (planning/throughput.py) the measurement gives."""
     steps = {int(b): s for b, s in r["step_s"].items()}
     bmax = max(steps)
-    return {"decode_tps": round(bmax / steps[bmax], 1), "prefill_tps": round(r["prefill_tps"], 1),
-            "single_decode_tps": round(1.0 / steps[min(steps)], 1), "tp": 1, "batch": bmax}
+    return {
+        "decode_tps": round(bmax / steps[bmax], 1),
+        "prefill_tps": round(r["prefill_tps"], 1),
+        "single_decode_tps": round(1.0 / steps[min(steps)], 1),
+        "tp": 1,
+        "batch": bmax,
+    }
 
 
 def pool_startup(keys: list[str]) -> dict[str, float]:
@@ -118,10 +142,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--t2", type=int, default=40)
     ap.add_argument("--prefill-batch", type=int, default=8)
     ap.add_argument("--prefill-tokens", type=int, default=256)
-    ap.add_argument("--concurrent", action="store_true",
-                    help="run every model's engine at the same time, as `make demo` does (after all loaded)")
-    ap.add_argument("--pool-startup", action="store_true",
-                    help="only time the engine pool's start-up (Ray + every engine ready, in Ray actors)")
+    ap.add_argument(
+        "--concurrent",
+        action="store_true",
+        help="run every model's engine at the same time, as `make demo` does (after all loaded)",
+    )
+    ap.add_argument(
+        "--pool-startup",
+        action="store_true",
+        help="only time the engine pool's start-up (Ray + every engine ready, in Ray actors)",
+    )
     ap.add_argument("--json", default=None)
     ap.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--_barrier", default=None, help=argparse.SUPPRESS)
@@ -132,8 +162,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     if a.pool_startup:
         r = pool_startup(a.models)
-        print(f"pool start-up of {' + '.join(a.models)}: {r['startup_s']:.1f} s (Ray start {r['ray_s']:.1f} s); "
-              f"load average {os.getloadavg()[0]:.1f}")
+        print(
+            f"pool start-up of {' + '.join(a.models)}: {r['startup_s']:.1f} s (Ray start {r['ray_s']:.1f} s); "
+            f"load average {os.getloadavg()[0]:.1f}"
+        )
         return 0
     import tempfile
 
@@ -149,9 +181,25 @@ def main(argv: Optional[list[str]] = None) -> int:
     cpu_runtime.warn_missing(rt)
     for key in a.models:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", **rt.env}
-        cmd = [sys.executable, "-m", "pipeline.bench.step_cost", "--_worker", key, "--t1", str(a.t1),
-               "--t2", str(a.t2), "--prefill-batch", str(a.prefill_batch), "--prefill-tokens",
-               str(a.prefill_tokens), "--batches", *map(str, a.batches), "--models", *a.models]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pipeline.bench.step_cost",
+            "--_worker",
+            key,
+            "--t1",
+            str(a.t1),
+            "--t2",
+            str(a.t2),
+            "--prefill-batch",
+            str(a.prefill_batch),
+            "--prefill-tokens",
+            str(a.prefill_tokens),
+            "--batches",
+            *map(str, a.batches),
+            "--models",
+            *a.models,
+        ]
         if barrier:
             cmd += ["--_barrier", barrier]
         spawned = time.time()
@@ -167,19 +215,27 @@ def main(argv: Optional[list[str]] = None) -> int:
         if p.returncode or line is None:
             print(f"{key}: engine failed (exit {p.returncode}):\n{err[-3000:]}", file=sys.stderr)
             return 1
-        r = json.loads(line[len("RESULT "):])
+        r = json.loads(line[len("RESULT ") :])
         r["startup_s"] = r.pop("ready_at") - spawn_at[key]
         results.append(r)
-        print(f"{r['model']}: step ms by batch " + ", ".join(f"{b}: {s * 1e3:.1f}" for b, s in r["step_s"].items())
-              + f"; prefill {r['prefill_tps']:.0f} tok/s; load {r['load_s']:.1f} s, start-up {r['startup_s']:.1f} s",
-              flush=True)
+        print(
+            f"{r['model']}: step ms by batch "
+            + ", ".join(f"{b}: {s * 1e3:.1f}" for b, s in r["step_s"].items())
+            + f"; prefill {r['prefill_tps']:.0f} tok/s; load {r['load_s']:.1f} s, start-up {r['startup_s']:.1f} s",
+            flush=True,
+        )
     print("load_s: {" + ", ".join(f"{r['model']}: {r['startup_s']:.1f}" for r in results) + "}")
     print("throughput:")
     for r in results:
         print(f"  {r['model']}: " + json.dumps(table_row(r)).replace('"', ""))
     load = os.getloadavg()
-    summary = {"results": results, "rows": {r["model"]: table_row(r) for r in results}, "concurrent": a.concurrent,
-               "loadavg": load, "cpus": os.cpu_count()}
+    summary = {
+        "results": results,
+        "rows": {r["model"]: table_row(r) for r in results},
+        "concurrent": a.concurrent,
+        "loadavg": load,
+        "cpus": os.cpu_count(),
+    }
     print(f"load average during calibration: {load[0]:.1f} (1 min) on {os.cpu_count()} CPUs")
     if a.json:
         from pipeline.store.atomic import write_text_atomic

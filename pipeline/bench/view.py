@@ -62,8 +62,14 @@ def measure(run_dir: Path) -> dict:
         rows = v.data.scored.height
     finally:
         v.close()
-    return {"first_page_ms": first_ms, "filters": per, "filter_ms": max(p["ms"] for p in per), "item_ms": item_ms,
-            "rows": rows, "items": first["total"]}
+    return {
+        "first_page_ms": first_ms,
+        "filters": per,
+        "filter_ms": max(p["ms"] for p in per),
+        "item_ms": item_ms,
+        "rows": rows,
+        "items": first["total"],
+    }
 
 
 def baseline(run_dir: Path) -> float:
@@ -90,16 +96,24 @@ def section(out: Path, quick: bool = False) -> str:
         run = synthetic_run(Path(tmp) / "run", rows=rows, n_boot=0)
         res = measure(run)
         base = baseline(run)
-    lines = [f"Viewer latency on a synthetic run of {res['rows']} answer rows ({res['items']} items), over HTTP "
-             "(127.0.0.1), one process; the machine may be loaded.", "",
-             "| query | ms | items |", "|---|---|---|",
-             f"| first page (open the run + page 1) | {res['first_page_ms']:.0f} | {res['items']} |"]
+    lines = [
+        f"Viewer latency on a synthetic run of {res['rows']} answer rows ({res['items']} items), over HTTP "
+        "(127.0.0.1), one process; the machine may be loaded.",
+        "",
+        "| query | ms | items |",
+        "|---|---|---|",
+        f"| first page (open the run + page 1) | {res['first_page_ms']:.0f} | {res['items']} |",
+    ]
     for p in res["filters"]:
         lines.append(f"| {', '.join(f'{k}={v}' for k, v in p['filter'].items())} | {p['ms']:.0f} | {p['total']} |")
-    lines += [f"| one item page | {res['item_ms']:.0f} | 1 |", "",
-              f"Baseline (the tables' matrices, `agree=disagree` over every setting): {base:.0f} ms; "
-              f"viewer's slowest filter change {res['filter_ms']:.0f} ms "
-              f"({base / max(res['filter_ms'], 1e-9):.1f}x).", "",
-              f"view: first_page_ms={res['first_page_ms']:.0f} filter_ms={res['filter_ms']:.0f} rows={res['rows']}"]
+    lines += [
+        f"| one item page | {res['item_ms']:.0f} | 1 |",
+        "",
+        f"Baseline (the tables' matrices, `agree=disagree` over every setting): {base:.0f} ms; "
+        f"viewer's slowest filter change {res['filter_ms']:.0f} ms "
+        f"({base / max(res['filter_ms'], 1e-9):.1f}x).",
+        "",
+        f"view: first_page_ms={res['first_page_ms']:.0f} filter_ms={res['filter_ms']:.0f} rows={res['rows']}",
+    ]
     (Path(out) / "view.json").write_text(json.dumps({**res, "baseline_ms": base}, indent=2, default=str))
     return "\n".join(lines)

@@ -23,7 +23,6 @@ def run(args: argparse.Namespace) -> int:
     names = [] if args.names == ["all"] else list(args.names)
     bad = [n for n in names if n not in SECTIONS]
     if bad:
-        print(f"crosscot: error: unknown bench {bad[0]!r}; use 'all' or one of: {', '.join(SECTIONS)}",
-              file=sys.stderr)
+        print(f"crosscot: error: unknown bench {bad[0]!r}; use 'all' or one of: {', '.join(SECTIONS)}", file=sys.stderr)
         return 2
     return run_benches(names, args.out, args.quick)

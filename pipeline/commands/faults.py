@@ -40,9 +40,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default=None, help="run only cases whose name contains this")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the per-case results here")
     parser.add_argument("--force", action="store_true", help="replace the --json file if it exists (else an error)")
-    parser.add_argument("--kills", type=int, default=0, metavar="N",
-                        help="also N random kill points (driver or engine, real engines; about a minute each)")
-    parser.add_argument("--kills-dir", type=Path, default=Path("runs/faults/kills"), help="work folder of the kill points")
+    parser.add_argument(
+        "--kills",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also N random kill points (driver or engine, real engines; about a minute each)",
+    )
+    parser.add_argument(
+        "--kills-dir", type=Path, default=Path("runs/faults/kills"), help="work folder of the kill points"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill points' kinds and delays")
 
 
@@ -82,8 +89,14 @@ def _setup(case: dict, corpus: Path, tmp: Path, env: dict, timeout_s: float) -> 
         (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp / rel).write_text(text)
     for argv in setup.get("before", []):
-        r = subprocess.run([sys.executable, "-m", "pipeline", *_expand(argv, corpus, tmp)], cwd=tmp, env=env,
-                           capture_output=True, text=True, timeout=timeout_s)
+        r = subprocess.run(
+            [sys.executable, "-m", "pipeline", *_expand(argv, corpus, tmp)],
+            cwd=tmp,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
         if r.returncode != 0:
             raise RuntimeError(f"setup command {argv} failed: {r.stderr.strip()[-300:]}")
     for src, dst in (setup.get("then_copy") or {}).items():  # over what the `before` commands made
@@ -91,7 +104,7 @@ def _setup(case: dict, corpus: Path, tmp: Path, env: dict, timeout_s: float) -> 
     for rel, keep in (setup.get("truncate") or {}).items():
         for p in sorted(tmp.glob(rel)):
             data = p.read_bytes()
-            p.write_bytes(data[:keep] if keep >= 0 else data[:len(data) // 2])
+            p.write_bytes(data[:keep] if keep >= 0 else data[: len(data) // 2])
 
 
 def run_case(case: dict, corpus: Path, timeout_s: float = 300) -> dict:
@@ -119,33 +132,59 @@ def _expect(res: dict, case: dict) -> dict:
 def _run_case(case: dict, corpus: Path, timeout_s: float) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="crosscot-fault-"))
     try:
-        env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-               "RAY_USAGE_STATS_ENABLED": "0", "CROSSCOT_CACHE": str(tmp / "cache"),
-               "CROSSCOT_RAY_CONNECT_TIMEOUT_S": "5"}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "CROSSCOT_CACHE": str(tmp / "cache"),
+            "CROSSCOT_RAY_CONNECT_TIMEOUT_S": "5",
+        }
         env.pop("HYDRA_FULL_ERROR", None)
         env.pop("RAY_ADDRESS", None)
         env.update({k: v.replace("{tmp}", str(tmp)) for k, v in (case.get("env") or {}).items()})
         try:
             _setup(case, corpus, tmp, env, timeout_s)
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:  # a broken case, not a clear answer
-            return {"name": case["name"], "category": case.get("category", "other"), "argv": case["argv"],
-                    "seconds": 0.0, "checksummed": 0, "rc": -1, "message": "", "clear": False,
-                    "problems": [f"case setup failed: {' '.join(str(e).split())[:300]}"]}
+            return {
+                "name": case["name"],
+                "category": case.get("category", "other"),
+                "argv": case["argv"],
+                "seconds": 0.0,
+                "checksummed": 0,
+                "rc": -1,
+                "message": "",
+                "clear": False,
+                "problems": [f"case setup failed: {' '.join(str(e).split())[:300]}"],
+            }
         argv = _expand(case["argv"], corpus, tmp)
         if argv[0] == "run" and "-m" in argv:
             argv += [f"hydra.sweep.dir={tmp}/sweep"]
         before = _checksums(tmp, case.get("checksum") or [])
         t0 = time.time()
-        r = subprocess.run([sys.executable, "-m", "pipeline", *argv], cwd=tmp, env=env, capture_output=True,
-                           text=True, timeout=timeout_s)
+        r = subprocess.run(
+            [sys.executable, "-m", "pipeline", *argv],
+            cwd=tmp,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
         after = _checksums(tmp, case.get("checksum") or [])
         changed = sorted(k for k in before if before[k] != after.get(k))
         res = classify(r.returncode, r.stderr, case.get("expect"), one_line=not case.get("engines"))
         if changed:
             res["problems"].append(f"pre-existing file(s) changed: {changed}")
             res["clear"] = False
-        return {"name": case["name"], "category": case.get("category", "other"), "argv": argv,
-                "seconds": round(time.time() - t0, 1), "checksummed": len(before), **res}
+        return {
+            "name": case["name"],
+            "category": case.get("category", "other"),
+            "argv": argv,
+            "seconds": round(time.time() - t0, 1),
+            "checksummed": len(before),
+            **res,
+        }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -210,26 +249,34 @@ def run(args: argparse.Namespace) -> int:
     if not cases:
         from pipeline.errors import did_you_mean
 
-        raise UserError(f"faults: no case matches --only {args.only!r}{did_you_mean(args.only, [c['name'] for c in all_cases])}; "
-                        f"give part of a case name or a category ({', '.join(sorted({c.get('category', 'other') for c in all_cases}))})")
+        raise UserError(
+            f"faults: no case matches --only {args.only!r}{did_you_mean(args.only, [c['name'] for c in all_cases])}; "
+            f"give part of a case name or a category ({', '.join(sorted({c.get('category', 'other') for c in all_cases}))})"
+        )
     runnable = [c for c in cases if args.engines or not c.get("engines")]
     with ThreadPoolExecutor(max(1, args.jobs)) as ex:
         results = list(ex.map(lambda c: run_case(c, corpus), runnable))
     for r in results:
         mark = "ok  " if r["clear"] else "FAIL"
-        print(f"{mark} [{r['category']}] {r['name']:<40} rc={r['rc']} {r['seconds']:5.1f}s {r['message'][:120]}" +
-              ("" if r["clear"] else f"   <- {'; '.join(r['problems'])}"))
+        print(
+            f"{mark} [{r['category']}] {r['name']:<40} rc={r['rc']} {r['seconds']:5.1f}s {r['message'][:120]}"
+            + ("" if r["clear"] else f"   <- {'; '.join(r['problems'])}")
+        )
     print(category_table(results))
     n_clear = sum(r["clear"] for r in results)
-    print(f"bad inputs answered with a clear error: {n_clear}/{len(results)}"
-          + (f" ({len(cases) - len(runnable)} case(s) need engines: --engines)" if len(runnable) < len(cases) else ""))
+    print(
+        f"bad inputs answered with a clear error: {n_clear}/{len(results)}"
+        + (f" ({len(cases) - len(runnable)} case(s) need engines: --engines)" if len(runnable) < len(cases) else "")
+    )
     kills = kill_point_figures(args)
     if kills is None:
         print("kill points: none asked for (--kills N)")
     else:
-        print(f"kills survived: {kills['survived']}/{kills['kills']} (of {kills['attempts']} attempts; the others "
-              f"came after the engine stages); lost rows: {kills['lost_rows']}; "
-              f"duplicated rows: {kills['duplicated_rows']}; identical tables: {kills['identical_tables']:.0%}")
+        print(
+            f"kills survived: {kills['survived']}/{kills['kills']} (of {kills['attempts']} attempts; the others "
+            f"came after the engine stages); lost rows: {kills['lost_rows']}; "
+            f"duplicated rows: {kills['duplicated_rows']}; identical tables: {kills['identical_tables']:.0%}"
+        )
     if args.json:
         from pipeline.store.atomic import write_text_atomic
 

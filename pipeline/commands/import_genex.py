@@ -14,9 +14,13 @@ HELP = "import the reference study's released MedCalc-Bench JSONL generations in
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src_dir", type=Path, help="folder with the study's *.jsonl files (genex-medcalc-outputs)")
-    parser.add_argument("--out", type=out_path, required=True, help="run directory to write answers.arrow and import_skips.csv into")
     parser.add_argument(
-        "--benchmark-csv", type=Path, default=None,
+        "--out", type=out_path, required=True, help="run directory to write answers.arrow and import_skips.csv into"
+    )
+    parser.add_argument(
+        "--benchmark-csv",
+        type=Path,
+        default=None,
         help="MedCalc-Bench test_data.csv; joins Lower/Upper Limit and Output Type into the gold by Row Number",
     )
     parser.add_argument("--force", action="store_true", help="replace results already there (else an error)")
@@ -42,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     from pipeline.errors import UserError
 
-    guard_run_folder(args.out, [args.src_dir] + ([args.benchmark_csv] if args.benchmark_csv else []),
-                     args.force, "import-genex")
+    guard_run_folder(
+        args.out, [args.src_dir] + ([args.benchmark_csv] if args.benchmark_csv else []), args.force, "import-genex"
+    )
     from pipeline.importers.genex_medcalc import log as import_log
 
     held = _Held()  # the per-record notes: shown once the import succeeds; a failure is its one line
@@ -60,5 +65,7 @@ def run(args: argparse.Namespace) -> int:
         import_log.handle(rec)
     n = read_table(dest).num_rows
     skips = (Path(args.out) / "import_skips.csv").read_text().count("\n") - 1
-    print(f"wrote {dest} ({n} rows) in {time.perf_counter() - t0:.1f} s; {skips} record(s) in {Path(args.out) / 'import_skips.csv'}")
+    print(
+        f"wrote {dest} ({n} rows) in {time.perf_counter() - t0:.1f} s; {skips} record(s) in {Path(args.out) / 'import_skips.csv'}"
+    )
     return 0

@@ -14,7 +14,12 @@ HELP = "import the study's genex-ii-comparisons (BERTScores per task and model p
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src_dir", type=Path, help="the genex-ii-comparisons folder (one sub-folder per setting)")
-    parser.add_argument("--out", type=out_path, required=True, help="run directory to write ii_comparisons.arrow, ii_files.arrow, import_skips.csv")
+    parser.add_argument(
+        "--out",
+        type=out_path,
+        required=True,
+        help="run directory to write ii_comparisons.arrow, ii_files.arrow, import_skips.csv",
+    )
     parser.add_argument("--force", action="store_true", help="replace results already there (else an error)")
 
 
@@ -33,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     n_items = read_table(dest).num_rows
     n_files = read_table(Path(args.out) / FILES_FILE).num_rows
-    print(f"wrote {dest} ({n_items} items from {n_files} files) in {time.perf_counter() - t0:.1f} s; "
-          f"next: crosscot score {args.out}")
+    print(
+        f"wrote {dest} ({n_items} items from {n_files} files) in {time.perf_counter() - t0:.1f} s; "
+        f"next: crosscot score {args.out}"
+    )
     return 0

@@ -92,10 +92,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         bench, _ = _utf8(read_benchmark_csv, args.data)
         rows = _utf8(read_rows, args.inp)
-        golds = {r["Row Number"].strip(): make_gold(r["Ground Truth Answer"].strip(), r.get("Lower Limit", "").strip(),
-                                                     r.get("Upper Limit", "").strip(), r["Calculator ID"].strip(),
-                                                     r["Calculator Name"].strip(), r.get("Output Type"))
-                 for r in bench}
+        golds = {
+            r["Row Number"].strip(): make_gold(
+                r["Ground Truth Answer"].strip(),
+                r.get("Lower Limit", "").strip(),
+                r.get("Upper Limit", "").strip(),
+                r["Calculator ID"].strip(),
+                r["Calculator Name"].strip(),
+                r.get("Output Type"),
+            )
+            for r in bench
+        }
         out = judge_rows(rows, golds, args.checker)
     except (MedCalcLoadError, ValueError) as e:
         return fail(str(e))

@@ -24,12 +24,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="models_action", metavar="{prepare,list}")
     sub.required = True
     p = sub.add_parser("prepare", help="build/convert/check the weights of model configs (conf/model/<name>.yaml)")
-    p.add_argument("names", nargs="+", metavar="config-name",
-                   help="model config names from conf/model (e.g. smollm2 gemma3 tiny_think)")
+    p.add_argument(
+        "names",
+        nargs="+",
+        metavar="config-name",
+        help="model config names from conf/model (e.g. smollm2 gemma3 tiny_think)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--override", "-o", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra Hydra override applied to each model, relative to the model "
-                        "(e.g. -o path=/data/models/x); may repeat")
+    p.add_argument(
+        "--override",
+        "-o",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra Hydra override applied to each model, relative to the model "
+        "(e.g. -o path=/data/models/x); may repeat",
+    )
     lst = sub.add_parser("list", help="list model configs and whether their weights are present")
     lst.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -103,10 +113,19 @@ def _list(args) -> int:
         recipe = "tiny" if cfg.tiny is not None else (f"gguf:{cfg.gguf}" if cfg.gguf else "-")
         choice = resolve_for_this_machine(cfg.dtype)  # what an engine started here would run in
         dtype = cfg.dtype if choice.dtype == cfg.dtype else f"{cfg.dtype}->{choice.dtype}"
-        rows.append({"config": n, "name": cfg.name, "format": cfg.thinking_format, "dtype": dtype,
-                     "dtype_reason": choice.reason,
-                     "tp": cfg.tensor_parallel_size, "recipe": recipe, "path": cfg.path,
-                     "status": _status(cfg)})
+        rows.append(
+            {
+                "config": n,
+                "name": cfg.name,
+                "format": cfg.thinking_format,
+                "dtype": dtype,
+                "dtype_reason": choice.reason,
+                "tp": cfg.tensor_parallel_size,
+                "recipe": recipe,
+                "path": cfg.path,
+                "status": _status(cfg),
+            }
+        )
     if args.json:
         import json
 
@@ -132,8 +151,10 @@ def _prepare(args) -> int:
     known = model_config_names()
     unknown = [n for n in args.names if n not in known]
     if unknown:  # before any work: a typo among the names stops nothing half-way
-        raise UserError(f"models prepare: no model config {unknown[0]!r} in conf/model"
-                        f"{did_you_mean(unknown[0], known)}; choose from {known}")
+        raise UserError(
+            f"models prepare: no model config {unknown[0]!r} in conf/model"
+            f"{did_you_mean(unknown[0], known)}; choose from {known}"
+        )
     failed: list[tuple[str, str]] = []
     for name in args.names:
         t0 = time.time()
@@ -151,9 +172,11 @@ def _prepare(args) -> int:
             continue
         print(f"[models] {name} ({cfg.name}): ready at {path} ({time.time() - t0:.1f}s)")
     if failed:
-        raise UserError(f"models prepare: {len(failed)} of {len(args.names)} model(s) not prepared "
-                        f"({'; '.join(f'{n}: {why}' for n, why in failed)[:600]}); fix that and rerun "
-                        f"`crosscot models prepare {' '.join(n for n, _ in failed)}`")
+        raise UserError(
+            f"models prepare: {len(failed)} of {len(args.names)} model(s) not prepared "
+            f"({'; '.join(f'{n}: {why}' for n, why in failed)[:600]}); fix that and rerun "
+            f"`crosscot models prepare {' '.join(n for n, _ in failed)}`"
+        )
     return 0
 
 

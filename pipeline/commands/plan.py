@@ -23,22 +23,46 @@ HELP = "estimate requests, tokens, engine waves, GPU-hours and wall time of a ru
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--node", default="h100x8",
-                        help="node type: a name in conf/node (h100x8, h200x8, cpu2) or a YAML path (default h100x8)")
-    parser.add_argument("--problems", type=int, default=None,
-                        help="number of problems (default: dataset.limit or the dataset's known size)")
-    parser.add_argument("--throughput", default=None, metavar="JSON",
-                        help='measured tokens/s per model, e.g. {"QwQ": {"decode_tps": 2000, "prefill_tps": 8000}}')
-    parser.add_argument("--thought-fill", type=float, default=None,
-                        help="expected CoT length as a share of generate.thought_budget (default 0.6)")
-    parser.add_argument("--share-gpus", choices=["auto", "yes", "no"], default="auto",
-                        help="engines may share GPUs by gpu_memory_utilization: auto (only when not all fit "
-                             "with whole GPUs and it is faster), yes, no (default auto)")
-    parser.add_argument("--lengths", default=None, metavar="RUN_DIR",
-                        help="replay the CoT lengths (cot_tokens) a finished run generated, per model, instead of "
-                             "the study's released lengths / their shape")
-    parser.add_argument("--shard", type=int, default=None,
-                        help="shard size of the synchronous baseline in the simulation (default 64)")
+    parser.add_argument(
+        "--node",
+        default="h100x8",
+        help="node type: a name in conf/node (h100x8, h200x8, cpu2) or a YAML path (default h100x8)",
+    )
+    parser.add_argument(
+        "--problems",
+        type=int,
+        default=None,
+        help="number of problems (default: dataset.limit or the dataset's known size)",
+    )
+    parser.add_argument(
+        "--throughput",
+        default=None,
+        metavar="JSON",
+        help='measured tokens/s per model, e.g. {"QwQ": {"decode_tps": 2000, "prefill_tps": 8000}}',
+    )
+    parser.add_argument(
+        "--thought-fill",
+        type=float,
+        default=None,
+        help="expected CoT length as a share of generate.thought_budget (default 0.6)",
+    )
+    parser.add_argument(
+        "--share-gpus",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="engines may share GPUs by gpu_memory_utilization: auto (only when not all fit "
+        "with whole GPUs and it is faster), yes, no (default auto)",
+    )
+    parser.add_argument(
+        "--lengths",
+        default=None,
+        metavar="RUN_DIR",
+        help="replay the CoT lengths (cot_tokens) a finished run generated, per model, instead of "
+        "the study's released lengths / their shape",
+    )
+    parser.add_argument(
+        "--shard", type=int, default=None, help="shard size of the synchronous baseline in the simulation (default 64)"
+    )
     parser.add_argument("--json", default=None, metavar="PATH", help="also write a JSON summary here")
     parser.add_argument("--force", action="store_true", help="replace the --json file if it exists (else an error)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=reference")
@@ -71,9 +95,15 @@ def run(args: argparse.Namespace) -> int:
         from pipeline.store.overwrite import guard_outputs
 
         guard_outputs([args.json], force=bool(getattr(args, "force", False)), command="plan", out_flag="--json")
-    p = plan(cfg, getattr(args, "node", "h100x8") or "h100x8", getattr(args, "problems", None),
-             getattr(args, "throughput", None), params=params, tails=opt,
-             share_gpus={"yes": True, "no": False}.get(str(getattr(args, "share_gpus", "auto")), "auto"))
+    p = plan(
+        cfg,
+        getattr(args, "node", "h100x8") or "h100x8",
+        getattr(args, "problems", None),
+        getattr(args, "throughput", None),
+        params=params,
+        tails=opt,
+        share_gpus={"yes": True, "no": False}.get(str(getattr(args, "share_gpus", "auto")), "auto"),
+    )
     print(format_plan(p))
     from pipeline.planning.kv import format_plan_kv, plan_kv
 

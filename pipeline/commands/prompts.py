@@ -64,8 +64,9 @@ def load_tokenizer(model: Any) -> Optional[Any]:
         from transformers import AutoTokenizer
 
         rev = None if model.tokenizer else model.revision
-        tok = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=model.trust_remote_code,
-                                            revision=rev)
+        tok = AutoTokenizer.from_pretrained(
+            path, local_files_only=True, trust_remote_code=model.trust_remote_code, revision=rev
+        )
     except Exception:  # noqa: BLE001 - absent or unreadable: print messages without `rendered`
         return None
     if model.chat_template:
@@ -96,8 +97,9 @@ def requests(cfg: Any, model: Any, method: str, problems: list[dict], tok: Optio
             if method in ("default", "sampled"):
                 row["rendered"] = fmt.open_thinking(gen)
             else:
-                row["rendered"] = place_cot(fmt, gen, COT_PLACEHOLDER if method == "transfer" else "", model.protocol,
-                                            p.get("answer_prefix"))
+                row["rendered"] = place_cot(
+                    fmt, gen, COT_PLACEHOLDER if method == "transfer" else "", model.protocol, p.get("answer_prefix")
+                )
         if p.get("answer_prefix"):
             row["answer_prefix"] = p["answer_prefix"]
         row.update(sampling_fields(model, method, kwargs))
@@ -106,8 +108,9 @@ def requests(cfg: Any, model: Any, method: str, problems: list[dict], tok: Optio
 
 
 GREEDY_SEEDS = "none (greedy)"
-SAMPLED_SEEDS = ("per request: sha256 of (sampled.seed, problem_id, sample) (the study: one torch stream "
-                 "seeded 42 per process)")
+SAMPLED_SEEDS = (
+    "per request: sha256 of (sampled.seed, problem_id, sample) (the study: one torch stream seeded 42 per process)"
+)
 
 
 def sampling_fields(model: Any, method: str, kwargs: dict) -> dict:

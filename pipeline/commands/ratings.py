@@ -14,13 +14,24 @@ HELP = "pairwise tests of the study's human ratings (paper and paired), means vs
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("csv", type=Path, help="the study's ratings CSV (genex-user-study/clean_data_all_rows.csv)")
-    parser.add_argument("--out", type=out_path, required=True, help="directory for tables/ratings_*.csv and report.md/html")
-    parser.add_argument("--method", action="append", choices=("paper", "paired"), default=None,
-                        help="paper: the study's unpaired t-tests; paired: item- and participant-matched "
-                             "(Wilcoxon/Friedman). Repeatable; default both")
-    parser.add_argument("--consistency", default=None, metavar="CSV|SRC=V,...",
-                        help="consistency per source: a MedCalc run's tables/consistency_summary.csv "
-                             "(Transfer/Ensemble <source>, metric paper, full) or OSS=0.733,DAPO=0.820,...")
+    parser.add_argument(
+        "--out", type=out_path, required=True, help="directory for tables/ratings_*.csv and report.md/html"
+    )
+    parser.add_argument(
+        "--method",
+        action="append",
+        choices=("paper", "paired"),
+        default=None,
+        help="paper: the study's unpaired t-tests; paired: item- and participant-matched "
+        "(Wilcoxon/Friedman). Repeatable; default both",
+    )
+    parser.add_argument(
+        "--consistency",
+        default=None,
+        metavar="CSV|SRC=V,...",
+        help="consistency per source: a MedCalc run's tables/consistency_summary.csv "
+        "(Transfer/Ensemble <source>, metric paper, full) or OSS=0.733,DAPO=0.820,...",
+    )
     parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples over participants")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--force", action="store_true", help="replace results already there (else an error)")
@@ -37,8 +48,13 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)  # checked before anything is read or computed
     names = ["ratings_tests", "ratings_sources"] + (["ratings_correlation"] if args.consistency else [])
-    guard_outputs([out / "tables" / f"{n}.csv" for n in names] + [out / "report.md", out / "report.html"],
-                  force=args.force, inputs=[args.csv], command="ratings", folder=out)
+    guard_outputs(
+        [out / "tables" / f"{n}.csv" for n in names] + [out / "report.md", out / "report.html"],
+        force=args.force,
+        inputs=[args.csv],
+        command="ratings",
+        folder=out,
+    )
     try:
         cons = consistency_for_sources(args.consistency) if args.consistency else None
         long = read_ratings(args.csv)
@@ -60,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
         frames["ratings_correlation"] = correlation(long, cons, args.n_boot, args.seed)
     paths = write_frames(frames, Path(args.out) / "tables")
     html = render(Path(args.out))
-    print(f"{long['participant'].n_unique()} participants, {long.height} ratings; wrote "
-          + ", ".join(str(p) for p in paths.values()) + f" and {html} in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"{long['participant'].n_unique()} participants, {long.height} ratings; wrote "
+        + ", ".join(str(p) for p in paths.values())
+        + f" and {html} in {time.perf_counter() - t0:.1f} s"
+    )
     return 0

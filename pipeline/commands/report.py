@@ -11,7 +11,9 @@ HELP = "render <run_dir>/report.md and a self-contained report.html from <run_di
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, help="run directory holding tables/ (from `crosscot score`)")
-    parser.add_argument("--force", action="store_true", help="replace report.md/report.html already there (else an error)")
+    parser.add_argument(
+        "--force", action="store_true", help="replace report.md/report.html already there (else an error)"
+    )
 
 
 def check_tables(tables: Path) -> None:
@@ -25,8 +27,10 @@ def check_tables(tables: Path) -> None:
         try:
             pl.read_csv(read_utf8(p).encode())
         except (OSError, pl.exceptions.PolarsError) as e:
-            raise UserError(f"report: the table {p} is damaged ({' '.join(str(e).split())[:120]}); "
-                            f"recompute it with `crosscot score {tables.parent} --force`") from None
+            raise UserError(
+                f"report: the table {p} is damaged ({' '.join(str(e).split())[:120]}); "
+                f"recompute it with `crosscot score {tables.parent} --force`"
+            ) from None
 
 
 def run(args: argparse.Namespace) -> int:

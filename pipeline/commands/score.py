@@ -12,27 +12,36 @@ HELP = "judge <run_dir>/answers.arrow, write <run_dir>/scored.arrow and <run_dir
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, help="run directory holding answers.arrow")
     parser.add_argument(
-        "--judge", default="ours",
+        "--judge",
+        default="ours",
         help="ours: the dataset plug-in's checker; stored: the judgment that came with imported data",
     )
     parser.add_argument(
-        "--metric", action="append", default=None,
+        "--metric",
+        action="append",
+        default=None,
         help="consistency metric (repeatable; default: paper and strict)",
     )
     parser.add_argument(
-        "--checker", default=None,
+        "--checker",
+        default=None,
         help="answer checker of the dataset plug-in (MedCalc: lenient or official); default: the run's "
-             "dataset.options.checker from config.json, else the plug-in's default",
+        "dataset.options.checker from config.json, else the plug-in's default",
     )
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals (0: none)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument(
-        "--post-training-pairs", default=None, metavar="BASE=POST,...",
+        "--post-training-pairs",
+        default=None,
+        metavar="BASE=POST,...",
         help="(base, post-trained) source pairs by short name or the study's file-name id; "
-             "also writes tables/post_training*.csv",
+        "also writes tables/post_training*.csv",
     )
-    parser.add_argument("--force", action="store_true",
-                        help="replace scored.arrow and tables/ already in the run directory (else an error)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace scored.arrow and tables/ already in the run directory (else an error)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,9 +88,11 @@ def run(args: argparse.Namespace) -> int:
         post = post_training_frames(scored, pairs, Path(args.run_dir))
         if post is None:
             return 2
-    meta = provenance("score", {"judge": args.judge, "checker": checker, "metrics": list(metrics),
-                                "n_boot": args.n_boot, "seed": args.seed},
-                      {"answers": str(src)})
+    meta = provenance(
+        "score",
+        {"judge": args.judge, "checker": checker, "metrics": list(metrics), "n_boot": args.n_boot, "seed": args.seed},
+        {"answers": str(src)},
+    )
     guard_scored(Path(args.run_dir), args.force, "score")
     write_table(Path(args.run_dir) / "scored.arrow", scored, meta)  # atomic
     paths = write_tables(scored, Path(args.run_dir) / "tables", metrics=metrics, n_boot=args.n_boot, seed=args.seed)
@@ -89,8 +100,10 @@ def run(args: argparse.Namespace) -> int:
         from pipeline.scoring.tables import write_frames
 
         paths.update(write_frames(post, Path(args.run_dir) / "tables"))
-    print(f"scored {scored.num_rows} rows (judge {args.judge}) in {time.perf_counter() - t0:.1f} s; tables: "
-          + ", ".join(str(p) for p in paths.values()))
+    print(
+        f"scored {scored.num_rows} rows (judge {args.judge}) in {time.perf_counter() - t0:.1f} s; tables: "
+        + ", ".join(str(p) for p in paths.values())
+    )
     return 0
 
 

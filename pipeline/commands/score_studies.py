@@ -30,22 +30,29 @@ def score_ii(args: argparse.Namespace, t0: float) -> int:
     from pipeline.scoring.tables import write_frames
 
     run_dir = Path(args.run_dir)
-    bad = [f"--{k.replace('_', '-')}" for k in ("post_training_pairs", "metric")
-           if getattr(args, k, None)] + (["--judge"] if getattr(args, "judge", "ours") != "ours" else [])
+    bad = [f"--{k.replace('_', '-')}" for k in ("post_training_pairs", "metric") if getattr(args, k, None)] + (
+        ["--judge"] if getattr(args, "judge", "ours") != "ours" else []
+    )
     if bad:
-        print(f"crosscot: error: {run_dir} is an Instruction Induction import; {', '.join(bad)} apply to MedCalc "
-              "runs only (its metrics are paper and corrected); drop them", file=sys.stderr)
+        print(
+            f"crosscot: error: {run_dir} is an Instruction Induction import; {', '.join(bad)} apply to MedCalc "
+            "runs only (its metrics are paper and corrected); drop them",
+            file=sys.stderr,
+        )
         return 2
     files = pl.from_arrow(read_table(run_dir / FILES_FILE))
     assert isinstance(files, pl.DataFrame)
     paths = write_frames(ii_tables(files, n_boot=args.n_boot, seed=args.seed), run_dir / "tables")
-    print(f"scored the II comparisons ({files.height} files) in {time.perf_counter() - t0:.1f} s; tables: "
-          + ", ".join(str(p) for p in paths.values()))
+    print(
+        f"scored the II comparisons ({files.height} files) in {time.perf_counter() - t0:.1f} s; tables: "
+        + ", ".join(str(p) for p in paths.values())
+    )
     return 0
 
 
-def post_training_frames(scored: pa.Table, pairs: list[tuple[str, str]],
-                         run_dir: Path | None = None) -> dict[str, pl.DataFrame] | None:
+def post_training_frames(
+    scored: pa.Table, pairs: list[tuple[str, str]], run_dir: Path | None = None
+) -> dict[str, pl.DataFrame] | None:
     """The post-training tables, or None after printing the user error.
 
     An imported run's ``source_answers.arrow`` (in ``run_dir``) gives the study's rule the source's

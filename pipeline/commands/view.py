@@ -16,8 +16,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, help="run directory (finished: scored.arrow; running: store/)")
     parser.add_argument("--port", type=int, default=8765, help="port to listen on (0: any free port; default 8765)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--export", type=Path, default=None, metavar="DIR",
-                        help="write the viewer as static files into DIR (open DIR/index.html from disk) and exit")
+    parser.add_argument(
+        "--export",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write the viewer as static files into DIR (open DIR/index.html from disk) and exit",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,8 +32,10 @@ def run(args: argparse.Namespace) -> int:
     if not run_dir.is_dir():
         raise UserError(f"view: {run_dir} is not a directory; pass a run directory (the run_dir of `crosscot run`)")
     if not (run_dir / "scored.arrow").is_file() and not (run_dir / "store").is_dir():
-        raise UserError(f"view: {run_dir} holds neither scored.arrow nor store/; pass the run_dir of `crosscot run` "
-                        "(or `crosscot score` it first)")
+        raise UserError(
+            f"view: {run_dir} holds neither scored.arrow nor store/; pass the run_dir of `crosscot run` "
+            "(or `crosscot score` it first)"
+        )
     if not 0 <= args.port <= 65535:
         raise UserError(f"view: --port {args.port} is out of range; use 0..65535 (0: any free port)")
     if args.export is not None:
@@ -42,12 +49,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         v = Viewer(run_dir, host=args.host, port=args.port)
     except OSError as e:
-        raise UserError(f"view: cannot listen on {args.host}:{args.port} ({e.strerror}); pick another --port "
-                        "(0: any free port)") from e
+        raise UserError(
+            f"view: cannot listen on {args.host}:{args.port} ({e.strerror}); pick another --port (0: any free port)"
+        ) from e
     print(f"crosscot view: serving {run_dir} at {v.url}  (read-only; Ctrl-C stops)", flush=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"crosscot view: note: --host {args.host} lets other machines read this run (no authentication)",
-              flush=True)
+        print(
+            f"crosscot view: note: --host {args.host} lets other machines read this run (no authentication)", flush=True
+        )
     try:
         v.serve_forever()
     except KeyboardInterrupt:

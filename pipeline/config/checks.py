@@ -30,8 +30,17 @@ def choose_each(where: str, values: Optional[Iterable[Any]], allowed: Iterable[A
             raise _error(f"{where} has {v!r}: unknown {what}{did_you_mean(v, allowed)}; choose from {allowed}")
 
 
-def number(where: str, value: Any, lo: Optional[float] = None, hi: Optional[float] = None, *,
-           integer: bool = False, lo_open: bool = False, hi_open: bool = False, hint: str = "") -> None:
+def number(
+    where: str,
+    value: Any,
+    lo: Optional[float] = None,
+    hi: Optional[float] = None,
+    *,
+    integer: bool = False,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    hint: str = "",
+) -> None:
     """``value`` must be a number (an int when ``integer``) within the given bounds."""
     kind = "an integer" if integer else "a number"
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
@@ -42,8 +51,11 @@ def number(where: str, value: Any, lo: Optional[float] = None, hi: Optional[floa
     if lo_bad or hi_bad:
         lo_s = "" if lo is None else ("(" if lo_open else "[") + f"{lo:g}"
         hi_s = "" if hi is None else f"{hi:g}" + (")" if hi_open else "]")
-        rng = f"in {lo_s}, {hi_s}" if lo is not None and hi is not None else (
-            f"{'>' if lo_open else '>='} {lo:g}" if lo is not None else f"{'<' if hi_open else '<='} {hi:g}")
+        rng = (
+            f"in {lo_s}, {hi_s}"
+            if lo is not None and hi is not None
+            else (f"{'>' if lo_open else '>='} {lo:g}" if lo is not None else f"{'<' if hi_open else '<='} {hi:g}")
+        )
         raise _error(f"{where}={value!r}: out of range; must be {rng}" + (f" ({hint})" if hint else ""))
 
 

@@ -46,8 +46,9 @@ def hash_fields(obj: Any) -> Any:
 
 def _fields(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj):
-        return {f.name: hash_fields(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-                if f.metadata.get("hash", True)}
+        return {
+            f.name: hash_fields(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.metadata.get("hash", True)
+        }
     if isinstance(obj, dict):
         return {str(k): hash_fields(v) for k, v in sorted(obj.items())}
     if isinstance(obj, (list, tuple)):
@@ -132,6 +133,7 @@ def _hub_snapshot(hub_id: str) -> Path | None:
 @functools.lru_cache(maxsize=1)
 def engine_key() -> dict:
     """Engine versions and device kind: a new vLLM, torch or device can change every output."""
+
     def version(*names: str) -> str:
         for n in names:
             try:
@@ -163,9 +165,13 @@ def problems_key(ds_cfg: DatasetConfig) -> dict:
     """What determines the ``problems`` rows: data content, loader code, options (no path)."""
     fields = {k: v for k, v in _fields(ds_cfg).items() if k != "path"}
     fields["options"] = {k: _option_key(v) for k, v in sorted((ds_cfg.options or {}).items())}
-    return {"stage": "problems", "dataset": fields,
-            "data": [data_fingerprint(p) for p in plugins().dataset_sources(ds_cfg)],
-            "loader": plugins().loader_version(ds_cfg.name), "v": PROBLEMS_KEY_VERSION}
+    return {
+        "stage": "problems",
+        "dataset": fields,
+        "data": [data_fingerprint(p) for p in plugins().dataset_sources(ds_cfg)],
+        "loader": plugins().loader_version(ds_cfg.name),
+        "v": PROBLEMS_KEY_VERSION,
+    }
 
 
 def _option_key(v: Any) -> Any:

@@ -60,12 +60,18 @@ def model_slot_error(key: str, slot: str, value: Any, slot_exists: bool = False)
     models = config_names("model")
     if value in models:
         if slot_exists:
-            return ConfigError(f"{key}={value}: a model is chosen by config group; "
-                               f"write model@models.{slot}={value} (+model@models.{slot}={value} to add one)")
-        return ConfigError(f"{key}={value}: a model is chosen by config group; "
-                           f"write +model@models.{slot}={value} to add it (model@models.{slot}=... replaces one)")
-    return ConfigError(f"{key}={value}: no such model config{did_you_mean(str(value), models)}; "
-                       f"choose one of {models} as model@models.{slot}=<name>")
+            return ConfigError(
+                f"{key}={value}: a model is chosen by config group; "
+                f"write model@models.{slot}={value} (+model@models.{slot}={value} to add one)"
+            )
+        return ConfigError(
+            f"{key}={value}: a model is chosen by config group; "
+            f"write +model@models.{slot}={value} to add it (model@models.{slot}=... replaces one)"
+        )
+    return ConfigError(
+        f"{key}={value}: no such model config{did_you_mean(str(value), models)}; "
+        f"choose one of {models} as model@models.{slot}=<name>"
+    )
 
 
 def config_names(group: str) -> list[str]:
@@ -88,8 +94,14 @@ def composition_error(e: Exception, overrides: list[str]) -> ConfigError:
     if isinstance(e, MissingConfigException) and e.missing_cfg_file and "/" in e.missing_cfg_file:
         group, name = e.missing_cfg_file.rsplit("/", 1)
         opts = [o for o in (e.options or config_names(group)) if not o.endswith("_schema")]
-        said = next((o for o in overrides if o.lstrip("+~").split("=", 1)[0].split("@", 1)[0] == group
-                     and o.endswith(f"={name}")), f"{group}={name}")
+        said = next(
+            (
+                o
+                for o in overrides
+                if o.lstrip("+~").split("=", 1)[0].split("@", 1)[0] == group and o.endswith(f"={name}")
+            ),
+            f"{group}={name}",
+        )
         return ConfigError(f"{said}: no such {group} config{did_you_mean(name, opts)}; choose one of {opts}")
     if isinstance(e, OverrideParseException):
         from pipeline.config.overrides import quote_hint
@@ -98,8 +110,9 @@ def composition_error(e: Exception, overrides: list[str]) -> ConfigError:
         hint = quote_hint(bad) if bad != "an override" else None
         if hint:  # a path or text holding the grammar's characters: quoting is the whole fix
             return ConfigError(f"{bad}: the value has characters Hydra's override syntax reserves; {hint}")
-        return ConfigError(f"{bad}: cannot parse this override ({' '.join(first.split())}); "
-                           "write key=value, lists as key=[a,b]")
+        return ConfigError(
+            f"{bad}: cannot parse this override ({' '.join(first.split())}); write key=value, lists as key=[a,b]"
+        )
     m = re.match(r"Could not override '([^']+)'", first)
     if m:
         key = m.group(1)
@@ -114,24 +127,39 @@ def composition_error(e: Exception, overrides: list[str]) -> ConfigError:
                     break
                 cls, where = sub, f"{where}.{p}"
             names = [f"{where}.{f.name}" for f in dataclasses.fields(cls)]
-            return ConfigError(f"{key}={value}: no such setting{did_you_mean(key, names)}; "
-                               f"the settings of {where} are in pipeline/config/schemas.py ({cls.__name__})")
+            return ConfigError(
+                f"{key}={value}: no such setting{did_you_mean(key, names)}; "
+                f"the settings of {where} are in pipeline/config/schemas.py ({cls.__name__})"
+            )
         if key.startswith(("models.", "model@models.")):
             return model_slot_error(key, key.split("models.", 1)[1], value)
-        return ConfigError(f"{key}={value}: no such setting{did_you_mean(key, _known_keys(key))}; "
-                           "the fields are documented in pipeline/config/schemas.py (+key=value adds a key to an open mapping)")
+        return ConfigError(
+            f"{key}={value}: no such setting{did_you_mean(key, _known_keys(key))}; "
+            "the fields are documented in pipeline/config/schemas.py (+key=value adds a key to an open mapping)"
+        )
     if first.startswith("Config group override must be"):
         groups = ("dataset", "experiment", "model_set", "ray", "study_protocol", "node")
-        group = next((o.split("=", 1)[0] for o in overrides if "=" in o and o.split("=", 1)[0].lstrip("+~") in groups
-                      and o.split("=", 1)[1] not in config_names(o.split("=", 1)[0].lstrip("+~"))), "the group")
+        group = next(
+            (
+                o.split("=", 1)[0]
+                for o in overrides
+                if "=" in o
+                and o.split("=", 1)[0].lstrip("+~") in groups
+                and o.split("=", 1)[1] not in config_names(o.split("=", 1)[0].lstrip("+~"))
+            ),
+            "the group",
+        )
         opts = config_names(group.lstrip("+~")) if group != "the group" else []
-        return ConfigError(f"{group}: a config group takes a config name, not a number or mapping; "
-                           f"choose one of {opts}")
+        return ConfigError(
+            f"{group}: a config group takes a config name, not a number or mapping; choose one of {opts}"
+        )
     if "Error merging override" in first:
         cause = e.__cause__ or e.__context__
         detail = " ".join(str(cause).splitlines()[0].split()) if cause else ""
-        return ConfigError(f"{first.replace('Error merging override ', '')}: wrong type ({detail}); "
-                           "give a value of the field's type (see pipeline/config/schemas.py)")
+        return ConfigError(
+            f"{first.replace('Error merging override ', '')}: wrong type ({detail}); "
+            "give a value of the field's type (see pipeline/config/schemas.py)"
+        )
     return ConfigError(f"{first}; check the overrides {overrides}")
 
 
@@ -187,8 +215,9 @@ def apply_node(run: RunConfig) -> None:
     try:
         sized, _ = apply_node_overrides(run, run.node_type)
     except (PlanError, FileNotFoundError) as e:
-        raise ConfigError(f"node_type={run.node_type!r}: {e}; use a name from conf/node (h100x8, h200x8, cpu2) "
-                          "or a node file's path") from None
+        raise ConfigError(
+            f"node_type={run.node_type!r}: {e}; use a name from conf/node (h100x8, h200x8, cpu2) or a node file's path"
+        ) from None
     for key, m in sized.models.items():
         run.models[key] = m
 

@@ -30,8 +30,10 @@ def check_overrides(overrides: list[str]) -> None:
         if "=" not in o and prev is not None and not o.startswith(("-", "~", "+")):
             # the shell split an unquoted value with a space: `dataset.path=/my data/x.jsonl`
             key, value = prev.split("=", 1)
-            raise ConfigError(f"{o!r} is not an override (key=value); a value with spaces must be quoted, "
-                              f"e.g. '{key}=\"{value} {o}\"'")
+            raise ConfigError(
+                f"{o!r} is not an override (key=value); a value with spaces must be quoted, "
+                f"e.g. '{key}=\"{value} {o}\"'"
+            )
         prev = o if "=" in o else None
         if "=" not in o or o.startswith("hydra."):
             continue

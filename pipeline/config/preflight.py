@@ -35,8 +35,11 @@ _NOT_RUN_IDENTITY = ("run_dir", "store_dir", "progress", "stages", "force", "err
 
 def _identity(obj: Any, top: bool = False) -> Any:
     if dataclasses.is_dataclass(obj):
-        return {f.name: _identity(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-                if f.metadata.get("hash", True) and not (top and f.name in _NOT_RUN_IDENTITY)}
+        return {
+            f.name: _identity(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if f.metadata.get("hash", True) and not (top and f.name in _NOT_RUN_IDENTITY)
+        }
     if isinstance(obj, dict):
         return {str(k): _identity(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
     if isinstance(obj, (list, tuple)):
@@ -77,9 +80,11 @@ def check_run_dir(cfg: RunConfig, force: bool = False) -> None:
     except (OSError, ValueError, AttributeError):
         old = None
     if old != run_key(cfg):
-        raise ConfigError(f"run_dir={cfg.run_dir} already holds a run of another configuration "
-                          f"({'its key differs' if old else 'no run-key.json'}); its tables and report would be "
-                          "replaced: choose another run_dir, or add force=true to replace it")
+        raise ConfigError(
+            f"run_dir={cfg.run_dir} already holds a run of another configuration "
+            f"({'its key differs' if old else 'no run-key.json'}); its tables and report would be "
+            "replaced: choose another run_dir, or add force=true to replace it"
+        )
 
 
 def check_work(cfg: RunConfig) -> None:
@@ -104,9 +109,11 @@ def check_models(cfg: RunConfig) -> None:
             check_template(m.chat_template, f"models.{key}.chat_template")
         need = cfg.generate.thought_budget + cfg.generate.answer_budget
         if need >= m.max_model_len:
-            raise ConfigError(f"generate.thought_budget + generate.answer_budget = {need} does not fit "
-                              f"models.{key}.max_model_len={m.max_model_len} (the prompt needs room too); "
-                              f"lower the budgets or raise models.{key}.max_model_len")
+            raise ConfigError(
+                f"generate.thought_budget + generate.answer_budget = {need} does not fit "
+                f"models.{key}.max_model_len={m.max_model_len} (the prompt needs room too); "
+                f"lower the budgets or raise models.{key}.max_model_len"
+            )
 
 
 def check_weights(m: Any, key: str) -> None:
@@ -122,8 +129,10 @@ def check_weights(m: Any, key: str) -> None:
                 return
             gguf.locate_parts(gguf.get_recipe(m.gguf))  # the engine can convert it on load
         except Exception as e:  # noqa: BLE001 - any reason the weights cannot be had
-            raise ConfigError(f"models.{key} ({m.name}): weights not prepared in {dest} and cannot be built "
-                              f"({' '.join(str(e).split())[:160]}); run `crosscot models prepare {m.gguf}`") from None
+            raise ConfigError(
+                f"models.{key} ({m.name}): weights not prepared in {dest} and cannot be built "
+                f"({' '.join(str(e).split())[:160]}); run `crosscot models prepare {m.gguf}`"
+            ) from None
 
 
 def check_template(template: str, where: str) -> None:
@@ -134,15 +143,18 @@ def check_template(template: str, where: str) -> None:
     if "{" not in template and len(template) < 4096:
         p = Path(os.path.expanduser(template))
         if not p.is_file():
-            raise ConfigError(f"{where}={template!r}: neither a Jinja template nor a file; give template text or a path")
+            raise ConfigError(
+                f"{where}={template!r}: neither a Jinja template nor a file; give template text or a path"
+            )
         from pipeline.errors_fs import read_utf8
 
         text = read_utf8(p)
     try:
         jinja2.Environment().parse(text)
     except jinja2.TemplateSyntaxError as e:
-        raise ConfigError(f"{where}: the chat template does not compile (line {e.lineno}: {e.message}); "
-                          "fix the Jinja syntax") from None
+        raise ConfigError(
+            f"{where}: the chat template does not compile (line {e.lineno}: {e.message}); fix the Jinja syntax"
+        ) from None
 
 
 def check_patterns(cfg: RunConfig) -> None:
@@ -152,8 +164,10 @@ def check_patterns(cfg: RunConfig) -> None:
             try:
                 re.compile(v)
             except re.error as e:
-                raise ConfigError(f"dataset.options.{k}={v!r}: not a valid regular expression ({e}); "
-                                  "fix the pattern (quote it on the command line)") from None
+                raise ConfigError(
+                    f"dataset.options.{k}={v!r}: not a valid regular expression ({e}); "
+                    "fix the pattern (quote it on the command line)"
+                ) from None
 
 
 def check_ray_address(address: Any, timeout_s: float | None = None) -> None:
@@ -167,17 +181,21 @@ def check_ray_address(address: Any, timeout_s: float | None = None) -> None:
         if env:
             return check_ray_address(env, timeout_s)
         if not Path("/tmp/ray/ray_current_cluster").is_file():
-            raise ConfigError("ray.address=auto: no running Ray cluster found on this machine (no RAY_ADDRESS, "
-                              "no /tmp/ray/ray_current_cluster); start one with `ray start --head`, "
-                              "or use ray.address=null for a local Ray")
+            raise ConfigError(
+                "ray.address=auto: no running Ray cluster found on this machine (no RAY_ADDRESS, "
+                "no /tmp/ray/ray_current_cluster); start one with `ray start --head`, "
+                "or use ray.address=null for a local Ray"
+            )
         return
     hostport = str(address).split("://", 1)[-1]
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"ray.address={address!r}: not host:port; use ray://host:port or host:port")
     if not _speaks_grpc(host, int(port), timeout_s):
-        raise ConfigError(f"ray.address={address}: no Ray server answered there within {timeout_s:g} s; "
-                          "check the head node is up and the address, or use ray.address=null for a local Ray")
+        raise ConfigError(
+            f"ray.address={address}: no Ray server answered there within {timeout_s:g} s; "
+            "check the head node is up and the address, or use ray.address=null for a local Ray"
+        )
 
 
 # HTTP/2 connection preface + an empty SETTINGS frame: a gRPC server (Ray's GCS and client server)

@@ -72,8 +72,10 @@ class TinyModelSpec:
         for f in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size"):
             number(f"{where}.{f}", getattr(self, f), 1, integer=True)
         if self.hidden_size % self.num_heads:
-            raise ConfigError(f"{where}.hidden_size={self.hidden_size}: must be a multiple of "
-                              f"num_heads={self.num_heads}; change one of them")
+            raise ConfigError(
+                f"{where}.hidden_size={self.hidden_size}: must be a multiple of "
+                f"num_heads={self.num_heads}; change one of them"
+            )
         number(f"{where}.seed", self.seed, 0, integer=True)
 
 
@@ -169,8 +171,13 @@ class ModelConfig:
         if self.block_size is not None:
             number(f"{where}.block_size", self.block_size, 1, integer=True, hint="null = the engine's default")
         if self.max_num_batched_tokens is not None:
-            number(f"{where}.max_num_batched_tokens", self.max_num_batched_tokens, 1, integer=True,
-                   hint="null = the device's default")
+            number(
+                f"{where}.max_num_batched_tokens",
+                self.max_num_batched_tokens,
+                1,
+                integer=True,
+                hint="null = the device's default",
+            )
         choose(f"{where}.engine_core", self.engine_core, ("auto", "inproc", "mp"), "engine core")
         choose(f"{where}.determinism", self.determinism, ("auto", "exact", "batch_dependent"), "determinism")
         if self.tiny is not None and self.gguf:
@@ -184,9 +191,7 @@ class ModelConfig:
         self.greedy.validate(f"{where}.greedy")
         self.sampled.validate(f"{where}.sampled")
         if self.greedy.temperature != 0:
-            raise ConfigError(
-                f"{where}.greedy.temperature={self.greedy.temperature}: Default CoT is greedy; set 0"
-            )
+            raise ConfigError(f"{where}.greedy.temperature={self.greedy.temperature}: Default CoT is greedy; set 0")
 
 
 @dataclass
@@ -207,7 +212,9 @@ class DatasetConfig:
         number("dataset.seed", self.seed, 0, integer=True)
         number("dataset.size", self.size, 1, integer=True)
         if not isinstance(self.options, dict):
-            raise ConfigError(f"dataset.options={self.options!r}: must be a mapping; write dataset.options.<key>=<value>")
+            raise ConfigError(
+                f"dataset.options={self.options!r}: must be a mapping; write dataset.options.<key>=<value>"
+            )
         if "on_bad_row" in self.options:
             choose("dataset.options.on_bad_row", self.options["on_bad_row"], ("raise", "skip"))
 
@@ -261,7 +268,9 @@ class TransferConfig:
     answer_budget: int = 64  # max answer tokens after the transferred CoT
 
     def validate(self, variants: list[str], models: list[str]) -> None:
-        choose_each("transfer.variants", self.variants, variants, "CoT variant (prefix_<f> needs truncate.prefix_fractions)")
+        choose_each(
+            "transfer.variants", self.variants, variants, "CoT variant (prefix_<f> needs truncate.prefix_fractions)"
+        )
         choose_each("transfer.sources", self.sources, models, "model")
         choose_each("transfer.targets", self.targets, models, "model")
         number("transfer.answer_budget", self.answer_budget, 1, integer=True)
@@ -295,11 +304,15 @@ class EnsembleConfig:
         for f in ("candidates", "max_candidate_tokens", "thought_budget", "max_steps"):
             number(f"ensemble.{f}", getattr(self, f), 1, integer=True)
         choose("ensemble.scoring", self.scoring, ("mean_nll", "paper"), "ensemble scoring")
-        choose("ensemble.proposal_sampling", self.proposal_sampling, ("sampled", "generation_config"), "proposal sampling")
+        choose(
+            "ensemble.proposal_sampling", self.proposal_sampling, ("sampled", "generation_config"), "proposal sampling"
+        )
         number("ensemble.seed", self.seed, 0, integer=True)
         if self.enabled and (not self.generators or not self.evaluators):
-            raise ConfigError("ensemble.enabled=true needs ensemble.generators and ensemble.evaluators; "
-                              "set both to lists of model names, or ensemble.enabled=false")
+            raise ConfigError(
+                "ensemble.enabled=true needs ensemble.generators and ensemble.evaluators; "
+                "set both to lists of model names, or ensemble.enabled=false"
+            )
 
 
 @dataclass
@@ -346,8 +359,10 @@ class ProtocolConfig:
         if self.cot_strings not in ("format", "study"):
             raise ConfigError(f"protocol.cot_strings={self.cot_strings!r}: use format or study")
         if (self.double_think_open or self.harmony_channels_as_text) and self.cot_strings != "study":
-            raise ConfigError("protocol.double_think_open / harmony_channels_as_text reproduce the study's literal "
-                              "strings: set protocol.cot_strings=study too")
+            raise ConfigError(
+                "protocol.double_think_open / harmony_channels_as_text reproduce the study's literal "
+                "strings: set protocol.cot_strings=study too"
+            )
         for k in ("reasoning_effort", "transfer_reasoning_effort"):
             v = getattr(self, k)
             if v not in (None, "low", "medium", "high"):
@@ -368,7 +383,8 @@ def apply_protocol(run: "RunConfig") -> None:
             system_role="model_identity" if harmony and p.harmony_system_as_model_identity else "system",
             chat_template_kwargs=own,
             transfer_chat_template_kwargs={"reasoning_effort": tr} if harmony and tr else None,
-            cot_strings=p.cot_strings, double_think_open=p.double_think_open,
+            cot_strings=p.cot_strings,
+            double_think_open=p.double_think_open,
             harmony_channels_as_text=p.harmony_channels_as_text,
             thought_budget_plus_prompt=p.thought_budget_plus_prompt,
             sampled_answer=p.sampled_temperature is not None,
@@ -417,12 +433,14 @@ class RayConfig:
         if self.num_cpus is not None:
             number("ray.num_cpus", self.num_cpus, 1, integer=True, hint="null = all")
         if self.max_concurrent_engines is not None:
-            number("ray.max_concurrent_engines", self.max_concurrent_engines, 1, integer=True,
-                   hint="null = as many as fit")
+            number(
+                "ray.max_concurrent_engines", self.max_concurrent_engines, 1, integer=True, hint="null = as many as fit"
+            )
         a = self.address
         if a is not None and not (a in ("auto", "local") or a.startswith("ray://") or ":" in a):
-            raise ConfigError(f"ray.address={a!r}: not an address; use null (local Ray), auto, "
-                              "ray://host:port or host:port")
+            raise ConfigError(
+                f"ray.address={a!r}: not an address; use null (local Ray), auto, ray://host:port or host:port"
+            )
 
 
 @dataclass
@@ -466,8 +484,12 @@ class RunConfig:
         self.generate.validate()
         self.truncate.validate()
         if self.truncate.filter in ("llm", "rewrite") or self.truncate.filter_model is not None:
-            choose("truncate.filter_model", self.truncate.filter_model, names,
-                   f"model (truncate.filter={self.truncate.filter} needs one of the configured models)")
+            choose(
+                "truncate.filter_model",
+                self.truncate.filter_model,
+                names,
+                f"model (truncate.filter={self.truncate.filter} needs one of the configured models)",
+            )
         self.stream.validate()
         choose("ensemble.sentence_rule", self.ensemble.sentence_rule, ("ours", "study"), "sentence rule")
         choose("ensemble.join", self.ensemble.join, ("ours", "space"), "join")

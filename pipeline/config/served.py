@@ -48,14 +48,20 @@ class ServedConfig:
         number(f"{where}.timeout_s", self.timeout_s, 0, lo_open=True)
         number(f"{where}.max_retries", self.max_retries, 0, integer=True)
         if self.base_url is not None and not str(self.base_url).startswith(("http://", "https://")):
-            raise ConfigError(f"{where}.base_url={self.base_url!r}: not an http(s) URL; "
-                              "write e.g. http://127.0.0.1:8000/v1, or null to let crosscot start `vllm serve`")
+            raise ConfigError(
+                f"{where}.base_url={self.base_url!r}: not an http(s) URL; "
+                "write e.g. http://127.0.0.1:8000/v1, or null to let crosscot start `vllm serve`"
+            )
         if self.api == "chat" and self.base_url is None:
-            raise ConfigError(f"{where}.api=chat needs {where}.base_url (a managed server speaks completions); "
-                              "set base_url or api=completions")
+            raise ConfigError(
+                f"{where}.api=chat needs {where}.base_url (a managed server speaks completions); "
+                "set base_url or api=completions"
+            )
         if self.api_key_env is not None and not str(self.api_key_env).replace("_", "").isalnum():
-            raise ConfigError(f"{where}.api_key_env={self.api_key_env!r}: give the NAME of an environment "
-                              "variable (e.g. OPENAI_API_KEY), never the key itself")
+            raise ConfigError(
+                f"{where}.api_key_env={self.api_key_env!r}: give the NAME of an environment "
+                "variable (e.g. OPENAI_API_KEY), never the key itself"
+            )
 
 
 def apply_served(run) -> None:

@@ -39,14 +39,27 @@ def study_sampled(m: Any, temperature: float) -> SamplingConfig:
     """The study's Sampled-CoT sampling for model config ``m``: ``temperature`` over its generation config."""
     g = generation_config(m)
     seed = m.sampled.seed if m.sampled is not None and m.sampled.seed is not None else 0
-    return SamplingConfig(temperature=float(temperature), top_p=g.top_p, top_k=g.top_k, min_p=g.min_p,
-                          repetition_penalty=g.repetition_penalty, seed=seed)
+    return SamplingConfig(
+        temperature=float(temperature),
+        top_p=g.top_p,
+        top_k=g.top_k,
+        min_p=g.min_p,
+        repetition_penalty=g.repetition_penalty,
+        seed=seed,
+    )
 
 
 def sampling_record(cfg: SamplingConfig, *, seeds: str, reasoning_effort: str | None = None) -> dict:
     """The ``sampling`` object of a ``crosscot prompts`` row."""
-    out = {"temperature": cfg.temperature, "greedy": cfg.temperature == 0, "top_p": cfg.top_p, "top_k": cfg.top_k,
-           "min_p": cfg.min_p, "repetition_penalty": cfg.repetition_penalty, "seed_policy": seeds}
+    out = {
+        "temperature": cfg.temperature,
+        "greedy": cfg.temperature == 0,
+        "top_p": cfg.top_p,
+        "top_k": cfg.top_k,
+        "min_p": cfg.min_p,
+        "repetition_penalty": cfg.repetition_penalty,
+        "seed_policy": seeds,
+    }
     if reasoning_effort is not None:
         out["reasoning_effort"] = reasoning_effort
     return out

@@ -60,9 +60,7 @@ _NUM_RE = re.compile(rf"(?<![\w.])(?:{_NUM})(?:\s*/\s*(?:{_NUM}))?")
 _FRAC_TEX = re.compile(r"\\[dt]?frac\s*\{\s*(-?[\d.,]+)\s*\}\s*\{\s*(-?[\d.,]+)\s*\}")
 _BOXED = re.compile(r"\\boxed\s*\{")
 _HASH = re.compile(r"####\s*([^\n]*)")
-_ANSWER = re.compile(
-    r"\b(?:final\s+answer|answer)\b\s*(?:is|:|=|would\s+be|will\s+be)?\s*[:=]?\s*([^\n]*)", re.I
-)
+_ANSWER = re.compile(r"\b(?:final\s+answer|answer)\b\s*(?:is|:|=|would\s+be|will\s+be)?\s*[:=]?\s*([^\n]*)", re.I)
 
 
 def _boxed_contents(text: str) -> list[str]:
@@ -74,7 +72,7 @@ def _boxed_contents(text: str) -> list[str]:
             depth += {"{": 1, "}": -1}.get(text[i], 0)
             i += 1
         if depth == 0:
-            out.append(text[m.end(): i - 1])
+            out.append(text[m.end() : i - 1])
     return out
 
 
@@ -230,13 +228,15 @@ class GSM8K(DatasetBase):
             if pid in seen:
                 raise DatasetError(f"{path}: row {line}: duplicate id {native!r} (field 'id')")
             seen.add(pid)
-            rows.append({
-                "dataset": self.name,
-                "problem_id": pid,
-                "prompt": template.format(question=q.strip()),
-                "gold": json.dumps({"answer": gold, "solution": sol, "rel_tol": rel_tol}),
-                "meta": json.dumps({"source": source, "file": path.name, "row": line}),
-            })
+            rows.append(
+                {
+                    "dataset": self.name,
+                    "problem_id": pid,
+                    "prompt": template.format(question=q.strip()),
+                    "gold": json.dumps({"answer": gold, "solution": sol, "rel_tol": rel_tol}),
+                    "meta": json.dumps({"source": source, "file": path.name, "row": line}),
+                }
+            )
         bad_rows.warn(f"malformed row(s) of {path}")
         return from_rows(select(rows, cfg), PROBLEMS)
 

@@ -43,14 +43,28 @@ from typing import Optional, Sequence
 
 # Released per-task files (genex-ii-comparisons/*/<task>_bert_comparison_*.json).
 STUDY_ORIGINAL_TASKS = (
-    "cause_and_effect", "larger_animal", "num_to_verbal", "orthography_starts_with", "rhymes",
-    "synonyms", "taxonomy_animal", "translation_en-fr",
+    "cause_and_effect",
+    "larger_animal",
+    "num_to_verbal",
+    "orthography_starts_with",
+    "rhymes",
+    "synonyms",
+    "taxonomy_animal",
+    "translation_en-fr",
 )
 STUDY_ADDED_TASKS = (
-    "alternate_synonym_antonym", "detect_rhyme_and_rewrite", "first_word_alphabetically_return_reverse",
-    "least_unique_word_count", "most_consonant_return_vowel", "most_vowel_return_consonant",
-    "multi_lang_to_english", "rank_by_protein", "reverse_from_middle", "smallest_even_no_sqrt",
-    "smallest_item_length", "square_of_zodiac_animal",
+    "alternate_synonym_antonym",
+    "detect_rhyme_and_rewrite",
+    "first_word_alphabetically_return_reverse",
+    "least_unique_word_count",
+    "most_consonant_return_vowel",
+    "most_vowel_return_consonant",
+    "multi_lang_to_english",
+    "rank_by_protein",
+    "reverse_from_middle",
+    "smallest_even_no_sqrt",
+    "smallest_item_length",
+    "square_of_zodiac_animal",
 )
 STUDY_TASKS = STUDY_ORIGINAL_TASKS + STUDY_ADDED_TASKS
 PER_TASK = 5
@@ -63,8 +77,14 @@ MIN_CHARS = 3
 THINK_TOKENS = 2018  # --max_tokens 2048 minus the 30-token answer
 ANSWER_TOKENS = 30
 MAX_INPUT_TOKENS = 4096  # tokenizer(..., truncation=True, max_length=4096)
-_REMOVED = ("<|return|>", "<|im_end|>", "<|endoftext|>", "<|begin_of_solution|>", "### Analysis:",
-            "**Pattern Recognition**:")
+_REMOVED = (
+    "<|return|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|begin_of_solution|>",
+    "### Analysis:",
+    "**Pattern Recognition**:",
+)
 _BOLD = re.compile(r"\*\*([^*]+)\*\*")
 _ITALIC = re.compile(r"\*([^*]+)\*")
 _SPACE = re.compile(r"\s+")

@@ -80,11 +80,29 @@ CHAT_TAIL = (
 
 # The 24 tasks of the original benchmark; the others in the folder are the reference study's additions.
 ORIGINAL_TASKS = (
-    "active_to_passive", "antonyms", "cause_and_effect", "common_concept", "diff",
-    "first_word_letter", "informal_to_formal", "larger_animal", "letters_list", "negation",
-    "num_to_verbal", "orthography_starts_with", "rhymes", "second_word_letter",
-    "sentence_similarity", "sentiment", "singular_to_plural", "sum", "synonyms",
-    "taxonomy_animal", "translation_en-de", "translation_en-es", "translation_en-fr",
+    "active_to_passive",
+    "antonyms",
+    "cause_and_effect",
+    "common_concept",
+    "diff",
+    "first_word_letter",
+    "informal_to_formal",
+    "larger_animal",
+    "letters_list",
+    "negation",
+    "num_to_verbal",
+    "orthography_starts_with",
+    "rhymes",
+    "second_word_letter",
+    "sentence_similarity",
+    "sentiment",
+    "singular_to_plural",
+    "sum",
+    "synonyms",
+    "taxonomy_animal",
+    "translation_en-de",
+    "translation_en-es",
+    "translation_en-fr",
     "word_in_context",
 )
 
@@ -120,7 +138,7 @@ def parse_demonstrations(examples_seen: str) -> list[dict]:
             inp, sep, out = b.partition("\nOutput:")
             if not sep:
                 raise ValueError(f"demonstration without 'Output:': {b[:80]!r}")
-            cur = {"input": inp[len("Input:"):].removeprefix(" "), "output": out.removeprefix(" ")}
+            cur = {"input": inp[len("Input:") :].removeprefix(" "), "output": out.removeprefix(" ")}
             demos.append(cur)
         elif cur is not None:  # a blank line inside an output
             cur["output"] += "\n\n" + b
@@ -172,8 +190,9 @@ def embed(texts: Sequence[str], model_path: Optional[str] = None, batch_size: in
     outs = []
     with torch.no_grad():
         for i in range(0, len(texts), batch_size):
-            enc = tok(list(texts[i: i + batch_size]), padding=True, truncation=True, max_length=256,
-                      return_tensors="pt")
+            enc = tok(
+                list(texts[i : i + batch_size]), padding=True, truncation=True, max_length=256, return_tensors="pt"
+            )
             hid = model(**enc).last_hidden_state
             mask = enc["attention_mask"].unsqueeze(-1).to(hid.dtype)
             vec = (hid * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
@@ -232,8 +251,15 @@ def bertscore_f1(cand: str, refs: Sequence[str], model_path: Optional[str], laye
     return best
 
 
-def similarity(extracted: Optional[str], gold, metric: str = "embedding", *, model_path: Optional[str] = None,
-               bertscore_model: Optional[str] = None, bertscore_layer: Optional[int] = None) -> float:
+def similarity(
+    extracted: Optional[str],
+    gold,
+    metric: str = "embedding",
+    *,
+    model_path: Optional[str] = None,
+    bertscore_model: Optional[str] = None,
+    bertscore_layer: Optional[int] = None,
+) -> float:
     """Similarity in [0, 1] (cosine may dip below 0) of ``extracted`` to the closest gold annotation.
 
     ``gold`` is a list of annotations, one annotation string, or a gold dict
@@ -288,8 +314,13 @@ class InstructionInduction(DatasetBase):
     default_checker = "lenient"
     free_text = True  # FreeTextAnswers: answers compared pairwise by the similarity metrics
 
-    def __init__(self, similarity: str = "embedding", threshold: Optional[float] = None,
-                 embedding_model: Optional[str] = None, bertscore_model: Optional[str] = None):
+    def __init__(
+        self,
+        similarity: str = "embedding",
+        threshold: Optional[float] = None,
+        embedding_model: Optional[str] = None,
+        bertscore_model: Optional[str] = None,
+    ):
         self.metric = similarity
         self.threshold = threshold
         self.embedding_model = embedding_model
@@ -325,7 +356,9 @@ class InstructionInduction(DatasetBase):
             available = [t for t in ii_study.STUDY_TASKS if t in available]
             missing = [t for t in ii_study.STUDY_TASKS if t not in available]
             if missing:
-                raise DatasetError(f"instruction_induction: protocol=study needs the study's tasks; {root} lacks {missing}")
+                raise DatasetError(
+                    f"instruction_induction: protocol=study needs the study's tasks; {root} lacks {missing}"
+                )
         if want in (None, "all"):
             tasks = available
         elif want == "original":
@@ -336,8 +369,9 @@ class InstructionInduction(DatasetBase):
             tasks = [want] if isinstance(want, str) else list(want)
             unknown = [t for t in tasks if t not in available]
             if unknown:
-                raise DatasetError(f"instruction_induction: options.tasks has unknown {unknown}; "
-                                   f"available in {root}: {available}")
+                raise DatasetError(
+                    f"instruction_induction: options.tasks has unknown {unknown}; available in {root}: {available}"
+                )
         per_task = opts.get("per_task")
         self.skipped = bad_rows.skipped
         rows = []
@@ -350,8 +384,10 @@ class InstructionInduction(DatasetBase):
                 anns = json.loads(ap.read_text())["annotations"]
                 examples = json.loads(ip.read_text())["examples"]
             except (ValueError, KeyError, TypeError) as e:
-                raise DatasetError(f"{ip} / {ap}: unreadable ({type(e).__name__}: {e}); expected "
-                                   "{'examples': {...}} and {'annotations': [...]}") from None
+                raise DatasetError(
+                    f"{ip} / {ap}: unreadable ({type(e).__name__}: {e}); expected "
+                    "{'examples': {...}} and {'annotations': [...]}"
+                ) from None
             if not isinstance(anns, list) or not anns or not all(isinstance(a, str) and a.strip() for a in anns):
                 raise DatasetError(f"{ap}: field 'annotations' must be a non-empty list of strings")
             keys = sorted(examples, key=lambda k: (len(k), k))
@@ -367,28 +403,50 @@ class InstructionInduction(DatasetBase):
                     if len(demos) != 5:
                         raise ValueError(f"{len(demos)} demonstrations instead of 5")
                 except (KeyError, TypeError, ValueError) as e:
-                    msg = (f"{ip}: row {k!r}: field 'metadata.examples_seen': "
-                           f"{e if isinstance(e, ValueError) else 'missing'}")
+                    msg = (
+                        f"{ip}: row {k!r}: field 'metadata.examples_seen': "
+                        f"{e if isinstance(e, ValueError) else 'missing'}"
+                    )
                     bad_rows.bad(ip, k, msg, field="metadata.examples_seen", message=msg)
                     continue
-                study_gold = ({"protocol": "study", "answer_prefix": ii_study.FORCED_PREFIX,
-                               "strip_markdown": bool(opts.get("strip_markdown", False))} if study else {})
-                rows.append({
-                    "dataset": self.name,
-                    "problem_id": f"ii-{task}-{int(k):03d}" if str(k).isdigit() else f"ii-{task}-{k}",
-                    # The study sent the benchmark's prompt verbatim (typos included).
-                    "prompt": ex["input"] if study else build_prompt(demos, style),
-                    "answer_prefix": ii_study.FORCED_PREFIX if study else None,
-                    "gold": json.dumps({
-                        **study_gold,
-                        "task": task, "annotations": anns, "similarity": metric, "threshold": thr,
-                        "embedding_model": opts.get("embedding_model", self.embedding_model),
-                        "bertscore_model": opts.get("bertscore_model", self.bertscore_model),
-                        "bertscore_layer": opts.get("bertscore_layer"),
-                    }),
-                    "meta": json.dumps({"task": task, "example": k, "original_task": task in ORIGINAL_TASKS,
-                                        "demonstrations": demos}),
-                })
+                study_gold = (
+                    {
+                        "protocol": "study",
+                        "answer_prefix": ii_study.FORCED_PREFIX,
+                        "strip_markdown": bool(opts.get("strip_markdown", False)),
+                    }
+                    if study
+                    else {}
+                )
+                rows.append(
+                    {
+                        "dataset": self.name,
+                        "problem_id": f"ii-{task}-{int(k):03d}" if str(k).isdigit() else f"ii-{task}-{k}",
+                        # The study sent the benchmark's prompt verbatim (typos included).
+                        "prompt": ex["input"] if study else build_prompt(demos, style),
+                        "answer_prefix": ii_study.FORCED_PREFIX if study else None,
+                        "gold": json.dumps(
+                            {
+                                **study_gold,
+                                "task": task,
+                                "annotations": anns,
+                                "similarity": metric,
+                                "threshold": thr,
+                                "embedding_model": opts.get("embedding_model", self.embedding_model),
+                                "bertscore_model": opts.get("bertscore_model", self.bertscore_model),
+                                "bertscore_layer": opts.get("bertscore_layer"),
+                            }
+                        ),
+                        "meta": json.dumps(
+                            {
+                                "task": task,
+                                "example": k,
+                                "original_task": task in ORIGINAL_TASKS,
+                                "demonstrations": demos,
+                            }
+                        ),
+                    }
+                )
         bad_rows.warn("malformed prompt(s)")
         return from_rows(select(rows, cfg), PROBLEMS)
 
@@ -412,7 +470,9 @@ class InstructionInduction(DatasetBase):
     def similarity(self, extracted: Optional[str], gold) -> float:
         g = gold if isinstance(gold, dict) else {"annotations": gold}
         return similarity(
-            extracted, g, g.get("similarity", self.metric),
+            extracted,
+            g,
+            g.get("similarity", self.metric),
             model_path=g.get("embedding_model") or self.embedding_model,
             bertscore_model=g.get("bertscore_model") or self.bertscore_model,
             bertscore_layer=g.get("bertscore_layer"),

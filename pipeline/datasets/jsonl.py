@@ -72,8 +72,9 @@ class JsonlDataset(DatasetBase):
             )
         p = Path(os.path.expanduser(str(path)))
         if not p.is_file():
-            raise DatasetError(f"jsonl: dataset.path={str(path)!r} is not a file; "
-                               "point it at a .jsonl, .jsonl.gz or .parquet file")
+            raise DatasetError(
+                f"jsonl: dataset.path={str(path)!r} is not a file; point it at a .jsonl, .jsonl.gz or .parquet file"
+            )
         id_col = opts.get("id")
         q_col = opts.get("question") or opts.get("prompt") or "question"
         a_col = opts.get("answer") or "answer"
@@ -91,14 +92,15 @@ class JsonlDataset(DatasetBase):
         rows, seen = [], {}
         for idx, (line, rec) in enumerate(read_records(p)):
             try:
-                row = self._row(rec, idx, line, p, id_col, q_col, a_col, rx, template, meta_cols,
-                                check, rel_tol, dname)
+                row = self._row(rec, idx, line, p, id_col, q_col, a_col, rx, template, meta_cols, check, rel_tol, dname)
             except DatasetError as e:
                 bad_rows.bad(p, line, str(e), message=str(e))
                 continue
             if row["problem_id"] in seen:
-                msg = (f"{p}: row {line}: field {id_col!r}: duplicate id {row['problem_id']!r} "
-                       f"(first at row {seen[row['problem_id']]})")
+                msg = (
+                    f"{p}: row {line}: field {id_col!r}: duplicate id {row['problem_id']!r} "
+                    f"(first at row {seen[row['problem_id']]})"
+                )
                 bad_rows.bad(p, line, msg, field=str(id_col), message=msg, fixable=False)
                 continue
             seen[row["problem_id"]] = line
@@ -119,8 +121,9 @@ class JsonlDataset(DatasetBase):
         for col, ok, want in ((q_col, (str,), "text"), (a_col, (str, int, float), "text or a number")):
             v = rec.get(col)
             if v is not None and (isinstance(v, bool) or not isinstance(v, ok)):
-                raise DatasetError(f"{p}: row {line}: field {col!r} is {type(v).__name__} {json.dumps(v)[:60]}, "
-                                   f"expected {want}")
+                raise DatasetError(
+                    f"{p}: row {line}: field {col!r} is {type(v).__name__} {json.dumps(v)[:60]}, expected {want}"
+                )
         question = field(q_col)
         answer = field(a_col)
         if rx is not None:
@@ -135,8 +138,9 @@ class JsonlDataset(DatasetBase):
             try:
                 prompt = template.format(**{**rec, "question": question})
             except KeyError as e:
-                raise DatasetError(f"{p}: row {line}: prompt_template names field {e.args[0]!r}, "
-                                   f"which the row lacks") from None
+                raise DatasetError(
+                    f"{p}: row {line}: prompt_template names field {e.args[0]!r}, which the row lacks"
+                ) from None
         else:
             prompt = question
         meta = {"file": p.name, "row": line}
@@ -177,5 +181,6 @@ class JsonlDataset(DatasetBase):
         if mode == "exact":
             return normalize_text(extracted) == normalize_text(gold.get("answer"))
         num = extract_number(extracted)
-        return num is not None and numbers_equal(num, gold.get("answer"),
-                                                 rel_tol=float(gold.get("rel_tol", self.rel_tol)))
+        return num is not None and numbers_equal(
+            num, gold.get("answer"), rel_tol=float(gold.get("rel_tol", self.rel_tol))
+        )

@@ -43,13 +43,13 @@ import pyarrow as pa
 
 from pipeline.datasets import medcalc_official, medcalc_study
 from pipeline.datasets.medcalc_csv import (  # noqa: F401 - the reader's names, re-exported for callers
-                                           DATE_RE,
-                                           REQUIRED_COLUMNS,
-                                           MedCalcLoadError,
-                                           infer_output_type,
-                                           make_gold,
-                                           read_benchmark_csv,
-                                           to_float,
+    DATE_RE,
+    REQUIRED_COLUMNS,
+    MedCalcLoadError,
+    infer_output_type,
+    make_gold,
+    read_benchmark_csv,
+    to_float,
 )
 from pipeline.datasets.protocol import DatasetBase, Judgment
 from pipeline.datasets.rows import select
@@ -106,7 +106,6 @@ _NO_ANSWER = {
 
 
 # --------------------------------------------------------------------------- parsing
-
 
 
 def is_error_text(text: str | None) -> bool:
@@ -184,9 +183,7 @@ _JSON_OBJ_RE = re.compile(r"\{[^{}]*\}", re.DOTALL)
 _ANSWER_FIELD_RE = re.compile(
     r"[\"']?answer[\"']?\s*:\s*(?:\"((?:[^\"\\]|\\.)*)\"|'([^']*)'|([^,}\n]+))", re.IGNORECASE
 )
-_ANSWER_LINE_RE = re.compile(
-    r"(?:final\s+answer|answer)\s*(?:is|:|=)\s*\**\s*([^\n]+)", re.IGNORECASE
-)
+_ANSWER_LINE_RE = re.compile(r"(?:final\s+answer|answer)\s*(?:is|:|=)\s*\**\s*([^\n]+)", re.IGNORECASE)
 _BOXED_RE = re.compile(r"\\boxed\{([^{}]*)\}")
 
 
@@ -405,8 +402,10 @@ class MedCalc(DatasetBase):
         if style == "study":  # the study passed the CSV fields unstripped
             system, user = medcalc_study.study_messages(r["Patient Note"], r["Question"])
             return {"prompt": user["content"], "system": system["content"]}
-        return {"prompt": PROMPT_TEMPLATE.format(note=r["Patient Note"].strip(), question=r["Question"].strip()),
-                "system": None}
+        return {
+            "prompt": PROMPT_TEMPLATE.format(note=r["Patient Note"].strip(), question=r["Question"].strip()),
+            "system": None,
+        }
 
     def judge(self, answer_text: str | None, answer: str | None, gold: dict[str, Any], checker: str) -> Judgment:
         return judge_text(answer_text, answer, gold, checker)

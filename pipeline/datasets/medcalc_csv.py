@@ -135,7 +135,6 @@ def make_gold(
     }
 
 
-
 def to_float(x: Any) -> float | None:
     if x is None:
         return None

@@ -56,16 +56,55 @@ from typing import Any, Optional
 DATE_IDS = frozenset({13, 68})
 WEEKS_DAYS_IDS = frozenset({69})
 INTEGER_IDS = frozenset({4, 15, 16, 17, 18, 20, 21, 25, 27, 28, 29, 32, 33, 36, 43, 45, 48, 51})
-DECIMAL_IDS = frozenset({2, 3, 5, 6, 7, 8, 9, 10, 11, 19, 22, 23, 24, 26, 30, 31, 38, 39, 40, 44, 46, 49,
-                         56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67})
+DECIMAL_IDS = frozenset(
+    {
+        2,
+        3,
+        5,
+        6,
+        7,
+        8,
+        9,
+        10,
+        11,
+        19,
+        22,
+        23,
+        24,
+        26,
+        30,
+        31,
+        38,
+        39,
+        40,
+        44,
+        46,
+        49,
+        56,
+        57,
+        58,
+        59,
+        60,
+        61,
+        62,
+        63,
+        64,
+        65,
+        66,
+        67,
+    }
+)
 
 # The study's answer-field pattern (fork) and MedCalc-Bench upstream's.
 FIELD_PATTERNS = {
     "study": re.compile(r'[Aa]nswer.*?:\s*["“”]?(.*?)(?:["“”]?\s*[\}\n]|$)'),
     "upstream": re.compile(r'[Aa]nswer":\s*(.*?)\}'),
 }
-PLACEHOLDERS = ("str(short_and_direct_answer_of_the_question)", "str(value which is the answer to the question)",
-                "X.XX")
+PLACEHOLDERS = (
+    "str(short_and_direct_answer_of_the_question)",
+    "str(value which is the answer to the question)",
+    "X.XX",
+)
 NOT_FOUND = "Not Found"
 NA = "N/A"
 
@@ -79,9 +118,21 @@ _EGFR = re.compile(r"(-?\d+(\.\d+)?)\s*mL/min/1.73")
 _PERCENT = re.compile(r"(-?\d+(\.\d+)?)\%")
 # The study's textual clean-up of a str(...) expression, in its order (note "g" last but one:
 # it deletes every letter g, so "log" becomes "lo" and fails, as it did there).
-_EXPR_REPLACE = (("^", "**"), ("is odd", "% 2 == 1"), ("is even", "% 2 == 0"), ("sqrt", "math.sqrt"),
-                 (".math", ""), ("weight", ""), ("height", ""), ("mg/dl", ""), ("g/dl", ""), ("mmol/L", ""),
-                 ("kg", ""), ("g", ""), ("mEq/L", ""))
+_EXPR_REPLACE = (
+    ("^", "**"),
+    ("is odd", "% 2 == 1"),
+    ("is even", "% 2 == 0"),
+    ("sqrt", "math.sqrt"),
+    (".math", ""),
+    ("weight", ""),
+    ("height", ""),
+    ("mg/dl", ""),
+    ("g/dl", ""),
+    ("mmol/L", ""),
+    ("kg", ""),
+    ("g", ""),
+    ("mEq/L", ""),
+)
 
 
 def output_kind(calculator_id: Any) -> str:
@@ -100,11 +151,24 @@ def output_kind(calculator_id: Any) -> str:
 
 # --------------------------------------------------------------------------- eval without eval
 
-_BIN = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-        ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+_BIN = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
 _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_}
-_CMP = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-        ast.Gt: operator.gt, ast.GtE: operator.ge}
+_CMP = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+}
 _FUNCS = {"min": min, "pow": pow, "round": round, "abs": abs, "int": int, "float": float}
 _MODULES = {"math": math, "np": "numpy", "numpy": "numpy"}
 

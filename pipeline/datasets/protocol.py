@@ -46,7 +46,9 @@ class Dataset(Protocol):
     def check(self, extracted: Optional[str], gold: dict) -> bool: ...  # correct against the JSON gold?
     def normalize(self, text: Optional[str], gold: dict) -> Optional[str]: ...  # comparison key (strict metric)
     def tolerance(self, gold: dict) -> float: ...  # numeric closeness counted as agreement (strict metric)
-    def sources(self, cfg: DatasetConfig) -> list[Path]: ...  # files/folders load() reads (their content keys `problems`)
+    def sources(
+        self, cfg: DatasetConfig
+    ) -> list[Path]: ...  # files/folders load() reads (their content keys `problems`)
 
 
 class DatasetBase:
@@ -74,6 +76,7 @@ def resolve_data_path(path: Optional[str]) -> Optional[Path]:
         p = repo / p
     return p if p.exists() else None
 
+
 @dataclass(frozen=True)
 class Judgment:
     """One answer judged by one checker."""
@@ -88,8 +91,9 @@ class CheckerJudge(Protocol):
     checkers: tuple[str, ...]
     default_checker: str
 
-    def judge(self, answer_text: Optional[str], answer: Optional[str], gold: dict[str, Any],
-              checker: str) -> Judgment: ...
+    def judge(
+        self, answer_text: Optional[str], answer: Optional[str], gold: dict[str, Any], checker: str
+    ) -> Judgment: ...
 
 
 @runtime_checkable

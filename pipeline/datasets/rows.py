@@ -31,6 +31,7 @@ def select(rows: list[dict], cfg: DatasetConfig) -> list[dict]:
         random.Random(int(cfg.seed or 0)).shuffle(rows)
     return rows[: cfg.limit or None]
 
+
 ON_BAD_ROW = ("raise", "skip")
 
 
@@ -49,8 +50,16 @@ class BadRows:
             raise DatasetError(f"{dataset}: options.on_bad_row={self.mode!r}: use 'raise' or 'skip'")
         self.skipped: list[dict] = []
 
-    def bad(self, file: str | Path, row: object, reason: str, *, field: str = "", message: str | None = None,
-            fixable: bool = True) -> None:
+    def bad(
+        self,
+        file: str | Path,
+        row: object,
+        reason: str,
+        *,
+        field: str = "",
+        message: str | None = None,
+        fixable: bool = True,
+    ) -> None:
         """Row ``row`` of ``file`` is malformed: raise (naming the fix) or record it.
 
         ``message`` is the error text (default ``"<file>: row <row>: <reason>"``); ``fixable=False``
@@ -58,14 +67,23 @@ class BadRows:
         """
         if self.mode == "raise":
             msg = message or f"{file}: row {row}: {reason}"
-            raise DatasetError(msg + ("; fix the row, or set dataset.options.on_bad_row=skip to skip and record it"
-                                      if fixable else "; fix the file"))
+            raise DatasetError(
+                msg
+                + (
+                    "; fix the row, or set dataset.options.on_bad_row=skip to skip and record it"
+                    if fixable
+                    else "; fix the file"
+                )
+            )
         self.skipped.append(skip_record(file, row, reason, field))
 
     def warn(self, what: str = "malformed row(s)") -> None:
         if self.skipped:
-            warnings.warn(f"{self.dataset}: skipped {len(self.skipped)} {what} "
-                          f"(first: row {self.skipped[0]['row']}: {self.skipped[0]['reason']})", stacklevel=3)
+            warnings.warn(
+                f"{self.dataset}: skipped {len(self.skipped)} {what} "
+                f"(first: row {self.skipped[0]['row']}: {self.skipped[0]['reason']})",
+                stacklevel=3,
+            )
 
 
 def _utf8_lines(path: Path, f: Any, gz: bool = False) -> Iterator[tuple[int, str]]:
@@ -99,8 +117,10 @@ def read_records(path: Path, on_bad_line: Optional[Callable[[int, str], None]] =
         try:
             recs = pq.read_table(path).to_pylist()
         except (OSError, ValueError) as e:  # pyarrow.ArrowInvalid is a ValueError: a damaged file
-            raise DatasetError(f"{path}: not a readable Parquet file ({' '.join(str(e).split())[:160]}); "
-                               "check the file (or give a .jsonl)") from None
+            raise DatasetError(
+                f"{path}: not a readable Parquet file ({' '.join(str(e).split())[:160]}); "
+                "check the file (or give a .jsonl)"
+            ) from None
         for i, rec in enumerate(recs, start=1):
             yield i, rec
         return
@@ -118,8 +138,10 @@ def read_records(path: Path, on_bad_line: Optional[Callable[[int, str], None]] =
                 if why is None:
                     yield i, rec
                 elif on_bad_line is None:
-                    raise DatasetError(f"{path}: row {i}: {why}; fix the line (one JSON object per line), "
-                                       "or set dataset.options.on_bad_row=skip to skip and record it")
+                    raise DatasetError(
+                        f"{path}: row {i}: {why}; fix the line (one JSON object per line), "
+                        "or set dataset.options.on_bad_row=skip to skip and record it"
+                    )
                 else:
                     on_bad_line(i, why)
         return

@@ -106,8 +106,9 @@ def resolve_dtype(requested: str, device: str, flags: Iterable[str]) -> DtypeCho
     native = sorted(set(flags) & set(NATIVE_BF16_FLAGS))
     if native:
         return DtypeChoice("bfloat16", requested, f"auto: the CPU has native bf16 ({', '.join(native)})")
-    return DtypeChoice("float32", requested,
-                       "auto: no native bf16 on this CPU (no avx512_bf16/amx_bf16), bf16 would be emulated")
+    return DtypeChoice(
+        "float32", requested, "auto: no native bf16 on this CPU (no avx512_bf16/amx_bf16), bf16 would be emulated"
+    )
 
 
 def resolve_for_this_machine(requested: str) -> DtypeChoice:
@@ -125,9 +126,18 @@ class RuntimeLibs:
     iomp: str | None
 
 
-def find_libs(prefix: str = sys.prefix, system_dirs: Iterable[str] = ("/usr/lib/x86_64-linux-gnu",
-              "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")) -> RuntimeLibs:
+def find_libs(
+    prefix: str = sys.prefix,
+    system_dirs: Iterable[str] = (
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib64",
+        "/usr/lib",
+        "/usr/local/lib",
+    ),
+) -> RuntimeLibs:
     """Find tcmalloc (vLLM's bundled copy, then the system's) and Intel OpenMP (the venv's)."""
+
     def first(patterns: Iterable[str]) -> str | None:
         for p in patterns:
             hits = sorted(glob.glob(p))
@@ -142,7 +152,7 @@ def find_libs(prefix: str = sys.prefix, system_dirs: Iterable[str] = ("/usr/lib/
         vllm_dir = os.path.dirname(spec.origin) if spec and spec.origin else None
     except (ImportError, ValueError):
         vllm_dir = None
-    tc = ([os.path.join(vllm_dir, "libs", "libtcmalloc_minimal*.so*")] if vllm_dir else [])
+    tc = [os.path.join(vllm_dir, "libs", "libtcmalloc_minimal*.so*")] if vllm_dir else []
     tc += [os.path.join(d, n) for d in system_dirs for n in ("libtcmalloc_minimal.so.4", "libtcmalloc_minimal.so")]
     iomp = [os.path.join(prefix, "lib", "libiomp5.so"), os.path.join(sys.base_prefix, "lib", "libiomp5.so")]
     return RuntimeLibs(first(tc), first(iomp))
@@ -166,8 +176,9 @@ class EngineRuntime:
     warnings: list[str] = field(default_factory=list)
 
 
-def engine_process_env(threads: int, libs: RuntimeLibs, pieces: Iterable[str] = DEFAULT_PIECES,
-                       inherited: Mapping[str, str] | None = None) -> EngineRuntime:
+def engine_process_env(
+    threads: int, libs: RuntimeLibs, pieces: Iterable[str] = DEFAULT_PIECES, inherited: Mapping[str, str] | None = None
+) -> EngineRuntime:
     """Environment of a CPU engine process given ``threads`` OpenMP threads (0: leave threads alone)."""
     inherited = os.environ if inherited is None else inherited
     out = EngineRuntime()
@@ -234,8 +245,13 @@ def apply_isa_emulation() -> str | None:
     os.environ.setdefault("MKL_ENABLE_INSTRUCTIONS", "AVX2")
     import torch.cpu
 
-    for probe in ("_is_avx512_supported", "_is_avx512_vnni_supported", "_is_avx512_bf16_supported",
-                  "_is_amx_tile_supported", "_is_amx_fp16_supported"):
+    for probe in (
+        "_is_avx512_supported",
+        "_is_avx512_vnni_supported",
+        "_is_avx512_bf16_supported",
+        "_is_amx_tile_supported",
+        "_is_amx_fp16_supported",
+    ):
         if hasattr(torch.cpu, probe):
             setattr(torch.cpu, probe, lambda: False)
     return isa
@@ -256,11 +272,15 @@ def process_report() -> dict:
         threads = int(torch.get_num_threads())
     except ImportError:
         pass
-    return {"ld_preload": os.environ.get("LD_PRELOAD", ""),
-            "tcmalloc_loaded": "libtcmalloc" in maps, "iomp_loaded": "libiomp5" in maps,
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""), "torch_threads": threads,
-            "threads_bind": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", ""),
-            "emulated_isa": emulated_isa() or ""}
+    return {
+        "ld_preload": os.environ.get("LD_PRELOAD", ""),
+        "tcmalloc_loaded": "libtcmalloc" in maps,
+        "iomp_loaded": "libiomp5" in maps,
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
+        "torch_threads": threads,
+        "threads_bind": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", ""),
+        "emulated_isa": emulated_isa() or "",
+    }
 
 
 def cpu_runtime_options(cores: int, engines: int) -> tuple[int, dict]:

@@ -21,8 +21,10 @@ SETTINGS = ("auto", "exact", "batch_dependent")
 
 CLAIMS = {
     "exact": "rows do not depend on batching, arrival order or stream settings",
-    "batch_dependent": ("rows may change with batching and arrival order (GPU kernels and chunked prefill "
-                        "depend on the batch); an artifact's hash names its config, not its rows"),
+    "batch_dependent": (
+        "rows may change with batching and arrival order (GPU kernels and chunked prefill "
+        "depend on the batch); an artifact's hash names its config, not its rows"
+    ),
 }
 
 
@@ -53,6 +55,10 @@ def run_determinism(cfg) -> dict:
     models = {m.name: effective(getattr(m, "determinism", "auto"), dev) for m in cfg.models.values()}
     values = set(models.values())
     overall = values.pop() if len(values) == 1 else "mixed"
-    return {"setting": getattr(cfg, "determinism", "auto"), "device": dev, "effective": overall,
-            "models": models, "claim": claim(overall) if overall in CLAIMS else
-            "; ".join(f"{m}: {claim(d)}" for m, d in models.items())}
+    return {
+        "setting": getattr(cfg, "determinism", "auto"),
+        "device": dev,
+        "effective": overall,
+        "models": models,
+        "claim": claim(overall) if overall in CLAIMS else "; ".join(f"{m}: {claim(d)}" for m, d in models.items()),
+    }

@@ -48,8 +48,14 @@ class FakeEngine:
         self.cfg = model_cfg
         self.fmt = get_format(model_cfg.thinking_format)
         self.skill = skill
-        self.stats = {"prefill_tokens": 0, "cached_tokens": 0, "generated_tokens": 0, "requests": 0,
-                      "engine_seconds": 0.0, "load_seconds": 0.0}
+        self.stats = {
+            "prefill_tokens": 0,
+            "cached_tokens": 0,
+            "generated_tokens": 0,
+            "requests": 0,
+            "engine_seconds": 0.0,
+            "load_seconds": 0.0,
+        }
         self.calls: list[tuple[str, int]] = []  # (op, items) per call, for tests
         self.kv_tokens: Optional[int] = None  # a KV size to report (tests of KV admission); None: unknown
         self.filter_batches: list[int] = []
@@ -79,8 +85,13 @@ class FakeEngine:
         await asyncio.sleep(0)
         # ~2 characters per token: crude, but enough to exercise the over-long-prompt path.
         if (len(r.prompt) + len(r.cot or "")) // 2 + r.answer_budget > self.cfg.max_model_len:
-            return AnswerResult(answer_text=None, prompt_tokens=0, answer_tokens=0, finish_reason="error",
-                                error=f"answer: prompt exceeds max_model_len={self.cfg.max_model_len}")
+            return AnswerResult(
+                answer_text=None,
+                prompt_tokens=0,
+                answer_tokens=0,
+                finish_reason="error",
+                error=f"answer: prompt exceeds max_model_len={self.cfg.max_model_len}",
+            )
         truth = self._truth(r.prompt)
         m = re.findall(r"answer is (-?\d+)", r.cot or "")
         if m:  # follows the CoT's stated answer, like a consistent model would
@@ -89,8 +100,9 @@ class FakeEngine:
             good = (_h(self.cfg.name, r.prompt) % 100) < self.skill * 100
             ans = truth if good else str(int(truth) + 1 + _h(self.cfg.name, r.prompt) % 3)
         self.stats["requests"] += 1
-        return AnswerResult(answer_text=f"Answer: {ans}", prompt_tokens=len(r.prompt) // 4, answer_tokens=3,
-                            finish_reason="stop")
+        return AnswerResult(
+            answer_text=f"Answer: {ans}", prompt_tokens=len(r.prompt) // 4, answer_tokens=3, finish_reason="stop"
+        )
 
     async def generate(self, r: GenerateRequest) -> GenerateResult:
         return await two_phase(self, r)
@@ -125,9 +137,16 @@ class FakeEngine:
             return " I am not sure what you mean"
         if "EVERYTHING" in text:
             return " " + ", ".join(f"S{k}" for k, _ in sents)
-        hits = [k for k, s in sents if "answer is" in s.lower()
-                or (answer and re.search(r"(?<![\w.])" + re.escape(answer) + r"(?![\w]|\.\d)", s)
-                    and re.search(r"\b(so|total|thus)\b|=", s, re.I))]
+        hits = [
+            k
+            for k, s in sents
+            if "answer is" in s.lower()
+            or (
+                answer
+                and re.search(r"(?<![\w.])" + re.escape(answer) + r"(?![\w]|\.\d)", s)
+                and re.search(r"\b(so|total|thus)\b|=", s, re.I)
+            )
+        ]
         return " " + (", ".join(f"S{k}" for k in hits) if hits else "none")
 
     async def complete(self, r: CompleteRequest) -> Completion:
@@ -172,10 +191,14 @@ class FakeEngine:
         self.calls.append(("score_texts", len(r.candidates)))
         await asyncio.sleep(0)
         close = self.fmt.close.rstrip()
-        return [CandidateScore(mean_nll=(_h(self.cfg.name, r.cot, t + (close if c else "")) % 1000) / 100.0,
-                               seq_mean_nll=(_h(self.cfg.name, r.prompt, r.cot, t, c, 1) % 1000) / 100.0,
-                               n_tokens=max(1, len(t.split())))
-                for t, c in zip(r.candidates, r.closes)]
+        return [
+            CandidateScore(
+                mean_nll=(_h(self.cfg.name, r.cot, t + (close if c else "")) % 1000) / 100.0,
+                seq_mean_nll=(_h(self.cfg.name, r.prompt, r.cot, t, c, 1) % 1000) / 100.0,
+                n_tokens=max(1, len(t.split())),
+            )
+            for t, c in zip(r.candidates, r.closes)
+        ]
 
     def info(self) -> dict[str, Any]:
         return {"name": self.cfg.name, "load_seconds": 0.0, "kv_tokens": self.kv_tokens}
@@ -185,8 +208,10 @@ class FakePool(LocalPool):
     """In-process stand-in for :class:`pipeline.engine.ray_pool.EnginePool`: FakeEngines, optional injected failures."""
 
     def __init__(self, run_cfg: Any, fail_on: Optional[dict] = None, skill: Optional[dict] = None):
-        super().__init__({m.name: FakeEngine(m, (skill or {}).get(m.name, 0.5)) for m in run_cfg.models.values()},
-                         max_engines=run_cfg.ray.max_concurrent_engines)
+        super().__init__(
+            {m.name: FakeEngine(m, (skill or {}).get(m.name, 0.5)) for m in run_cfg.models.values()},
+            max_engines=run_cfg.ray.max_concurrent_engines,
+        )
         self.cfg = run_cfg
         self.fail_on = dict(fail_on or {})  # model -> number of items that raise before succeeding
         self.submitted = 0

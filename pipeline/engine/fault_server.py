@@ -87,16 +87,35 @@ class FaultServer:
 
     @staticmethod
     def _send(writer, status: int, body: bytes, extra: str = "", length: int | None = None) -> None:
-        reason = {200: "OK", 429: "Too Many Requests", 500: "Internal Server Error",
-                  503: "Service Unavailable", 401: "Unauthorized", 404: "Not Found"}.get(status, "X")
+        reason = {
+            200: "OK",
+            429: "Too Many Requests",
+            500: "Internal Server Error",
+            503: "Service Unavailable",
+            401: "Unauthorized",
+            404: "Not Found",
+        }.get(status, "X")
         n = len(body) if length is None else length
-        writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {n}\r\n"
-                     f"{extra}\r\n".encode() + body)
+        writer.write(
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {n}\r\n"
+            f"{extra}\r\n".encode()
+            + body
+        )
 
     async def _respond(self, method: str, path: str, body: bytes, writer) -> bool:
         if path.endswith("/models"):
-            data: dict[str, Any] = {"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "fault",
-                                                 "root": "/weights/" + self.model, "max_model_len": 1024}]}
+            data: dict[str, Any] = {
+                "object": "list",
+                "data": [
+                    {
+                        "id": self.model,
+                        "object": "model",
+                        "owned_by": "fault",
+                        "root": "/weights/" + self.model,
+                        "max_model_len": 1024,
+                    }
+                ],
+            }
             self._send(writer, self.models_status, json.dumps(data).encode())
             await writer.drain()
             return True
@@ -109,9 +128,14 @@ class FaultServer:
             kind = "ok"
         if kind in ("ok", "nolp") and path.endswith("/chat/completions"):
             msg = {"role": "assistant", "content": "Answer: 7", "reasoning_content": "3 plus 4 is 7."}
-            data = {"choices": [{"index": 0, "message": msg, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 9, "completion_tokens": 12,
-                              "completion_tokens_details": {"reasoning_tokens": 8}}}
+            data = {
+                "choices": [{"index": 0, "message": msg, "finish_reason": "stop"}],
+                "usage": {
+                    "prompt_tokens": 9,
+                    "completion_tokens": 12,
+                    "completion_tokens_details": {"reasoning_tokens": 8},
+                },
+            }
             self._send(writer, 200, json.dumps(data).encode())
         elif kind in ("ok", "nolp"):
             self._send(writer, 200, json.dumps(self._completion(req, with_lp=kind == "ok")).encode())
@@ -140,5 +164,10 @@ class FaultServer:
         if req.get("prompt_logprobs") is not None and with_lp:
             choice["prompt_logprobs"] = [None] + [{str(t): {"logprob": -0.5}} for t in ids[1:]]
         choices = [dict(choice, index=i) for i in range(int(req.get("n", 1)))]
-        return {"id": "cmpl-x", "object": "text_completion", "model": req.get("model"), "choices": choices,
-                "usage": {"prompt_tokens": len(ids), "completion_tokens": 1}}
+        return {
+            "id": "cmpl-x",
+            "object": "text_completion",
+            "model": req.get("model"),
+            "choices": choices,
+            "usage": {"prompt_tokens": len(ids), "completion_tokens": 1},
+        }

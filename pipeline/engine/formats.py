@@ -44,7 +44,7 @@ class ThinkingFormat:
         """The prompt with the thinking opened, without doubling an opening tag."""
         tag = self.open.strip()
         if tag and generation_prompt.rstrip().endswith(tag):
-            return generation_prompt.rstrip() + self.open[self.open.index(tag) + len(tag):]
+            return generation_prompt.rstrip() + self.open[self.open.index(tag) + len(tag) :]
         return generation_prompt + self.open
 
     def place_cot(self, generation_prompt: str, cot: str) -> str:

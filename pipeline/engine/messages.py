@@ -80,8 +80,9 @@ def _study_strings(fmt: ThinkingFormat, proto: Any) -> tuple[str, str]:
     return fmt.open, fmt.close + fmt.answer_prefix
 
 
-def place_cot(fmt: ThinkingFormat, generation_prompt: str, cot: str, proto: Any,
-              answer_prefix: Optional[str] = None) -> str:
+def place_cot(
+    fmt: ThinkingFormat, generation_prompt: str, cot: str, proto: Any, answer_prefix: Optional[str] = None
+) -> str:
     """Prompt whose continuation is the answer after ``cot`` (see module docstring for the options).
 
     ``answer_prefix``: the problem's forced start of the answer (the study's

@@ -44,7 +44,8 @@ def check_roles(run) -> None:
             raise ConfigError(
                 f"models.{key} is a chat-only endpoint (served.api=chat) and cannot be a {roles[0]}; "
                 "serve it with vLLM (served.api=completions), or leave it out of that role "
-                "(transfer.targets, generate.methods, ensemble.*, truncate.filter_model)")
+                "(transfer.targets, generate.methods, ensemble.*, truncate.filter_model)"
+            )
 
 
 class ChatEngine:
@@ -61,25 +62,42 @@ class ChatEngine:
         self.served_model = served_name(model_cfg)
         self.load_seconds = time.time() - t0
         self.load_intervals = [(t0, time.time())]
-        self.stats = {"prefill_tokens": 0, "cached_tokens": 0, "generated_tokens": 0, "requests": 0,
-                      "load_seconds": self.load_seconds}
+        self.stats = {
+            "prefill_tokens": 0,
+            "cached_tokens": 0,
+            "generated_tokens": 0,
+            "requests": 0,
+            "load_seconds": self.load_seconds,
+        }
         self._busy = _Busy()
 
     def _no(self, what: str) -> NotServable:
         return NotServable(f"model {self.cfg.name!r} is a chat-only endpoint: it cannot {what}")
 
     def info(self) -> dict:
-        return {"name": self.cfg.name, "vllm": "served-chat", "served_model": self.served_model,
-                "managed": False, "load_seconds": self.load_seconds, "vocab_size": 0,
-                "max_model_len": self.cfg.max_model_len}
+        return {
+            "name": self.cfg.name,
+            "vllm": "served-chat",
+            "served_model": self.served_model,
+            "managed": False,
+            "load_seconds": self.load_seconds,
+            "vocab_size": 0,
+            "max_model_len": self.cfg.max_model_len,
+        }
 
     def get_stats(self) -> dict:
         from pipeline.report.telemetry import union_seconds
 
         iv = list(self._busy.intervals)
-        return {**self.stats, "steps": 0, "max_in_flight": self.client.max_seen_in_flight, "intervals": iv,
-                "load_intervals": list(self.load_intervals), "engine_seconds": union_seconds(iv),
-                "served": self.client.telemetry()}
+        return {
+            **self.stats,
+            "steps": 0,
+            "max_in_flight": self.client.max_seen_in_flight,
+            "intervals": iv,
+            "load_intervals": list(self.load_intervals),
+            "engine_seconds": union_seconds(iv),
+            "served": self.client.telemetry(),
+        }
 
     def chat_template_marker(self) -> str | None:
         return None
@@ -97,8 +115,11 @@ class ChatEngine:
             msgs.append({"role": "system", "content": system})
         msgs.append({"role": "user", "content": r["prompt"]})
         s = r["sampling"]
-        body: dict[str, Any] = {"model": self.served_model, "messages": msgs,
-                                "max_completion_tokens": int(r["think_tokens"]) + int(r["answer_tokens"])}
+        body: dict[str, Any] = {
+            "model": self.served_model,
+            "messages": msgs,
+            "max_completion_tokens": int(r["think_tokens"]) + int(r["answer_tokens"]),
+        }
         if s.temperature > 0:  # hosted reasoning models accept only their default sampling
             body.update(temperature=s.temperature, top_p=s.top_p)
             if s.seed is not None:
@@ -142,9 +163,16 @@ def _parse_chat(data: Any) -> dict:
     usage = data.get("usage") or {}
     details = usage.get("completion_tokens_details") or {}
     fr = c.get("finish_reason")
-    return {"cot": cot, "cot_tokens": int(details.get("reasoning_tokens") or 0), "forced_close": False,
-            "cot_finish_reason": "stop" if fr == "stop" else "length", "error": None,
-            "answer_text": content or "", "prompt_tokens": int(usage.get("prompt_tokens") or 0),
-            "answer_tokens": int(usage.get("completion_tokens") or 0) - int(details.get("reasoning_tokens") or 0),
-            "finish_reason": fr, "_prompt_tokens": int(usage.get("prompt_tokens") or 0),
-            "_completion_tokens": int(usage.get("completion_tokens") or 0)}
+    return {
+        "cot": cot,
+        "cot_tokens": int(details.get("reasoning_tokens") or 0),
+        "forced_close": False,
+        "cot_finish_reason": "stop" if fr == "stop" else "length",
+        "error": None,
+        "answer_text": content or "",
+        "prompt_tokens": int(usage.get("prompt_tokens") or 0),
+        "answer_tokens": int(usage.get("completion_tokens") or 0) - int(details.get("reasoning_tokens") or 0),
+        "finish_reason": fr,
+        "_prompt_tokens": int(usage.get("prompt_tokens") or 0),
+        "_completion_tokens": int(usage.get("completion_tokens") or 0),
+    }

@@ -54,13 +54,21 @@ class Output:
 
 def request_body(model: str, ids: list[int], p: dict) -> dict:
     """The ``/v1/completions`` body of one request: token ids and every sampling setting, explicitly."""
-    body: dict[str, Any] = {"model": model, "prompt": ids, "max_tokens": int(p["max_tokens"]),
-                            "temperature": p["temperature"], "top_p": p["top_p"], "top_k": p["top_k"],
-                            "min_p": p["min_p"], "repetition_penalty": p["repetition_penalty"],
-                            "n": p.get("n", 1), "return_token_ids": True,
-                            "skip_special_tokens": p.get("skip_special_tokens", True),
-                            "include_stop_str_in_output": p.get("include_stop_str_in_output", False),
-                            "ignore_eos": p.get("ignore_eos", False)}
+    body: dict[str, Any] = {
+        "model": model,
+        "prompt": ids,
+        "max_tokens": int(p["max_tokens"]),
+        "temperature": p["temperature"],
+        "top_p": p["top_p"],
+        "top_k": p["top_k"],
+        "min_p": p["min_p"],
+        "repetition_penalty": p["repetition_penalty"],
+        "n": p.get("n", 1),
+        "return_token_ids": True,
+        "skip_special_tokens": p.get("skip_special_tokens", True),
+        "include_stop_str_in_output": p.get("include_stop_str_in_output", False),
+        "ignore_eos": p.get("ignore_eos", False),
+    }
     if p.get("seed") is not None:
         body["seed"] = p["seed"]
     if p.get("stop"):
@@ -146,8 +154,14 @@ class OpenAIEngine(ModelEngine):
         self.tok = _load_tokenizer(model_cfg)
         self.load_seconds = time.time() - t0
         self.load_intervals = [(t0, time.time())]
-        self.stats = {"prefill_tokens": 0, "cached_tokens": 0, "generated_tokens": 0, "requests": 0,
-                      "load_seconds": self.load_seconds, **{k: 0 for k in PHASE_COUNTERS}}
+        self.stats = {
+            "prefill_tokens": 0,
+            "cached_tokens": 0,
+            "generated_tokens": 0,
+            "requests": 0,
+            "load_seconds": self.load_seconds,
+            **{k: 0 for k in PHASE_COUNTERS},
+        }
         self._busy = _Busy()
         self._specials = [t for t in getattr(self.tok, "all_special_tokens", []) if t and t != self.fmt.think_stop]
         # The close tag as one token id, as the in-process engine stops on it (``stop_token_ids``).
@@ -157,21 +171,43 @@ class OpenAIEngine(ModelEngine):
         self.block_size = int(model_cfg.block_size or 16)
 
     def info(self) -> dict:
-        return {"name": self.cfg.name, "vllm": "served", "served_model": self.served_model,
-                "managed": self.server is not None, "load_seconds": self.load_seconds,
-                "vocab_size": len(self.tok), "max_model_len": self.cfg.max_model_len}
+        return {
+            "name": self.cfg.name,
+            "vllm": "served",
+            "served_model": self.served_model,
+            "managed": self.server is not None,
+            "load_seconds": self.load_seconds,
+            "vocab_size": len(self.tok),
+            "max_model_len": self.cfg.max_model_len,
+        }
 
     # The sampling of one request as plain data (the in-process engine builds vLLM SamplingParams).
     def params(self, s: Sampling, max_tokens: int, stop=None, **kw) -> dict:
-        return {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k if s.top_k > 0 else -1,
-                "min_p": s.min_p, "repetition_penalty": s.repetition_penalty,
-                "seed": s.seed if s.temperature > 0 else None, "max_tokens": max_tokens, "stop": stop, **kw}
+        return {
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "top_k": s.top_k if s.top_k > 0 else -1,
+            "min_p": s.min_p,
+            "repetition_penalty": s.repetition_penalty,
+            "seed": s.seed if s.temperature > 0 else None,
+            "max_tokens": max_tokens,
+            "stop": stop,
+            **kw,
+        }
 
     @staticmethod
     def _lp_params(skip_cache: bool) -> dict:
         # A vLLM server computes prompt log-probabilities without reading its prefix cache.
-        return {"temperature": 0.0, "top_p": 1.0, "top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0,
-                "seed": None, "max_tokens": 1, "prompt_logprobs": 0}
+        return {
+            "temperature": 0.0,
+            "top_p": 1.0,
+            "top_k": -1,
+            "min_p": 0.0,
+            "repetition_penalty": 1.0,
+            "seed": None,
+            "max_tokens": 1,
+            "prompt_logprobs": 0,
+        }
 
     async def run(self, ids: list[int], params: dict, priority: int = 0) -> Output:
         """One request to the endpoint (retried there on transient failures); counts its tokens.
@@ -198,9 +234,15 @@ class OpenAIEngine(ModelEngine):
         from pipeline.report.telemetry import union_seconds
 
         iv = list(self._busy.intervals)
-        return {**self.stats, "steps": 0, "max_in_flight": self.client.max_seen_in_flight,
-                "intervals": iv, "load_intervals": list(self.load_intervals),
-                "engine_seconds": union_seconds(iv), "served": self.client.telemetry()}
+        return {
+            **self.stats,
+            "steps": 0,
+            "max_in_flight": self.client.max_seen_in_flight,
+            "intervals": iv,
+            "load_intervals": list(self.load_intervals),
+            "engine_seconds": union_seconds(iv),
+            "served": self.client.telemetry(),
+        }
 
     def __del__(self) -> None:
         srv = getattr(self, "server", None)

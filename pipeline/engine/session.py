@@ -71,9 +71,12 @@ def record() -> Optional[Path]:
     # folder.  Another run's Ray (a second user, a parallel job) must never be recorded, or the reaper
     # would later kill it.
     mine = [pid for pid in dict.fromkeys(pids) if _owned(pid, session_dir)]
-    rec = {"driver_pid": os.getpid(), "driver_start": _start_time(os.getpid()),
-           "session_dir": session_dir,
-           "processes": [[pid, _start_time(pid)] for pid in mine if _start_time(pid) is not None]}
+    rec = {
+        "driver_pid": os.getpid(),
+        "driver_start": _start_time(os.getpid()),
+        "session_dir": session_dir,
+        "processes": [[pid, _start_time(pid)] for pid in mine if _start_time(pid) is not None],
+    }
     path = _run_dir / RECORD
     write_text_atomic(path, json.dumps(rec, indent=2) + "\n")
     return path
@@ -147,13 +150,18 @@ def reap(run_dir: str | os.PathLike, grace_s: float = 5.0) -> list[int]:
         path.unlink(missing_ok=True)
         return []
     if _alive(rec["driver_pid"], rec.get("driver_start")) and rec["driver_pid"] != os.getpid():
-        log.warning("a run is still using %s (driver pid %s): its Ray session is left alone", run_dir, rec["driver_pid"])
+        log.warning(
+            "a run is still using %s (driver pid %s): its Ray session is left alone", run_dir, rec["driver_pid"]
+        )
         return []
     session_dir = rec["session_dir"]
     recorded = {int(p): s for p, s in rec.get("processes", [])}
     me = os.getpid()
-    victims = [int(d.name) for d in Path("/proc").iterdir()
-               if d.name.isdigit() and int(d.name) != me and _belongs(int(d.name), session_dir, recorded)]
+    victims = [
+        int(d.name)
+        for d in Path("/proc").iterdir()
+        if d.name.isdigit() and int(d.name) != me and _belongs(int(d.name), session_dir, recorded)
+    ]
     for pid in victims:
         _signal(pid, signal.SIGTERM)
     deadline = time.time() + grace_s
@@ -163,8 +171,9 @@ def reap(run_dir: str | os.PathLike, grace_s: float = 5.0) -> list[int]:
         if _alive(pid, None) and not _zombie(pid):
             _signal(pid, signal.SIGKILL)
     if victims:
-        log.warning("reaped %d leftover process(es) of the killed run's Ray session %s: %s",
-                    len(victims), session_dir, victims)
+        log.warning(
+            "reaped %d leftover process(es) of the killed run's Ray session %s: %s", len(victims), session_dir, victims
+        )
     path.unlink(missing_ok=True)
     return victims
 

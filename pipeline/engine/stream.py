@@ -98,6 +98,7 @@ class StepLoop:
                 left[0] -= 1
                 if left[0] == 0:
                     ev.set()
+
             return cb
 
         if not prompts:

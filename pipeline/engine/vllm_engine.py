@@ -173,13 +173,22 @@ class ModelEngine:
         self.tok = self.llm.get_tokenizer()
         if model_cfg.chat_template:
             self.tok.chat_template = model_cfg.chat_template
-        self.runtime = {"dtype": self.dtype.dtype, "dtype_requested": self.dtype.requested,
-                        "dtype_reason": self.dtype.reason,
-                        "model_dtype": str(self.llm.model_config.dtype).replace("torch.", ""),
-                        **cpu_runtime.process_report()}
-        self.stats: dict[str, Any] = {"prefill_tokens": 0, "cached_tokens": 0, "generated_tokens": 0, "requests": 0,
-                                      "load_seconds": self.load_seconds, "runtime": self.runtime,
-                                      **{k: 0 for k in PHASE_COUNTERS}}
+        self.runtime = {
+            "dtype": self.dtype.dtype,
+            "dtype_requested": self.dtype.requested,
+            "dtype_reason": self.dtype.reason,
+            "model_dtype": str(self.llm.model_config.dtype).replace("torch.", ""),
+            **cpu_runtime.process_report(),
+        }
+        self.stats: dict[str, Any] = {
+            "prefill_tokens": 0,
+            "cached_tokens": 0,
+            "generated_tokens": 0,
+            "requests": 0,
+            "load_seconds": self.load_seconds,
+            "runtime": self.runtime,
+            **{k: 0 for k in PHASE_COUNTERS},
+        }
         self._specials = [t for t in getattr(self.tok, "all_special_tokens", []) if t and t != self.fmt.think_stop]
         # The close tag as one token id (a special token): the thinking phase then stops on that id,
         # not on a string match.  Its text still comes from vLLM's incremental detokenizer, which holds
@@ -200,12 +209,19 @@ class ModelEngine:
     def thinking_prompt(self, user_prompt: str, system: Optional[str] = None) -> str:
         return self.fmt.open_thinking(self.generation_prompt(user_prompt, system))
 
-    def answer_prompt(self, user_prompt: str, cot: str, system: Optional[str] = None, phase: str = "own",
-                      answer_prefix: Optional[str] = None) -> str:
+    def answer_prompt(
+        self,
+        user_prompt: str,
+        cot: str,
+        system: Optional[str] = None,
+        phase: str = "own",
+        answer_prefix: Optional[str] = None,
+    ) -> str:
         from pipeline.engine.messages import place_cot
 
-        return place_cot(self.fmt, self.generation_prompt(user_prompt, system, phase), cot, self.cfg.protocol,
-                         answer_prefix)
+        return place_cot(
+            self.fmt, self.generation_prompt(user_prompt, system, phase), cot, self.cfg.protocol, answer_prefix
+        )
 
     def encode(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False).input_ids
@@ -213,11 +229,19 @@ class ModelEngine:
     def info(self) -> dict:
         import vllm
 
-        return {"name": self.cfg.name, "vllm": vllm.__version__, "load_seconds": self.load_seconds,
-                "vocab_size": len(self.tok), "max_model_len": self.cfg.max_model_len, "runtime": self.runtime,
-                "determinism": self.core_runtime.determinism, "engine_core": self.core_runtime.core,
-                "block_size": self.block_size, "max_num_batched_tokens": batched_tokens_of(self.llm),
-                "kv_tokens": self.kv_tokens()}
+        return {
+            "name": self.cfg.name,
+            "vllm": vllm.__version__,
+            "load_seconds": self.load_seconds,
+            "vocab_size": len(self.tok),
+            "max_model_len": self.cfg.max_model_len,
+            "runtime": self.runtime,
+            "determinism": self.core_runtime.determinism,
+            "engine_core": self.core_runtime.core,
+            "block_size": self.block_size,
+            "max_num_batched_tokens": batched_tokens_of(self.llm),
+            "kv_tokens": self.kv_tokens(),
+        }
 
     def kv_tokens(self) -> Optional[int]:
         """Tokens the KV cache holds (blocks x block size; vLLM sets the blocks once the cache is sized)."""
@@ -230,10 +254,16 @@ class ModelEngine:
         from vllm.sampling_params import RequestOutputKind
 
         return SamplingParams(
-            temperature=s.temperature, top_p=s.top_p, top_k=s.top_k if s.top_k > 0 else 0,
-            min_p=s.min_p, repetition_penalty=s.repetition_penalty,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            top_k=s.top_k if s.top_k > 0 else 0,
+            min_p=s.min_p,
+            repetition_penalty=s.repetition_penalty,
             seed=s.seed if s.temperature > 0 else None,
-            max_tokens=max_tokens, stop=stop, output_kind=RequestOutputKind.FINAL_ONLY, **kw,
+            max_tokens=max_tokens,
+            stop=stop,
+            output_kind=RequestOutputKind.FINAL_ONLY,
+            **kw,
         )
 
     async def run(self, ids: list[int], params, priority: int = 0) -> Any:
@@ -284,9 +314,14 @@ class ModelEngine:
     def get_stats(self) -> dict:
         from pipeline.report.telemetry import union_seconds
 
-        return {**self.stats, "steps": self.loop.steps, "max_in_flight": self.loop.max_seen_in_flight,
-                "intervals": list(self.loop.intervals), "load_intervals": list(self.load_intervals),
-                "engine_seconds": union_seconds(self.loop.intervals)}
+        return {
+            **self.stats,
+            "steps": self.loop.steps,
+            "max_in_flight": self.loop.max_seen_in_flight,
+            "intervals": list(self.loop.intervals),
+            "load_intervals": list(self.load_intervals),
+            "engine_seconds": union_seconds(self.loop.intervals),
+        }
 
     # ------------------------------------------------------------------ ops
     async def think(self, r: ThinkRequest) -> ThinkResult:
@@ -302,12 +337,14 @@ class ModelEngine:
         from pipeline.engine.messages import thought_budget
 
         p = self.encode(self.thinking_prompt(r.prompt, r.system))
-        budget = thought_budget(r.thought_budget, len(p), self.cfg.max_model_len,
-                                self.cfg.protocol.thought_budget_plus_prompt, r.reserve)
+        budget = thought_budget(
+            r.thought_budget, len(p), self.cfg.max_model_len, self.cfg.protocol.thought_budget_plus_prompt, r.reserve
+        )
         err = self._fit(p, budget, "think")
         if err:
-            return Thought(ThinkResult(cot="", cot_tokens=0, finish_reason="error", forced_close=False, error=err),
-                           p, [], False)
+            return Thought(
+                ThinkResult(cot="", cot_tokens=0, finish_reason="error", forced_close=False, error=err), p, [], False
+            )
         if self._close_id is not None:
             params = self.params(r.sampling, budget, stop_token_ids=[self._close_id], skip_special_tokens=False)
         else:
@@ -343,16 +380,24 @@ class ModelEngine:
         (the thinking request's prompt and CoT) for the cache-hit telemetry."""
         err = self._fit(p, r.answer_budget, "answer")
         if err:
-            return AnswerResult(answer_text=None, prompt_tokens=len(p), answer_tokens=0, finish_reason="error",
-                                error=err)
+            return AnswerResult(
+                answer_text=None, prompt_tokens=len(p), answer_tokens=0, finish_reason="error", error=err
+            )
         # Higher priority than new CoTs: the answer runs while the CoT's blocks are still cached.
-        o = await self.run(p, self.params(r.sampling, r.answer_budget, stop=list(self.fmt.answer_stop) or None),
-                           priority=ANSWER_PRIORITY)
+        o = await self.run(
+            p,
+            self.params(r.sampling, r.answer_budget, stop=list(self.fmt.answer_stop) or None),
+            priority=ANSWER_PRIORITY,
+        )
         self._phase("answer", o, cacheable_tokens(before, self.block_size) if before else None)
         c = o.outputs[0]
-        return AnswerResult(answer_text=c.text, prompt_tokens=len(o.prompt_token_ids),
-                            answer_tokens=len(c.token_ids), finish_reason=c.finish_reason,
-                            cached_tokens=int(o.num_cached_tokens or 0))
+        return AnswerResult(
+            answer_text=c.text,
+            prompt_tokens=len(o.prompt_token_ids),
+            answer_tokens=len(c.token_ids),
+            finish_reason=c.finish_reason,
+            cached_tokens=int(o.num_cached_tokens or 0),
+        )
 
     def _answer_after(self, t: Thought, r: AnswerRequest, by: AnswerBy) -> tuple[list[int], list[int]]:
         """Prompt ids of the answer after a CoT this engine just wrote, and the ids it computed before:
@@ -362,9 +407,15 @@ class ModelEngine:
         text_prompt = self.answer_prompt(r.prompt, cot, r.system, "own", r.answer_prefix)
         ids = None
         if by == "ids":
-            ids = answer_ids(t, text_prompt, self.thinking_prompt(r.prompt, r.system) + cot,
-                             self.fmt.think_stop, self.encode,
-                             lambda x: self.tok.decode(x, skip_special_tokens=False), self._close_id)
+            ids = answer_ids(
+                t,
+                text_prompt,
+                self.thinking_prompt(r.prompt, r.system) + cot,
+                self.fmt.think_stop,
+                self.encode,
+                lambda x: self.tok.decode(x, skip_special_tokens=False),
+                self._close_id,
+            )
         if ids is None:
             self.stats["answer_text_path"] += 1
             ids = self.encode(text_prompt)
@@ -395,13 +446,17 @@ class ModelEngine:
 
     def _complete_args(self, r: CompleteRequest) -> tuple[list[int], object]:
         ids = r.ids if r.ids is not None else self.encode(r.text or "")
-        return ids, self.params(r.sampling or GREEDY, r.max_tokens, stop=r.stop, n=r.n,
-                                ignore_eos=r.ignore_eos, skip_special_tokens=False)
+        return ids, self.params(
+            r.sampling or GREEDY, r.max_tokens, stop=r.stop, n=r.n, ignore_eos=r.ignore_eos, skip_special_tokens=False
+        )
 
     @staticmethod
     def _completion(o: Any) -> Completion:
-        return Completion(texts=[c.text for c in o.outputs], token_ids=[list(c.token_ids) for c in o.outputs],
-                          finish_reasons=[c.finish_reason for c in o.outputs])
+        return Completion(
+            texts=[c.text for c in o.outputs],
+            token_ids=[list(c.token_ids) for c in o.outputs],
+            finish_reasons=[c.finish_reason for c in o.outputs],
+        )
 
     async def complete(self, r: CompleteRequest) -> Completion:
         """Raw continuations of a text or of token ids."""
@@ -433,9 +488,15 @@ class ModelEngine:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        return SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False,
-                              flat_logprobs=True, skip_reading_prefix_cache=skip_cache,
-                              output_kind=RequestOutputKind.FINAL_ONLY)
+        return SamplingParams(
+            max_tokens=1,
+            temperature=0.0,
+            prompt_logprobs=0,
+            detokenize=False,
+            flat_logprobs=True,
+            skip_reading_prefix_cache=skip_cache,
+            output_kind=RequestOutputKind.FINAL_ONLY,
+        )
 
     async def score_ids(self, ctx: list[int], conts: list[list[int]], mode: ScoreMode = "cached") -> list[dict]:
         """Log-probabilities of each continuation's own tokens after one context.
@@ -510,10 +571,20 @@ class ModelEngine:
         p = self.encode(self.thinking_prompt(r.prompt, r.system) + r.cot)
         err = self._fit(p, max_tokens, "ensemble propose")
         if err:
-            return Proposal(texts=[], closed=[], cot_tokens=cot_tokens, exhausted=True, error=err,
-                            context_tokens=len(p))
-        o = await self.run(p, self.params(r.sampling, max_tokens, stop=[self.fmt.think_stop], n=r.n,
-                                          include_stop_str_in_output=True, skip_special_tokens=False))
+            return Proposal(
+                texts=[], closed=[], cot_tokens=cot_tokens, exhausted=True, error=err, context_tokens=len(p)
+            )
+        o = await self.run(
+            p,
+            self.params(
+                r.sampling,
+                max_tokens,
+                stop=[self.fmt.think_stop],
+                n=r.n,
+                include_stop_str_in_output=True,
+                skip_special_tokens=False,
+            ),
+        )
         out = Proposal(texts=[], closed=[], cot_tokens=cot_tokens, context_tokens=len(p))
         for c in o.outputs:
             text = c.text
@@ -535,8 +606,11 @@ class ModelEngine:
         cands = [self.encode(t + (close if c else "")) for t, c in zip(r.candidates, r.closes)]
         err = self._fit(ctx, max((len(c) for c in cands), default=0) + 1, "ensemble score")
         if err:
-            return [CandidateScore(mean_nll=float("inf"), seq_mean_nll=float("inf"), n_tokens=0, error=err)
-                    for _ in cands]
+            return [
+                CandidateScore(mean_nll=float("inf"), seq_mean_nll=float("inf"), n_tokens=0, error=err) for _ in cands
+            ]
         scored = await self.score_ids(ctx, cands, mode=r.mode) if cands else []
-        return [CandidateScore(mean_nll=d["mean_nll"], n_tokens=d["n_tokens"], seq_mean_nll=d.get("seq_mean_nll"))
-                for d in scored]
+        return [
+            CandidateScore(mean_nll=d["mean_nll"], n_tokens=d["n_tokens"], seq_mean_nll=d.get("seq_mean_nll"))
+            for d in scored
+        ]

@@ -52,17 +52,37 @@ from pipeline.importers.genex_medcalc import Skips, ensemble_short, short_name, 
 from pipeline.schema import setting_name
 from pipeline.scoring.consistency import order_models
 
-ITEMS = pa.schema([
-    ("setting", pa.string()), ("method", pa.string()), ("source", pa.string()), ("variant", pa.string()),
-    ("task", pa.string()), ("model_a", pa.string()), ("model_b", pa.string()), ("item", pa.string()),
-    ("answer_a", pa.string()), ("answer_b", pa.string()),
-    ("bert_a_to_b", pa.float64()), ("bert_b_to_a", pa.float64()), ("bert_score", pa.float64()),
-])
-FILES = pa.schema([
-    ("setting", pa.string()), ("variant", pa.string()), ("model_a", pa.string()), ("model_b", pa.string()),
-    ("file", pa.string()), ("kind", pa.string()), ("task", pa.string()), ("n_items", pa.int64()),
-    ("task_score", pa.float64()), ("stored_score", pa.float64()),
-])
+ITEMS = pa.schema(
+    [
+        ("setting", pa.string()),
+        ("method", pa.string()),
+        ("source", pa.string()),
+        ("variant", pa.string()),
+        ("task", pa.string()),
+        ("model_a", pa.string()),
+        ("model_b", pa.string()),
+        ("item", pa.string()),
+        ("answer_a", pa.string()),
+        ("answer_b", pa.string()),
+        ("bert_a_to_b", pa.float64()),
+        ("bert_b_to_a", pa.float64()),
+        ("bert_score", pa.float64()),
+    ]
+)
+FILES = pa.schema(
+    [
+        ("setting", pa.string()),
+        ("variant", pa.string()),
+        ("model_a", pa.string()),
+        ("model_b", pa.string()),
+        ("file", pa.string()),
+        ("kind", pa.string()),
+        ("task", pa.string()),
+        ("n_items", pa.int64()),
+        ("task_score", pa.float64()),
+        ("stored_score", pa.float64()),
+    ]
+)
 ITEMS_FILE = "ii_comparisons.arrow"
 FILES_FILE = "ii_files.arrow"
 
@@ -88,7 +108,7 @@ def parse_setting(folder: str, skips: Skips | None = None) -> tuple[str, str, st
     if name in ("sampling", "sampled"):
         return "sampled", "", variant
     if name.startswith("transfer_") and len(name) > len("transfer_"):
-        return "transfer", ensemble_short(name[len("transfer_"):], skips, folder), variant
+        return "transfer", ensemble_short(name[len("transfer_") :], skips, folder), variant
     m = _ENSEMBLE_RE.match(name)
     if m:
         return "ensemble", "{}+{}/{}".format(*(ensemble_short(m[k], skips, folder) for k in "abc")), variant
@@ -113,7 +133,13 @@ def read_genex_ii(src_dir: str | Path) -> tuple[pa.Table, pa.Table, list[dict[st
     for folder in folders:
         parsed = parse_setting(folder.name, skips)
         if parsed is None:
-            skips.add(folder, None, "folder", "skipped", "folder name is not a known II setting (see pipeline.importers.genex_ii)")
+            skips.add(
+                folder,
+                None,
+                "folder",
+                "skipped",
+                "folder name is not a known II setting (see pipeline.importers.genex_ii)",
+            )
             continue
         method, source, variant = parsed
         setting = setting_name(method, source)
@@ -136,7 +162,9 @@ def read_genex_ii(src_dir: str | Path) -> tuple[pa.Table, pa.Table, list[dict[st
                 continue
             row = {"setting": setting, "variant": variant, "model_a": ma, "model_b": mb, "file": rel}
             if m["task"] == SUMMARY_TASK:
-                files.append({**row, "kind": "summary", "task": None, "n_items": 0, "task_score": None, "stored_score": None})
+                files.append(
+                    {**row, "kind": "summary", "task": None, "n_items": 0, "task_score": None, "stored_score": None}
+                )
                 continue
             scores = []
             for key, rec in data.items():
@@ -144,29 +172,58 @@ def read_genex_ii(src_dir: str | Path) -> tuple[pa.Table, pa.Table, list[dict[st
                     continue  # task_name / model names / weighted_task_score
                 s = _float(rec.get("bert_score"))
                 if s is None:
-                    skips.add(path, key, "bert_score", "skipped", f"bert_score {rec.get('bert_score')!r} is not a number")
+                    skips.add(
+                        path, key, "bert_score", "skipped", f"bert_score {rec.get('bert_score')!r} is not a number"
+                    )
                     continue
                 ab, ba = _float(rec.get("bert_1_to_2")), _float(rec.get("bert_2_to_1"))
                 out_a, out_b = rec.get("model1_output"), rec.get("model2_output")
                 if swap:
                     ab, ba, out_a, out_b = ba, ab, out_b, out_a
-                items.append({
-                    "setting": setting, "method": method, "source": source, "variant": variant, "task": m["task"],
-                    "model_a": ma, "model_b": mb, "item": str(key),
-                    "answer_a": None if out_a is None else str(out_a), "answer_b": None if out_b is None else str(out_b),
-                    "bert_a_to_b": ab, "bert_b_to_a": ba, "bert_score": s,
-                })
+                items.append(
+                    {
+                        "setting": setting,
+                        "method": method,
+                        "source": source,
+                        "variant": variant,
+                        "task": m["task"],
+                        "model_a": ma,
+                        "model_b": mb,
+                        "item": str(key),
+                        "answer_a": None if out_a is None else str(out_a),
+                        "answer_b": None if out_b is None else str(out_b),
+                        "bert_a_to_b": ab,
+                        "bert_b_to_a": ba,
+                        "bert_score": s,
+                    }
+                )
                 scores.append(s)
             stored = _float(data.get("weighted_task_score"))
             score = sum(scores) / len(scores) if scores else None
             if not scores:
                 skips.add(path, None, "items", "note", "no scored items; the task scores as missing")
             if stored is None:
-                skips.add(path, None, "weighted_task_score", "note", "no weighted_task_score; the recomputed mean is used")
+                skips.add(
+                    path, None, "weighted_task_score", "note", "no weighted_task_score; the recomputed mean is used"
+                )
             elif score is not None and abs(stored - score) > SCORE_TOL:
-                skips.add(path, None, "weighted_task_score", "note",
-                      f"stored {stored:.6f} differs from the item mean {score:.6f}; the item mean is used")
-            files.append({**row, "kind": "task", "task": m["task"], "n_items": len(scores), "task_score": score, "stored_score": stored})
+                skips.add(
+                    path,
+                    None,
+                    "weighted_task_score",
+                    "note",
+                    f"stored {stored:.6f} differs from the item mean {score:.6f}; the item mean is used",
+                )
+            files.append(
+                {
+                    **row,
+                    "kind": "task",
+                    "task": m["task"],
+                    "n_items": len(scores),
+                    "task_score": score,
+                    "stored_score": stored,
+                }
+            )
     if not files:
         raise GenexIIImportError(f"{src}: no importable comparison files; is this the genex-ii-comparisons folder?")
     return pa.Table.from_pylist(items, ITEMS), pa.Table.from_pylist(files, FILES), skips.rows
@@ -181,8 +238,12 @@ def import_genex_ii(src_dir: str | Path, out_run_dir: str | Path) -> Path:
         )
     items, files, skips = read_genex_ii(src_dir)
     sizes = {str(p.relative_to(src_dir)): p.stat().st_size for p in sorted(Path(src_dir).glob("*/*.json"))}
-    meta = provenance("import-genex-ii", {"src_dir": str(src_dir)}, {"json_files": content_hash(sizes)},
-                      {"n_files": len(sizes), "n_skip_records": len(skips)})
+    meta = provenance(
+        "import-genex-ii",
+        {"src_dir": str(src_dir)},
+        {"json_files": content_hash(sizes)},
+        {"n_files": len(sizes), "n_skip_records": len(skips)},
+    )
     write_table(out / FILES_FILE, files, meta)  # atomic
     dest = write_table(out / ITEMS_FILE, items, meta)
     write_skips(skips, out / "import_skips.csv")

@@ -126,7 +126,10 @@ def short_name(model_id: str, skips: Skips | None = None, file: str | Path = "")
     name = re.sub(r"[^A-Za-z0-9._+-]", "_", model_id)
     if skips is not None:
         skips.add(
-            file, None, "model", "note",
+            file,
+            None,
+            "model",
+            "note",
             f"unknown model id {model_id!r}; kept as short name {name!r} (add it to pipeline.importers.genex_medcalc.MODEL_SHORT to name it)",
         )
     return name
@@ -138,7 +141,10 @@ def ensemble_short(tok: str, skips: Skips | None = None, file: str | Path = "") 
         return ENSEMBLE_SHORT[tok.lower()]
     if skips is not None:
         skips.add(
-            file, None, "model", "note",
+            file,
+            None,
+            "model",
+            "note",
             f"unknown ensemble model {tok!r}; kept as-is (add it to pipeline.importers.genex_medcalc.ENSEMBLE_SHORT to name it)",
         )
     return tok
@@ -211,12 +217,17 @@ def _row_to_answer(
     if bench is not None:
         b = bench.get(str(rn))
         if b is None:
-            skips.add(f, rn, "Row Number", "note", "row not in the benchmark CSV; gold limits taken from the JSONL (none)")
+            skips.add(
+                f, rn, "Row Number", "note", "row not in the benchmark CSV; gold limits taken from the JSONL (none)"
+            )
         else:
             lower, upper, otype = b["Lower Limit"], b["Upper Limit"], b.get("Output Type")
             if b["Ground Truth Answer"].strip() != str(gt).strip():
                 skips.add(
-                    f, rn, "Ground Truth Answer", "note",
+                    f,
+                    rn,
+                    "Ground Truth Answer",
+                    "note",
                     f"JSONL gold {gt!r} differs from benchmark CSV {b['Ground Truth Answer']!r}; the CSV's is used",
                 )
                 gt = b["Ground Truth Answer"].strip()
@@ -238,7 +249,10 @@ def _row_to_answer(
         declared = rec.get("Target Model")
         if declared is not None and short_name(str(declared)) != spec.target:
             skips.add(
-                f, rn, "Target Model", "skipped",
+                f,
+                rn,
+                "Target Model",
+                "skipped",
                 f"row's Target Model {declared!r} contradicts the file name's target {spec.target!r}",
             )
             return None
@@ -250,7 +264,9 @@ def _row_to_answer(
                 f"{f.name} row {rn}: no Target Answer/Target Result (target generation failed in the "
                 f"reference run; LLM Answer={_s(rec.get('LLM Answer'))!r}); counted as a wrong, missing answer"
             )
-            skips.add(f, rn, "Target Answer", "kept_with_error", "no Target Answer/Target Result; kept as a missing answer")
+            skips.add(
+                f, rn, "Target Answer", "kept_with_error", "no Target Answer/Target Result; kept as a missing answer"
+            )
             return row
         ans, res, expl = rec.get("Target Answer"), rec.get("Target Result"), rec.get("Target Explanation")
         res_field = "Target Result"
@@ -266,7 +282,11 @@ def _row_to_answer(
         declared = rec.get("LLM Name")
         if declared is not None and short_name(str(declared)) != spec.target:
             skips.add(
-                f, rn, "LLM Name", "skipped", f"row's LLM Name {declared!r} contradicts the file name's model {spec.target!r}"
+                f,
+                rn,
+                "LLM Name",
+                "skipped",
+                f"row's LLM Name {declared!r} contradicts the file name's model {spec.target!r}",
             )
             return None
         if "LLM Answer" not in rec:
@@ -306,8 +326,15 @@ def read_genex(src_dir: str | Path, benchmark_csv: str | Path | None = None) -> 
     for path in files:
         spec = parse_filename(path, skips)
         if spec is None:
-            skips.add(path, None, "file name", "skipped", "file name does not fit the genex naming scheme (see pipeline.importers.genex_medcalc)")
+            skips.add(
+                path,
+                None,
+                "file name",
+                "skipped",
+                "file name does not fit the genex naming scheme (see pipeline.importers.genex_medcalc)",
+            )
             continue
+
         def bad_line(line_no: int, why: str, path: Path = path) -> None:
             skips.add(path, f"line {line_no}", "json", "skipped", why)
 
@@ -326,9 +353,13 @@ def read_genex(src_dir: str | Path, benchmark_csv: str | Path | None = None) -> 
             rows.append(row)
     if not rows:
         skipped = [r for r in skips.rows if r.get("action") == "skipped"]
-        first = f", first: {skipped[0].get('file')} {skipped[0].get('row')}: {skipped[0].get('reason')}" if skipped else ""
-        raise GenexImportError(f"{src}: no importable rows ({len(skipped)} record(s) skipped{first}); "
-                               "fix the files (one JSON object per line with the study's fields)")
+        first = (
+            f", first: {skipped[0].get('file')} {skipped[0].get('row')}: {skipped[0].get('reason')}" if skipped else ""
+        )
+        raise GenexImportError(
+            f"{src}: no importable rows ({len(skipped)} record(s) skipped{first}); "
+            "fix the files (one JSON object per line with the study's fields)"
+        )
     return from_rows(rows, ANSWERS), skips.rows
 
 
@@ -358,5 +389,11 @@ def import_genex(src_dir: str | Path, out_run_dir: str | Path, benchmark_csv: st
 
     write_table(out / SOURCE_ANSWERS_FILE, read_source_answers(src_dir), meta)
     n_skipped = sum(s["action"] == "skipped" for s in skips)
-    log.info("imported %d answer rows into %s (%d skipped, %d records in import_skips.csv)", table.num_rows, dest, n_skipped, len(skips))
+    log.info(
+        "imported %d answer rows into %s (%d skipped, %d records in import_skips.csv)",
+        table.num_rows,
+        dest,
+        n_skipped,
+        len(skips),
+    )
     return dest

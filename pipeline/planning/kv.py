@@ -34,7 +34,7 @@ from pathlib import Path
 
 from pipeline.planning.simulate import StepCost
 
-GIB = 1024 ** 3
+GIB = 1024**3
 
 # (layers holding a full-length KV, KV heads, head dim, weights GiB) of the reference models. gpt-oss
 # alternates full and 128-token sliding-window layers: only its 12 full layers grow with context.
@@ -134,9 +134,17 @@ class KVRun:
     mean_batch: float
 
 
-def simulate_kv(arrival: Sequence[float], prompt: Sequence[float], decode: Sequence[int], cost: KVCost,
-                spec: KVSpec, slots: int, answer: Sequence[int] | None = None, answer_hit: float = 1.0,
-                answer_extra: float = 0.0) -> KVRun:
+def simulate_kv(
+    arrival: Sequence[float],
+    prompt: Sequence[float],
+    decode: Sequence[int],
+    cost: KVCost,
+    spec: KVSpec,
+    slots: int,
+    answer: Sequence[int] | None = None,
+    answer_hit: float = 1.0,
+    answer_extra: float = 0.0,
+) -> KVRun:
     """Replay requests through one engine with ``spec.blocks`` KV blocks and ``slots`` sequences.
 
     ``answer[i]``: tokens of request i's second phase (its answer after the CoT), which continues on
@@ -252,27 +260,36 @@ class Headroom:
     def warning(self) -> str | None:
         if self.fit_mean >= self.max_num_seqs:
             return None
-        return (f"{self.model}: max_num_seqs={self.max_num_seqs} would preempt: its KV cache holds "
-                f"{self.spec.capacity_tokens:,} tokens, ~{self.fit_mean} sequences at the mean context of "
-                f"{self.mean_context:,.0f} tokens (~{self.fit_p90} at p90); set models.<key>.max_num_seqs="
-                f"{max(1, self.fit_mean)} or raise tensor_parallel_size / gpu_memory_utilization")
+        return (
+            f"{self.model}: max_num_seqs={self.max_num_seqs} would preempt: its KV cache holds "
+            f"{self.spec.capacity_tokens:,} tokens, ~{self.fit_mean} sequences at the mean context of "
+            f"{self.mean_context:,.0f} tokens (~{self.fit_p90} at p90); set models.<key>.max_num_seqs="
+            f"{max(1, self.fit_mean)} or raise tensor_parallel_size / gpu_memory_utilization"
+        )
 
 
 def headroom(model_cfg, spec: KVSpec, contexts: Sequence[float]) -> Headroom:
     xs = sorted(contexts) or [float(model_cfg.max_model_len)]
-    return Headroom(model_cfg.name, spec, int(model_cfg.max_num_seqs), sum(xs) / len(xs),
-                    xs[min(len(xs) - 1, int(0.9 * len(xs)))])
+    return Headroom(
+        model_cfg.name, spec, int(model_cfg.max_num_seqs), sum(xs) / len(xs), xs[min(len(xs) - 1, int(0.9 * len(xs)))]
+    )
 
 
 def format_headroom(rows: Sequence[Headroom]) -> str:
     """The ``crosscot plan`` section: one row per engine, then the warnings."""
-    out = ["KV cache per engine (estimates; context = prompt + CoT + answer):", "",
-           "| engine | KV bytes/token | KV tokens | mean context | fit at mean | fit at p90 | max_num_seqs | "
-           "headroom | source |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    out = [
+        "KV cache per engine (estimates; context = prompt + CoT + answer):",
+        "",
+        "| engine | KV bytes/token | KV tokens | mean context | fit at mean | fit at p90 | max_num_seqs | "
+        "headroom | source |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for h in rows:
-        out.append(f"| {h.model} | {h.spec.bytes_per_token / 1024:.0f} KiB | {h.spec.capacity_tokens:,} | "
-                   f"{h.mean_context:,.0f} | {h.fit_mean} | {h.fit_p90} | {h.max_num_seqs} | {h.ratio:.2f}x | "
-                   f"{h.spec.source} |")
+        out.append(
+            f"| {h.model} | {h.spec.bytes_per_token / 1024:.0f} KiB | {h.spec.capacity_tokens:,} | "
+            f"{h.mean_context:,.0f} | {h.fit_mean} | {h.fit_p90} | {h.max_num_seqs} | {h.ratio:.2f}x | "
+            f"{h.spec.source} |"
+        )
     warns = [w for w in (h.warning() for h in rows) if w]
     out += [""] + [f"WARNING: {w}" for w in warns] if warns else ["", "No engine's max_num_seqs exceeds its KV cache."]
     return "\n".join(out)
@@ -328,11 +345,17 @@ def format_plan_kv(rows: Sequence[EngineKV]) -> str:
     """The KV section of ``crosscot plan``: headroom, warnings, KV-aware vs KV-blind engine time."""
     from pipeline.planning.plan import fmt_duration
 
-    out = [format_headroom([r.headroom for r in rows]), "",
-           "One engine's generate requests (a sample of up to 2000, all queued at once), simulated:", "",
-           "| engine | requests | slots only | with KV limit | preemptions | answers re-prefilled (old) |",
-           "|---|---:|---:|---:|---:|---:|"]
+    out = [
+        format_headroom([r.headroom for r in rows]),
+        "",
+        "One engine's generate requests (a sample of up to 2000, all queued at once), simulated:",
+        "",
+        "| engine | requests | slots only | with KV limit | preemptions | answers re-prefilled (old) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        out.append(f"| {r.headroom.model} | {r.requests} | {fmt_duration(r.blind_s)} | {fmt_duration(r.kv_s)} | "
-                   f"{r.preemptions} | {fmt_duration(r.kv_retokenized_s)} |")
+        out.append(
+            f"| {r.headroom.model} | {r.requests} | {fmt_duration(r.blind_s)} | {fmt_duration(r.kv_s)} | "
+            f"{r.preemptions} | {fmt_duration(r.kv_retokenized_s)} |"
+        )
     return "\n".join(out)

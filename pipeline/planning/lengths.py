@@ -64,8 +64,10 @@ def tail_shape(data_dir: "Path | str" = DATA) -> list[float]:
             m = statistics.fmean(ls)
             shape += [x / m for x in ls]
     if not shape:
-        raise FileNotFoundError(f"no released CoT lengths under {data_dir} (expected e.g. "
-                                "Qwen_QwQ-32B_zero_shot_original.jsonl from ../shared/data/genex-medcalc-outputs)")
+        raise FileNotFoundError(
+            f"no released CoT lengths under {data_dir} (expected e.g. "
+            "Qwen_QwQ-32B_zero_shot_original.jsonl from ../shared/data/genex-medcalc-outputs)"
+        )
     return shape
 
 
@@ -84,14 +86,22 @@ def measured_lengths(run_dir: str) -> dict[str, list[int]]:
             if method != "empty" and n is not None:
                 out.setdefault(str(src), []).append(int(n))
     if not out:
-        raise FileNotFoundError(f"no generated CoTs with cot_tokens in {store} (generate-*.arrow); "
-                                "pass a run folder of a finished run")
+        raise FileNotFoundError(
+            f"no generated CoTs with cot_tokens in {store} (generate-*.arrow); pass a run folder of a finished run"
+        )
     return out
 
 
-def cot_lengths(model: str, n: int, budget: int, fill: float, *, seed: int = 0,
-                data_dir: "Path | str" = DATA, measured: Optional[dict[str, list[int]]] = None,
-                ) -> tuple[list[int], str]:
+def cot_lengths(
+    model: str,
+    n: int,
+    budget: int,
+    fill: float,
+    *,
+    seed: int = 0,
+    data_dir: "Path | str" = DATA,
+    measured: Optional[dict[str, list[int]]] = None,
+) -> tuple[list[int], str]:
     """``n`` CoT lengths for ``model`` and where they come from (``measured``, ``released``, ``shape``)."""
     rng = random.Random(f"{seed}:{model}")
     budget = max(1, int(budget))

@@ -21,8 +21,16 @@ if TYPE_CHECKING:  # typing only; keeps `import pipeline.planning.packing` light
 # Bytes per parameter by dtype name.  "auto" on the reference LRMs means bf16;
 # quantised checkpoints (gpt-oss's MXFP4 experts) should set memory_gib instead.
 BYTES_PER_PARAM: dict[str, float] = {
-    "auto": 2.0, "bfloat16": 2.0, "float16": 2.0, "half": 2.0,
-    "float32": 4.0, "float": 4.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "mxfp4": 0.55,
+    "auto": 2.0,
+    "bfloat16": 2.0,
+    "float16": 2.0,
+    "half": 2.0,
+    "float32": 4.0,
+    "float": 4.0,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "int4": 0.5,
+    "mxfp4": 0.55,
 }
 
 
@@ -70,13 +78,23 @@ def weights_gib(m: "ModelConfig") -> float:
     return float(m.params_b) * 1e9 * bpp / GIB
 
 
-def engine_demand(m: "ModelConfig", key: str = "", *, kv_headroom: float = KV_HEADROOM,
-                  overhead_gib: float = ENGINE_OVERHEAD_GIB) -> EngineDemand:
+def engine_demand(
+    m: "ModelConfig", key: str = "", *, kv_headroom: float = KV_HEADROOM, overhead_gib: float = ENGINE_OVERHEAD_GIB
+) -> EngineDemand:
     """The engine need of one model: ``memory_gib`` if set, else weights x (1 + headroom) + overhead."""
     if m.engine == "openai" and m.served.base_url:
         # Someone else's server holds the weights: here it is an HTTP client (a little CPU, no memory).
-        return EngineDemand(name=m.name, key=key or m.name, tp=1, memory_gib=0.0, num_cpus=float(m.num_cpus),
-                            host_memory_gib=0.0, weights_gib=0.0, gpu_memory_utilization=0.0, estimated=False)
+        return EngineDemand(
+            name=m.name,
+            key=key or m.name,
+            tp=1,
+            memory_gib=0.0,
+            num_cpus=float(m.num_cpus),
+            host_memory_gib=0.0,
+            weights_gib=0.0,
+            gpu_memory_utilization=0.0,
+            estimated=False,
+        )
     w = weights_gib(m)
     tp = int(m.tensor_parallel_size)
     if m.memory_gib and m.memory_gib > 0:
@@ -88,9 +106,15 @@ def engine_demand(m: "ModelConfig", key: str = "", *, kv_headroom: float = KV_HE
     # CPU engines hold weights plus the KV space they are given (VLLM_CPU_KVCACHE_SPACE).
     host = (w or mem) + float(m.kv_cache_gib)
     return EngineDemand(
-        name=m.name, key=key or m.name, tp=tp, memory_gib=mem, num_cpus=float(m.num_cpus),
-        host_memory_gib=host, weights_gib=w or mem / (1 + kv_headroom),
-        gpu_memory_utilization=float(m.gpu_memory_utilization), estimated=est,
+        name=m.name,
+        key=key or m.name,
+        tp=tp,
+        memory_gib=mem,
+        num_cpus=float(m.num_cpus),
+        host_memory_gib=host,
+        weights_gib=w or mem / (1 + kv_headroom),
+        gpu_memory_utilization=float(m.gpu_memory_utilization),
+        estimated=est,
     )
 
 
@@ -184,7 +208,8 @@ class Packer:
     def fits_alone(self, d: EngineDemand, node: NodeSpec) -> bool:
         if self.cluster.cpu_only:
             return (not node.num_cpus or d.num_cpus <= node.num_cpus) and (
-                not node.memory_gib or d.host_memory_gib <= node.memory_gib)
+                not node.memory_gib or d.host_memory_gib <= node.memory_gib
+            )
         if d.tp > node.num_gpus:
             return False
         if d.memory_gib > 0 and d.per_gpu_gib > node.gpu_memory_gib * (d.gpu_memory_utilization + MEMORY_SLACK):
@@ -204,32 +229,39 @@ class Packer:
         if c.cpu_only:
             big_cpu = max(n.num_cpus for n in c.nodes)
             big_mem = max(n.memory_gib for n in c.nodes)
-            return (f"model {d.name!r} needs {d.num_cpus:g} CPUs and {d.host_memory_gib:.1f} GiB host memory, "
-                    f"but the largest node has {big_cpu:g} CPUs and {big_mem:g} GiB; fix: lower "
-                    f"{where}.num_cpus / {where}.kv_cache_gib, or use a bigger machine")
+            return (
+                f"model {d.name!r} needs {d.num_cpus:g} CPUs and {d.host_memory_gib:.1f} GiB host memory, "
+                f"but the largest node has {big_cpu:g} CPUs and {big_mem:g} GiB; fix: lower "
+                f"{where}.num_cpus / {where}.kv_cache_gib, or use a bigger machine"
+            )
         gpu_nodes = [n for n in c.nodes if n.num_gpus]
         max_g = max(n.num_gpus for n in gpu_nodes)
         max_mem = max(n.gpu_memory_gib for n in gpu_nodes)
         if d.tp > max_g:
-            return (f"model {d.name!r} has tensor_parallel_size={d.tp} but a TP group must sit within one node "
-                    f"and the largest node has {max_g} GPUs; fix: set {where}.tensor_parallel_size<={max_g} "
-                    f"or use a node type with more GPUs per node")
+            return (
+                f"model {d.name!r} has tensor_parallel_size={d.tp} but a TP group must sit within one node "
+                f"and the largest node has {max_g} GPUs; fix: set {where}.tensor_parallel_size<={max_g} "
+                f"or use a node type with more GPUs per node"
+            )
         usable = max_mem * d.gpu_memory_utilization
-        need = (f"{d.memory_gib:.1f} GiB ({'estimated from params_b' if d.estimated else 'memory_gib'}), "
-                f"{d.per_gpu_gib:.1f} GiB per GPU at tensor_parallel_size={d.tp}")
+        need = (
+            f"{d.memory_gib:.1f} GiB ({'estimated from params_b' if d.estimated else 'memory_gib'}), "
+            f"{d.per_gpu_gib:.1f} GiB per GPU at tensor_parallel_size={d.tp}"
+        )
         fixes = []
         util = d.per_gpu_gib / max_mem
         if util <= 0.95:  # fits on one GPU of this size if vLLM may claim more of it
             fixes.append(f"set {where}.gpu_memory_utilization={math.ceil(util * 100) / 100:.2f}")
-        tp_fit = next((t for t in (1, 2, 4, 8, 16)
-                       if d.tp < t <= max_g and d.memory_gib / t <= usable), None)
+        tp_fit = next((t for t in (1, 2, 4, 8, 16) if d.tp < t <= max_g and d.memory_gib / t <= usable), None)
         if tp_fit:
             fixes.append(f"set {where}.tensor_parallel_size={tp_fit}")
         if not fixes:
             fixes.append(f"use a node type with larger GPUs (the model does not fit even on {max_g} GPUs)")
-        return (f"model {d.name!r} needs {need}, but the largest GPU has {max_mem:g} GiB x "
-                f"gpu_memory_utilization {d.gpu_memory_utilization:g} = {usable:.1f} GiB; fix: "
-                f"{' or '.join(fixes)}; or set {where}.memory_gib if the estimate is wrong")
+        return (
+            f"model {d.name!r} needs {need}, but the largest GPU has {max_mem:g} GiB x "
+            f"gpu_memory_utilization {d.gpu_memory_utilization:g} = {usable:.1f} GiB; fix: "
+            f"{' or '.join(fixes)}; or set {where}.memory_gib if the estimate is wrong"
+        )
 
     # ---- state
     def empty_state(self) -> list[_NodeState]:
@@ -260,8 +292,9 @@ class Packer:
         if self.cluster.cpu_only:
             st.mem -= d.host_memory_gib
 
-    def pack(self, demands: Sequence[EngineDemand], fixed: Sequence[Placement] = (),
-             state: Optional[list[_NodeState]] = None) -> Optional[dict[str, tuple[int, tuple[int, ...], float]]]:
+    def pack(
+        self, demands: Sequence[EngineDemand], fixed: Sequence[Placement] = (), state: Optional[list[_NodeState]] = None
+    ) -> Optional[dict[str, tuple[int, tuple[int, ...], float]]]:
         """Place all ``demands`` at once (with ``fixed`` engines already resident), or None.
 
         Exact over node choices (backtracking, identical node states tried once);

@@ -53,8 +53,7 @@ if TYPE_CHECKING:
 
 # Typical prompt length (chat template + instructions + problem) per dataset, in tokens.
 # MedCalc-Bench patient notes are long (median ~500-700 tokens) plus the task instruction.
-DATASET_PROMPT_TOKENS: dict[str, int] = {"medcalc": 900, "toy_arith": 40, "gsm8k": 150,
-                                         "instruction_induction": 300}
+DATASET_PROMPT_TOKENS: dict[str, int] = {"medcalc": 900, "toy_arith": 40, "gsm8k": 150, "instruction_induction": 300}
 
 
 # Full test-set sizes, used when the dataset config has no `limit`.
@@ -108,8 +107,7 @@ def problem_count(run: "RunConfig", n_problems: Optional[int] = None) -> int:
         return int(d.size)
     if d.name in DATASET_SIZES:
         return DATASET_SIZES[d.name]
-    raise PlanError(f"cannot tell how many problems dataset {d.name!r} has; pass --problems N "
-                    "or set dataset.limit")
+    raise PlanError(f"cannot tell how many problems dataset {d.name!r} has; pass --problems N or set dataset.limit")
 
 
 def _variant_share(v: str, p: PlanParams) -> float:
@@ -143,19 +141,30 @@ def estimate_work(run: "RunConfig", n: int, params: Optional[PlanParams] = None)
                 elif method == "default":
                     rows.append(StageWork("generate", m.name, "default", n, n * P, n * (T + A)))
                 else:  # sampled: k samples share the prompt's KV when prefix caching is on
-                    rows.append(StageWork("generate", m.name, f"sampled x{k}", n * k,
-                                          n * P * (1 if cache else k), n * k * (T + A)))
+                    rows.append(
+                        StageWork(
+                            "generate", m.name, f"sampled x{k}", n * k, n * P * (1 if cache else k), n * k * (T + A)
+                        )
+                    )
 
     if "truncate" in stages and run.truncate.filter == "llm" and run.truncate.filter_model:
         r = n * len(names) * cots_per_source  # the filter reads every model's CoTs (stages/truncate.py)
-        rows.append(StageWork("truncate", run.truncate.filter_model, "llm filter", r,
-                              r * (T + p.filter_prompt_tokens), r * T * p.without_answer_share))
+        rows.append(
+            StageWork(
+                "truncate",
+                run.truncate.filter_model,
+                "llm filter",
+                r,
+                r * (T + p.filter_prompt_tokens),
+                r * T * p.without_answer_share,
+            )
+        )
 
     if "transfer" in stages:
         t = run.transfer
         A_t = t.answer_budget * p.answer_fill
         ens_cot = _ensemble_cot_tokens(run, p)
-        for target in (t.targets or names):
+        for target in t.targets or names:
             cache = run.model(target).enable_prefix_caching
             for v in t.variants:
                 r = transferred_cots(run, n, target, v)
@@ -176,8 +185,9 @@ def estimate_work(run: "RunConfig", n: int, params: Optional[PlanParams] = None)
             cache = run.model(gname).enable_prefix_caching
             # Each step: one request with n=C; prefill only the new sentence when the prefix is cached.
             pre = n * (P + cot_final) if cache else n * steps * (P + cot_final / 2)
-            rows.append(StageWork("ensemble", gname, "generator", n * steps, pre,
-                                  n * steps * C * e.max_candidate_tokens))
+            rows.append(
+                StageWork("ensemble", gname, "generator", n * steps, pre, n * steps * C * e.max_candidate_tokens)
+            )
         for ename in e.evaluators:
             # Scoring uses prompt logprobs over the whole sequence, which vLLM recomputes (no prefix reuse).
             r = n * steps * G * C
@@ -272,8 +282,9 @@ def _time(w: StageWork, t: ModelThroughput, single: bool) -> float:
     return w.prefill_tokens / t.prefill_tps + w.decode_tokens / dec
 
 
-def wave_timing(waves: list, per: dict[tuple[str, str], float], load_s: dict[str, float],
-                ens_time: float) -> tuple[list[WaveTime], float]:
+def wave_timing(
+    waves: list, per: dict[tuple[str, str], float], load_s: dict[str, float], ens_time: float
+) -> tuple[list[WaveTime], float]:
     """Seconds per wave and GPU-seconds held, from per-(stage, model) batched engine seconds."""
     out, busy = [], 0.0
     for wave in waves:
@@ -285,13 +296,16 @@ def wave_timing(waves: list, per: dict[tuple[str, str], float], load_s: dict[str
                 on_gpu[(p.node, g)] = on_gpu.get((p.node, g), 0) + 1
         slow = {p.model: max((on_gpu[(p.node, g)] for g in p.gpus), default=1) for p in ps}
         ld = {p.model: (load_s[p.model] if p.loaded else 0.0) for p in ps}
-        gen = {p.model: slow[p.model] * per.get(("generate", p.model), 0.0) if "generate" in p.stages else 0.0
-               for p in ps}
-        xfer = {p.model: slow[p.model] * per.get(("transfer", p.model), 0.0) if "transfer" in p.stages else 0.0
-                for p in ps}
+        gen = {
+            p.model: slow[p.model] * per.get(("generate", p.model), 0.0) if "generate" in p.stages else 0.0 for p in ps
+        }
+        xfer = {
+            p.model: slow[p.model] * per.get(("transfer", p.model), 0.0) if "transfer" in p.stages else 0.0 for p in ps
+        }
         trunc = sum(slow[p.model] * per.get(("truncate", p.model), 0.0) for p in ps if "truncate" in p.stages)
-        ensw = {p.model: slow[p.model] * per.get(("ensemble", p.model), 0.0) if "ensemble" in p.stages else 0.0
-                for p in ps}
+        ensw = {
+            p.model: slow[p.model] * per.get(("ensemble", p.model), 0.0) if "ensemble" in p.stages else 0.0 for p in ps
+        }
         members = [p.model for p in ps if "ensemble" in p.stages]
         if "generate" in wave.stages and ({"truncate", "transfer", "ensemble"} & set(wave.stages)):
             # Barrier: transfer needs every source's CoTs (and their truncation).
@@ -309,15 +323,26 @@ def wave_timing(waves: list, per: dict[tuple[str, str], float], load_s: dict[str
             secs = max(secs, max(start[m] for m in members) + ens_time)
         # Engines are held until the wave ends (the next wave needs the GPUs only then).
         busy += sum(secs * max(len(p.gpus), 1) * (p.gpu_fraction or 1.0) for p in ps)
-        out.append(WaveTime(wave.index, wave.models, wave.stages, sum(p.loaded for p in ps),
-                            max(ld.values(), default=0.0), secs))
+        out.append(
+            WaveTime(
+                wave.index, wave.models, wave.stages, sum(p.loaded for p in ps), max(ld.values(), default=0.0), secs
+            )
+        )
     return out, busy
 
 
-def plan(run_cfg: "RunConfig", node_type: "str | NodeType" = "h100x8", n_problems: Optional[int] = None,
-         throughput: "str | dict | None" = None, *, params: Optional[PlanParams] = None,
-         cluster: Optional[ClusterSpec] = None, share_gpus: "bool | str" = "auto",
-         node_overrides: bool = True, tails: "TailOptions | bool" = True) -> Plan:
+def plan(
+    run_cfg: "RunConfig",
+    node_type: "str | NodeType" = "h100x8",
+    n_problems: Optional[int] = None,
+    throughput: "str | dict | None" = None,
+    *,
+    params: Optional[PlanParams] = None,
+    cluster: Optional[ClusterSpec] = None,
+    share_gpus: "bool | str" = "auto",
+    node_overrides: bool = True,
+    tails: "TailOptions | bool" = True,
+) -> Plan:
     """Plan ``run_cfg`` on ``node_type`` (name in conf/node, path, or NodeType).
 
     ``throughput`` is a telemetry JSON path or an already-loaded mapping
@@ -380,10 +405,33 @@ def plan(run_cfg: "RunConfig", node_type: "str | NodeType" = "h100x8", n_problem
         busy = 0.0
     tail = None
     if tails is not False:
-        tail = plan_tails(run_cfg, n, params, tput, sched, load_s, cl,
-                          tails if isinstance(tails, TailOptions) else None, share_gpus=share_gpus is True)
-    return Plan(node, n, params, work, tput, sched, wave_times, load_s, makespan, makespan * gpus / 3600,
-                busy / 3600, baselines, run_overrides, tail)
+        tail = plan_tails(
+            run_cfg,
+            n,
+            params,
+            tput,
+            sched,
+            load_s,
+            cl,
+            tails if isinstance(tails, TailOptions) else None,
+            share_gpus=share_gpus is True,
+        )
+    return Plan(
+        node,
+        n,
+        params,
+        work,
+        tput,
+        sched,
+        wave_times,
+        load_s,
+        makespan,
+        makespan * gpus / 3600,
+        busy / 3600,
+        baselines,
+        run_overrides,
+        tail,
+    )
 
 
 def _ensemble_time(work: list[StageWork], single: bool, sequential: bool = False) -> float:
@@ -423,39 +471,104 @@ def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> str:
 
 def format_plan(p: Plan) -> str:
     """Plain-text report: work table, throughput, waves, time and baselines."""
-    out = [f"Plan on {p.node.name} ({p.schedule.cluster.describe()}), {p.n_problems} problems; "
-           f"CoT fill {p.params.thought_fill:.0%} of the thought budget, answers {p.params.answer_fill:.0%}"]
-    rows = [[w.stage, w.model, w.detail, f"{w.requests:,}", _fmt_n(w.prefill_tokens), _fmt_n(w.decode_tokens),
-             fmt_duration(w.batched_s)] for w in p.work]
+    out = [
+        f"Plan on {p.node.name} ({p.schedule.cluster.describe()}), {p.n_problems} problems; "
+        f"CoT fill {p.params.thought_fill:.0%} of the thought budget, answers {p.params.answer_fill:.0%}"
+    ]
+    rows = [
+        [
+            w.stage,
+            w.model,
+            w.detail,
+            f"{w.requests:,}",
+            _fmt_n(w.prefill_tokens),
+            _fmt_n(w.decode_tokens),
+            fmt_duration(w.batched_s),
+        ]
+        for w in p.work
+    ]
     for stage, t in p.totals().items():
-        rows.append([stage, "(all)", "total", f"{int(t['requests']):,}", _fmt_n(t["prefill_tokens"]),
-                     _fmt_n(t["decode_tokens"]), ""])
-    out += ["", "Requests and tokens per stage and model (engine time with batching):",
-            _table(["stage", "model", "what", "requests", "prefill tok", "decode tok", "engine time"], rows,
-                   {3, 4, 5, 6})]
-    trows = [[m, f"{t.decode_tps:,.0f}", f"{t.prefill_tps:,.0f}", f"{t.single_decode_tps:,.0f}", str(t.tp),
-              fmt_duration(p.load_s.get(m, 0.0)), t.source] for m, t in p.throughput.items()]
-    out += ["", "Throughput model (tokens/s per engine; estimates unless 'telemetry'):",
-            _table(["model", "decode", "prefill", "1-seq decode", "tp", "load", "source"], trows, {1, 2, 3, 4, 5})]
+        rows.append(
+            [
+                stage,
+                "(all)",
+                "total",
+                f"{int(t['requests']):,}",
+                _fmt_n(t["prefill_tokens"]),
+                _fmt_n(t["decode_tokens"]),
+                "",
+            ]
+        )
+    out += [
+        "",
+        "Requests and tokens per stage and model (engine time with batching):",
+        _table(["stage", "model", "what", "requests", "prefill tok", "decode tok", "engine time"], rows, {3, 4, 5, 6}),
+    ]
+    trows = [
+        [
+            m,
+            f"{t.decode_tps:,.0f}",
+            f"{t.prefill_tps:,.0f}",
+            f"{t.single_decode_tps:,.0f}",
+            str(t.tp),
+            fmt_duration(p.load_s.get(m, 0.0)),
+            t.source,
+        ]
+        for m, t in p.throughput.items()
+    ]
+    out += [
+        "",
+        "Throughput model (tokens/s per engine; estimates unless 'telemetry'):",
+        _table(["model", "decode", "prefill", "1-seq decode", "tp", "load", "source"], trows, {1, 2, 3, 4, 5}),
+    ]
     if p.run_overrides:
-        out += ["", f"Engine sizing for {p.node.name} (node type model_overrides; pass the same to `crosscot run`):",
-                "  " + " ".join(p.run_overrides)]
+        out += [
+            "",
+            f"Engine sizing for {p.node.name} (node type model_overrides; pass the same to `crosscot run`):",
+            "  " + " ".join(p.run_overrides),
+        ]
     out += ["", "Wave schedule:", p.schedule.log]
-    wrows = [[str(w.index), "+".join(w.stages), ", ".join(w.models), str(w.loads), fmt_duration(w.seconds)]
-             for w in p.wave_times]
+    wrows = [
+        [str(w.index), "+".join(w.stages), ", ".join(w.models), str(w.loads), fmt_duration(w.seconds)]
+        for w in p.wave_times
+    ]
     out += ["", _table(["wave", "stages", "models", "loads", "time"], wrows, {3, 4})]
     if p.schedule.cluster.cpu_only:
         out += ["", f"Mean-throughput makespan: {fmt_duration(p.makespan_s)} (CPU-only: no GPU-hours)"]
     else:
-        out += ["", f"Mean-throughput makespan: {fmt_duration(p.makespan_s)}; GPU-hours: {p.gpu_hours_allocated:.1f} "
-                    f"allocated ({p.schedule.cluster.total_gpus} GPUs x makespan), "
-                    f"{p.gpu_hours_busy:.1f} held by engines"]
-    brows = [[b.name, fmt_duration(b.makespan_s), str(b.loads), f"{b.gpu_hours_allocated:.1f}",
-              f"{p.speedup(b.name):.1f}x", b.description] for b in p.baselines.values()]
-    brows.insert(0, ["planned (waves)", fmt_duration(p.makespan_s), str(p.schedule.total_loads),
-                     f"{p.gpu_hours_allocated:.1f}", "1.0x", "this plan"])
-    out += ["", "Against the baselines (mean throughput; makespan ratio = baseline / planned):",
-            _table(["schedule", "makespan", "loads", "GPU-h", "ratio", "what"], brows, {1, 2, 3, 4})]
+        out += [
+            "",
+            f"Mean-throughput makespan: {fmt_duration(p.makespan_s)}; GPU-hours: {p.gpu_hours_allocated:.1f} "
+            f"allocated ({p.schedule.cluster.total_gpus} GPUs x makespan), "
+            f"{p.gpu_hours_busy:.1f} held by engines",
+        ]
+    brows = [
+        [
+            b.name,
+            fmt_duration(b.makespan_s),
+            str(b.loads),
+            f"{b.gpu_hours_allocated:.1f}",
+            f"{p.speedup(b.name):.1f}x",
+            b.description,
+        ]
+        for b in p.baselines.values()
+    ]
+    brows.insert(
+        0,
+        [
+            "planned (waves)",
+            fmt_duration(p.makespan_s),
+            str(p.schedule.total_loads),
+            f"{p.gpu_hours_allocated:.1f}",
+            "1.0x",
+            "this plan",
+        ],
+    )
+    out += [
+        "",
+        "Against the baselines (mean throughput; makespan ratio = baseline / planned):",
+        _table(["schedule", "makespan", "loads", "GPU-h", "ratio", "what"], brows, {1, 2, 3, 4}),
+    ]
     if p.tails is not None:
         out += ["", format_tails(p.tails, p.node.name, p.makespan_s, not p.schedule.cluster.cpu_only)]
     return "\n".join(out)
@@ -482,12 +595,17 @@ def compose_run(overrides: Optional[list[str]] = None, config_dir: Optional[str]
 def as_dict(p: Plan) -> dict[str, Any]:
     """Machine-readable summary (for `--json` and tests)."""
     return {
-        "node": p.node.name, "n_problems": p.n_problems, "makespan_s": p.makespan_s,
-        "gpu_hours_allocated": p.gpu_hours_allocated, "gpu_hours_busy": p.gpu_hours_busy,
-        "loads": p.schedule.total_loads, "waves": [w.models for w in p.schedule.waves],
+        "node": p.node.name,
+        "n_problems": p.n_problems,
+        "makespan_s": p.makespan_s,
+        "gpu_hours_allocated": p.gpu_hours_allocated,
+        "gpu_hours_busy": p.gpu_hours_busy,
+        "loads": p.schedule.total_loads,
+        "waves": [w.models for w in p.schedule.waves],
         "run_overrides": p.run_overrides,
         "totals": p.totals(),
-        "baselines": {k: {"makespan_s": b.makespan_s, "loads": b.loads, "ratio": p.speedup(k)}
-                      for k, b in p.baselines.items()},
+        "baselines": {
+            k: {"makespan_s": b.makespan_s, "loads": b.loads, "ratio": p.speedup(k)} for k, b in p.baselines.items()
+        },
         "tails": tails_dict(p.tails) if p.tails is not None else None,
     }

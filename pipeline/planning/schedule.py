@@ -118,9 +118,15 @@ def workload_from_run(run: "RunConfig") -> Workload:
     return Workload(gen, targets, ens, filt)
 
 
-def plan_waves(demands: Sequence[EngineDemand], cluster: ClusterSpec, workload: Workload, *,
-               share_gpus: "bool | str" = "auto", exact_limit: int = 10,
-               wave_cost: Optional[Callable[[list["Wave"]], float]] = None) -> Schedule:
+def plan_waves(
+    demands: Sequence[EngineDemand],
+    cluster: ClusterSpec,
+    workload: Workload,
+    *,
+    share_gpus: "bool | str" = "auto",
+    exact_limit: int = 10,
+    wave_cost: Optional[Callable[[list["Wave"]], float]] = None,
+) -> Schedule:
     """The wave schedule; ``share_gpus`` is True, False or ``"auto"`` (the default).
 
     ``"auto"`` uses whole GPUs when every engine fits at once; otherwise it
@@ -128,14 +134,13 @@ def plan_waves(demands: Sequence[EngineDemand], cluster: ClusterSpec, workload: 
     ``wave_cost`` when given, else fewer loads, then fewer waves).
     """
     if share_gpus != "auto":
-        return _plan_waves(demands, cluster, workload, share_gpus=bool(share_gpus), exact_limit=exact_limit,
-                           wave_cost=wave_cost)
-    whole = _plan_waves(demands, cluster, workload, share_gpus=False, exact_limit=exact_limit,
-                        wave_cost=wave_cost)
+        return _plan_waves(
+            demands, cluster, workload, share_gpus=bool(share_gpus), exact_limit=exact_limit, wave_cost=wave_cost
+        )
+    whole = _plan_waves(demands, cluster, workload, share_gpus=False, exact_limit=exact_limit, wave_cost=wave_cost)
     if len(whole.waves) <= 1 or cluster.cpu_only:
         return whole
-    shared = _plan_waves(demands, cluster, workload, share_gpus=True, exact_limit=exact_limit,
-                         wave_cost=wave_cost)
+    shared = _plan_waves(demands, cluster, workload, share_gpus=True, exact_limit=exact_limit, wave_cost=wave_cost)
 
     def key(s: Schedule) -> tuple:
         c = wave_cost(s.waves) if wave_cost else 0.0
@@ -144,9 +149,15 @@ def plan_waves(demands: Sequence[EngineDemand], cluster: ClusterSpec, workload: 
     return shared if key(shared) < key(whole) else whole
 
 
-def _plan_waves(demands: Sequence[EngineDemand], cluster: ClusterSpec, workload: Workload, *,
-                share_gpus: bool, exact_limit: int,
-                wave_cost: Optional[Callable[[list["Wave"]], float]]) -> Schedule:
+def _plan_waves(
+    demands: Sequence[EngineDemand],
+    cluster: ClusterSpec,
+    workload: Workload,
+    *,
+    share_gpus: bool,
+    exact_limit: int,
+    wave_cost: Optional[Callable[[list["Wave"]], float]],
+) -> Schedule:
     """The wave schedule with the fewest engine loads, then the lowest ``wave_cost`` (default: fewest waves).
 
     ``wave_cost`` lets the planner break ties by estimated makespan
@@ -162,8 +173,11 @@ def _plan_waves(demands: Sequence[EngineDemand], cluster: ClusterSpec, workload:
     """
     packer = Packer(cluster, share_gpus)
     by_name = {d.name: d for d in demands}
-    for group, what in ((workload.generate, "generate"), (workload.transfer_targets, "transfer targets"),
-                        (workload.ensemble_group, "ensemble group")):
+    for group, what in (
+        (workload.generate, "generate"),
+        (workload.transfer_targets, "transfer targets"),
+        (workload.ensemble_group, "ensemble group"),
+    ):
         missing = [n for n in group if n not in by_name]
         if missing:
             raise PlacementError(f"{what} name model(s) {missing} that have no engine demand; known: {sorted(by_name)}")
@@ -175,7 +189,8 @@ def _plan_waves(demands: Sequence[EngineDemand], cluster: ClusterSpec, workload:
         raise PlacementError(
             f"the ensemble group {list(workload.ensemble_group)} must be loaded together but does not fit on "
             f"{cluster.describe()}; fix: lower the members' tensor_parallel_size, use fewer ensemble "
-            "generators/evaluators, or use a bigger node type")
+            "generators/evaluators, or use a bigger node type"
+        )
 
     gen = [by_name[n] for n in workload.generate]
     if not gen:
@@ -202,28 +217,56 @@ def _plan_waves(demands: Sequence[EngineDemand], cluster: ClusterSpec, workload:
     for w in waves:
         for p in w.placements:
             loads[p.model] = loads.get(p.model, 0) + int(p.loaded)
-    sched = Schedule(waves=waves, total_loads=sum(loads.values()), loads=loads, min_loads=len(needed),
-                     cluster=cluster)
+    sched = Schedule(waves=waves, total_loads=sum(loads.values()), loads=loads, min_loads=len(needed), cluster=cluster)
     sched.log = format_schedule(sched)
     return sched
 
 
-def _build(packer: Packer, by_name: dict[str, EngineDemand], gen: list[EngineDemand],
-           last: list[EngineDemand], wl: Workload) -> list[Wave]:
+def _build(
+    packer: Packer, by_name: dict[str, EngineDemand], gen: list[EngineDemand], last: list[EngineDemand], wl: Workload
+) -> list[Wave]:
     """All waves for one choice of the last generate wave."""
     last_names = {d.name for d in last}
     rest = [d for d in gen if d.name not in last_names]
     waves: list[Wave] = []
 
-    def add_wave(assign: dict[str, tuple[int, tuple[int, ...], float]], stages: dict[str, tuple[str, ...]],
-                 kept: Sequence[Placement] = ()) -> None:
-        ps = [Placement(k.model, k.key, k.node, k.node_name, k.gpus, k.gpu_fraction, k.num_cpus,
-                        k.host_memory_gib, stages[k.model], loaded=False) for k in kept]
+    def add_wave(
+        assign: dict[str, tuple[int, tuple[int, ...], float]],
+        stages: dict[str, tuple[str, ...]],
+        kept: Sequence[Placement] = (),
+    ) -> None:
+        ps = [
+            Placement(
+                k.model,
+                k.key,
+                k.node,
+                k.node_name,
+                k.gpus,
+                k.gpu_fraction,
+                k.num_cpus,
+                k.host_memory_gib,
+                stages[k.model],
+                loaded=False,
+            )
+            for k in kept
+        ]
         for name, (ni, gpus, share) in assign.items():
             d = by_name[name]
             host = d.host_memory_gib if packer.cluster.cpu_only else 0.0
-            ps.append(Placement(name, d.key, ni, packer.cluster.nodes[ni].name, gpus, share, packer.cpus(d),
-                                host, stages[name], loaded=True))
+            ps.append(
+                Placement(
+                    name,
+                    d.key,
+                    ni,
+                    packer.cluster.nodes[ni].name,
+                    gpus,
+                    share,
+                    packer.cpus(d),
+                    host,
+                    stages[name],
+                    loaded=True,
+                )
+            )
         ps.sort(key=lambda p: (p.node, p.gpus, p.model))
         waves.append(Wave(len(waves) + 1, ps))
 
@@ -275,8 +318,7 @@ def _build(packer: Packer, by_name: dict[str, EngineDemand], gen: list[EngineDem
         kept_names = {p.model for p in kept}
         wave_new = [by_name[n] for n in sorted(forced) if n not in kept_names]
         # Fill the wave with pending targets, largest first.
-        for n in sorted(pending_targets - kept_names - {d.name for d in wave_new},
-                        key=lambda n: _size_key(by_name[n])):
+        for n in sorted(pending_targets - kept_names - {d.name for d in wave_new}, key=lambda n: _size_key(by_name[n])):
             if packer.fits(wave_new + [by_name[n]], kept):
                 wave_new.append(by_name[n])
         assign = packer.pack(wave_new, kept)
@@ -315,8 +357,13 @@ def format_schedule(s: Schedule) -> str:
     return "\n".join(lines)
 
 
-def schedule_for_run(run: "RunConfig", cluster: Optional[ClusterSpec] = None, *,
-                     share_gpus: "bool | str" = "auto", gpu_memory_gib: Optional[float] = None) -> Schedule:
+def schedule_for_run(
+    run: "RunConfig",
+    cluster: Optional[ClusterSpec] = None,
+    *,
+    share_gpus: "bool | str" = "auto",
+    gpu_memory_gib: Optional[float] = None,
+) -> Schedule:
     """The wave schedule for ``run``; ``cluster=None`` reads the live Ray cluster (Ray must be initialised)."""
     if cluster is None:
         cluster = discover_cluster(gpu_memory_gib=gpu_memory_gib)

@@ -85,20 +85,31 @@ class EngineRun:
         return len(self.finish_s)
 
 
-def simulate_engine(reqs: Sequence[Req], cost: StepCost, slots: int | None = None,
-                    start_s: float = 0.0) -> EngineRun:
+def simulate_engine(reqs: Sequence[Req], cost: StepCost, slots: int | None = None, start_s: float = 0.0) -> EngineRun:
     """Replay ``reqs`` (admitted first come, first served) through one continuously batched engine.
 
     ``slots`` caps the sequences running at once (default ``cost.batch``); a
     request is admitted at the first step at which it has arrived and a slot is
     free.  Returns absolute finish times (``start_s`` = when the engine is ready).
     """
-    return simulate_arrays([r.arrival_s for r in reqs], [r.prompt_tokens for r in reqs],
-                           [r.decode_tokens for r in reqs], cost, slots, start_s)
+    return simulate_arrays(
+        [r.arrival_s for r in reqs],
+        [r.prompt_tokens for r in reqs],
+        [r.decode_tokens for r in reqs],
+        cost,
+        slots,
+        start_s,
+    )
 
 
-def simulate_arrays(arrival: Sequence[float], prompt: Sequence[float], decode: Sequence[int], cost: StepCost,
-                    slots: int | None = None, start_s: float = 0.0) -> EngineRun:
+def simulate_arrays(
+    arrival: Sequence[float],
+    prompt: Sequence[float],
+    decode: Sequence[int],
+    cost: StepCost,
+    slots: int | None = None,
+    start_s: float = 0.0,
+) -> EngineRun:
     """:func:`simulate_engine` on parallel lists (no per-request objects: planners replay ~10^5)."""
     n = len(arrival)
     slots = max(1, int(slots or cost.batch))
@@ -133,14 +144,15 @@ def simulate_arrays(arrival: Sequence[float], prompt: Sequence[float], decode: S
     return EngineRun(max(finish, default=start_s), finish, step, busy, seq_steps / step if step else 0.0)
 
 
-def simulate_shards(reqs: Sequence[Req], cost: StepCost, shard: int, slots: int | None = None,
-                    start_s: float = 0.0) -> EngineRun:
+def simulate_shards(
+    reqs: Sequence[Req], cost: StepCost, shard: int, slots: int | None = None, start_s: float = 0.0
+) -> EngineRun:
     """The synchronous-shard execution: ``shard`` requests at a time (in input order, all
     present from the start), each shard returning when its longest request is done."""
     shard = max(1, int(shard))
     t, finish, steps, busy, seq = float(start_s), [], 0, 0.0, 0.0
     for a in range(0, len(reqs), shard):
-        part = [Req(0.0, r.prompt_tokens, r.decode_tokens) for r in reqs[a:a + shard]]
+        part = [Req(0.0, r.prompt_tokens, r.decode_tokens) for r in reqs[a : a + shard]]
         run = simulate_engine(part, cost, min(int(slots or cost.batch), shard), start_s=t)
         finish += run.finish_s
         steps += run.steps
@@ -163,8 +175,15 @@ def split_replicas(arrival: Sequence[float], decode: Sequence[int], k: int) -> l
     return parts
 
 
-def simulate_replicas(arrival: Sequence[float], prompt: Sequence[float], decode: Sequence[int], cost: StepCost,
-                      replicas: int, slots: int | None = None, start_s: float = 0.0) -> EngineRun:
+def simulate_replicas(
+    arrival: Sequence[float],
+    prompt: Sequence[float],
+    decode: Sequence[int],
+    cost: StepCost,
+    replicas: int,
+    slots: int | None = None,
+    start_s: float = 0.0,
+) -> EngineRun:
     """Streaming over ``replicas`` data-parallel engines of one model (merged into one :class:`EngineRun`;
     ``steps`` is the longest replica's)."""
     if replicas <= 1:
@@ -172,8 +191,9 @@ def simulate_replicas(arrival: Sequence[float], prompt: Sequence[float], decode:
     finish = [start_s] * len(arrival)
     steps, busy, seq = 0, 0.0, 0.0
     for part in split_replicas(arrival, decode, replicas):
-        run = simulate_arrays([arrival[i] for i in part], [prompt[i] for i in part], [decode[i] for i in part],
-                              cost, slots, start_s)
+        run = simulate_arrays(
+            [arrival[i] for i in part], [prompt[i] for i in part], [decode[i] for i in part], cost, slots, start_s
+        )
         for i, f in zip(part, run.finish_s):
             finish[i] = f
         steps = max(steps, run.steps)

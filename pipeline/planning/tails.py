@@ -92,9 +92,15 @@ def build_requests(run: "RunConfig", n: int, p: "PlanParams", opt: TailOptions) 
                 if method == "empty":
                     items += [Item("generate", m.name, P, A) for _ in range(n)]
                     continue
-                lens, origin[m.name] = cot_lengths(m.name, n * k, g.thought_budget, p.thought_fill,
-                                                   seed=opt.seed + len(items), data_dir=opt.data_dir,
-                                                   measured=opt.measured)
+                lens, origin[m.name] = cot_lengths(
+                    m.name,
+                    n * k,
+                    g.thought_budget,
+                    p.thought_fill,
+                    seed=opt.seed + len(items),
+                    data_dir=opt.data_dir,
+                    measured=opt.measured,
+                )
                 for L in lens:  # k samples of a problem share its prompt's KV with prefix caching
                     sources_of.setdefault(m.name, []).append((len(items), L, method))
                     items.append(Item("generate", m.name, P / k if cache else P, L + A))
@@ -110,12 +116,19 @@ def build_requests(run: "RunConfig", n: int, p: "PlanParams", opt: TailOptions) 
     def transfers(gi: int, L: int, method: str, src: str) -> None:
         after = gi
         if filt:
-            items.append(Item("truncate", run.truncate.filter_model, L + p.filter_prompt_tokens,
-                              max(1, round(L * p.without_answer_share)), after=gi))
+            items.append(
+                Item(
+                    "truncate",
+                    run.truncate.filter_model,
+                    L + p.filter_prompt_tokens,
+                    max(1, round(L * p.without_answer_share)),
+                    after=gi,
+                )
+            )
             after = len(items) - 1
         if "transfer" not in stages:
             return
-        for target in (t.targets or names):  # which CoTs go where: stages.transfer.transfer_method
+        for target in t.targets or names:  # which CoTs go where: stages.transfer.transfer_method
             cache = run.model(target).enable_prefix_caching
             for v in t.variants:
                 if method == "sampled" and (target != src or v == "full"):
@@ -126,17 +139,23 @@ def build_requests(run: "RunConfig", n: int, p: "PlanParams", opt: TailOptions) 
     if ens:
         cand = min(e.max_candidate_tokens, p.sentence_tokens)
         for gname in e.generators:  # one proposal per (problem, step): C candidate sequences, C slots
-            items += _coarse("ensemble", gname, n * steps * e.candidates, p.sentence_tokens / e.candidates,
-                             e.max_candidate_tokens, run.model(gname).max_num_seqs)
+            items += _coarse(
+                "ensemble",
+                gname,
+                n * steps * e.candidates,
+                p.sentence_tokens / e.candidates,
+                e.max_candidate_tokens,
+                run.model(gname).max_num_seqs,
+            )
         for ename in e.evaluators:  # cached scoring: a prefill of the candidates, one step
-            items += _coarse("ensemble", ename, n * steps * len(e.generators), cand * e.candidates, 1,
-                             run.model(ename).max_num_seqs)
+            items += _coarse(
+                "ensemble", ename, n * steps * len(e.generators), cand * e.candidates, 1, run.model(ename).max_num_seqs
+            )
         # Problems advance independently but all at once, so their CoTs close near the end of the
         # proposals: the answers wait for the last proposal of the first generator.
         last = max(i for i, it in enumerate(items) if it.stage == "ensemble" and it.model == e.generators[0])
         first = len(items)
-        items += [Item("ensemble", e.generators[0], P + steps * p.sentence_tokens, A, after=last)
-                  for _ in range(n)]
+        items += [Item("ensemble", e.generators[0], P + steps * p.sentence_tokens, A, after=last) for _ in range(n)]
         cots += [(first + i, steps * round(p.sentence_tokens), "ensemble") for i in range(n)]
     src_of = {gi: s for s in srcs for gi, _, _ in sources_of.get(s, [])}
     for gi, L, method in cots:
@@ -169,12 +188,20 @@ def _slots(run: "RunConfig", model: str, cost: StepCost) -> int:
     return max(1, min(cost.batch, bound))
 
 
-def simulate_run(run: "RunConfig", items: list[Item], costs: dict[str, StepCost], schedule: "Schedule",
-                 load_s: dict[str, float], opt: TailOptions, replicas: Optional[dict[str, int]] = None,
-                 mode: str = "streaming") -> SimResult:
+def simulate_run(
+    run: "RunConfig",
+    items: list[Item],
+    costs: dict[str, StepCost],
+    schedule: "Schedule",
+    load_s: dict[str, float],
+    opt: TailOptions,
+    replicas: Optional[dict[str, int]] = None,
+    mode: str = "streaming",
+) -> SimResult:
     """Makespan of the run's waves, streaming (``mode="streaming"``) or in synchronous shards."""
-    reps = {m.name: max(1, int(replicas.get(m.name, m.replicas) if replicas else m.replicas))
-            for m in run.models.values()}
+    reps = {
+        m.name: max(1, int(replicas.get(m.name, m.replicas) if replicas else m.replicas)) for m in run.models.values()
+    }
     finish: dict[int, float] = {}  # item -> absolute finish (seconds since the run started)
     t0, wave_s, engine_s = 0.0, [], {m: 0.0 for m in run.model_names}
     done_before: set[int] = set()
@@ -183,8 +210,11 @@ def simulate_run(run: "RunConfig", items: list[Item], costs: dict[str, StepCost]
         # The pool starts a wave's engines together and the flow begins when all are ready.
         start = t0 + max((load_s.get(m, 0.0) for m, p in here.items() if p.loaded), default=0.0)
         ready = {m: start for m in here}
-        mine = [i for i, it in enumerate(items) if it.model in here and it.stage in here[it.model].stages
-                and i not in done_before]
+        mine = [
+            i
+            for i, it in enumerate(items)
+            if it.model in here and it.stage in here[it.model].stages and i not in done_before
+        ]
         if mode == "shards":
             end = _shard_wave(run, items, mine, costs, ready, opt, finish)
         else:
@@ -210,10 +240,16 @@ def _stream_wave(run, items, mine, costs, ready, opt, reps, finish, t0) -> float
         for m, ix in by_model.items():
             if ps == 0 and dependent:
                 ix = [i for i in ix if i not in dependent]
-            arr = [ready[m] if items[i].after is None else max(ready[m], finish.get(items[i].after, t0))
-                   for i in ix]
-            r = simulate_replicas(arr, [items[i].prompt for i in ix], [items[i].decode for i in ix], costs[m],
-                                  reps.get(m, 1), _slots(run, m, costs[m]), ready[m])
+            arr = [ready[m] if items[i].after is None else max(ready[m], finish.get(items[i].after, t0)) for i in ix]
+            r = simulate_replicas(
+                arr,
+                [items[i].prompt for i in ix],
+                [items[i].decode for i in ix],
+                costs[m],
+                reps.get(m, 1),
+                _slots(run, m, costs[m]),
+                ready[m],
+            )
             finish.update(zip(ix, r.finish_s))
     return max([finish[i] for i in mine] + list(ready.values()), default=t0)
 
@@ -226,8 +262,9 @@ def _shard_wave(run, items, mine, costs, ready, opt, finish) -> float:
     for m in ready:
         ix = [i for i in mine if items[i].model == m and items[i].stage in first]
         if ix:
-            r = simulate_shards([Req(0, items[i].prompt, items[i].decode) for i in ix], costs[m], opt.shard,
-                                costs[m].batch, ready[m])
+            r = simulate_shards(
+                [Req(0, items[i].prompt, items[i].decode) for i in ix], costs[m], opt.shard, costs[m].batch, ready[m]
+            )
             finish.update(zip(ix, r.finish_s))
             end1[m] = r.makespan_s
     barrier = max(end1.values(), default=0.0)
@@ -237,17 +274,26 @@ def _shard_wave(run, items, mine, costs, ready, opt, finish) -> float:
         for m in ready:
             ix = [i for i in mine if items[i].model == m and items[i].stage == stage]
             if ix:
-                r = simulate_shards([Req(0, items[i].prompt, items[i].decode) for i in ix], costs[m],
-                                    opt.shard, costs[m].batch, end)
+                r = simulate_shards(
+                    [Req(0, items[i].prompt, items[i].decode) for i in ix], costs[m], opt.shard, costs[m].batch, end
+                )
                 finish.update(zip(ix, r.finish_s))
                 stage_end = max(stage_end, r.makespan_s)
         end = stage_end
     return max(end, max(end1.values(), default=0.0))
 
 
-def choose_replicas(run: "RunConfig", items: list[Item], costs: dict[str, StepCost], schedule: "Schedule",
-                    load_s: dict[str, float], cluster: "ClusterSpec", opt: TailOptions,
-                    share_gpus: bool = False, max_rounds: int = 64) -> tuple[SimResult, list[str]]:
+def choose_replicas(
+    run: "RunConfig",
+    items: list[Item],
+    costs: dict[str, StepCost],
+    schedule: "Schedule",
+    load_s: dict[str, float],
+    cluster: "ClusterSpec",
+    opt: TailOptions,
+    share_gpus: bool = False,
+    max_rounds: int = 64,
+) -> tuple[SimResult, list[str]]:
     """Fill idle GPUs with replicas of the bottleneck model while the makespan does not grow and
     the bottleneck's own finish improves.  Returns the result and the Hydra overrides."""
     from pipeline.planning.packing import Packer, engine_demand
@@ -291,16 +337,25 @@ class TailPlan:
     requests: int
 
 
-def plan_tails(run: "RunConfig", n: int, params: "PlanParams", tput: dict[str, ModelThroughput],
-               schedule: "Schedule", load_s: dict[str, float], cluster: "ClusterSpec",
-               opt: Optional[TailOptions] = None, share_gpus: bool = False) -> TailPlan:
+def plan_tails(
+    run: "RunConfig",
+    n: int,
+    params: "PlanParams",
+    tput: dict[str, ModelThroughput],
+    schedule: "Schedule",
+    load_s: dict[str, float],
+    cluster: "ClusterSpec",
+    opt: Optional[TailOptions] = None,
+    share_gpus: bool = False,
+) -> TailPlan:
     opt = opt or TailOptions()
     items, origin = build_requests(run, n, params, opt)
     costs = step_costs(run, tput)
     stream = simulate_run(run, items, costs, schedule, load_s, opt)
     shards = simulate_run(run, items, costs, schedule, load_s, opt, mode="shards")
-    reps, overrides = choose_replicas(copy.deepcopy(run), items, costs, schedule, load_s, cluster, opt,
-                                      share_gpus=share_gpus)
+    reps, overrides = choose_replicas(
+        copy.deepcopy(run), items, costs, schedule, load_s, cluster, opt, share_gpus=share_gpus
+    )
     return TailPlan(stream, shards, reps, overrides, origin, opt.shard, len(items))
 
 
@@ -324,23 +379,39 @@ def format_tails(tp: TailPlan, node: str, mean_makespan_s: float, gpu: bool) -> 
     if gpu:
         r = tp.with_replicas
         reps = ", ".join(f"{m} x{k}" for m, k in r.replicas.items() if k > 1) or "none fit or help"
-        lines.append(f"  streaming + replicas               {_dur(r.makespan_s):>10}   "
-                     f"({base / r.makespan_s if r.makespan_s else float('inf'):.2f}x faster; replicas: {reps})")
+        lines.append(
+            f"  streaming + replicas               {_dur(r.makespan_s):>10}   "
+            f"({base / r.makespan_s if r.makespan_s else float('inf'):.2f}x faster; replicas: {reps})"
+        )
         if tp.replica_overrides:
             lines.append("  replica overrides for `crosscot run`: " + " ".join(tp.replica_overrides))
     lines.append(f"  mean throughput (full batches)     {_dur(mean_makespan_s):>10}   (no tails; the wave table above)")
     eng = sorted(tp.streaming.engine_s.items(), key=lambda kv: -kv[1])
-    lines.append("  per engine, streaming: " + ", ".join(f"{m} {_dur(s)}" for m, s in eng)
-                 + "; shards: " + ", ".join(f"{m} {_dur(tp.shards.engine_s[m])}" for m, _ in eng))
-    lines.append("  (not simulated here: the ensemble's per-problem step chain; KV growth with context and preemption: "
-                 "the KV section below)")
+    lines.append(
+        "  per engine, streaming: "
+        + ", ".join(f"{m} {_dur(s)}" for m, s in eng)
+        + "; shards: "
+        + ", ".join(f"{m} {_dur(tp.shards.engine_s[m])}" for m, _ in eng)
+    )
+    lines.append(
+        "  (not simulated here: the ensemble's per-problem step chain; KV growth with context and preemption: "
+        "the KV section below)"
+    )
     return "\n".join(lines)
 
 
 def tails_dict(tp: TailPlan) -> dict:
-    return {"simulated": True, "requests": tp.requests, "shard": tp.shard, "lengths": tp.origin,
-            "streaming_s": tp.streaming.makespan_s, "shards_s": tp.shards.makespan_s,
-            "replicas_s": tp.with_replicas.makespan_s, "replicas": tp.with_replicas.replicas,
-            "replica_overrides": tp.replica_overrides,
-            "engine_streaming_s": tp.streaming.engine_s, "engine_shards_s": tp.shards.engine_s,
-            "engine_replicas_s": tp.with_replicas.engine_s}
+    return {
+        "simulated": True,
+        "requests": tp.requests,
+        "shard": tp.shard,
+        "lengths": tp.origin,
+        "streaming_s": tp.streaming.makespan_s,
+        "shards_s": tp.shards.makespan_s,
+        "replicas_s": tp.with_replicas.makespan_s,
+        "replicas": tp.with_replicas.replicas,
+        "replica_overrides": tp.replica_overrides,
+        "engine_streaming_s": tp.streaming.engine_s,
+        "engine_shards_s": tp.shards.engine_s,
+        "engine_replicas_s": tp.with_replicas.engine_s,
+    }

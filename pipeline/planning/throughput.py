@@ -45,10 +45,16 @@ class ModelThroughput:
         r = tp / self.tp
         f = r * 0.85 ** math.log2(r)
         # single-stream decode is bandwidth bound: more GPUs help less than batched decode
-        fs = r ** 0.7
+        fs = r**0.7
         # KV capacity grows with the GPUs, and with it the concurrency the decode rate holds at.
-        return ModelThroughput(self.decode_tps * f, self.prefill_tps * f, self.single_decode_tps * fs, tp,
-                               self.source + f" (scaled tp {self.tp}->{tp})", int(self.batch * r))
+        return ModelThroughput(
+            self.decode_tps * f,
+            self.prefill_tps * f,
+            self.single_decode_tps * fs,
+            tp,
+            self.source + f" (scaled tp {self.tp}->{tp})",
+            int(self.batch * r),
+        )
 
 
 @dataclass
@@ -80,8 +86,10 @@ class NodeType:
     fallback_single_decode_tps_1b: float = 400.0
 
     def cluster(self) -> ClusterSpec:
-        nodes = tuple(NodeSpec(f"node{i}", self.gpus_per_node, self.gpu_memory_gib, self.cpus_per_node,
-                               self.memory_gib) for i in range(self.num_nodes))
+        nodes = tuple(
+            NodeSpec(f"node{i}", self.gpus_per_node, self.gpu_memory_gib, self.cpus_per_node, self.memory_gib)
+            for i in range(self.num_nodes)
+        )
         return ClusterSpec(nodes, source=f"node type {self.name}")
 
     @property
@@ -93,10 +101,13 @@ class NodeType:
         if t is not None:
             return t.scaled_to(tp)
         b = max(params_b, 0.5)
-        base = ModelThroughput(self.fallback_decode_tps_1b / b, self.fallback_prefill_tps_1b / b,
-                               self.fallback_single_decode_tps_1b / b, 1,
-                               f"fallback ({params_b:g}B params)" if params_b > 0
-                               else "fallback (params_b unset: as 0.5B)")
+        base = ModelThroughput(
+            self.fallback_decode_tps_1b / b,
+            self.fallback_prefill_tps_1b / b,
+            self.fallback_single_decode_tps_1b / b,
+            1,
+            f"fallback ({params_b:g}B params)" if params_b > 0 else "fallback (params_b unset: as 0.5B)",
+        )
         return base.scaled_to(tp) if self.gpus_per_node else base
 
 
@@ -119,8 +130,10 @@ def apply_node_overrides(run: "RunConfig", node: "str | NodeType") -> tuple["Run
     for key, m in out.models.items():
         for k, v in (nt.model_overrides.get(m.name) or {}).items():
             if k not in allowed:
-                raise PlanError(f"node type {nt.name}: model_overrides.{m.name}.{k} is not a placement field; "
-                                f"allowed: {sorted(allowed)}")
+                raise PlanError(
+                    f"node type {nt.name}: model_overrides.{m.name}.{k} is not a placement field; "
+                    f"allowed: {sorted(allowed)}"
+                )
             if getattr(m, k) != v:
                 setattr(m, k, type(getattr(m, k))(v))
                 hydra.append(f"models.{key}.{k}={v}")
@@ -141,9 +154,12 @@ def load_node_type(name_or_path: str) -> NodeType:
     if not os.path.isfile(path):  # a name in conf/node (a path that is a file is read as YAML)
         path = os.path.join(node_dir(), f"{name_or_path}.yaml")
     if not os.path.exists(path):
-        known = sorted(f[:-5] for f in os.listdir(node_dir()) if f.endswith(".yaml")) if os.path.isdir(node_dir()) else []
-        raise PlanError(f"node type {name_or_path!r} not found ({path}); known node types: {known}, "
-                        "or pass a path to a YAML file")
+        known = (
+            sorted(f[:-5] for f in os.listdir(node_dir()) if f.endswith(".yaml")) if os.path.isdir(node_dir()) else []
+        )
+        raise PlanError(
+            f"node type {name_or_path!r} not found ({path}); known node types: {known}, or pass a path to a YAML file"
+        )
     import yaml
 
     from pipeline.errors_fs import read_utf8
@@ -153,8 +169,10 @@ def load_node_type(name_or_path: str) -> NodeType:
     except (yaml.YAMLError, ValueError) as e:  # the node file's own syntax: name the line
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise PlanError(f"{path}{where} is not valid YAML ({' '.join(str(getattr(e, 'problem', None) or e).split())[:120]}); "
-                        "fix the node file (see conf/node/cpu2.yaml)") from None
+        raise PlanError(
+            f"{path}{where} is not valid YAML ({' '.join(str(getattr(e, 'problem', None) or e).split())[:120]}); "
+            "fix the node file (see conf/node/cpu2.yaml)"
+        ) from None
     if not isinstance(data, dict):
         raise PlanError(f"{path} must be a mapping of node fields (see conf/node/cpu2.yaml); got {type(data).__name__}")
     tput_raw = data.pop("throughput", None) or {}
@@ -166,13 +184,19 @@ def load_node_type(name_or_path: str) -> NodeType:
     tput = {}
     for model, t in tput_raw.items():
         try:
-            tput[str(model)] = ModelThroughput(float(t["decode_tps"]), float(t["prefill_tps"]),
-                                               float(t["single_decode_tps"]), int(t.get("tp", 1)),
-                                               f"node table {data.get('name', name_or_path)}",
-                                               int(t.get("batch", 0)))
+            tput[str(model)] = ModelThroughput(
+                float(t["decode_tps"]),
+                float(t["prefill_tps"]),
+                float(t["single_decode_tps"]),
+                int(t.get("tp", 1)),
+                f"node table {data.get('name', name_or_path)}",
+                int(t.get("batch", 0)),
+            )
         except (KeyError, TypeError) as e:
-            raise PlanError(f"{path}: throughput.{model} needs decode_tps, prefill_tps, single_decode_tps "
-                            f"(and optional tp, batch); got {t!r}") from e
+            raise PlanError(
+                f"{path}: throughput.{model} needs decode_tps, prefill_tps, single_decode_tps "
+                f"(and optional tp, batch); got {t!r}"
+            ) from e
     from pipeline.planning.calibrate import apply  # a CPU node type takes this machine's measured speed
 
     try:
@@ -200,8 +224,10 @@ def load_telemetry(path: str) -> dict[str, dict[str, float]]:
         with open(path) as f:
             data = json.load(f)
     except (OSError, json.JSONDecodeError) as e:
-        raise PlanError(f"cannot read throughput telemetry {path!r}: {e}; expected JSON like "
-                        '{"QwQ": {"decode_tps": 2000, "prefill_tps": 8000}}') from e
+        raise PlanError(
+            f"cannot read throughput telemetry {path!r}: {e}; expected JSON like "
+            '{"QwQ": {"decode_tps": 2000, "prefill_tps": 8000}}'
+        ) from e
     if isinstance(data, dict) and isinstance(data.get("models"), dict):
         data = data["models"]
     if not isinstance(data, dict):
@@ -223,8 +249,9 @@ def load_telemetry(path: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def resolve_throughput(run: "RunConfig", node: NodeType,
-                       telemetry: Optional[dict[str, dict[str, float]]] = None) -> dict[str, ModelThroughput]:
+def resolve_throughput(
+    run: "RunConfig", node: NodeType, telemetry: Optional[dict[str, dict[str, float]]] = None
+) -> dict[str, ModelThroughput]:
     """Per model: telemetry where measured, else the node table, else the size-based fallback."""
     out = {}
     for m in run.models.values():
@@ -233,10 +260,14 @@ def resolve_throughput(run: "RunConfig", node: NodeType,
         meas = (telemetry or {}).get(m.name)
         if meas:
             mtp = int(meas.get("tp", tp))
-            t = ModelThroughput(meas.get("decode_tps", base.decode_tps),
-                                meas.get("prefill_tps", base.prefill_tps),
-                                meas.get("single_decode_tps", base.single_decode_tps), mtp, "telemetry",
-                                base.batch)
+            t = ModelThroughput(
+                meas.get("decode_tps", base.decode_tps),
+                meas.get("prefill_tps", base.prefill_tps),
+                meas.get("single_decode_tps", base.single_decode_tps),
+                mtp,
+                "telemetry",
+                base.batch,
+            )
             base = t.scaled_to(tp) if mtp != tp else t
         out[m.name] = base
     return out

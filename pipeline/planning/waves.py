@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 
-def plan_stage_waves(stage: str, models: list[str], schedule: Any, loaded: set[str],
-                     fits: Callable[[list[str]], bool]) -> list[list[str]]:
+def plan_stage_waves(
+    stage: str, models: list[str], schedule: Any, loaded: set[str], fits: Callable[[list[str]], bool]
+) -> list[list[str]]:
     """Groups of models that run one after another in ``stage`` (each group resident at once).
 
     All at once when they fit together.  Otherwise the planned waves of the
@@ -28,9 +29,8 @@ def plan_stage_waves(stage: str, models: list[str], schedule: Any, loaded: set[s
         return [models]
     groups: list[list[str]] = []
     seen: set[str] = set()
-    for w in (schedule.waves if schedule is not None else []):
-        g = [p.model for p in w.placements
-             if p.model in models and p.model not in seen and stage in p.stages]
+    for w in schedule.waves if schedule is not None else []:
+        g = [p.model for p in w.placements if p.model in models and p.model not in seen and stage in p.stages]
         if g:
             groups.append(g)
             seen |= set(g)

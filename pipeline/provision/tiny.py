@@ -37,8 +37,16 @@ _TEMPLATES = {
         "{% if add_generation_prompt %}Assistant: {% endif %}"
     ),
 }
-_CHAT_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|start|>", "<|message|>",
-                  "<|channel|>", "<|end|>", "<|return|>"]
+_CHAT_SPECIALS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|start|>",
+    "<|message|>",
+    "<|channel|>",
+    "<|end|>",
+    "<|return|>",
+]
 _CORPUS_WORDS = (
     "what is the answer let me think step by step first we add then multiply subtract result "
     "so the total equals final number patient score calculate value because therefore check "
@@ -96,8 +104,11 @@ def _build_into(spec, thinking_format: str, out: Path) -> None:
     from transformers import PreTrainedTokenizerFast
 
     g = lambda k, d=None: getattr(spec, k, d) if not isinstance(spec, dict) else spec.get(k, d)  # noqa: E731
-    specials = list(dict.fromkeys(_CHAT_SPECIALS + [m for f in FORMATS.names() for m in FORMATS.get(f).markers]
-                                  + ["<think>", "</think>"]))
+    specials = list(
+        dict.fromkeys(
+            _CHAT_SPECIALS + [m for f in FORMATS.names() for m in FORMATS.get(f).markers] + ["<think>", "</think>"]
+        )
+    )
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()

@@ -23,7 +23,7 @@ def variant_fraction(variant: str) -> float | None:
         return 1.0
     if variant.startswith("prefix_"):
         try:
-            return float(variant[len("prefix_"):])
+            return float(variant[len("prefix_") :])
         except ValueError:
             return None
     return None
@@ -45,24 +45,44 @@ def prefix_curves(summary: pl.DataFrame | None, acc: pl.DataFrame | None, metric
     settings = sorted({r["setting"] for r in s.iter_rows(named=True) if str(r["variant"]).startswith("prefix_")})
     empty = s.filter((pl.col("setting") == "Empty") & (pl.col("variant") == "full")).to_dicts()
     acc = acc if acc is not None else pl.DataFrame()
-    empty_acc = acc.filter((pl.col("setting") == "Empty") & (pl.col("variant") == "full")).to_dicts() if acc.height else []
+    empty_acc = (
+        acc.filter((pl.col("setting") == "Empty") & (pl.col("variant") == "full")).to_dicts() if acc.height else []
+    )
     out = []
     for setting in settings:
         cons = []
         for r in s.filter(pl.col("setting") == setting).to_dicts() + [{**e, "variant": "prefix_0"} for e in empty]:
             f = variant_fraction(r["variant"])
             if f is not None:
-                cons.append({"fraction": f, "value": _num(r["mean"]), "ci_low": _num(r["ci_low"]), "ci_high": _num(r["ci_high"])})
+                cons.append(
+                    {
+                        "fraction": f,
+                        "value": _num(r["mean"]),
+                        "ci_low": _num(r["ci_low"]),
+                        "ci_high": _num(r["ci_high"]),
+                    }
+                )
         per_target: dict[str, list[dict]] = {}
         rows = acc.filter(pl.col("setting") == setting).to_dicts() if acc.height else []
         for r in rows + [{**e, "variant": "prefix_0"} for e in empty_acc]:
             f = variant_fraction(r["variant"])
             if f is not None:
                 per_target.setdefault(r["target"], []).append(
-                    {"fraction": f, "value": _num(r["accuracy"]), "ci_low": _num(r["ci_low"]), "ci_high": _num(r["ci_high"])})
-        out.append({"setting": setting, "metric": metric,
-                    "consistency": sorted(cons, key=lambda p: p["fraction"]),
-                    "accuracy": {t: sorted(v, key=lambda p: p["fraction"]) for t, v in sorted(per_target.items())}})
+                    {
+                        "fraction": f,
+                        "value": _num(r["accuracy"]),
+                        "ci_low": _num(r["ci_low"]),
+                        "ci_high": _num(r["ci_high"]),
+                    }
+                )
+        out.append(
+            {
+                "setting": setting,
+                "metric": metric,
+                "consistency": sorted(cons, key=lambda p: p["fraction"]),
+                "accuracy": {t: sorted(v, key=lambda p: p["fraction"]) for t, v in sorted(per_target.items())},
+            }
+        )
     return out
 
 
@@ -73,8 +93,10 @@ def plot_curves(curves: list[dict], path: Path) -> Path:
     plt = pyplot()
     fig, axes = plt.subplots(len(curves), 2, figsize=(9, 3.2 * len(curves)), squeeze=False)
     for (ax_c, ax_a), c in zip(axes, curves):
-        for ax, series, title in ((ax_c, {f"consistency ({c['metric']})": c["consistency"]}, "consistency"),
-                                  (ax_a, c["accuracy"], "accuracy")):
+        for ax, series, title in (
+            (ax_c, {f"consistency ({c['metric']})": c["consistency"]}, "consistency"),
+            (ax_a, c["accuracy"], "accuracy"),
+        ):
             for label, pts in series.items():
                 pts = [p for p in pts if p["value"] is not None]
                 if not pts:
@@ -97,9 +119,13 @@ def plot_curves(curves: list[dict], path: Path) -> Path:
 
 def curves_markdown(curves: list[dict], plots: Path) -> str:
     """The report section: a table of the consistency points and the plot."""
-    lines = ["Consistency and accuracy when targets get only the first share of the source's CoT sentences "
-             "(`truncate.prefix_fractions`; 0 = the Empty setting, 1 = the full CoT), 95 % bootstrap intervals.", "",
-             "| setting | fraction | consistency | 95 % CI |", "|---|---|---|---|"]
+    lines = [
+        "Consistency and accuracy when targets get only the first share of the source's CoT sentences "
+        "(`truncate.prefix_fractions`; 0 = the Empty setting, 1 = the full CoT), 95 % bootstrap intervals.",
+        "",
+        "| setting | fraction | consistency | 95 % CI |",
+        "|---|---|---|---|",
+    ]
     for c in curves:
         for p in c["consistency"]:
             v = "—" if p["value"] is None else f"{p['value']:.3f}"

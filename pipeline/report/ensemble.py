@@ -41,37 +41,51 @@ def ensemble_section(run_dir: Path, stop_reasons: Optional[dict] = None) -> Opti
         share = win.group_by("generator").len().sort("generator")
         tot = max(1, win.height)
         gens = d["generator"].unique(maintain_order=True).to_list()
-        dropped = (pl.col("generator_error").is_not_null() if "generator_error" in d.columns else pl.lit(False))
-        lines = ["| generator | selected sentences | share | candidates proposed | valid | duplicates | "
-                 "steps dropped out |", "|---|---|---|---|---|---|---|"]
+        dropped = pl.col("generator_error").is_not_null() if "generator_error" in d.columns else pl.lit(False)
+        lines = [
+            "| generator | selected sentences | share | candidates proposed | valid | duplicates | steps dropped out |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for g in gens:
             n = share.filter(pl.col("generator") == g)["len"].sum()
             dg = d.filter(pl.col("generator") == g)
             out = dg.filter(dropped)
-            lines.append(f"| {g} | {n} | {n / tot:.1%} | {dg.height - out.height} | {dg['valid'].sum()} | "
-                         f"{dg['duplicate'].sum()} | {out.height} |")
+            lines.append(
+                f"| {g} | {n} | {n / tot:.1%} | {dg.height - out.height} | {dg['valid'].sum()} | "
+                f"{dg['duplicate'].sum()} | {out.height} |"
+            )
         md.append("\n".join(lines))
         n_out = d.filter(dropped).height
         if n_out:  # loud: a generator whose context overflowed sat out those steps
             first = d.filter(dropped)["generator_error"][0]
-            md.append(f"**{n_out} generator step(s) dropped out** (the generator's context overflowed; the "
-                      f"other generators' candidates were scored): first reason: {first}")
+            md.append(
+                f"**{n_out} generator step(s) dropped out** (the generator's context overflowed; the "
+                f"other generators' candidates were scored): first reason: {first}"
+            )
         steps = win.group_by("problem_id").len()["len"]
         probs = d["problem_id"].n_unique()
-        md.append(f"Steps per problem (selected sentences): mean {steps.mean():.1f}, min {steps.min()}, "
-                  f"max {steps.max()} over {probs} problems.")
+        md.append(
+            f"Steps per problem (selected sentences): mean {steps.mean():.1f}, min {steps.min()}, "
+            f"max {steps.max()} over {probs} problems."
+        )
         if stop_reasons and src in stop_reasons:
             counts: dict[str, int] = {}
             for r in stop_reasons[src].values():
                 counts[str(r)] = counts.get(str(r), 0) + 1
-            md.append("Why problems stopped: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-                      + " (closed: the selected sentence closed the thinking; budget: thought budget reached; "
-                        "max_steps: step cap).")
+            md.append(
+                "Why problems stopped: "
+                + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+                + " (closed: the selected sentence closed the thinking; budget: thought budget reached; "
+                "max_steps: step cap)."
+            )
         else:
             reasons = win.filter(pl.col("stop_reason").is_not_null()).group_by("stop_reason").len().sort("stop_reason")
             if reasons.height:
-                md.append("Stop reasons (problems that stopped on a selected sentence): "
-                          + ", ".join(f"{r['stop_reason']} {r['len']}" for r in reasons.iter_rows(named=True)) + ".")
+                md.append(
+                    "Stop reasons (problems that stopped on a selected sentence): "
+                    + ", ".join(f"{r['stop_reason']} {r['len']}" for r in reasons.iter_rows(named=True))
+                    + "."
+                )
         png = _histogram(d, Path(run_dir) / "plots" / f"ensemble_scores_{slug(src)}.png", src)
         if png is not None:
             md.append(f"![Candidate scores, {src}](plots/{png.name})")

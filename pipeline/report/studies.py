@@ -61,31 +61,57 @@ def sections(run_dir: Path, plots: Path) -> list[tuple[str, str]]:
 def _post_training(tables: Path, post: pl.DataFrame, plots: Path) -> str:
     from pipeline.scoring.post_training import confounds
 
-    md = ["Per transfer: accuracy over the rows that have a target result; `source_agreement` = the study's "
-          "rule (the source's answer as its first transfer file in file-name order recorded it, rows by "
-          "position, error answers dropped, a missing target answer kept as \"\"); "
-          "`source_agreement_project` = the target's answer vs the source's own (Default) answer under the "
-          "paper rule and its drop rule, over the rows with a target result.  Each group averages over all "
-          "its source → target transfers."]
+    md = [
+        "Per transfer: accuracy over the rows that have a target result; `source_agreement` = the study's "
+        "rule (the source's answer as its first transfer file in file-name order recorded it, rows by "
+        'position, error answers dropped, a missing target answer kept as ""); '
+        "`source_agreement_project` = the target's answer vs the source's own (Default) answer under the "
+        "paper rule and its drop rule, over the rows with a target result.  Each group averages over all "
+        "its source → target transfers."
+    ]
     rows = []
     for (variant, metric), g in sorted(post.group_by(["variant", "metric"]), key=lambda kv: kv[0]):
         v = {r["group"]: r for r in g.iter_rows(named=True)}
         b, p = v.get("base"), v.get("post")
         delta = p["value"] - b["value"] if b and p else None
-        rows.append([variant, metric, fmt(b and b["value"]), fmt(p and p["value"]), fmt(delta),
-                     f"{b['n_transfers'] if b else 0} / {p['n_transfers'] if p else 0}"])
+        rows.append(
+            [
+                variant,
+                metric,
+                fmt(b and b["value"]),
+                fmt(p and p["value"]),
+                fmt(delta),
+                f"{b['n_transfers'] if b else 0} / {p['n_transfers'] if p else 0}",
+            ]
+        )
     md.append(md_table(["variant", "metric", "base", "post", "post − base", "transfers (base / post)"], rows))
     detail = read_frame(tables, "post_training_detail")
     if detail is not None and detail.height:
         p = _plot_post_training(detail, plots / "post_training.png")
         md.append(f"![Post-training]({'plots/' + p.name})")
-        per = (detail.group_by("variant", "base", "group", "source")
-               .agg(pl.col("accuracy").mean(), pl.col("source_agreement").mean(), pl.len().alias("n"))
-               .sort("variant", "base", "group"))
-        md.append("Per source (mean over its targets):\n\n" + md_table(
-            ["variant", "base model", "group", "source", "accuracy", "source agreement", "targets"],
-            [[r["variant"], r["base"], r["group"], r["source"], fmt(r["accuracy"]), fmt(r["source_agreement"]),
-              str(r["n"])] for r in per.iter_rows(named=True)]))
+        per = (
+            detail.group_by("variant", "base", "group", "source")
+            .agg(pl.col("accuracy").mean(), pl.col("source_agreement").mean(), pl.len().alias("n"))
+            .sort("variant", "base", "group")
+        )
+        md.append(
+            "Per source (mean over its targets):\n\n"
+            + md_table(
+                ["variant", "base model", "group", "source", "accuracy", "source agreement", "targets"],
+                [
+                    [
+                        r["variant"],
+                        r["base"],
+                        r["group"],
+                        r["source"],
+                        fmt(r["accuracy"]),
+                        fmt(r["source_agreement"]),
+                        str(r["n"]),
+                    ]
+                    for r in per.iter_rows(named=True)
+                ],
+            )
+        )
     src = read_frame(tables, "post_training_sources")
     if src is not None:
         warn = confounds(src)
@@ -99,7 +125,9 @@ def _plot_post_training(detail: pl.DataFrame, path: Path) -> Path:
     metrics = ["accuracy", "source_agreement"]
     variants = sorted(detail["variant"].unique().to_list(), key=lambda v: (v != "full", v))
     bases = sorted(detail["base"].unique().to_list())
-    fig, axes = plt.subplots(1, len(metrics) * len(variants), figsize=(5.5 * len(metrics) * len(variants), 4), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(metrics) * len(variants), figsize=(5.5 * len(metrics) * len(variants), 4), squeeze=False
+    )
     for k, (variant, met) in enumerate((v, m) for v in variants for m in metrics):
         ax = axes[0][k]
         x = np.arange(len(bases) + 1)
@@ -128,11 +156,14 @@ def _ii(tables: Path, tasks: pl.DataFrame, plots: Path) -> str:
     if summary is not None and summary.height:
         s = summary.filter(pl.col("variant") == "full") if "full" in summary["variant"].to_list() else summary
         idx = {(r["setting"], r["metric"]): r["mean"] for r in s.iter_rows(named=True)}
-        settings = sorted({r["setting"] for r in s.iter_rows(named=True)},
-                          key=lambda t: -(idx.get((t, "paper")) or -1))
-        md.append("Settings by the study's ranking (full text):\n\n" + md_table(
-            ["setting", "paper (21 'tasks')", "corrected (20 tasks)"],
-            [[t, fmt(idx.get((t, "paper"))), fmt(idx.get((t, "corrected")))] for t in settings]))
+        settings = sorted({r["setting"] for r in s.iter_rows(named=True)}, key=lambda t: -(idx.get((t, "paper")) or -1))
+        md.append(
+            "Settings by the study's ranking (full text):\n\n"
+            + md_table(
+                ["setting", "paper (21 'tasks')", "corrected (20 tasks)"],
+                [[t, fmt(idx.get((t, "paper"))), fmt(idx.get((t, "corrected")))] for t in settings],
+            )
+        )
     p = _plot_ii_tasks(tasks, plots / "ii_tasks.png")
     md.append(f"Per task (mean over target pairs):\n\n![II tasks](plots/{p.name})")
     return "\n\n".join(md)
@@ -170,37 +201,77 @@ def _p(x: float | None) -> str:
 
 
 def _ratings(tables: Path, tests: pl.DataFrame, plots: Path) -> str:
-    md = ["`paper`: the study's unpaired Student t-test on all pooled ratings, Cohen's d with the pooled SD, "
-          "Bonferroni over its 24 tests; it treats the four sources one participant rated on one item as "
-          "independent.  `paired`: matched on (participant, item); Wilcoxon signed-rank (t = W, d = d_z) for "
-          "ratings, Friedman's test (t = chi², row `all`) then signed-rank tests for the Best Overall ranks; "
-          "Bonferroni over the paired rows.  Best Overall is a rank: lower is better."]
+    md = [
+        "`paper`: the study's unpaired Student t-test on all pooled ratings, Cohen's d with the pooled SD, "
+        "Bonferroni over its 24 tests; it treats the four sources one participant rated on one item as "
+        "independent.  `paired`: matched on (participant, item); Wilcoxon signed-rank (t = W, d = d_z) for "
+        "ratings, Friedman's test (t = chi², row `all`) then signed-rank tests for the Best Overall ranks; "
+        "Bonferroni over the paired rows.  Best Overall is a rank: lower is better."
+    ]
     for method in tests["method"].unique(maintain_order=True).to_list():
         t = tests.filter(pl.col("method") == method)
-        md.append(f"**method = {method}**\n\n" + md_table(
-            ["criterion", "model1", "model2", "n1", "n2", "t", "p", "d", "p (Bonferroni)"],
-            [[r["criterion"], r["model1"], r["model2"], str(r["n1"]), str(r["n2"]), fmt(r["t"]), _p(r["p"]),
-              fmt(r["d"]), _p(r["p_bonferroni"])] for r in t.iter_rows(named=True)]))
+        md.append(
+            f"**method = {method}**\n\n"
+            + md_table(
+                ["criterion", "model1", "model2", "n1", "n2", "t", "p", "d", "p (Bonferroni)"],
+                [
+                    [
+                        r["criterion"],
+                        r["model1"],
+                        r["model2"],
+                        str(r["n1"]),
+                        str(r["n2"]),
+                        fmt(r["t"]),
+                        _p(r["p"]),
+                        fmt(r["d"]),
+                        _p(r["p_bonferroni"]),
+                    ]
+                    for r in t.iter_rows(named=True)
+                ],
+            )
+        )
     src = read_frame(tables, "ratings_sources")
     if src is not None and src.height:
         p = _plot_rating_means(src, plots / "ratings_means.png")
-        md.append("Mean per source (95 % bootstrap CI over participants):\n\n" + md_table(
-            ["criterion", "source", "mean [95 % CI]", "ratings", "participants", "consistency"],
-            [[r["criterion"], r["source"], f"{fmt(r['mean'], 2)} [{fmt(r['ci_low'], 2)}, {fmt(r['ci_high'], 2)}]",
-              str(r["n_ratings"]), str(r["n_participants"]), fmt(r["consistency"])] for r in src.iter_rows(named=True)]))
+        md.append(
+            "Mean per source (95 % bootstrap CI over participants):\n\n"
+            + md_table(
+                ["criterion", "source", "mean [95 % CI]", "ratings", "participants", "consistency"],
+                [
+                    [
+                        r["criterion"],
+                        r["source"],
+                        f"{fmt(r['mean'], 2)} [{fmt(r['ci_low'], 2)}, {fmt(r['ci_high'], 2)}]",
+                        str(r["n_ratings"]),
+                        str(r["n_participants"]),
+                        fmt(r["consistency"]),
+                    ]
+                    for r in src.iter_rows(named=True)
+                ],
+            )
+        )
         md.append(f"![Ratings by source](plots/{p.name})")
         if src["consistency"].drop_nulls().len():
             p = _plot_rating_vs_consistency(src, plots / "ratings_vs_consistency.png")
             md.append(f"![Mean rating vs consistency](plots/{p.name})")
     corr = read_frame(tables, "ratings_correlation")
     if corr is not None and corr.height:
-        md.append("Consistency vs mean preference across sources (ranks negated so higher = preferred; "
-                  "95 % bootstrap CI over participants):\n\n" + md_table(
-                      ["criterion", "sources", "Pearson [CI]", "Spearman [CI]"],
-                      [[r["criterion"], str(r["n_sources"]),
+        md.append(
+            "Consistency vs mean preference across sources (ranks negated so higher = preferred; "
+            "95 % bootstrap CI over participants):\n\n"
+            + md_table(
+                ["criterion", "sources", "Pearson [CI]", "Spearman [CI]"],
+                [
+                    [
+                        r["criterion"],
+                        str(r["n_sources"]),
                         f"{fmt(r['pearson'])} [{fmt(r['pearson_ci_low'])}, {fmt(r['pearson_ci_high'])}]",
-                        f"{fmt(r['spearman'])} [{fmt(r['spearman_ci_low'])}, {fmt(r['spearman_ci_high'])}]"]
-                       for r in corr.iter_rows(named=True)]))
+                        f"{fmt(r['spearman'])} [{fmt(r['spearman_ci_low'])}, {fmt(r['spearman_ci_high'])}]",
+                    ]
+                    for r in corr.iter_rows(named=True)
+                ],
+            )
+        )
         warns = sorted({w for w in corr["warning"].to_list() if w})
         if warns:
             md.append("**Warning:** the correlation " + "; ".join(warns) + ".")
@@ -218,7 +289,13 @@ def _plot_rating_means(src: pl.DataFrame, path: Path) -> Path:
         lo = np.array([s[x]["ci_low"] if x in s else np.nan for x in sources], dtype=float)
         hi = np.array([s[x]["ci_high"] if x in s else np.nan for x in sources], dtype=float)
         err = np.where(np.isfinite([m - lo, hi - m]), np.clip([m - lo, hi - m], 0, None), 0)
-        ax.bar(range(len(sources)), m, yerr=err, capsize=3, color=["#FFB366", "#6BB6FF", "#66D9A3", "#B366FF"][: len(sources)])
+        ax.bar(
+            range(len(sources)),
+            m,
+            yerr=err,
+            capsize=3,
+            color=["#FFB366", "#6BB6FF", "#66D9A3", "#B366FF"][: len(sources)],
+        )
         ax.set_xticks(range(len(sources)), sources, rotation=35, ha="right", fontsize=8)
         ax.set_title(c + (" (rank, lower = better)" if c == "Best Overall" else ""), fontsize=9)
     fig.tight_layout()

@@ -13,9 +13,23 @@ import json
 from pathlib import Path
 
 # Top-level fields telemetry_markdown renders (the rest are listed raw with ``unknown=True``).
-KNOWN = frozenset({"wall_seconds", "outside_engine_share", "outside_engine_share_excl_startup",
-                   "engine_busy_seconds", "engine_startup_seconds", "summary", "stage_seconds", "stage_models",
-                   "engines", "waves", "schedule", "error_rows", "error_share"})
+KNOWN = frozenset(
+    {
+        "wall_seconds",
+        "outside_engine_share",
+        "outside_engine_share_excl_startup",
+        "engine_busy_seconds",
+        "engine_startup_seconds",
+        "summary",
+        "stage_seconds",
+        "stage_models",
+        "engines",
+        "waves",
+        "schedule",
+        "error_rows",
+        "error_share",
+    }
+)
 
 
 def union_seconds(intervals, lo: float = float("-inf"), hi: float = float("inf")) -> float:
@@ -48,9 +62,11 @@ def _runtime_lines(eng: dict) -> list[str]:
         if not isinstance(rt, dict):
             continue
         libs = [k for k, key in (("tcmalloc", "tcmalloc_loaded"), ("Intel OpenMP", "iomp_loaded")) if rt.get(key)]
-        out.append(f"- {n}: dtype {rt.get('dtype', '?')} ({rt.get('dtype_reason', '')}); "
-                   f"{rt.get('torch_threads', '?')} OpenMP thread(s); preloaded: {', '.join(libs) or 'none'}"
-                   + (f"; EMULATED {rt['emulated_isa']}" if rt.get("emulated_isa") else ""))
+        out.append(
+            f"- {n}: dtype {rt.get('dtype', '?')} ({rt.get('dtype_reason', '')}); "
+            f"{rt.get('torch_threads', '?')} OpenMP thread(s); preloaded: {', '.join(libs) or 'none'}"
+            + (f"; EMULATED {rt['emulated_isa']}" if rt.get("emulated_isa") else "")
+        )
     return ["", "Engine runtime:", ""] + out if out else []
 
 
@@ -64,24 +80,35 @@ def telemetry_markdown(tel: dict, unknown: bool = False) -> str:
     summ = tel.get("summary", {})
     lines = []
     if "wall_seconds" in tel or not unknown:
-        lines += [f"- wall time: {tel.get('wall_seconds', 0):.1f} s",
-                  f"- share of wall time outside the engines: {tel.get('outside_engine_share', 0):.1%}"
-                  + (f" ({tel['outside_engine_share_excl_startup']:.1%} without the "
-                     f"{tel.get('engine_startup_seconds', 0):.1f} s of engine start-up)"
-                     if "outside_engine_share_excl_startup" in tel else "")]
+        lines += [
+            f"- wall time: {tel.get('wall_seconds', 0):.1f} s",
+            f"- share of wall time outside the engines: {tel.get('outside_engine_share', 0):.1%}"
+            + (
+                f" ({tel['outside_engine_share_excl_startup']:.1%} without the "
+                f"{tel.get('engine_startup_seconds', 0):.1f} s of engine start-up)"
+                if "outside_engine_share_excl_startup" in tel
+                else ""
+            ),
+        ]
     if summ:
-        lines += [f"- tokens: {summ.get('prefill_tokens', 0)} prefilled, {summ.get('cached_tokens', 0)} from the "
-                  f"prefix cache, {summ.get('generated_tokens', 0)} generated over {summ.get('requests', 0)} requests",
-                  f"- engines: {summ.get('engines', 0)} models, {summ.get('engine_loads', 0)} engine loads, "
-                  f"{summ.get('engine_held_seconds', 0):.0f} engine-seconds held; estimated GPU-hours "
-                  f"{summ.get('gpu_hours_estimate', 0):.3f}"]
+        lines += [
+            f"- tokens: {summ.get('prefill_tokens', 0)} prefilled, {summ.get('cached_tokens', 0)} from the "
+            f"prefix cache, {summ.get('generated_tokens', 0)} generated over {summ.get('requests', 0)} requests",
+            f"- engines: {summ.get('engines', 0)} models, {summ.get('engine_loads', 0)} engine loads, "
+            f"{summ.get('engine_held_seconds', 0):.0f} engine-seconds held; estimated GPU-hours "
+            f"{summ.get('gpu_hours_estimate', 0):.3f}",
+        ]
     det = tel.get("determinism")
     if isinstance(det, dict):
-        lines.append(f"- determinism: `{det.get('effective')}` on {det.get('device')} "
-                     f"(setting `{det.get('setting')}`): {det.get('claim')}")
+        lines.append(
+            f"- determinism: `{det.get('effective')}` on {det.get('device')} "
+            f"(setting `{det.get('setting')}`): {det.get('claim')}"
+        )
     if summ.get("answer_cache_hit") is not None:
-        lines.append(f"- answers after a CoT: {summ['answer_cache_hit']:.1%} of their cacheable prompt tokens "
-                     f"({summ.get('answer_cacheable_tokens', 0)}) came from the prefix cache")
+        lines.append(
+            f"- answers after a CoT: {summ['answer_cache_hit']:.1%} of their cacheable prompt tokens "
+            f"({summ.get('answer_cacheable_tokens', 0)}) came from the prefix cache"
+        )
     for st, sec in tel.get("stage_seconds", {}).items():
         lines.append(f"- stage `{st}`: {sec:.1f} s")
     sm = tel.get("stage_models", {})
@@ -91,37 +118,51 @@ def telemetry_markdown(tel: dict, unknown: bool = False) -> str:
         for st, per in sm.items():
             for m, t in per.items():
                 fs, ld = t.get("first_submit"), t.get("last_done")
-                lines.append(f"| {st} | {m} | {t.get('requests', 0)} | "
-                             f"{'' if fs is None else f'{fs:.1f}'} | {'' if ld is None else f'{ld:.1f}'} |")
+                lines.append(
+                    f"| {st} | {m} | {t.get('requests', 0)} | "
+                    f"{'' if fs is None else f'{fs:.1f}'} | {'' if ld is None else f'{ld:.1f}'} |"
+                )
     eng = tel.get("engines", {})
     if eng:
-        lines += ["", "| engine | where | loads | requests | prefilled tok | cached tok | generated tok | engine s | "
-                  "prefill tok/s | gen tok/s | held s | GPUs |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| engine | where | loads | requests | prefilled tok | cached tok | generated tok | engine s | "
+            "prefill tok/s | gen tok/s | held s | GPUs |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for n, s in eng.items():
             secs = s.get("engine_seconds") or 0.0
             tps = s.get("generated_tokens_per_s", tokens_per_s(s.get("generated_tokens", 0), secs))
             pps = s.get("prefill_tokens_per_s", tokens_per_s(s.get("prefill_tokens", 0), secs))
             w = s.get("where") or {}
             where = f"{w.get('ip', '?')} node {str(w.get('node_id', '?'))[:8]}" if w else "local"
-            lines.append(f"| {n} | {where} | {s.get('loads', 1)} | {s.get('requests', 0)} | "
-                         f"{s.get('prefill_tokens', 0)} | {s.get('cached_tokens', 0)} | {s.get('generated_tokens', 0)} | "
-                         f"{secs:.1f} | {pps:.0f} | {tps:.0f} | {s.get('held_seconds', 0):.0f} | {s.get('gpus', 0):g} |")
+            lines.append(
+                f"| {n} | {where} | {s.get('loads', 1)} | {s.get('requests', 0)} | "
+                f"{s.get('prefill_tokens', 0)} | {s.get('cached_tokens', 0)} | {s.get('generated_tokens', 0)} | "
+                f"{secs:.1f} | {pps:.0f} | {tps:.0f} | {s.get('held_seconds', 0):.0f} | {s.get('gpus', 0):g} |"
+            )
         lines += _runtime_lines(eng)
     waves = tel.get("waves", [])
     if waves:
         lines += ["", "Engine waves as they ran:", ""]
         for w in waves:
-            lines.append(f"- {w['stage']} wave {w['wave']}/{w['of']} ({w['start']:.0f}-{w['end']:.0f} s): "
-                         + ", ".join(f"{m} ({(w.get('requests') or {}).get(m, 0)} req)" for m in w["models"]))
+            lines.append(
+                f"- {w['stage']} wave {w['wave']}/{w['of']} ({w['start']:.0f}-{w['end']:.0f} s): "
+                + ", ".join(f"{m} ({(w.get('requests') or {}).get(m, 0)} req)" for m in w["models"])
+            )
     sched = tel.get("schedule")
     if sched and sched.get("log"):
         lines += ["", "Planned placement:", "", "```", sched["log"], "```"]
     if tel.get("error_rows"):
-        lines.append(f"\n- errored requests: {tel['error_rows']} ({tel.get('error_share', 0):.1%}); see tables/errors.csv")
+        lines.append(
+            f"\n- errored requests: {tel['error_rows']} ({tel.get('error_share', 0):.1%}); see tables/errors.csv"
+        )
     if unknown:
-        other = [[html.escape(str(k)), html.escape(str(v))] for k, v in tel.items()
-                 if k not in KNOWN and not isinstance(v, (dict, list))]
+        other = [
+            [html.escape(str(k)), html.escape(str(v))]
+            for k, v in tel.items()
+            if k not in KNOWN and not isinstance(v, (dict, list))
+        ]
         if other:
             lines += ["", "| key | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in other]
         nested = {k: v for k, v in tel.items() if k not in KNOWN and isinstance(v, (dict, list))}

@@ -110,8 +110,15 @@ def plot_heatmap(pairs: pl.DataFrame, setting: str, variant: str, path: Path) ->
         for i in range(len(models)):
             for j in range(len(models)):
                 if np.isfinite(mat[i, j]):
-                    ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                            color="white" if mat[i, j] < 0.6 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{mat[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if mat[i, j] < 0.6 else "black",
+                    )
         ax.set_title(f"{met}")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle(f"{setting} ({variant}): pairwise agreement")
@@ -180,7 +187,9 @@ def plot_accuracy(acc: pl.DataFrame, variant: str, path: Path) -> Path:
 
 def _consistency_md(summary: pl.DataFrame) -> str:
     metrics = summary["metric"].unique(maintain_order=True).to_list()
-    keys = sorted({(r["setting"], r["variant"]) for r in summary.iter_rows(named=True)}, key=lambda k: (setting_key(k[0]), k[1]))
+    keys = sorted(
+        {(r["setting"], r["variant"]) for r in summary.iter_rows(named=True)}, key=lambda k: (setting_key(k[0]), k[1])
+    )
     idx = {(r["setting"], r["variant"], r["metric"]): r for r in summary.iter_rows(named=True)}
     rows = []
     for s, v in keys:
@@ -198,7 +207,9 @@ def _consistency_md(summary: pl.DataFrame) -> str:
 
 def _accuracy_md(acc: pl.DataFrame) -> str:
     targets = order_models(acc["target"].unique().to_list())
-    keys = sorted({(r["setting"], r["variant"]) for r in acc.iter_rows(named=True)}, key=lambda k: (setting_key(k[0]), k[1]))
+    keys = sorted(
+        {(r["setting"], r["variant"]) for r in acc.iter_rows(named=True)}, key=lambda k: (setting_key(k[0]), k[1])
+    )
     idx = {(r["setting"], r["variant"], r["target"]): r for r in acc.iter_rows(named=True)}
     rows = []
     for s, v in keys:
@@ -206,8 +217,11 @@ def _accuracy_md(acc: pl.DataFrame) -> str:
         for t in targets:
             r = idx.get((s, v, t))
             cells.append(
-                "–" if r is None else f"{100 * r['accuracy']:.0f} % [{100 * r['ci_low']:.0f}, {100 * r['ci_high']:.0f}] (n={r['n']})"
-                if r["ci_low"] is not None and math.isfinite(r["ci_low"]) else f"{100 * r['accuracy']:.0f} % (n={r['n']})"
+                "–"
+                if r is None
+                else f"{100 * r['accuracy']:.0f} % [{100 * r['ci_low']:.0f}, {100 * r['ci_high']:.0f}] (n={r['n']})"
+                if r["ci_low"] is not None and math.isfinite(r["ci_low"])
+                else f"{100 * r['accuracy']:.0f} % (n={r['n']})"
             )
         rows.append(cells)
     return md_table(["setting", "variant"] + targets, rows)
@@ -217,8 +231,10 @@ def _rl_md(rl: pl.DataFrame) -> str:
     if rl.height == 0:
         return "_No transfer settings with the source's own (Default) answers._"
     targets = [t for t in order_models([t for t in rl["target"].unique().to_list() if t != "mean"])] + ["mean"]
-    keys = sorted({(r["source"], r["variant"], r["metric"]) for r in rl.iter_rows(named=True)},
-                  key=lambda k: (setting_key(f"Transfer {k[0]}"), k[1], k[2]))
+    keys = sorted(
+        {(r["source"], r["variant"], r["metric"]) for r in rl.iter_rows(named=True)},
+        key=lambda k: (setting_key(f"Transfer {k[0]}"), k[1], k[2]),
+    )
     idx = {(r["source"], r["variant"], r["metric"], r["target"]): r["value"] for r in rl.iter_rows(named=True)}
     rows = [[s, v, m] + [fmt(idx.get((s, v, m, t))) for t in targets] for s, v, m in keys]
     return md_table(["source", "variant", "metric"] + targets, rows)
@@ -309,12 +325,16 @@ def render(
             p = plot_accuracy(acc, v, plots / f"accuracy_{slug(v)}.png")
             md.append(f"![Accuracy ({v})](plots/{p.name})")
     if rl is not None:
-        md.append("## Agreement with the source model's own answer\n\n"
-                  "Share of problems on which a target's answer after the source's CoT agrees with the source's "
-                  "own (Default) answer; `mean` averages over targets.\n\n" + _rl_md(rl))
+        md.append(
+            "## Agreement with the source model's own answer\n\n"
+            "Share of problems on which a target's answer after the source's CoT agrees with the source's "
+            "own (Default) answer; `mean` averages over targets.\n\n" + _rl_md(rl)
+        )
     if pairs is not None and pairs.height:
         md.append("## Pairwise agreement")
-        keys = sorted({(r["setting"], r["variant"]) for r in pairs.iter_rows(named=True)}, key=lambda k: (setting_key(k[0]), k[1]))
+        keys = sorted(
+            {(r["setting"], r["variant"]) for r in pairs.iter_rows(named=True)}, key=lambda k: (setting_key(k[0]), k[1])
+        )
         for s, v in keys:
             p = plot_heatmap(pairs, s, v, plots / f"heatmap_{slug(s)}_{slug(v)}.png")
             md.append(f"### {s} ({v})\n\n![{s} {v}](plots/{p.name})")

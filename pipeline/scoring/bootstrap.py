@@ -61,9 +61,7 @@ def ratio_draws(w: np.ndarray, num: np.ndarray, den: np.ndarray, extra_den: np.n
         return np.where(d > 0, n / np.where(d > 0, d, 1), np.nan)
 
 
-def consistency_ci(
-    agree: np.ndarray, valid: np.ndarray, w: np.ndarray, alpha: float = ALPHA
-) -> tuple[float, float]:
+def consistency_ci(agree: np.ndarray, valid: np.ndarray, w: np.ndarray, alpha: float = ALPHA) -> tuple[float, float]:
     """CI of the mean over pairs of pair agreement rates."""
     if agree.shape[0] == 0:
         return float("nan"), float("nan")

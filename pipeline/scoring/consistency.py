@@ -189,7 +189,14 @@ def build_matrix(rows: pl.DataFrame, setting: str, variant: str, target_col: str
     gold: list[Any] = [None] * I
     tg = rows[target_col].to_list()
     for r, (k, t, a, e, c, g) in enumerate(
-        zip(keys, tg, rows["answer"].to_list(), rows["extracted"].to_list(), rows["correct"].to_list(), rows["gold"].to_list())
+        zip(
+            keys,
+            tg,
+            rows["answer"].to_list(),
+            rows["extracted"].to_list(),
+            rows["correct"].to_list(),
+            rows["gold"].to_list(),
+        )
     ):
         i, j = iix[k], tix[t]
         if present[i, j]:
@@ -203,8 +210,18 @@ def build_matrix(rows: pl.DataFrame, setting: str, variant: str, target_col: str
     probs = {}
     pidx = np.array([probs.setdefault((k[0], k[1]), len(probs)) for k in items], dtype=int)
     return ItemMatrix(
-        setting, variant, items, targets, answer, extracted, correct, present, gold,
-        [k[0] for k in items], pidx, len(probs),
+        setting,
+        variant,
+        items,
+        targets,
+        answer,
+        extracted,
+        correct,
+        present,
+        gold,
+        [k[0] for k in items],
+        pidx,
+        len(probs),
     )
 
 
@@ -241,9 +258,11 @@ def pair_values(agree: np.ndarray, valid: np.ndarray) -> np.ndarray:
 def pair_stats(vals: np.ndarray) -> dict[str, Any]:
     """``mean``, population ``std`` and ``n_pairs`` over the pairs that have a value (NaN: no items)."""
     ok = ~np.isnan(vals)
-    return {"mean": float(vals[ok].mean()) if ok.any() else float("nan"),
-            "std": float(vals[ok].std(ddof=0)) if ok.any() else float("nan"),
-            "n_pairs": int(ok.sum())}
+    return {
+        "mean": float(vals[ok].mean()) if ok.any() else float("nan"),
+        "std": float(vals[ok].std(ddof=0)) if ok.any() else float("nan"),
+        "n_pairs": int(ok.sum()),
+    }
 
 
 def setting_consistency(m: ItemMatrix, metric: str = "paper") -> dict[str, Any]:
@@ -305,7 +324,9 @@ def rl_matrices(scored: pl.DataFrame) -> list[tuple[str, str, ItemMatrix]]:
         own = own.with_columns(pl.lit(f"{source} {OWN}").alias("target"), pl.lit(variant).alias("variant"))
         both = pl.concat([rows.select(own.columns), own], how="vertical_relaxed")
         # Only items the transfer covers.
-        both = both.join(rows.select("dataset", "problem_id", "sample").unique(), on=["dataset", "problem_id", "sample"])
+        both = both.join(
+            rows.select("dataset", "problem_id", "sample").unique(), on=["dataset", "problem_id", "sample"]
+        )
         out.append((source, variant, build_matrix(both, setting_name("transfer", source), variant)))
     return out
 
@@ -325,14 +346,36 @@ def rl_agreement(scored: pl.DataFrame, metrics: tuple[str, ...] = ("paper", "str
                 n = int(valid.sum())
                 v = float(agree.sum() / n) if n else float("nan")
                 vals.append(v)
-                rows.append({"setting": m.setting, "variant": variant, "metric": met, "source": source, "target": t, "value": v, "n_items": n})
+                rows.append(
+                    {
+                        "setting": m.setting,
+                        "variant": variant,
+                        "metric": met,
+                        "source": source,
+                        "target": t,
+                        "value": v,
+                        "n_items": n,
+                    }
+                )
             arr = np.array(vals, dtype=float)
             rows.append(
                 {
-                    "setting": m.setting, "variant": variant, "metric": met, "source": source, "target": "mean",
+                    "setting": m.setting,
+                    "variant": variant,
+                    "metric": met,
+                    "source": source,
+                    "target": "mean",
                     "value": float(np.nanmean(arr)) if np.isfinite(arr).any() else float("nan"),
                     "n_items": len(m.items),
                 }
             )
-    schema = {"setting": pl.String, "variant": pl.String, "metric": pl.String, "source": pl.String, "target": pl.String, "value": pl.Float64, "n_items": pl.Int64}
+    schema = {
+        "setting": pl.String,
+        "variant": pl.String,
+        "metric": pl.String,
+        "source": pl.String,
+        "target": pl.String,
+        "value": pl.Float64,
+        "n_items": pl.Int64,
+    }
     return pl.DataFrame(rows, schema=schema)

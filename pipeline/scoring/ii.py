@@ -33,15 +33,23 @@ from pipeline.scoring.tables import PAIRS_SCHEMA, SUMMARY_SCHEMA
 
 II_METRICS = ("paper", "corrected")
 TASKS_SCHEMA = {
-    "setting": pl.String, "variant": pl.String, "task": pl.String, "model_a": pl.String, "model_b": pl.String,
-    "task_score": pl.Float64, "n_items": pl.Int64,
+    "setting": pl.String,
+    "variant": pl.String,
+    "task": pl.String,
+    "model_a": pl.String,
+    "model_b": pl.String,
+    "task_score": pl.Float64,
+    "n_items": pl.Int64,
 }
 
 
-def _pair_arrays(files: pl.DataFrame, tasks: list[str]) -> tuple[list[tuple[str, str]], np.ndarray, np.ndarray, np.ndarray]:
+def _pair_arrays(
+    files: pl.DataFrame, tasks: list[str]
+) -> tuple[list[tuple[str, str]], np.ndarray, np.ndarray, np.ndarray]:
     """Pairs, task scores (P, T; 0 where absent), presence (P, T) and extra zero files per pair (P,)."""
-    pairs = sorted({(a, b) for a, b in files.select("model_a", "model_b").iter_rows()},
-                   key=lambda p: (order_models(list(p)), p))
+    pairs = sorted(
+        {(a, b) for a, b in files.select("model_a", "model_b").iter_rows()}, key=lambda p: (order_models(list(p)), p)
+    )
     pix = {p: i for i, p in enumerate(pairs)}
     tix = {t: j for j, t in enumerate(tasks)}
     score = np.zeros((len(pairs), len(tasks)))
@@ -76,11 +84,31 @@ def ii_tables(files: pl.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[st
             else:
                 lo = hi = float("nan")
                 pcis = [(float("nan"), float("nan"))] * len(pairs)
-            summary.append({"setting": setting, "variant": variant, "metric": met, **pair_stats(vals),
-                            "ci_low": lo, "ci_high": hi, "n_problems": len(tasks)})
+            summary.append(
+                {
+                    "setting": setting,
+                    "variant": variant,
+                    "metric": met,
+                    **pair_stats(vals),
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n_problems": len(tasks),
+                }
+            )
             for (a, b), v, n, (plo, phi) in zip(pairs, vals, present.sum(axis=1), pcis):
-                pair_rows.append({"setting": setting, "variant": variant, "metric": met, "model_a": a, "model_b": b,
-                                  "value": float(v), "n_items": int(n), "ci_low": plo, "ci_high": phi})
+                pair_rows.append(
+                    {
+                        "setting": setting,
+                        "variant": variant,
+                        "metric": met,
+                        "model_a": a,
+                        "model_b": b,
+                        "value": float(v),
+                        "n_items": int(n),
+                        "ci_low": plo,
+                        "ci_high": phi,
+                    }
+                )
     tasks_df = (
         files.filter(pl.col("kind") == "task")
         .select("setting", "variant", "task", "model_a", "model_b", "task_score", "n_items")

@@ -40,7 +40,9 @@ def _gold(text: str) -> dict[str, Any]:
     return json.loads(text)
 
 
-def _our_judgments(answers: pa.Table, checker: str | None = None) -> tuple[list[str | None], list[bool], list[str | None]]:
+def _our_judgments(
+    answers: pa.Table, checker: str | None = None
+) -> tuple[list[str | None], list[bool], list[str | None]]:
     """(extracted, correct, comparison form of the answer) per row."""
     from pipeline.datasets.protocol import CheckerJudge
 
@@ -56,7 +58,9 @@ def _our_judgments(answers: pa.Table, checker: str | None = None) -> tuple[list[
         try:
             gd = _gold(g)
         except json.JSONDecodeError as err:
-            raise ValueError(f"answers row {i} ({d}): gold is not valid JSON ({err}); re-import or regenerate it") from err
+            raise ValueError(
+                f"answers row {i} ({d}): gold is not valid JSON ({err}); re-import or regenerate it"
+            ) from err
         if isinstance(p, CheckerJudge):
             if checker is not None and checker not in p.checkers:
                 raise ValueError(f"dataset {d!r} has no checker {checker!r}; use one of {list(p.checkers)}")
@@ -111,7 +115,10 @@ def judge_agreement(answers: pa.Table, checker: str | None = None) -> dict[str, 
     """
     extracted, ours, _ = _our_judgments(answers, checker)
     stored = answers.column("stored_correct").to_pylist()
-    cols = {c: answers.column(c).to_pylist() for c in ("dataset", "problem_id", "method", "source", "variant", "target", "answer", "gold")}
+    cols = {
+        c: answers.column(c).to_pylist()
+        for c in ("dataset", "problem_id", "method", "source", "variant", "target", "answer", "gold")
+    }
     n = 0
     dis: list[dict[str, Any]] = []
     for i, s in enumerate(stored):
@@ -119,5 +126,7 @@ def judge_agreement(answers: pa.Table, checker: str | None = None) -> dict[str, 
             continue
         n += 1
         if bool(s) != ours[i]:
-            dis.append({**{c: v[i] for c, v in cols.items()}, "extracted": extracted[i], "ours": ours[i], "stored": bool(s)})
+            dis.append(
+                {**{c: v[i] for c, v in cols.items()}, "extracted": extracted[i], "ours": ours[i], "stored": bool(s)}
+            )
     return {"agreement": (1 - len(dis) / n) if n else float("nan"), "n": n, "disagreements": dis}

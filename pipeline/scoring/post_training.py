@@ -45,16 +45,32 @@ from pipeline.scoring.consistency import OWN, PAPER_DROP, get_metric, rl_matrice
 EMPTY_COTS = ("", "No Thoughts")
 
 SUMMARY_SCHEMA = {
-    "variant": pl.String, "group": pl.String, "metric": pl.String, "value": pl.Float64, "n_transfers": pl.Int64,
+    "variant": pl.String,
+    "group": pl.String,
+    "metric": pl.String,
+    "value": pl.Float64,
+    "n_transfers": pl.Int64,
 }
 DETAIL_SCHEMA = {
-    "variant": pl.String, "group": pl.String, "base": pl.String, "source": pl.String, "target": pl.String,
-    "accuracy": pl.Float64, "n_answered": pl.Int64, "source_agreement": pl.Float64, "n_compared": pl.Int64,
-    "source_agreement_project": pl.Float64, "n_compared_project": pl.Int64,
+    "variant": pl.String,
+    "group": pl.String,
+    "base": pl.String,
+    "source": pl.String,
+    "target": pl.String,
+    "accuracy": pl.Float64,
+    "n_answered": pl.Int64,
+    "source_agreement": pl.Float64,
+    "n_compared": pl.Int64,
+    "source_agreement_project": pl.Float64,
+    "n_compared_project": pl.Int64,
 }
 METRICS = ("accuracy", "source_agreement", "source_agreement_project")
 SOURCES_SCHEMA = {
-    "group": pl.String, "base": pl.String, "source": pl.String, "n_cots": pl.Int64, "empty_cot_share": pl.Float64,
+    "group": pl.String,
+    "base": pl.String,
+    "source": pl.String,
+    "n_cots": pl.Int64,
+    "empty_cot_share": pl.Float64,
 }
 
 
@@ -98,7 +114,9 @@ def resolve_pairs(pairs: list[tuple[str, str]], sources: list[str]) -> list[tupl
                 )
             names.append(s)
         if names[0] == names[1]:
-            raise PostTrainingError(f"post-training pair {base}={post} names one model twice; pair a base with its post-trained model")
+            raise PostTrainingError(
+                f"post-training pair {base}={post} names one model twice; pair a base with its post-trained model"
+            )
         out.append((names[0], names[1]))
     return out
 
@@ -115,13 +133,17 @@ def _study_source_answers(scored: pl.DataFrame, source_answers: Optional[pl.Data
         rows = source_answers.join(first, on=["source", "variant", "file"])
         for r in rows.iter_rows(named=True):
             out.setdefault((r["source"], r["variant"]), {})[r["problem_id"]] = (
-                r["source_answer"] or "", r["source_result"] or "")
+                r["source_answer"] or "",
+                r["source_result"] or "",
+            )
         return out
     own = scored.filter((pl.col("method") == "default") & (pl.col("target") == pl.col("source")))
     for r in own.iter_rows(named=True):
         for v in ("full", "without_answer"):
             out.setdefault((r["source"], v), {})[r["problem_id"]] = (
-                r["answer"] or "", "Correct" if r["correct"] else "Incorrect")
+                r["answer"] or "",
+                "Correct" if r["correct"] else "Incorrect",
+            )
     return out
 
 
@@ -139,8 +161,9 @@ def _study_agreement(src: dict[str, tuple[str, str]], target_rows: pl.DataFrame)
     return (agree / n if n else float("nan")), n
 
 
-def post_training_tables(scored: pl.DataFrame, pairs: list[tuple[str, str]],
-                         source_answers: Optional[pl.DataFrame] = None) -> dict[str, pl.DataFrame]:
+def post_training_tables(
+    scored: pl.DataFrame, pairs: list[tuple[str, str]], source_answers: Optional[pl.DataFrame] = None
+) -> dict[str, pl.DataFrame]:
     """``post_training`` (group means), ``post_training_detail`` and ``post_training_sources``.
 
     ``pairs`` are (base, post) names as given by the user; they are resolved
@@ -172,16 +195,25 @@ def post_training_tables(scored: pl.DataFrame, pairs: list[tuple[str, str]],
             pres = m.present[:, j]
             agree, valid = paper(m, own, j)
             n_ans, n_cmp = int(pres.sum()), int(valid.sum())
-            rows = transfers.filter((pl.col("source") == source) & (pl.col("variant") == variant)
-                                    & (pl.col("target") == t))
+            rows = transfers.filter(
+                (pl.col("source") == source) & (pl.col("variant") == variant) & (pl.col("target") == t)
+            )
             study, n_study = _study_agreement(study_src.get((source, variant), {}), rows)
-            detail.append({
-                "variant": variant, "group": group_of[source], "base": base_of[source], "source": source, "target": t,
-                "accuracy": float(m.correct[pres, j].mean()) if n_ans else float("nan"), "n_answered": n_ans,
-                "source_agreement": study, "n_compared": n_study,
-                "source_agreement_project": float(agree.sum() / n_cmp) if n_cmp else float("nan"),
-                "n_compared_project": n_cmp,
-            })
+            detail.append(
+                {
+                    "variant": variant,
+                    "group": group_of[source],
+                    "base": base_of[source],
+                    "source": source,
+                    "target": t,
+                    "accuracy": float(m.correct[pres, j].mean()) if n_ans else float("nan"),
+                    "n_answered": n_ans,
+                    "source_agreement": study,
+                    "n_compared": n_study,
+                    "source_agreement_project": float(agree.sum() / n_cmp) if n_cmp else float("nan"),
+                    "n_compared_project": n_cmp,
+                }
+            )
     missing = sorted(set(group_of) - {d["source"] for d in detail})
     if missing:
         raise PostTrainingError(
@@ -201,10 +233,14 @@ def post_training_tables(scored: pl.DataFrame, pairs: list[tuple[str, str]],
     tr = sel.filter(pl.col("method") == "transfer")
     sources = (
         tr.group_by("source")
-        .agg(pl.len().cast(pl.Int64).alias("n_cots"),
-             pl.col("cot").fill_null("").str.strip_chars().is_in(list(EMPTY_COTS)).mean().alias("empty_cot_share"))
-        .with_columns(pl.col("source").replace_strict(group_of).alias("group"),
-                      pl.col("source").replace_strict(base_of).alias("base"))
+        .agg(
+            pl.len().cast(pl.Int64).alias("n_cots"),
+            pl.col("cot").fill_null("").str.strip_chars().is_in(list(EMPTY_COTS)).mean().alias("empty_cot_share"),
+        )
+        .with_columns(
+            pl.col("source").replace_strict(group_of).alias("group"),
+            pl.col("source").replace_strict(base_of).alias("base"),
+        )
         .select(list(SOURCES_SCHEMA))
         .sort("base", "group")
     )
@@ -220,7 +256,7 @@ def confounds(sources: pl.DataFrame, threshold: float = 0.5) -> list[str]:
         if r["empty_cot_share"] > threshold:
             out.append(
                 f"{r['source']} ({r['group']}): {100 * r['empty_cot_share']:.0f} % of its transferred CoTs are empty "
-                "(blank or \"No Thoughts\"), so its targets answered without its reasoning."
+                '(blank or "No Thoughts"), so its targets answered without its reasoning.'
             )
     for base, g in sorted(by_base.items()):
         if g.get("base", 0) > threshold and g.get("post", 0) > threshold:

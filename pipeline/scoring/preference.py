@@ -98,9 +98,17 @@ def pairwise_tests(ratings: pl.DataFrame, test: str = "t") -> pl.DataFrame:
             d = float(diff.mean() / sd) if n > 1 and sd > 0 else float("nan")
             rows.append(
                 {
-                    "criterion": crit, "source_a": sources[a], "source_b": sources[b], "test": "paired t" if test == "t" else "wilcoxon",
-                    "n_participants": n, "mean_diff": float(diff.mean()) if n else float("nan"), "statistic": stat,
-                    "p": p, "p_bonferroni": min(1.0, p * m) if np.isfinite(p) else float("nan"), "cohens_d": d, "n_comparisons": m,
+                    "criterion": crit,
+                    "source_a": sources[a],
+                    "source_b": sources[b],
+                    "test": "paired t" if test == "t" else "wilcoxon",
+                    "n_participants": n,
+                    "mean_diff": float(diff.mean()) if n else float("nan"),
+                    "statistic": stat,
+                    "p": p,
+                    "p_bonferroni": min(1.0, p * m) if np.isfinite(p) else float("nan"),
+                    "cohens_d": d,
+                    "n_comparisons": m,
                 }
             )
     return pl.DataFrame(rows)
@@ -164,7 +172,11 @@ def preference_consistency_correlation(
     rng = np.random.default_rng(seed)
     P = mat.shape[0]
     idxs = rng.integers(0, P, size=(n_boot, P))
-    w = np.bincount((idxs + np.arange(n_boot)[:, None] * P).ravel(), minlength=n_boot * P).reshape(n_boot, P).astype(float)
+    w = (
+        np.bincount((idxs + np.arange(n_boot)[:, None] * P).ravel(), minlength=n_boot * P)
+        .reshape(n_boot, P)
+        .astype(float)
+    )
     bm = means(w)
     ok = np.isfinite(bm).all(axis=1)
     bp = _corr_rows(bm[ok], cons)
@@ -176,7 +188,14 @@ def preference_consistency_correlation(
 
     (plo, phi), (slo, shi) = ci(bp), ci(bsp)
     return {
-        "criterion": criterion, "sources": sources_used, "n_sources": len(sources_used), "n_participants": P,
-        "pearson": pearson, "pearson_ci_low": plo, "pearson_ci_high": phi,
-        "spearman": spearman, "spearman_ci_low": slo, "spearman_ci_high": shi,
+        "criterion": criterion,
+        "sources": sources_used,
+        "n_sources": len(sources_used),
+        "n_participants": P,
+        "pearson": pearson,
+        "pearson_ci_low": plo,
+        "pearson_ci_high": phi,
+        "spearman": spearman,
+        "spearman_ci_low": slo,
+        "spearman_ci_high": shi,
     }

@@ -42,17 +42,38 @@ from pipeline.importers.genex_ratings import BEST, CRITERIA, SOURCES
 from pipeline.scoring import bootstrap as bs
 
 TESTS_SCHEMA = {
-    "criterion": pl.String, "model1": pl.String, "model2": pl.String, "n1": pl.Int64, "n2": pl.Int64,
-    "t": pl.Float64, "p": pl.Float64, "d": pl.Float64, "p_bonferroni": pl.Float64, "method": pl.String,
+    "criterion": pl.String,
+    "model1": pl.String,
+    "model2": pl.String,
+    "n1": pl.Int64,
+    "n2": pl.Int64,
+    "t": pl.Float64,
+    "p": pl.Float64,
+    "d": pl.Float64,
+    "p_bonferroni": pl.Float64,
+    "method": pl.String,
 }
 SOURCES_SCHEMA = {
-    "criterion": pl.String, "source": pl.String, "mean": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
-    "n_ratings": pl.Int64, "n_participants": pl.Int64, "consistency": pl.Float64,
+    "criterion": pl.String,
+    "source": pl.String,
+    "mean": pl.Float64,
+    "ci_low": pl.Float64,
+    "ci_high": pl.Float64,
+    "n_ratings": pl.Int64,
+    "n_participants": pl.Int64,
+    "consistency": pl.Float64,
 }
 CORR_SCHEMA = {
-    "criterion": pl.String, "n_sources": pl.Int64, "n_participants": pl.Int64, "pearson": pl.Float64,
-    "pearson_ci_low": pl.Float64, "pearson_ci_high": pl.Float64, "spearman": pl.Float64,
-    "spearman_ci_low": pl.Float64, "spearman_ci_high": pl.Float64, "warning": pl.String,
+    "criterion": pl.String,
+    "n_sources": pl.Int64,
+    "n_participants": pl.Int64,
+    "pearson": pl.Float64,
+    "pearson_ci_low": pl.Float64,
+    "pearson_ci_high": pl.Float64,
+    "spearman": pl.Float64,
+    "spearman_ci_low": pl.Float64,
+    "spearman_ci_high": pl.Float64,
+    "warning": pl.String,
 }
 METHODS = ("paper", "paired")
 FEW_SOURCES = 5
@@ -101,8 +122,19 @@ def paper_tests(long: pl.DataFrame) -> pl.DataFrame:
             else:
                 r = stats.ttest_ind(x, y)
                 t, p = float(r.statistic), float(r.pvalue)
-            rows.append({"criterion": crit, "model1": a, "model2": b, "n1": len(x), "n2": len(y), "t": t, "p": p,
-                         "d": cohens_d_pooled(x, y), "method": "paper"})
+            rows.append(
+                {
+                    "criterion": crit,
+                    "model1": a,
+                    "model2": b,
+                    "n1": len(x),
+                    "n2": len(y),
+                    "t": t,
+                    "p": p,
+                    "d": cohens_d_pooled(x, y),
+                    "method": "paper",
+                }
+            )
     return pl.DataFrame(_bonferroni(rows), schema=TESTS_SCHEMA)
 
 
@@ -113,8 +145,9 @@ def _blocks(long: pl.DataFrame, crit: str, sources: list[str]) -> np.ndarray:
         .pivot(on="source", index=["participant", "item"], values="value", aggregate_function="first")
         .sort("participant", "item")
     )
-    return np.column_stack([wide[s].to_numpy().astype(float) if s in wide.columns else np.full(wide.height, np.nan)
-                            for s in sources])
+    return np.column_stack(
+        [wide[s].to_numpy().astype(float) if s in wide.columns else np.full(wide.height, np.nan) for s in sources]
+    )
 
 
 def paired_tests(long: pl.DataFrame) -> pl.DataFrame:
@@ -132,8 +165,19 @@ def paired_tests(long: pl.DataFrame) -> pl.DataFrame:
                 chi2, p = float(r.statistic), float(r.pvalue)
             else:
                 chi2 = p = float("nan")
-            rows.append({"criterion": crit, "model1": "all", "model2": "all", "n1": int(full.shape[0]),
-                         "n2": int(full.shape[0]), "t": chi2, "p": p, "d": float("nan"), "method": "paired"})
+            rows.append(
+                {
+                    "criterion": crit,
+                    "model1": "all",
+                    "model2": "all",
+                    "n1": int(full.shape[0]),
+                    "n2": int(full.shape[0]),
+                    "t": chi2,
+                    "p": p,
+                    "d": float("nan"),
+                    "method": "paired",
+                }
+            )
         for i, j in itertools.combinations(range(len(sources)), 2):
             ok = np.isfinite(mat[:, i]) & np.isfinite(mat[:, j])
             x, y = mat[ok, i], mat[ok, j]
@@ -146,8 +190,19 @@ def paired_tests(long: pl.DataFrame) -> pl.DataFrame:
                 w, p = float(r.statistic), float(r.pvalue)
             sd = diff.std(ddof=1) if n > 1 else float("nan")
             d = float(diff.mean() / sd) if n > 1 and sd > 0 else float("nan")
-            rows.append({"criterion": crit, "model1": sources[i], "model2": sources[j], "n1": n, "n2": n,
-                         "t": w, "p": p, "d": d, "method": "paired"})
+            rows.append(
+                {
+                    "criterion": crit,
+                    "model1": sources[i],
+                    "model2": sources[j],
+                    "n1": n,
+                    "n2": n,
+                    "t": w,
+                    "p": p,
+                    "d": d,
+                    "method": "paired",
+                }
+            )
     return pl.DataFrame(_bonferroni(rows), schema=TESTS_SCHEMA)
 
 
@@ -182,13 +237,24 @@ def source_summary(
             lo = hi = float("nan")
             if w is not None:
                 lo, hi = bs.percentile_ci(bs.ratio_draws(w, tot[None, :], cnt[None, :])[:, 0])
-            rows.append({"criterion": crit, "source": src, "mean": mean, "ci_low": lo, "ci_high": hi,
-                         "n_ratings": int(cnt.sum()), "n_participants": int((cnt > 0).sum()),
-                         "consistency": float(consistency[src]) if consistency and src in consistency else None})
+            rows.append(
+                {
+                    "criterion": crit,
+                    "source": src,
+                    "mean": mean,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n_ratings": int(cnt.sum()),
+                    "n_participants": int((cnt > 0).sum()),
+                    "consistency": float(consistency[src]) if consistency and src in consistency else None,
+                }
+            )
     return pl.DataFrame(rows, schema=SOURCES_SCHEMA)
 
 
-def correlation(long: pl.DataFrame, consistency: Mapping[str, float], n_boot: int = 2000, seed: int = 0) -> pl.DataFrame:
+def correlation(
+    long: pl.DataFrame, consistency: Mapping[str, float], n_boot: int = 2000, seed: int = 0
+) -> pl.DataFrame:
     """Per criterion: consistency vs mean preference across sources (bootstrap CIs over participants)."""
     from pipeline.scoring.preference import preference_consistency_correlation
 
@@ -199,14 +265,21 @@ def correlation(long: pl.DataFrame, consistency: Mapping[str, float], n_boot: in
         c = c.rename({"value": "rank" if crit == BEST else "score"})
         r = preference_consistency_correlation(c, consistency, criterion=crit, n_boot=n_boot, seed=seed)
         n = int(r["n_sources"])  # type: ignore[arg-type]
-        warn = (f"rests on {n} sources (one point each): a correlation over {n} points is fragile and its "
-                "interval reflects only participant sampling, not the choice of sources") if n < FEW_SOURCES else ""
+        warn = (
+            (
+                f"rests on {n} sources (one point each): a correlation over {n} points is fragile and its "
+                "interval reflects only participant sampling, not the choice of sources"
+            )
+            if n < FEW_SOURCES
+            else ""
+        )
         rows.append({k: r[k] for k in CORR_SCHEMA if k in r} | {"criterion": crit, "warning": warn})
     return pl.DataFrame(rows, schema=CORR_SCHEMA)
 
 
-def consistency_for_sources(spec: str | Path, sources: tuple[str, ...] = SOURCES,
-                            metric: str = "paper", variant: str = "full") -> dict[str, float]:
+def consistency_for_sources(
+    spec: str | Path, sources: tuple[str, ...] = SOURCES, metric: str = "paper", variant: str = "full"
+) -> dict[str, float]:
     """Consistency per source from a ``consistency_summary.csv`` or ``SRC=VALUE,...``.
 
     In a summary, a source ``S`` takes the value of setting ``Transfer S`` or
@@ -219,8 +292,10 @@ def consistency_for_sources(spec: str | Path, sources: tuple[str, ...] = SOURCES
         by_setting = {r["setting"]: float(r["mean"]) for r in rows}
         out = {s: by_setting[k] for s in sources for k in (f"Transfer {s}", f"Ensemble {s}") if k in by_setting}
         if not out:
-            raise ValueError(f"{text}: no Transfer/Ensemble setting for the sources {list(sources)} "
-                             f"(metric {metric}, variant {variant}); pass a MedCalc run's tables/consistency_summary.csv")
+            raise ValueError(
+                f"{text}: no Transfer/Ensemble setting for the sources {list(sources)} "
+                f"(metric {metric}, variant {variant}); pass a MedCalc run's tables/consistency_summary.csv"
+            )
         return out
     out = {}
     for part in (p.strip() for p in text.split(",") if p.strip()):

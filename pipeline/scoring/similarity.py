@@ -64,24 +64,33 @@ def _bertscorer(model: str, layer: Optional[int]) -> Any:
     try:
         from bert_score import BERTScorer
     except ImportError:
-        raise SimilarityError(f"the bertscore metric needs the bert-score package; {INSTALL} "
-                              "(or use the offline embedding metric)") from None
+        raise SimilarityError(
+            f"the bertscore metric needs the bert-score package; {INSTALL} (or use the offline embedding metric)"
+        ) from None
     try:
         return BERTScorer(model_type=model, num_layers=layer, idf=False, rescale_with_baseline=False)
     except KeyError:
-        raise SimilarityError(f"bertscore: the bert-score library has no default layer for {model!r}; set "
-                              "dataset.options.bertscore_layer (a hidden-layer number)") from None
+        raise SimilarityError(
+            f"bertscore: the bert-score library has no default layer for {model!r}; set "
+            "dataset.options.bertscore_layer (a hidden-layer number)"
+        ) from None
     except OSError as e:
-        raise SimilarityError(f"bertscore: cannot load scorer model {model!r} ({str(e).splitlines()[0]}); set "
-                              f"dataset.options.bertscore_model to a local folder or a downloadable name "
-                              f"(the study: {STUDY_BERTSCORE_MODEL})") from None
+        raise SimilarityError(
+            f"bertscore: cannot load scorer model {model!r} ({str(e).splitlines()[0]}); set "
+            f"dataset.options.bertscore_model to a local folder or a downloadable name "
+            f"(the study: {STUDY_BERTSCORE_MODEL})"
+        ) from None
 
 
-def bertscore_scores(a: Sequence[str], b: Sequence[str], model: Optional[str], layer: Optional[int] = None) -> np.ndarray:
+def bertscore_scores(
+    a: Sequence[str], b: Sequence[str], model: Optional[str], layer: Optional[int] = None
+) -> np.ndarray:
     """BERTScore F1 of ``a[i]`` against ``b[i]`` (bert-score library, no idf, no rescaling)."""
     if not model:
-        raise SimilarityError("the bertscore metric needs a scorer model; set dataset.options.bertscore_model "
-                              f"(the study: {STUDY_BERTSCORE_MODEL}) or use the embedding metric")
+        raise SimilarityError(
+            "the bertscore metric needs a scorer model; set dataset.options.bertscore_model "
+            f"(the study: {STUDY_BERTSCORE_MODEL}) or use the embedding metric"
+        )
     if not len(a):
         return np.zeros(0)
     _, _, f1 = _bertscorer(model, layer).score(list(a), list(b), batch_size=64)
@@ -103,7 +112,9 @@ def _pair_metric(score: Callable[[Sequence[str], Sequence[str], dict], np.ndarra
 
 
 embedding_metric = _pair_metric(lambda a, b, g: embedding_scores(a, b, g.get("embedding_model")))
-bertscore_metric = _pair_metric(lambda a, b, g: bertscore_scores(a, b, g.get("bertscore_model"), g.get("bertscore_layer")))
+bertscore_metric = _pair_metric(
+    lambda a, b, g: bertscore_scores(a, b, g.get("bertscore_model"), g.get("bertscore_layer"))
+)
 
 
 def check_metrics(metrics: Sequence[str], dataset_options: Optional[dict]) -> None:
@@ -113,8 +124,12 @@ def check_metrics(metrics: Sequence[str], dataset_options: Optional[dict]) -> No
     try:
         import bert_score  # noqa: F401
     except ImportError:
-        raise SimilarityError(f"score.metrics has bertscore, which needs the bert-score package; {INSTALL} "
-                              "(or use the offline embedding metric)") from None
+        raise SimilarityError(
+            f"score.metrics has bertscore, which needs the bert-score package; {INSTALL} "
+            "(or use the offline embedding metric)"
+        ) from None
     if not (dataset_options or {}).get("bertscore_model"):
-        raise SimilarityError("score.metrics has bertscore but no scorer model; set dataset.options.bertscore_model"
-                              f"={STUDY_BERTSCORE_MODEL} (the study's) or a local folder")
+        raise SimilarityError(
+            "score.metrics has bertscore but no scorer model; set dataset.options.bertscore_model"
+            f"={STUDY_BERTSCORE_MODEL} (the study's) or a local folder"
+        )

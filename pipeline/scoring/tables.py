@@ -32,16 +32,35 @@ from pipeline.scoring.consistency import (
 from pipeline.store.atomic import atomic_path
 
 SUMMARY_SCHEMA = {
-    "setting": pl.String, "variant": pl.String, "metric": pl.String, "mean": pl.Float64, "std": pl.Float64,
-    "n_pairs": pl.Int64, "ci_low": pl.Float64, "ci_high": pl.Float64, "n_problems": pl.Int64,
+    "setting": pl.String,
+    "variant": pl.String,
+    "metric": pl.String,
+    "mean": pl.Float64,
+    "std": pl.Float64,
+    "n_pairs": pl.Int64,
+    "ci_low": pl.Float64,
+    "ci_high": pl.Float64,
+    "n_problems": pl.Int64,
 }
 ACCURACY_SCHEMA = {
-    "setting": pl.String, "variant": pl.String, "target": pl.String, "accuracy": pl.Float64,
-    "ci_low": pl.Float64, "ci_high": pl.Float64, "n": pl.Int64,
+    "setting": pl.String,
+    "variant": pl.String,
+    "target": pl.String,
+    "accuracy": pl.Float64,
+    "ci_low": pl.Float64,
+    "ci_high": pl.Float64,
+    "n": pl.Int64,
 }
 PAIRS_SCHEMA = {
-    "setting": pl.String, "variant": pl.String, "metric": pl.String, "model_a": pl.String, "model_b": pl.String,
-    "value": pl.Float64, "n_items": pl.Int64, "ci_low": pl.Float64, "ci_high": pl.Float64,
+    "setting": pl.String,
+    "variant": pl.String,
+    "metric": pl.String,
+    "model_a": pl.String,
+    "model_b": pl.String,
+    "value": pl.Float64,
+    "n_items": pl.Int64,
+    "ci_low": pl.Float64,
+    "ci_high": pl.Float64,
 }
 
 
@@ -53,14 +72,23 @@ def compute_tables(
     df = with_setting(df)
     summary, acc, pairs = [], [], []
     for m in group_matrices(df):
-        w = bs.item_weights(bs.problem_weights(m.n_problems, n_boot, bs.rng_for(seed, f"{m.setting}|{m.variant}")), m.problems)
+        w = bs.item_weights(
+            bs.problem_weights(m.n_problems, n_boot, bs.rng_for(seed, f"{m.setting}|{m.variant}")), m.problems
+        )
         for j, t in enumerate(m.targets):
             pres = m.present[:, j]
             n = int(pres.sum())
             lo, hi = bs.accuracy_ci(m.correct[:, j], pres, w) if n_boot > 0 else (np.nan, np.nan)
             acc.append(
-                {"setting": m.setting, "variant": m.variant, "target": t,
-                 "accuracy": float(m.correct[pres, j].mean()) if n else float("nan"), "ci_low": lo, "ci_high": hi, "n": n}
+                {
+                    "setting": m.setting,
+                    "variant": m.variant,
+                    "target": t,
+                    "accuracy": float(m.correct[pres, j].mean()) if n else float("nan"),
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n": n,
+                }
             )
         for met in metrics:
             names, agree, valid = pair_flags(m, met)
@@ -68,13 +96,29 @@ def compute_tables(
             lo, hi = bs.consistency_ci(agree, valid, w) if n_boot > 0 else (np.nan, np.nan)
             pcis = bs.pair_ci(agree, valid, w) if n_boot > 0 and names else [(np.nan, np.nan)] * len(names)
             summary.append(
-                {"setting": m.setting, "variant": m.variant, "metric": met, **pair_stats(vals),
-                 "ci_low": lo, "ci_high": hi, "n_problems": m.n_problems}
+                {
+                    "setting": m.setting,
+                    "variant": m.variant,
+                    "metric": met,
+                    **pair_stats(vals),
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n_problems": m.n_problems,
+                }
             )
             for (a, b), v, n, (plo, phi) in zip(names, vals, valid.sum(axis=1), pcis):
                 pairs.append(
-                    {"setting": m.setting, "variant": m.variant, "metric": met, "model_a": a, "model_b": b,
-                     "value": float(v), "n_items": int(n), "ci_low": plo, "ci_high": phi}
+                    {
+                        "setting": m.setting,
+                        "variant": m.variant,
+                        "metric": met,
+                        "model_a": a,
+                        "model_b": b,
+                        "value": float(v),
+                        "n_items": int(n),
+                        "ci_low": plo,
+                        "ci_high": phi,
+                    }
                 )
     return {
         "consistency_summary": pl.DataFrame(summary, schema=SUMMARY_SCHEMA),

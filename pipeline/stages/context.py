@@ -134,8 +134,11 @@ def load_problems(ctx: Context) -> tuple[pa.Table, Path]:
     if not path.exists():
         from pipeline.engine.determinism import run_determinism
 
-        write_table(path, table, provenance("problems", key, {}, {"dataset": to_plain(ds_cfg),
-                                                                  "determinism": run_determinism(ctx.cfg)}))
+        write_table(
+            path,
+            table,
+            provenance("problems", key, {}, {"dataset": to_plain(ds_cfg), "determinism": run_determinism(ctx.cfg)}),
+        )
     write_text_atomic(ref, path.name + "\n")
     return table, path
 
@@ -148,9 +151,11 @@ def read_problems(ds_cfg: Any) -> pa.Table:
 
     table = conform(get_dataset(ds_cfg.name).load(ds_cfg), PROBLEMS)
     if table.num_rows == 0:
-        raise DatasetError(f"dataset {ds_cfg.name!r} loaded no problems (path={ds_cfg.path!r}, "
-                           f"limit={ds_cfg.limit}, options={dict(ds_cfg.options or {})}): nothing to run; "
-                           "check dataset.path and the filters in dataset.options")
+        raise DatasetError(
+            f"dataset {ds_cfg.name!r} loaded no problems (path={ds_cfg.path!r}, "
+            f"limit={ds_cfg.limit}, options={dict(ds_cfg.options or {})}): nothing to run; "
+            "check dataset.path and the filters in dataset.options"
+        )
     ids = table.column("problem_id").to_pylist()
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
@@ -167,12 +172,22 @@ def problems_ref(store_root: Path, ds_cfg: Any) -> Path:
 
 
 def stage_meta(ctx: Context, stage: str, args: Any, inputs: dict[str, Any], models: list[str]) -> dict:
-    sampling = {m: {"greedy": hash_fields(ctx.cfg.model(m).greedy), "sampled": hash_fields(ctx.cfg.model(m).sampled)}
-                for m in models}
+    sampling = {
+        m: {"greedy": hash_fields(ctx.cfg.model(m).greedy), "sampled": hash_fields(ctx.cfg.model(m).sampled)}
+        for m in models
+    }
     from pipeline.engine.determinism import run_determinism
 
-    return provenance(stage, args, inputs, {"models": {m: hash_fields(ctx.cfg.model(m)) for m in models},
-                                            "sampling": sampling, "determinism": run_determinism(ctx.cfg)})
+    return provenance(
+        stage,
+        args,
+        inputs,
+        {
+            "models": {m: hash_fields(ctx.cfg.model(m)) for m in models},
+            "sampling": sampling,
+            "determinism": run_determinism(ctx.cfg),
+        },
+    )
 
 
 def timed(ctx: Context, name: str):

@@ -76,8 +76,12 @@ def default_pool_factory(cfg: RunConfig) -> Callable[[], Any]:
     return make
 
 
-def run(cfg: RunConfig, pool_factory: Optional[Callable[[], Any]] = None, keep_pool: bool = False,
-        pool: Optional[Any] = None) -> Context:
+def run(
+    cfg: RunConfig,
+    pool_factory: Optional[Callable[[], Any]] = None,
+    keep_pool: bool = False,
+    pool: Optional[Any] = None,
+) -> Context:
     """Run the configured stages; ``pool`` shares an existing engine pool (sweeps), never stopped here."""
     from pipeline.stages.runner import run_stream
 
@@ -178,8 +182,9 @@ def _finish(ctx: Context, order: list, stages: list, outputs: dict, keep_pool: b
 
 
 def _record(manifest: dict, stage: Any, paths: list[Path]) -> None:
-    manifest["stages"].append({"stage": stage.name, "version": stage.version,
-                               "artifacts": [{"path": str(p), **_prov_args(p)} for p in paths]})
+    manifest["stages"].append(
+        {"stage": stage.name, "version": stage.version, "artifacts": [{"path": str(p), **_prov_args(p)} for p in paths]}
+    )
 
 
 def _write_manifest(ctx: Context, manifest: dict) -> None:
@@ -194,5 +199,3 @@ def _prov_args(p: Path) -> dict:
         return {}
     prov = read_provenance(p)
     return {"stage_args": prov.get("args"), "inputs": prov.get("inputs")}
-
-

@@ -134,14 +134,17 @@ class EnsembleStage:
         self.admission: KVAdmission | None = None  # this pass's (set when its problems start: _feed)
         self.admission_waits = 0  # admissions that waited for KV room, over every pass
         # Exactly the fields that change results: not `enabled` (always true here).
-        args = {"ensemble": {k: v for k, v in hash_fields(ec).items() if k != "enabled"},
-                "models": {n: ctx.model_key(n) for n in dict.fromkeys(self.gens + self.evs)},
-                "problems": ctx.artifact_hash(ctx.problems_path), "v": self.version}
+        args = {
+            "ensemble": {k: v for k, v in hash_fields(ec).items() if k != "enabled"},
+            "models": {n: ctx.model_key(n) for n in dict.fromkeys(self.gens + self.evs)},
+            "problems": ctx.artifact_hash(ctx.problems_path),
+            "v": self.version,
+        }
         self.cots = ctx.sink(ctx.store.path("ensemble", self.source_name, args), GENERATIONS, ENSEMBLE_KEY)
-        self.cands = ctx.sink(ctx.store.path("ensemble_candidates", self.source_name, args), CANDIDATES,
-                              CANDIDATE_KEY)
-        self._meta = stage_meta(ctx, self.name, args, {"problems": str(ctx.problems_path)},
-                                list(dict.fromkeys(self.gens + self.evs)))
+        self.cands = ctx.sink(ctx.store.path("ensemble_candidates", self.source_name, args), CANDIDATES, CANDIDATE_KEY)
+        self._meta = stage_meta(
+            ctx, self.name, args, {"problems": str(ctx.problems_path)}, list(dict.fromkeys(self.gens + self.evs))
+        )
         self._closers = {g: get_format(ctx.cfg.model(g).thinking_format).think_stop for g in self.gens}
         ctx.artifacts["ensemble"] = [self.cots.artifact]
 
@@ -164,16 +167,22 @@ class EnsembleStage:
         flow.spawn("ensemble", self._feed(flow, models))
 
     def _row_key(self, p: dict) -> dict:
-        return {"dataset": p["dataset"], "problem_id": p["problem_id"], "method": "ensemble",
-                "source": self.source_name, "variant": "full", "sample": 0, "target": self.source_name}
+        return {
+            "dataset": p["dataset"],
+            "problem_id": p["problem_id"],
+            "method": "ensemble",
+            "source": self.source_name,
+            "variant": "full",
+            "sample": 0,
+            "target": self.source_name,
+        }
 
     async def _feed(self, flow: Flow, models: list[str]) -> None:
         async def handle(p: dict) -> None:
             async def work() -> list[dict]:
                 return [await self.problem(flow, p)]
 
-            job = flow.submit(self.name, self.cots, [self.cots.key(self._row_key(p))], models, work,
-                              emit="generation")
+            job = flow.submit(self.name, self.cots, [self.cots.key(self._row_key(p))], models, work, emit="generation")
             if job is not None:
                 await job
 
@@ -206,12 +215,16 @@ class EnsembleStage:
         # The prompt is not tokenized here: allow as much again as the CoT's candidates may add.
         ceiling = min(max_len, ec.thought_budget + PROMPT_ALLOWANCE)
         reserve = ec.candidates * len(self.gens) * (ec.max_candidate_tokens + KV_BLOCK_ALLOWANCE)
-        adm = KVAdmission(capacity=min(known) if known else None, limit=limit,
-                          ceiling=ceiling, reserve=reserve)
+        adm = KVAdmission(capacity=min(known) if known else None, limit=limit, ceiling=ceiling, reserve=reserve)
         if adm.capacity is not None and adm.projected(0) * limit > adm.capacity:
-            log.info("ensemble: at most %d problem(s) of ~%d tokens fit the smallest KV cache (%d tokens) at first; "
-                     "problems in flight are bounded by it (count bound %d)", max(1, adm.capacity // adm.projected(0)),
-                     adm.projected(0), adm.capacity, limit)
+            log.info(
+                "ensemble: at most %d problem(s) of ~%d tokens fit the smallest KV cache (%d tokens) at first; "
+                "problems in flight are bounded by it (count bound %d)",
+                max(1, adm.capacity // adm.projected(0)),
+                adm.projected(0),
+                adm.capacity,
+                limit,
+            )
         return adm
 
     async def problem(self, flow: Flow, p: dict) -> dict:
@@ -231,11 +244,21 @@ class EnsembleStage:
         for r in rows:
             self.cands.add(r)
         closed = st["reason"] == "closed"
-        out = {**self._row_key(p), "cot": st["cot"].strip(), "answer_text": None, "gold": p["gold"],
-               "cot_finish_reason": "stop" if closed else "length", "forced_close": not closed,
-               "ensemble_steps": st["steps"], "ensemble_stop": st["reason"],
-               "error": ("ensemble: the CoT no longer fits an engine's max_model_len; raise it or lower "
-                         "ensemble.thought_budget") if st["reason"] == "context" and not st["cot"].strip() else None}
+        out = {
+            **self._row_key(p),
+            "cot": st["cot"].strip(),
+            "answer_text": None,
+            "gold": p["gold"],
+            "cot_finish_reason": "stop" if closed else "length",
+            "forced_close": not closed,
+            "ensemble_steps": st["steps"],
+            "ensemble_stop": st["reason"],
+            "error": (
+                "ensemble: the CoT no longer fits an engine's max_model_len; raise it or lower ensemble.thought_budget"
+            )
+            if st["reason"] == "context" and not st["cot"].strip()
+            else None,
+        }
         return out
 
     async def step(self, flow: Flow, p: dict, step: int, st: dict) -> tuple[list[dict], str | None]:
@@ -247,10 +270,15 @@ class EnsembleStage:
         # 1. one propose item per generator, all in flight together
         def preq(g: str) -> ProposeRequest:
             m = flow.ctx.cfg.model(g)
-            return ProposeRequest(prompt=p["prompt"], cot=st["cot"], n=ec.candidates,
-                                  max_candidate_tokens=ec.max_candidate_tokens,
-                                  sampling=_proposal_sampling(m, ec, pid, step, g), system=p.get("system"),
-                                  thought_budget=ec.thought_budget if g == gens[0] else None)
+            return ProposeRequest(
+                prompt=p["prompt"],
+                cot=st["cot"],
+                n=ec.candidates,
+                max_candidate_tokens=ec.max_candidate_tokens,
+                sampling=_proposal_sampling(m, ec, pid, step, g),
+                system=p.get("system"),
+                thought_budget=ec.thought_budget if g == gens[0] else None,
+            )
 
         props = dict(zip(gens, await asyncio.gather(*(flow.call(self.name, g, preq(g)) for g in gens))))
         first = props[gens[0]]
@@ -265,17 +293,35 @@ class EnsembleStage:
         for g in gens:
             res = props[g]
             if res.error:  # this generator's context overflowed: it drops out of this step, recorded
-                rows.append({**self._cand_base(p, step, g, -1), "raw_text": None, "text": None, "closes": False,
-                             "valid": False, "duplicate": False, "winner": False,
-                             "generator_error": res.error, "_rep": None})
+                rows.append(
+                    {
+                        **self._cand_base(p, step, g, -1),
+                        "raw_text": None,
+                        "text": None,
+                        "closes": False,
+                        "valid": False,
+                        "duplicate": False,
+                        "winner": False,
+                        "generator_error": res.error,
+                        "_rep": None,
+                    }
+                )
                 continue
             for k, (raw, closed) in enumerate(zip(res.texts, res.closed)):
                 text, closes = parse_candidate(raw, closed, self._closers[g], ec.sentence_rule)
                 valid = closes or bool(text.strip())
                 key = (text, closes)
                 dup = valid and key in seen
-                row = {**self._cand_base(p, step, g, k), "raw_text": raw, "text": text, "closes": closes,
-                       "valid": valid, "duplicate": dup, "winner": False, "_rep": seen.get(key)}
+                row = {
+                    **self._cand_base(p, step, g, k),
+                    "raw_text": raw,
+                    "text": text,
+                    "closes": closes,
+                    "valid": valid,
+                    "duplicate": dup,
+                    "winner": False,
+                    "_rep": seen.get(key),
+                }
                 if valid and not dup:
                     seen[key] = len(rows)
                     row["_rep"] = len(rows)
@@ -286,15 +332,21 @@ class EnsembleStage:
 
         # 3. one scoring item per evaluator, all in flight together
         paper = ec.scoring == "paper"
-        sreq = ScoreRequest(prompt=p["prompt"], cot=st["cot"], candidates=[rows[j]["text"] for j in uniq],
-                            closes=[rows[j]["closes"] for j in uniq], system=p.get("system"),
-                            mode="paper" if paper else "cached")
+        sreq = ScoreRequest(
+            prompt=p["prompt"],
+            cot=st["cot"],
+            candidates=[rows[j]["text"] for j in uniq],
+            closes=[rows[j]["closes"] for j in uniq],
+            system=p.get("system"),
+            mode="paper" if paper else "cached",
+        )
         scores = await asyncio.gather(*(flow.call(self.name, e, sreq) for e in evs))
 
         # 4. average over evaluators, pick the minimum, advance the state
         for jj, j in enumerate(uniq):
-            per = {e: _finite(scores[n][jj].seq_mean_nll if paper else scores[n][jj].mean_nll)
-                   for n, e in enumerate(evs)}
+            per = {
+                e: _finite(scores[n][jj].seq_mean_nll if paper else scores[n][jj].mean_nll) for n, e in enumerate(evs)
+            }
             rows[j]["scores"] = per
             rows[j]["mean_score"] = sum(per.values()) / len(per)
         for r in rows:  # duplicates share their representative's scores
@@ -319,8 +371,16 @@ class EnsembleStage:
         return self._clean(rows), reason
 
     def _cand_base(self, p: dict, step: int, g: str, k: int) -> dict:
-        return {"dataset": p["dataset"], "problem_id": p["problem_id"], "source": self.source_name, "step": step,
-                "generator": g, "candidate": k, "stop_reason": None, "generator_error": None}
+        return {
+            "dataset": p["dataset"],
+            "problem_id": p["problem_id"],
+            "source": self.source_name,
+            "step": step,
+            "generator": g,
+            "candidate": k,
+            "stop_reason": None,
+            "generator_error": None,
+        }
 
     @staticmethod
     def _clean(rows: list[dict]) -> list[dict]:

@@ -33,8 +33,12 @@ class GenerateStage:
         self._sinks: dict[str, RowSink] = {}
         self._meta: dict[str, dict] = {}
         for m in ctx.cfg.models.values():
-            args = {"generate": hash_fields(g), "model": ctx.model_key(m.name),
-                    "problems": ctx.artifact_hash(ctx.problems_path), "v": self.version}
+            args = {
+                "generate": hash_fields(g),
+                "model": ctx.model_key(m.name),
+                "problems": ctx.artifact_hash(ctx.problems_path),
+                "v": self.version,
+            }
             path = ctx.store.path("generate", m.name, args)
             self._sinks[m.name] = ctx.sink(path, GENERATE_ROWS, GENERATION_KEY)
             self._meta[m.name] = stage_meta(ctx, self.name, args, {"problems": str(ctx.problems_path)}, [m.name])
@@ -59,18 +63,34 @@ class GenerateStage:
                         samp = Sampling.from_config(m.greedy, 0)
                     # The problem's system message and forced answer prefix (None: none); replica
                     # routing: a problem's CoTs and their variants share one engine.
-                    yield (GenerateRequest(prompt=p["prompt"], sampling=samp, thought_budget=g.thought_budget,
-                                           answer_budget=g.answer_budget, system=p.get("system"),
-                                           answer_prefix=p.get("answer_prefix"),
-                                           cot="" if method == "empty" else None,
-                                           affinity=(p["problem_id"], m.name, s)),
-                           {"dataset": p["dataset"], "problem_id": p["problem_id"], "method": method,
-                            "source": m.name, "variant": "full", "sample": s, "target": m.name, "gold": p["gold"]})
+                    yield (
+                        GenerateRequest(
+                            prompt=p["prompt"],
+                            sampling=samp,
+                            thought_budget=g.thought_budget,
+                            answer_budget=g.answer_budget,
+                            system=p.get("system"),
+                            answer_prefix=p.get("answer_prefix"),
+                            cot="" if method == "empty" else None,
+                            affinity=(p["problem_id"], m.name, s),
+                        ),
+                        {
+                            "dataset": p["dataset"],
+                            "problem_id": p["problem_id"],
+                            "method": method,
+                            "source": m.name,
+                            "variant": "full",
+                            "sample": s,
+                            "target": m.name,
+                            "gold": p["gold"],
+                        },
+                    )
 
     async def source(self, flow: Flow) -> None:
         for model, sink in self._sinks.items():
-            todo = 0 if sink.complete else sum(1 for _, row in self.items(flow.ctx, model)
-                                               if not sink.done(sink.key(row)))
+            todo = (
+                0 if sink.complete else sum(1 for _, row in self.items(flow.ctx, model) if not sink.done(sink.key(row)))
+            )
             if todo and model in flow.resident:
                 flow.bar(self.name, more=todo)
             flow.spawn(f"generate {model}", self._feed(flow, model, sink))

@@ -57,10 +57,16 @@ class StageModelTelemetry:
     of: int = 1
 
     def as_dict(self) -> dict:
-        return {"requests": self.requests, "first_submit": self.first_submit, "last_done": self.last_done,
-                "seconds": (self.last_done - self.first_submit)
-                if self.last_done is not None and self.first_submit is not None else 0.0,
-                "wave": self.wave, "of": self.of}
+        return {
+            "requests": self.requests,
+            "first_submit": self.first_submit,
+            "last_done": self.last_done,
+            "seconds": (self.last_done - self.first_submit)
+            if self.last_done is not None and self.first_submit is not None
+            else 0.0,
+            "wave": self.wave,
+            "of": self.of,
+        }
 
 
 @dataclass
@@ -136,9 +142,16 @@ class Flow:
         for s in self._consumers.get(kind, ()):
             s.on_event(self, kind, row)
 
-    def submit(self, stage: str, sink: RowSink, keys: Sequence[tuple], models: Iterable[str],
-               work: Callable[[], Awaitable[list[dict]]], emit: Optional[str] = None,
-               progress: bool = True) -> Optional[Awaitable[None]]:
+    def submit(
+        self,
+        stage: str,
+        sink: RowSink,
+        keys: Sequence[tuple],
+        models: Iterable[str],
+        work: Callable[[], Awaitable[list[dict]]],
+        emit: Optional[str] = None,
+        progress: bool = True,
+    ) -> Optional[Awaitable[None]]:
         """The steps every engine item goes through; the item's rows (``keys``) belong to ``sink``.
 
         Now: when every key is done (computed before, resumed, or by another job of the sweep)
@@ -240,8 +253,9 @@ class Flow:
         if b is None:
             from tqdm.auto import tqdm
 
-            b = self._bars[stage] = tqdm(total=0, desc=stage, unit="req", leave=False,
-                                         disable=not self.ctx.cfg.progress)
+            b = self._bars[stage] = tqdm(
+                total=0, desc=stage, unit="req", leave=False, disable=not self.ctx.cfg.progress
+            )
         if more:
             b.total += more
             b.refresh()
@@ -322,9 +336,20 @@ def run_streams(jobs: list[tuple[Any, list]]) -> list:
     pool.locate(list(resident))
     out = []
     for (ctx, stages), flow in zip(jobs, flows):
-        ctx.record_wave({"stage": "stream", "wave": 1, "of": 1, "models": sorted(resident),
-                         "requests": dict(flow.per_model), "stopped_before": stopped, "start": t_w,
-                         "end": time.time(), "deferred": dict(flow.deferred), "shared_with_jobs": len(jobs)})
+        ctx.record_wave(
+            {
+                "stage": "stream",
+                "wave": 1,
+                "of": 1,
+                "models": sorted(resident),
+                "requests": dict(flow.per_model),
+                "stopped_before": stopped,
+                "start": t_w,
+                "end": time.time(),
+                "deferred": dict(flow.deferred),
+                "shared_with_jobs": len(jobs),
+            }
+        )
         try:
             if flow.deferred:
                 raise RuntimeError(f"internal: work deferred for {dict(flow.deferred)} with every engine resident")
@@ -369,12 +394,27 @@ def _run_opened(ctx: Any, stages: list) -> dict[str, list]:
             # Every resident engine is usable, not only this wave's (ensure stops only what must go).
             resident = frozenset(wave) | frozenset(ctx.pool.actors)
             flow = Flow(ctx, stages, resident, t0, wave=(wi + 1, len(waves)))
-            log.info("stream wave %d/%d: %s%s", wi + 1, len(waves), ", ".join(sorted(resident)),
-                     f" (stopped {', '.join(stopped)})" if stopped else "")
+            log.info(
+                "stream wave %d/%d: %s%s",
+                wi + 1,
+                len(waves),
+                ", ".join(sorted(resident)),
+                f" (stopped {', '.join(stopped)})" if stopped else "",
+            )
             asyncio.run(flow.run())
-            ctx.record_wave({"stage": "stream", "wave": wi + 1, "of": len(waves), "models": sorted(resident),
-                             "requests": dict(flow.per_model), "stopped_before": stopped, "start": t_w,
-                             "end": time.time(), "deferred": dict(flow.deferred)})
+            ctx.record_wave(
+                {
+                    "stage": "stream",
+                    "wave": wi + 1,
+                    "of": len(waves),
+                    "models": sorted(resident),
+                    "requests": dict(flow.per_model),
+                    "stopped_before": stopped,
+                    "start": t_w,
+                    "end": time.time(),
+                    "deferred": dict(flow.deferred),
+                }
+            )
             failures += flow.failures
             progress = progress or flow.submitted > 0
             ctx.pool.locate(list(resident))

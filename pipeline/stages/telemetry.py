@@ -41,10 +41,12 @@ def _where(w: Optional[dict]) -> Optional[str]:
 def write_telemetry(ctx: Context, t0: float) -> dict:
     """Write ``<run_dir>/telemetry.json`` from the run's timings and its pool's counters; the dict."""
     now = time.time()
-    tel: dict[str, Any] = {"wall_seconds": now - t0, "stage_seconds": {k: v for k, v in ctx.timings.items()
-                                                                     if not k.startswith("error")},
-                           "error_rows": ctx.timings.get("error_rows", 0),
-                           "error_share": ctx.timings.get("error_share", 0.0)}
+    tel: dict[str, Any] = {
+        "wall_seconds": now - t0,
+        "stage_seconds": {k: v for k, v in ctx.timings.items() if not k.startswith("error")},
+        "error_rows": ctx.timings.get("error_rows", 0),
+        "error_share": ctx.timings.get("error_share", 0.0),
+    }
     busy: list[tuple[float, float]] = []
     loading: list[tuple[float, float]] = []
     place: dict[str, Any] = {}
@@ -63,8 +65,10 @@ def write_telemetry(ctx: Context, t0: float) -> dict:
     # Per stage and model: items run, when the first was submitted and the last finished
     # (seconds since the run started: streaming stages overlap), in which wave, where.
     where = (pool.where if pool is not None else {}) or {}
-    tel["stage_models"] = {stage: {m: {**t.as_dict(), "where": _where(where.get(m))} for m, t in per.items()}
-                           for stage, per in ctx.stage_models.items()}
+    tel["stage_models"] = {
+        stage: {m: {**t.as_dict(), "where": _where(where.get(m))} for m, t in per.items()}
+        for stage, per in ctx.stage_models.items()
+    }
     tel["waves"] = [{**w, "start": w["start"] - t0, "end": w["end"] - t0} for w in ctx.waves]
     if place.get("schedule"):
         tel["schedule"] = place["schedule"]
@@ -75,8 +79,7 @@ def write_telemetry(ctx: Context, t0: float) -> dict:
     # Share of wall time no engine was loading or stepping (driver work, Ray, Arrow I/O, scoring, idle
     # engines) — with start-up, and over the wall time after removing engine start-up.
     tel["outside_engine_share"] = max(0.0, 1 - engine_time / max(1e-9, now - t0))
-    tel["outside_engine_share_excl_startup"] = max(
-        0.0, 1 - (engine_time - startup) / max(1e-9, now - t0 - startup))
+    tel["outside_engine_share_excl_startup"] = max(0.0, 1 - (engine_time - startup) / max(1e-9, now - t0 - startup))
     eng = tel.get("engines", {})
     tel["summary"] = {
         "wall_seconds": now - t0,
@@ -96,7 +99,8 @@ def write_telemetry(ctx: Context, t0: float) -> dict:
     # Prefix-cache hits of answers after a CoT (cached / block-aligned cacheable prompt tokens).
     cacheable = sum(int(e.get("answer_cacheable_tokens", 0) or 0) for e in eng.values())
     tel["summary"]["answer_cacheable_tokens"] = cacheable
-    tel["summary"]["answer_cache_hit"] = (sum(int(e.get("answer_cached_of_cacheable", 0) or 0)
-                                              for e in eng.values()) / cacheable) if cacheable else None
+    tel["summary"]["answer_cache_hit"] = (
+        (sum(int(e.get("answer_cached_of_cacheable", 0) or 0) for e in eng.values()) / cacheable) if cacheable else None
+    )
     write_text_atomic(ctx.run_dir / "telemetry.json", json.dumps(tel, indent=2, default=str))
     return tel

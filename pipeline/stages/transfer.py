@@ -58,8 +58,12 @@ class TransferStage:
         self._meta: dict[str, dict] = {}
         self._sources = set(tc.sources or ctx.cfg.model_names)
         for tname in tc.targets or ctx.cfg.model_names:
-            args = {"transfer": hash_fields(tc), "target": ctx.model_key(tname), "cots": ctx.artifact_hash(cots_path),
-                    "v": self.version}
+            args = {
+                "transfer": hash_fields(tc),
+                "target": ctx.model_key(tname),
+                "cots": ctx.artifact_hash(cots_path),
+                "v": self.version,
+            }
             path = ctx.store.path("transfer", tname, args)
             self._sinks[tname] = ctx.sink(path, ANSWERS, ANSWER_KEY)
             self._meta[tname] = stage_meta(ctx, self.name, args, {"cots": str(cots_path)}, [tname])
@@ -94,17 +98,30 @@ class TransferStage:
             if method is None or sink.complete:
                 continue
             p = self._prompts[c["problem_id"]]
-            row = {"dataset": c["dataset"], "problem_id": c["problem_id"], "method": method, "source": c["source"],
-                   "variant": c["variant"], "sample": c["sample"], "target": tname, "cot": c["cot"], "gold": p["gold"]}
+            row = {
+                "dataset": c["dataset"],
+                "problem_id": c["problem_id"],
+                "method": method,
+                "source": c["source"],
+                "variant": c["variant"],
+                "sample": c["sample"],
+                "target": tname,
+                "cot": c["cot"],
+                "gold": p["gold"],
+            }
             # The problem's system message and forced answer prefix; the "transfer" phase (e.g. gpt-oss's
             # transfer reasoning effort) for another model's CoT, "own" for a model's own sample.
             # Replica routing: every variant of one source CoT on one target shares an engine.
-            req = AnswerRequest(prompt=p["prompt"], cot=c["cot"],
-                                sampling=answer_sampling(flow.ctx.cfg.model(tname), method, c),
-                                answer_budget=tc.answer_budget, system=p.get("system"),
-                                phase="own" if method == "sampled" else "transfer",
-                                answer_prefix=p.get("answer_prefix"),
-                                affinity=(c["problem_id"], c["source"], c["sample"]))
+            req = AnswerRequest(
+                prompt=p["prompt"],
+                cot=c["cot"],
+                sampling=answer_sampling(flow.ctx.cfg.model(tname), method, c),
+                answer_budget=tc.answer_budget,
+                system=p.get("system"),
+                phase="own" if method == "sampled" else "transfer",
+                answer_prefix=p.get("answer_prefix"),
+                affinity=(c["problem_id"], c["source"], c["sample"]),
+            )
             job = flow.submit(self.name, sink, [sink.key(row)], [tname], self._work(flow, tname, req, row))
             if job is not None:
                 flow.bar(self.name, more=1)
@@ -125,8 +142,10 @@ class TransferStage:
         """Whether a model's full Default CoT transferred to itself is the request its generate made:
         the same answer budget and the same prompt (no transfer-only chat-template arguments)."""
         m = ctx.cfg.model(model)
-        return (ctx.cfg.transfer.answer_budget == ctx.cfg.generate.answer_budget
-                and not m.protocol.transfer_chat_template_kwargs)
+        return (
+            ctx.cfg.transfer.answer_budget == ctx.cfg.generate.answer_budget
+            and not m.protocol.transfer_chat_template_kwargs
+        )
 
     async def _reused(self, flow: Flow, row: dict) -> Optional[dict]:
         """The generate row's answer for a self-transfer identical to it (module docstring), else None.
@@ -134,8 +153,12 @@ class TransferStage:
         The generation row always reaches this stage (generate emits every row, new or read back),
         but on a resumed run it may come after the CoT's variants: wait for it, so whether a row is
         reused never depends on timing; stop waiting only when that generate item failed."""
-        if (row["method"] != "transfer" or row["variant"] != "full" or row["source"] != row["target"]
-                or not self._same_request(flow.ctx, row["source"])):
+        if (
+            row["method"] != "transfer"
+            or row["variant"] != "full"
+            or row["source"] != row["target"]
+            or not self._same_request(flow.ctx, row["source"])
+        ):
             return None
         k = (row["problem_id"], row["source"], row["sample"])
         gen_key = tuple({**row, "method": "default"}.get(c) for c in GENERATION_KEY)

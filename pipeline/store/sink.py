@@ -37,8 +37,14 @@ from pipeline.store.artifacts import CorruptArtifact, artifact_lock, dedup, quar
 class RowSink:
     """Rows of one artifact (see module docstring)."""
 
-    def __init__(self, artifact: Path, schema: pa.Schema, key_columns: Iterable[str],
-                 flush_rows: int = 256, flush_seconds: float = 30.0):
+    def __init__(
+        self,
+        artifact: Path,
+        schema: pa.Schema,
+        key_columns: Iterable[str],
+        flush_rows: int = 256,
+        flush_seconds: float = 30.0,
+    ):
         self.artifact = Path(artifact)
         self.schema = schema
         self.key_columns = tuple(key_columns)

@@ -28,9 +28,11 @@ _CONCLUDE = re.compile(r"\b(so|thus|therefore|hence|total|final|result|equals|ov
 
 # Words that, right before a small number, make the sentence a statement of the result
 # ("the score is 4", "that's 4", "total of 4", "sum: 4", "would be 4", "probably 4").
-_NEAR = (r"(?:score|total|sum|result|value|answer|answer:|that's|that is|it's|it is|would be|should be|"
-         r"will be|must be|is likely|likely|probably|maybe|perhaps|around|approximately|about|get|gets|"
-         r"got|gives a (?:total|score) of|adds up to|add up to|comes out to|totals?|sums? to|as|of|is|be|=|:)")
+_NEAR = (
+    r"(?:score|total|sum|result|value|answer|answer:|that's|that is|it's|it is|would be|should be|"
+    r"will be|must be|is likely|likely|probably|maybe|perhaps|around|approximately|about|get|gets|"
+    r"got|gives a (?:total|score) of|adds up to|add up to|comes out to|totals?|sums? to|as|of|is|be|=|:)"
+)
 
 
 # Rule-set version: part of the truncate artifact key (bump whenever detection changes).
@@ -89,9 +91,14 @@ def _near_pattern(answer: str) -> re.Pattern | None:
     if not forms:
         return None
     alts = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
-    return re.compile(r"\b" + _NEAR + r"\s*(?:\*\*)?\s*(?:[a-z]+\s+){0,1}(?<![\w.])(?:" + alts
-                      + r")(?![\w]|\.\d)(?!\s*(?:[-\u2013]|to\s)\s*\d)(?!\s*(?:points?|pts?)\b\s*(?:for|if|each))",
-                      re.I)
+    return re.compile(
+        r"\b"
+        + _NEAR
+        + r"\s*(?:\*\*)?\s*(?:[a-z]+\s+){0,1}(?<![\w.])(?:"
+        + alts
+        + r")(?![\w]|\.\d)(?!\s*(?:[-\u2013]|to\s)\s*\d)(?!\s*(?:points?|pts?)\b\s*(?:for|if|each))",
+        re.I,
+    )
 
 
 def states_answer(sentence: str, answer: str | None) -> bool:

@@ -144,7 +144,7 @@ def parse_reply(text: Optional[str], n: int) -> Optional[set[int]]:
         return None
     first = lines[0].strip()
     m = _LIST.match(first)
-    if m and first[m.end():].lstrip(" ])*").startswith(":"):
+    if m and first[m.end() :].lstrip(" ])*").startswith(":"):
         return None  # "S1: We need ..." is the prompt echoed back, not an answer
     if m:
         got: set[int] = set()
@@ -163,8 +163,14 @@ def _plausible(marked: set[int], n: int, s: FilterSettings) -> bool:
     return not (len(marked) >= 3 and len(marked) > s.max_share * n)
 
 
-async def filter_one(call: Callable[[CompleteRequest], Awaitable[Completion]], model_cfg, template: Optional[str], cot: str,
-                     answer: Optional[str], settings: Optional[FilterSettings] = None) -> FilterResult:
+async def filter_one(
+    call: Callable[[CompleteRequest], Awaitable[Completion]],
+    model_cfg,
+    template: Optional[str],
+    cot: str,
+    answer: Optional[str],
+    settings: Optional[FilterSettings] = None,
+) -> FilterResult:
     """Remove the answer statements of ONE CoT; ``call(request)`` runs one ``complete`` item on the filter model.
 
     Every window of the CoT goes out at once (greedy).  ``template`` is the model's
@@ -177,9 +183,19 @@ async def filter_one(call: Callable[[CompleteRequest], Awaitable[Completion]], m
     wins = windows(sents, window_char_budget(model_cfg.max_model_len, s), s)
     greedy = Sampling(0.0, 1.0, -1, seed=0)
     # No stop string: small models often open with a blank line; the parser reads the first line.
-    reqs = [CompleteRequest(text=(template.replace(MARK, build_prompt(sents[a:b], answer, s)) if template
-                                  else build_prompt(sents[a:b], answer, s) + "\n\n") + REPLY_PREFIX,
-                            sampling=greedy, max_tokens=s.max_tokens) for a, b in wins]
+    reqs = [
+        CompleteRequest(
+            text=(
+                template.replace(MARK, build_prompt(sents[a:b], answer, s))
+                if template
+                else build_prompt(sents[a:b], answer, s) + "\n\n"
+            )
+            + REPLY_PREFIX,
+            sampling=greedy,
+            max_tokens=s.max_tokens,
+        )
+        for a, b in wins
+    ]
     outs = await asyncio.gather(*(call(r) for r in reqs))
     replies = [(o.texts or [None])[0] for o in outs]
     dropped: set[int] = set()
@@ -196,13 +212,20 @@ async def filter_one(call: Callable[[CompleteRequest], Awaitable[Completion]], m
             marked = {k for k in range(b - a) if states_answer(sents[a + k], answer)}
         dropped.update(a + k for k in marked)
     kept = "".join(t for i, t in enumerate(sents) if i not in dropped)
-    return FilterResult(cot=kept, filter="llm->rule" if fell_back else "llm", dropped=sorted(dropped),
-                        n_sentences=len(sents), note="; ".join(fell_back[:3]) or None,
-                        windows=len(wins), windows_rule=len(fell_back))
+    return FilterResult(
+        cot=kept,
+        filter="llm->rule" if fell_back else "llm",
+        dropped=sorted(dropped),
+        n_sentences=len(sents),
+        note="; ".join(fell_back[:3]) or None,
+        windows=len(wins),
+        windows_rule=len(fell_back),
+    )
 
 
-def llm_filter(pool, model_cfg, cots: list[str], answers: list[Optional[str]],
-               settings: Optional[FilterSettings] = None) -> list[FilterResult]:
+def llm_filter(
+    pool, model_cfg, cots: list[str], answers: list[Optional[str]], settings: Optional[FilterSettings] = None
+) -> list[FilterResult]:
     """:func:`filter_one` for many CoTs at once on ``model_cfg``'s engine in ``pool`` (benches, tests).
 
     Every window of every CoT is in flight together.  A failed engine call raises.
@@ -213,16 +236,35 @@ def llm_filter(pool, model_cfg, cots: list[str], answers: list[Optional[str]],
         return await pool.op(model_cfg.name, req)
 
     async def run() -> list[FilterResult]:
-        return list(await asyncio.gather(*(filter_one(call, model_cfg, template, c, a, settings)
-                                           for c, a in zip(cots, answers))))
+        return list(
+            await asyncio.gather(
+                *(filter_one(call, model_cfg, template, c, a, settings) for c, a in zip(cots, answers))
+            )
+        )
 
     res = asyncio.run(run())
     n_rule = sum(r.windows_rule for r in res)
     if n_rule:
-        log.warning("LLM answer filter %s: %d of %d windows unusable (rule filter used there)",
-                    model_cfg.name, n_rule, sum(r.windows for r in res))
+        log.warning(
+            "LLM answer filter %s: %d of %d windows unusable (rule filter used there)",
+            model_cfg.name,
+            n_rule,
+            sum(r.windows for r in res),
+        )
     return res
 
 
-__all__ = ["MARK", "PROMPT", "PROMPT_VERSION", "REPLY_PREFIX", "FilterResult", "FilterSettings", "build_prompt",
-           "filter_one", "llm_filter", "parse_reply", "windows", "window_char_budget"]
+__all__ = [
+    "MARK",
+    "PROMPT",
+    "PROMPT_VERSION",
+    "REPLY_PREFIX",
+    "FilterResult",
+    "FilterSettings",
+    "build_prompt",
+    "filter_one",
+    "llm_filter",
+    "parse_reply",
+    "windows",
+    "window_char_budget",
+]

@@ -53,8 +53,13 @@ def rewrite_prompt(cot: str) -> str:
     return REMOVE_ANSWER_PROMPT.format(text=think_text(str(cot)))
 
 
-async def rewrite_one(call: Callable[[GenerateRequest], Awaitable[GenerateResult]], model_cfg: Any, cot: str,
-                      thought_budget: Optional[int] = None, answer_budget: Optional[int] = None) -> tuple[str, str]:
+async def rewrite_one(
+    call: Callable[[GenerateRequest], Awaitable[GenerateResult]],
+    model_cfg: Any,
+    cot: str,
+    thought_budget: Optional[int] = None,
+    answer_budget: Optional[int] = None,
+) -> tuple[str, str]:
     """(without-answer CoT, "rewrite") for ONE CoT; ``call(request)`` runs one two-phase ``generate`` item.
 
     The filter model thinks, then answers (greedy); its reply's ``<think>`` part, if any, is
@@ -66,8 +71,14 @@ async def rewrite_one(call: Callable[[GenerateRequest], Awaitable[GenerateResult
     n = int(model_cfg.max_model_len)
     think = thought_budget if thought_budget is not None else min(2048, n // 4)
     answer = answer_budget if answer_budget is not None else min(4096, n // 2)
-    out = await call(GenerateRequest(prompt=rewrite_prompt(cot), sampling=Sampling.from_config(model_cfg.greedy, 0),
-                                     thought_budget=think, answer_budget=answer))
+    out = await call(
+        GenerateRequest(
+            prompt=rewrite_prompt(cot),
+            sampling=Sampling.from_config(model_cfg.greedy, 0),
+            thought_budget=think,
+            answer_budget=answer,
+        )
+    )
     if out.error:
         raise RuntimeError(f"rewrite filter: {out.error}")
     return think_text(out.answer_text or "").strip(), "rewrite"

@@ -10,13 +10,55 @@ from __future__ import annotations
 import re
 
 # Never end a sentence (titles, Latin, references) ...
-_ABBREV = {"e.g", "i.e", "vs", "dr", "mr", "mrs", "ms", "prof", "approx", "fig", "no", "st", "jr", "sr",
-           "cf", "al", "eq", "resp", "u.s"}
+_ABBREV = {
+    "e.g",
+    "i.e",
+    "vs",
+    "dr",
+    "mr",
+    "mrs",
+    "ms",
+    "prof",
+    "approx",
+    "fig",
+    "no",
+    "st",
+    "jr",
+    "sr",
+    "cf",
+    "al",
+    "eq",
+    "resp",
+    "u.s",
+}
 
 
 # ... while units and the like end one when a capitalised word follows ("... 5 mg/dL. The ...").
-_SOFT_ABBREV = {"etc", "mg", "kg", "dl", "ml", "min", "max", "hr", "hrs", "wk", "wks", "yr", "yrs", "est",
-                "inc", "ltd", "temp", "avg", "vol", "pt", "pts", "a.m", "p.m"}
+_SOFT_ABBREV = {
+    "etc",
+    "mg",
+    "kg",
+    "dl",
+    "ml",
+    "min",
+    "max",
+    "hr",
+    "hrs",
+    "wk",
+    "wks",
+    "yr",
+    "yrs",
+    "est",
+    "inc",
+    "ltd",
+    "temp",
+    "avg",
+    "vol",
+    "pt",
+    "pts",
+    "a.m",
+    "p.m",
+}
 
 
 # Candidate sentence ends: terminal punctuation (with closing quotes/brackets) then space/newline,
@@ -37,16 +79,16 @@ def split_sentences(text: str) -> list[str]:
             w = word[-1].lower().rstrip(".") if word else ""
             if w in _ABBREV:
                 continue
-            if w in _SOFT_ABBREV and not text[m.end():m.end() + 1].isupper():
+            if w in _SOFT_ABBREV and not text[m.end() : m.end() + 1].isupper():
                 continue
             # Decimal like "3." followed by digit never matches (needs whitespace), but a lone
             # enumerator "1." at the start of a line is a list marker, not a sentence end.
             if re.search(r"(^|\n)\s*\d{1,2}\.$", before):
                 continue
-            nxt = text[m.end():m.end() + 1]
+            nxt = text[m.end() : m.end() + 1]
             if nxt and nxt.islower() and m.group(1) == ".":
                 continue  # "approx. five", "vs. the": lowercase continuation
-        pieces.append(text[start:m.end()])
+        pieces.append(text[start : m.end()])
         start = m.end()
     if start < len(text):
         pieces.append(text[start:])

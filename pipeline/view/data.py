@@ -93,7 +93,9 @@ class RunData:
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir).resolve()
         if not self.run_dir.is_dir():
-            raise UserError(f"view: {run_dir} is not a directory; pass a run directory (holding scored.arrow or store/)")
+            raise UserError(
+                f"view: {run_dir} is not a directory; pass a run directory (holding scored.arrow or store/)"
+            )
         self._lock = threading.RLock()
         self._flags: dict[str, pl.DataFrame] = {}
         self._stamp: Any = None
@@ -127,8 +129,12 @@ class RunData:
                 scored = live_scored(self.run_dir)
                 self.live = True
             self._full = None if p.is_file() else scored
-            self.scored = with_setting(scored) if scored.height else scored.with_columns(pl.lit(None, pl.String).alias("setting"))
-            self.cots = self._read_store("truncate-", ("dataset", "problem_id", "method", "source", "variant", "sample"))
+            self.scored = (
+                with_setting(scored) if scored.height else scored.with_columns(pl.lit(None, pl.String).alias("setting"))
+            )
+            self.cots = self._read_store(
+                "truncate-", ("dataset", "problem_id", "method", "source", "variant", "sample")
+            )
             self.problems = self._read_store("problems-", ("dataset", "problem_id"))
             self.candidates = self._read_candidates()
             self.index = self._build_index()
@@ -164,7 +170,9 @@ class RunData:
         p = self.run_dir / "ensemble_candidates.arrow"
         if p.is_file():
             return pl.read_ipc(p)
-        return self._read_store("ensemble_candidates-", ("dataset", "problem_id", "source", "step", "generator", "candidate"))
+        return self._read_store(
+            "ensemble_candidates-", ("dataset", "problem_id", "source", "step", "generator", "candidate")
+        )
 
     def _build_index(self) -> pl.DataFrame:
         s = self.scored.with_row_index("_r")
@@ -172,23 +180,39 @@ class RunData:
             return pl.DataFrame(schema={c: pl.String for c in ITEM} | {"sample": pl.Int32, "iid": pl.UInt32})
         leak = pl.lit(None, pl.Boolean)
         if self.cots.height and "leak" in self.cots.columns:
-            c = self.cots.select("dataset", "problem_id", pl.col("method").alias("cot_method"), "source", "variant",
-                                 "sample", pl.col("leak").alias("cot_leak"))
-            s = s.with_columns(pl.when(pl.col("method") == "transfer").then(pl.lit("default"))
-                               .otherwise(pl.col("method")).alias("cot_method"))
+            c = self.cots.select(
+                "dataset",
+                "problem_id",
+                pl.col("method").alias("cot_method"),
+                "source",
+                "variant",
+                "sample",
+                pl.col("leak").alias("cot_leak"),
+            )
+            s = s.with_columns(
+                pl.when(pl.col("method") == "transfer")
+                .then(pl.lit("default"))
+                .otherwise(pl.col("method"))
+                .alias("cot_method")
+            )
             s = s.join(c, on=["dataset", "problem_id", "cot_method", "source", "variant", "sample"], how="left")
             leak = pl.col("cot_leak").any()
         own = pl.col("method").is_in(["empty", "default", "sampled"])
-        return (s.group_by(list(ITEM)).agg(
-            pl.col("method").first(),
-            pl.when(own).then(pl.lit("(own)")).otherwise(pl.col("source")).first().alias("source"),
-            pl.len().alias("n_targets"),
-            pl.col("correct").fill_null(False).sum().alias("n_correct"),
-            leak.alias("leak"),
-            pl.col("gold").first(),
-            pl.col("_r"),
-        ).with_columns(pl.col("n_correct").cast(pl.Int64), pl.col("n_targets").cast(pl.Int64))
-            .sort(list(ITEM)).with_row_index("iid"))
+        return (
+            s.group_by(list(ITEM))
+            .agg(
+                pl.col("method").first(),
+                pl.when(own).then(pl.lit("(own)")).otherwise(pl.col("source")).first().alias("source"),
+                pl.len().alias("n_targets"),
+                pl.col("correct").fill_null(False).sum().alias("n_correct"),
+                leak.alias("leak"),
+                pl.col("gold").first(),
+                pl.col("_r"),
+            )
+            .with_columns(pl.col("n_correct").cast(pl.Int64), pl.col("n_targets").cast(pl.Int64))
+            .sort(list(ITEM))
+            .with_row_index("iid")
+        )
 
     # ------------------------------------------------------------------ agreement flags
     def _flags_for(self, idx: pl.DataFrame, metric: str) -> pl.DataFrame:
@@ -270,22 +294,44 @@ class RunData:
         total = idx.height
         order = [f.sort] + [c for c in ("setting", "variant", "dataset", "problem_id", "sample") if c != f.sort]
         page = idx.sort(order, descending=[f.desc] + [False] * (len(order) - 1), nulls_last=True).slice(
-            (f.page - 1) * f.per_page, f.per_page)
+            (f.page - 1) * f.per_page, f.per_page
+        )
         ans = self.scored.join(page.select("iid"), on="iid", how="semi").select(
-            *ITEM, "target", "source", "extracted", "correct", "error")
+            *ITEM, "target", "source", "extracted", "correct", "error"
+        )
         by_item: dict[str, dict] = {}
         for r in ans.iter_rows(named=True):
             by_item.setdefault(item_key(r), {})[r["target"]] = {
-                "extracted": r["extracted"], "correct": r["correct"], "error": r["error"] is not None}
+                "extracted": r["extracted"],
+                "correct": r["correct"],
+                "error": r["error"] is not None,
+            }
         rows = []
         for r in page.iter_rows(named=True):
             k = item_key(r)
-            rows.append({**{c: r[c] for c in ITEM}, "key": k, "method": r["method"], "source": r["source"],
-                         "leak": r["leak"], "n_correct": r["n_correct"], "n_targets": r["n_targets"],
-                         "gold": _gold(r["gold"]), "answers": by_item.get(k, {}),
-                         **({"flip": [r["value_from"], r["value"]]} if "value" in r else {})})
-        return {"total": total, "page": f.page, "per_page": f.per_page, "pages": max(1, -(-total // f.per_page)),
-                "targets": self.targets, "rows": rows, "live": self.live}
+            rows.append(
+                {
+                    **{c: r[c] for c in ITEM},
+                    "key": k,
+                    "method": r["method"],
+                    "source": r["source"],
+                    "leak": r["leak"],
+                    "n_correct": r["n_correct"],
+                    "n_targets": r["n_targets"],
+                    "gold": _gold(r["gold"]),
+                    "answers": by_item.get(k, {}),
+                    **({"flip": [r["value_from"], r["value"]]} if "value" in r else {}),
+                }
+            )
+        return {
+            "total": total,
+            "page": f.page,
+            "per_page": f.per_page,
+            "pages": max(1, -(-total // f.per_page)),
+            "targets": self.targets,
+            "rows": rows,
+            "live": self.live,
+        }
 
     def facets(self) -> dict:
         """The values each filter can take (for the Items page's selects)."""
@@ -295,9 +341,17 @@ class RunData:
         def vals(c: str) -> list:
             return sorted(v for v in idx[c].unique().to_list() if v is not None) if idx.height else []
 
-        return {"dataset": vals("dataset"), "setting": vals("setting"), "method": vals("method"),
-                "variant": vals("variant"), "source": vals("source"), "target": self.targets,
-                "metric": self.metrics(), "live": self.live, "run": self.run_dir.name}
+        return {
+            "dataset": vals("dataset"),
+            "setting": vals("setting"),
+            "method": vals("method"),
+            "variant": vals("variant"),
+            "source": vals("source"),
+            "target": self.targets,
+            "metric": self.metrics(),
+            "live": self.live,
+            "run": self.run_dir.name,
+        }
 
     def metrics(self) -> list[str]:
         """The run's agreement metrics the filters support (continuous ones have no agree/disagree)."""

@@ -56,12 +56,15 @@ def export(run_dir: Path, out: Path) -> Path:
         r["flags"] = flags.get(r["key"], {})
         r["bucket"] = i // BUCKET
     for c in range(0, max(1, len(rows)), CHUNK):
-        write_text_atomic(data / f"index-{c // CHUNK}.js", _script(f"index-{c // CHUNK}", rows[c:c + CHUNK]))
+        write_text_atomic(data / f"index-{c // CHUNK}.js", _script(f"index-{c // CHUNK}", rows[c : c + CHUNK]))
     # Item details: one pass per problem over frames partitioned once (not a scan of the run per item).
     frames = _partitions(rd)
     details: dict[str, dict] = {}
-    print(f"view export: {len(rows)} items, index in {-(-len(rows) // CHUNK)} file(s), details in "
-          f"{-(-len(rows) // BUCKET)}", flush=True)
+    print(
+        f"view export: {len(rows)} items, index in {-(-len(rows) // CHUNK)} file(s), details in "
+        f"{-(-len(rows) // BUCKET)}",
+        flush=True,
+    )
     step = max(1, len(rows) // 10)
     for n, r in enumerate(rows, 1):
         if n % step == 0:
@@ -72,8 +75,12 @@ def export(run_dir: Path, out: Path) -> Path:
             b = r["bucket"]
             write_text_atomic(data / f"item-{b}.js", _script(f"item-{b}", details))
             details = {}
-    manifest = {"chunks": max(1, -(-len(rows) // CHUNK)), "buckets": -(-len(rows) // BUCKET),
-                "targets": rd.targets, "items": len(rows)}
+    manifest = {
+        "chunks": max(1, -(-len(rows) // CHUNK)),
+        "buckets": -(-len(rows) // BUCKET),
+        "targets": rd.targets,
+        "items": len(rows),
+    }
     write_text_atomic(data / "manifest.js", f"window.CROSSCOT_STATIC = {json.dumps(manifest)};\n")
     html = (STATIC / "index.html").read_text().replace("<!--DATA-->", '<script src="data/manifest.js"></script>')
     write_text_atomic(out / "index.html", html)
@@ -93,12 +100,18 @@ def _partitions(rd: RunData):
     def part(df: pl.DataFrame, key: list[str]) -> dict:
         return df.partition_by(key, as_dict=True) if df.height and all(c in df.columns for c in key) else {}
 
-    parts = {"answers": part(full, key3), "cots": part(rd.cots, key3), "index": part(rd.index, key3),
-             "problems": part(rd.problems, key2), "candidates": part(rd.candidates, key2)}
+    parts = {
+        "answers": part(full, key3),
+        "cots": part(rd.cots, key3),
+        "index": part(rd.index, key3),
+        "problems": part(rd.problems, key2),
+        "candidates": part(rd.candidates, key2),
+    }
     empty = {n: (full if n == "answers" else getattr(rd, n)).clear() for n in parts}
 
     def get(k: tuple) -> ProblemFrames:
-        return ProblemFrames(**{n: parts[n].get(k if n in ("answers", "cots", "index") else k[:2], empty[n])
-                                for n in parts})
+        return ProblemFrames(
+            **{n: parts[n].get(k if n in ("answers", "cots", "index") else k[:2], empty[n]) for n in parts}
+        )
 
     return get

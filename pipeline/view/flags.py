@@ -53,14 +53,28 @@ def _strict_keys(cells: pl.DataFrame) -> pl.DataFrame:
         keys.append(k)
         nums.append(num)
         tols.append(tol)
-    uniq = uniq.with_columns(pl.Series("key", keys, dtype=pl.String), pl.Series("num", nums, dtype=pl.Float64),
-                             pl.Series("tol", tols, dtype=pl.Float64))
+    uniq = uniq.with_columns(
+        pl.Series("key", keys, dtype=pl.String),
+        pl.Series("num", nums, dtype=pl.Float64),
+        pl.Series("tol", tols, dtype=pl.Float64),
+    )
     return cells.join(uniq, on=["dataset", "extracted", "gold"], how="left", nulls_equal=True)
 
 
 def _cells(rows: pl.DataFrame, metric: str) -> pl.DataFrame:
-    c = rows.select("iid", "dataset", "problem_id", "sample", "method", "source", "target", "answer", "extracted", "gold",
-                    pl.col("correct").fill_null(False))
+    c = rows.select(
+        "iid",
+        "dataset",
+        "problem_id",
+        "sample",
+        "method",
+        "source",
+        "target",
+        "answer",
+        "extracted",
+        "gold",
+        pl.col("correct").fill_null(False),
+    )
     if metric == "paper":
         return c.with_columns(pl.col("answer").str.contains_any(list(PAPER_DROP)).fill_null(False).alias("dropped"))
     return _strict_keys(c)
@@ -94,16 +108,20 @@ def fast_flags(scored: pl.DataFrame, metric: str) -> pl.DataFrame:
     out = []
     targets = order_models(list(by_target))
     for i, a in enumerate(targets):
-        for b in targets[i + 1:]:
+        for b in targets[i + 1 :]:
             right = by_target[b].select("iid", *[pl.col(v).alias(f"{v}_b") for v in vals])
             j = by_target[a].join(right, on="iid", how="inner")
-            out.append(j.select("iid", pl.lit(a).alias("a"), pl.lit(b).alias("b"), agree.alias("agree"),
-                                valid.alias("valid")))
+            out.append(
+                j.select("iid", pl.lit(a).alias("a"), pl.lit(b).alias("b"), agree.alias("agree"), valid.alias("valid"))
+            )
     # Against the source's own (Default) answer, for Transfer rows (as tables/rl_agreement).
     tr = cells.filter(pl.col("method") == "transfer")
     own = cells.filter((pl.col("method") == "default") & (pl.col("target") == pl.col("source")))
     own = own.select("dataset", "problem_id", "sample", "source", *[pl.col(v).alias(f"{v}_b") for v in vals])
     src = tr.join(own, on=["dataset", "problem_id", "sample", "source"], how="inner")
-    out.append(src.select("iid", pl.col("target").alias("a"), pl.lit(SOURCE).alias("b"), agree.alias("agree"),
-                          valid.alias("valid")))
+    out.append(
+        src.select(
+            "iid", pl.col("target").alias("a"), pl.lit(SOURCE).alias("b"), agree.alias("agree"), valid.alias("valid")
+        )
+    )
     return pl.concat(out, how="vertical_relaxed").cast(FLAG_SCHEMA)

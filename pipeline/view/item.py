@@ -46,7 +46,7 @@ def cot_segments(full: Optional[str], shown: str, answer: Optional[str]) -> list
     out: list[dict] = []
     for text, removed in segs:
         cur = 0
-        for a, b in ([] if removed else leak_spans(text, answer)):
+        for a, b in [] if removed else leak_spans(text, answer):
             if a > cur:
                 out.append({"text": text[cur:a], "removed": False, "leak": False})
             out.append({"text": text[a:b], "removed": False, "leak": True})
@@ -85,8 +85,13 @@ def problem_frames(rd: "RunData", dataset: str, problem_id: str, sample: int) ->
             return df
         return df.filter(prob & (pl.col("sample") == sample)) if with_sample else df.filter(prob)
 
-    return ProblemFrames(rd.full_rows(prob & (pl.col("sample") == sample)), sel(rd.cots), sel(rd.index),
-                         sel(rd.problems, False), sel(rd.candidates, False))
+    return ProblemFrames(
+        rd.full_rows(prob & (pl.col("sample") == sample)),
+        sel(rd.cots),
+        sel(rd.index),
+        sel(rd.problems, False),
+        sel(rd.candidates, False),
+    )
 
 
 def item_detail(rd: "RunData", key: dict, pf: Optional[ProblemFrames] = None) -> dict[str, Any]:
@@ -101,16 +106,28 @@ def item_detail(rd: "RunData", key: dict, pf: Optional[ProblemFrames] = None) ->
     gold = json.loads(first["gold"]) if first["gold"] else None
     # Each source's own (Default) answer: what the leak audit looks for in its CoT.
     own_rows = same_problem.filter((pl.col("method") == "default") & (pl.col("target") == pl.col("source")))
-    own = {r["source"]: r["answer"] if r["answer"] is not None else r["extracted"] for r in own_rows.iter_rows(named=True)}
+    own = {
+        r["source"]: r["answer"] if r["answer"] is not None else r["extracted"] for r in own_rows.iter_rows(named=True)
+    }
 
     targets, cots = [], []
     seen: set[tuple[str, str]] = set()
     by_target = {r["target"]: r for r in rows.iter_rows(named=True)}
     for t in order_models(list(by_target)):
         r = by_target[t]
-        targets.append({"target": t, "source": r["source"], "answer_text": r["answer_text"], "extracted": r["extracted"],
-                        "answer": r["answer"], "correct": r["correct"], "error": r["error"],
-                        "finish_reason": r["finish_reason"], "answer_tokens": r["answer_tokens"]})
+        targets.append(
+            {
+                "target": t,
+                "source": r["source"],
+                "answer_text": r["answer_text"],
+                "extracted": r["extracted"],
+                "answer": r["answer"],
+                "correct": r["correct"],
+                "error": r["error"],
+                "finish_reason": r["finish_reason"],
+                "answer_tokens": r["answer_tokens"],
+            }
+        )
         ck = (r["method"], r["source"])
         if ck in seen or r["method"] == "empty":
             continue
@@ -123,37 +140,84 @@ def item_detail(rd: "RunData", key: dict, pf: Optional[ProblemFrames] = None) ->
         full = full_row["cot"] if full_row else (r["cot"] if key["variant"] == "full" else None)
         shown = r["cot"] or ""
         answer = own.get(r["source"])
-        cots.append({"source": r["source"], "method": r["method"], "variant": key["variant"],
-                     "for_targets": [r["target"]] if r["method"] in ("default", "sampled") else "all",
-                     "segments": (segs := cot_segments(full, shown, answer)), "source_answer": answer,
-                     "leak": this_row["leak"] if this_row else None, "filter": this_row.get("filter") if this_row else None,
-                     "cot_tokens": this_row["cot_tokens"] if this_row else None,
-                     "n_removed": sum(1 for x in segs if x["removed"])})
+        cots.append(
+            {
+                "source": r["source"],
+                "method": r["method"],
+                "variant": key["variant"],
+                "for_targets": [r["target"]] if r["method"] in ("default", "sampled") else "all",
+                "segments": (segs := cot_segments(full, shown, answer)),
+                "source_answer": answer,
+                "leak": this_row["leak"] if this_row else None,
+                "filter": this_row.get("filter") if this_row else None,
+                "cot_tokens": this_row["cot_tokens"] if this_row else None,
+                "n_removed": sum(1 for x in segs if x["removed"]),
+            }
+        )
 
     others = []
     idx = pf.index
     ans: dict[tuple[str, str], dict] = {}
     for r in same_problem.select("setting", "variant", "target", "extracted", "correct").iter_rows(named=True):
-        ans.setdefault((r["setting"], r["variant"]), {})[r["target"]] = {"extracted": r["extracted"], "correct": r["correct"]}
+        ans.setdefault((r["setting"], r["variant"]), {})[r["target"]] = {
+            "extracted": r["extracted"],
+            "correct": r["correct"],
+        }
     from pipeline.view.data import item_key
 
-    for r in sorted(idx.iter_rows(named=True), key=lambda r: (setting_order(r["setting"]), r["variant"] != "full", r["variant"])):
-        others.append({"setting": r["setting"], "variant": r["variant"], "key": item_key(r),
-                       "answers": ans.get((r["setting"], r["variant"]), {}), "current": item_key(r) == item_key(key)})
+    for r in sorted(
+        idx.iter_rows(named=True), key=lambda r: (setting_order(r["setting"]), r["variant"] != "full", r["variant"])
+    ):
+        others.append(
+            {
+                "setting": r["setting"],
+                "variant": r["variant"],
+                "key": item_key(r),
+                "answers": ans.get((r["setting"], r["variant"]), {}),
+                "current": item_key(r) == item_key(key),
+            }
+        )
 
     ensemble = []
     if first["method"] == "ensemble" and pf.candidates.height:
         c = pf.candidates.filter(pl.col("source") == first["source"]).sort("step", "generator", "candidate")
         for (step,), g in c.group_by(["step"], maintain_order=True):
-            ensemble.append({"step": step, "candidates": [
-                {"generator": x["generator"], "text": x["text"], "mean_score": x["mean_score"], "winner": x["winner"],
-                 "scores": dict(x["scores"]) if isinstance(x["scores"], dict) else
-                 {e["key"]: e["value"] for e in (x["scores"] or [])}, "closes": x["closes"]}
-                for x in g.iter_rows(named=True)]})
+            ensemble.append(
+                {
+                    "step": step,
+                    "candidates": [
+                        {
+                            "generator": x["generator"],
+                            "text": x["text"],
+                            "mean_score": x["mean_score"],
+                            "winner": x["winner"],
+                            "scores": dict(x["scores"])
+                            if isinstance(x["scores"], dict)
+                            else {e["key"]: e["value"] for e in (x["scores"] or [])},
+                            "closes": x["closes"],
+                        }
+                        for x in g.iter_rows(named=True)
+                    ],
+                }
+            )
 
-    return {"key": key, "setting": key["setting"], "variant": key["variant"], "method": first["method"],
-            "problem": {"dataset": key["dataset"], "problem_id": key["problem_id"], "sample": key["sample"],
-                        "prompt": p["prompt"] if p else None, "system": p["system"] if p else None,
-                        "gold": gold, "meta": p["meta"] if p else None},
-            "cots": cots, "targets": targets, "others": others, "ensemble": ensemble,
-            "all_targets": order_models(list(by_target) + [t for a in ans.values() for t in a])}
+    return {
+        "key": key,
+        "setting": key["setting"],
+        "variant": key["variant"],
+        "method": first["method"],
+        "problem": {
+            "dataset": key["dataset"],
+            "problem_id": key["problem_id"],
+            "sample": key["sample"],
+            "prompt": p["prompt"] if p else None,
+            "system": p["system"] if p else None,
+            "gold": gold,
+            "meta": p["meta"] if p else None,
+        },
+        "cots": cots,
+        "targets": targets,
+        "others": others,
+        "ensemble": ensemble,
+        "all_targets": order_models(list(by_target) + [t for a in ans.values() for t in a]),
+    }

@@ -60,8 +60,9 @@ def live_scored(run_dir: Path) -> pl.DataFrame:
     df = pl.concat([f.select([c for c in ANSWERS.names if c in f.columns]) for f in frames], how="diagonal_relaxed")
     df = df.unique(subset=list(ANSWER_KEY), keep="last", maintain_order=True)
     answers = conform(df.to_arrow(), ANSWERS)
-    return pl.from_arrow(score_answers(answers, judge=_cfg(run_dir).get("judge", "ours"),
-                                       checker=_cfg(run_dir).get("checker")))
+    return pl.from_arrow(
+        score_answers(answers, judge=_cfg(run_dir).get("judge", "ours"), checker=_cfg(run_dir).get("checker"))
+    )
 
 
 def _cfg(run_dir: Path) -> dict:
@@ -70,7 +71,7 @@ def _cfg(run_dir: Path) -> dict:
         c = json.loads(p.read_text())
     except (OSError, ValueError):
         return {}
-    return {"judge": (c.get("score") or {}).get("judge", "ours"),
-            "checker": ((c.get("dataset") or {}).get("options") or {}).get("checker")}
-
-
+    return {
+        "judge": (c.get("score") or {}).get("judge", "ours"),
+        "checker": ((c.get("dataset") or {}).get("options") or {}).get("checker"),
+    }

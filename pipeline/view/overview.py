@@ -49,17 +49,23 @@ def overview(run_dir: Path) -> dict[str, Any]:
     rl = t.get("rl_agreement")
     groups: dict[tuple[str, str], dict] = {}
     for r in _clean(summary.to_dicts() if summary is not None else []):
-        g = groups.setdefault((r["setting"], r["variant"]), {"setting": r["setting"], "variant": r["variant"],
-                                                             "consistency": {}, "accuracy": {}})
+        g = groups.setdefault(
+            (r["setting"], r["variant"]),
+            {"setting": r["setting"], "variant": r["variant"], "consistency": {}, "accuracy": {}},
+        )
         g["consistency"][r["metric"]] = r
     for r in _clean(acc.to_dicts() if acc is not None else []):
-        g = groups.setdefault((r["setting"], r["variant"]), {"setting": r["setting"], "variant": r["variant"],
-                                                             "consistency": {}, "accuracy": {}})
+        g = groups.setdefault(
+            (r["setting"], r["variant"]),
+            {"setting": r["setting"], "variant": r["variant"], "consistency": {}, "accuracy": {}},
+        )
         g["accuracy"][r["target"]] = r
     heatmaps = []
     if pairs is not None:
-        for (s, v, m), rows in sorted(pairs.group_by(["setting", "variant", "metric"]),
-                                      key=lambda kv: (setting_order(kv[0][0]), kv[0][1], kv[0][2])):
+        for (s, v, m), rows in sorted(
+            pairs.group_by(["setting", "variant", "metric"]),
+            key=lambda kv: (setting_order(kv[0][0]), kv[0][1], kv[0][2]),
+        ):
             rows_d = _clean(rows.to_dicts())
             models = order_models({r["model_a"] for r in rows_d} | {r["model_b"] for r in rows_d})
             heatmaps.append({"setting": s, "variant": v, "metric": m, "models": models, "cells": rows_d})
@@ -67,7 +73,9 @@ def overview(run_dir: Path) -> dict[str, Any]:
     metrics = sorted({m for g in groups.values() for m in g["consistency"]})
     return {
         "run": Path(run_dir).name,
-        "groups": sorted(groups.values(), key=lambda g: (setting_order(g["setting"]), g["variant"] != "full", g["variant"])),
+        "groups": sorted(
+            groups.values(), key=lambda g: (setting_order(g["setting"]), g["variant"] != "full", g["variant"])
+        ),
         "targets": targets,
         "metrics": metrics,
         "heatmaps": heatmaps,

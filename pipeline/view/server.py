@@ -23,8 +23,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from pipeline.view.data import Filters, RunData
 
 STATIC = Path(__file__).resolve().parent / "static"
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 
 def api_routes(rd: RunData) -> dict[str, Callable[[dict[str, str]], Any]]:
@@ -85,7 +87,11 @@ def make_handler(rd: RunData) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body)
 
         def _json(self, code: int, obj: Any) -> None:
-            self._send(code, json.dumps(jsonable(obj), default=str, allow_nan=False).encode(), "application/json; charset=utf-8")
+            self._send(
+                code,
+                json.dumps(jsonable(obj), default=str, allow_nan=False).encode(),
+                "application/json; charset=utf-8",
+            )
 
         def _file(self, path: Path | None) -> None:
             if path is None:
@@ -104,11 +110,11 @@ def make_handler(rd: RunData) -> type[BaseHTTPRequestHandler]:
                 if path in ("/", "/index.html"):
                     return self._file(STATIC / "index.html")
                 if path.startswith("/static/"):
-                    return self._file(safe_join(static_root, path[len("/static/"):]))
+                    return self._file(safe_join(static_root, path[len("/static/") :]))
                 if path.startswith("/run/"):
-                    return self._file(safe_join(rd.run_dir, path[len("/run/"):]))
+                    return self._file(safe_join(rd.run_dir, path[len("/run/") :]))
                 if path.startswith("/api/"):
-                    fn = routes.get(path[len("/api/"):])
+                    fn = routes.get(path[len("/api/") :])
                     if fn is None:
                         return self._json(404, {"error": f"no such API {path}"})
                     q = dict(parse_qsl(url.query, keep_blank_values=False))

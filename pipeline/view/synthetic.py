@@ -19,8 +19,7 @@ from pipeline.store.artifacts import write_table
 MODELS = ("A", "B", "C", "D", "E")
 
 
-def synthetic_run(run_dir: Path, rows: int = 200_000, seed: int = 0, n_boot: int = 0,
-                  tables: bool = True) -> Path:
+def synthetic_run(run_dir: Path, rows: int = 200_000, seed: int = 0, n_boot: int = 0, tables: bool = True) -> Path:
     """Write a run of about ``rows`` answer rows into ``run_dir``; returns ``run_dir``.
 
     Settings: Empty, Default (variant ``full``), Sampled and Transfer <m> for every model (variants
@@ -66,10 +65,17 @@ def synthetic_run(run_dir: Path, rows: int = 200_000, seed: int = 0, n_boot: int
     scored = pa.Table.from_pydict(cols, schema=SCORED).slice(0, rows)
     write_table(run_dir / "scored.arrow", scored, {})
     problems = pa.Table.from_pydict(
-        {"dataset": ["toy_arith"] * n_problems, "problem_id": pids,
-         "prompt": [f"What is {g - 7} + 7?" for g in gold], "system": [None] * n_problems,
-         "answer_prefix": [None] * n_problems, "gold": [json.dumps({"answer": str(g)}) for g in gold],
-         "meta": [None] * n_problems}, schema=PROBLEMS)
+        {
+            "dataset": ["toy_arith"] * n_problems,
+            "problem_id": pids,
+            "prompt": [f"What is {g - 7} + 7?" for g in gold],
+            "system": [None] * n_problems,
+            "answer_prefix": [None] * n_problems,
+            "gold": [json.dumps({"answer": str(g)}) for g in gold],
+            "meta": [None] * n_problems,
+        },
+        schema=PROBLEMS,
+    )
     write_table(run_dir / "store" / "problems-toy_arith-synthetic.arrow", problems, {})
     cots: dict[str, list] = {f.name: [] for f in COTS}
     for method in ("default", "sampled"):
@@ -77,10 +83,21 @@ def synthetic_run(run_dir: Path, rows: int = 200_000, seed: int = 0, n_boot: int
             for variant in variants:
                 for p, g in zip(pids, gold):
                     cot = f"Add seven. The answer is {g}." if variant == "full" else "Add seven."
-                    for k, v in (("dataset", "toy_arith"), ("problem_id", p), ("method", method), ("source", m),
-                                 ("variant", variant), ("sample", 0), ("cot", cot), ("cot_tokens", 8),
-                                 ("finish_reason", "stop"), ("forced_close", False), ("leak", variant == "full"),
-                                 ("error", None), ("filter", "rule" if variant != "full" else None)):
+                    for k, v in (
+                        ("dataset", "toy_arith"),
+                        ("problem_id", p),
+                        ("method", method),
+                        ("source", m),
+                        ("variant", variant),
+                        ("sample", 0),
+                        ("cot", cot),
+                        ("cot_tokens", 8),
+                        ("finish_reason", "stop"),
+                        ("forced_close", False),
+                        ("leak", variant == "full"),
+                        ("error", None),
+                        ("filter", "rule" if variant != "full" else None),
+                    ):
                         cots[k].append(v)
     write_table(run_dir / "store" / "truncate-cots-synthetic.arrow", pa.Table.from_pydict(cots, schema=COTS), {})
     if tables:

@@ -21,8 +21,12 @@ def test_answer_by_token_ids_hits_the_cache():
     assert info["determinism"] == "exact" and info["engine_core"] == "inproc"
     assert info["max_num_batched_tokens"] == max(m.max_model_len, 2048)  # unchunked CPU prefill
 
-    reqs = [GenerateRequest(prompt=f"What is {i} + {i}?", sampling=Sampling(0.0, 1.0, -1), thought_budget=64,
-                            answer_budget=4) for i in range(4)]
+    reqs = [
+        GenerateRequest(
+            prompt=f"What is {i} + {i}?", sampling=Sampling(0.0, 1.0, -1), thought_budget=64, answer_budget=4
+        )
+        for i in range(4)
+    ]
     outs = [o.row() for o in e.run_batch([e.generate(r) for r in reqs])]
     s = e.stats
     assert s["answer_requests"] == 4 and s["answer_text_path"] == 0

@@ -69,8 +69,10 @@ def test_engine_builds_prompts_in_own_format():
     assert p.endswith("one plus one<|end|><|start|>assistant<|channel|>final<|message|>")
     ids = e.encode("<|channel|>")
     assert len(ids) == 1  # a special token, not text
-    reqs = [GenerateRequest(prompt=q, sampling=GREEDY, thought_budget=8, answer_budget=4)
-            for q in ("What is 1 + 1?", "x " * 600)]
+    reqs = [
+        GenerateRequest(prompt=q, sampling=GREEDY, thought_budget=8, answer_budget=4)
+        for q in ("What is 1 + 1?", "x " * 600)
+    ]
     out = [r.row() for r in e.run_batch([e.generate(r) for r in reqs])]
     assert out[0]["error"] is None and out[0]["cot_tokens"] > 0
     assert "max_model_len=1024" in out[1]["error"] and "tiny-harmony" in out[1]["error"]

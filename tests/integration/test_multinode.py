@@ -23,12 +23,25 @@ def test_two_node_cluster_places_one_engine_per_node(tmp_path):
         cluster.add_node(num_cpus=1, resources={"worker": 1})
         cluster.wait_for_nodes()
         d = tmp_path / "run"
-        cfg = compose(["experiment=demo_tiny", "~models.c", f"run_dir={d}", "dataset.size=3",
-                       "generate.thought_budget=16", "generate.answer_budget=8", "transfer.answer_budget=8",
-                       "generate.methods=[empty,default]", "score.n_boot=50", "progress=false",
-                       f"ray.address={cluster.address}", "ray.ship_code=false",
-                       # one CPU each: one engine per node, both resident at once
-                       "models.a.num_cpus=1", "models.b.num_cpus=1"])
+        cfg = compose(
+            [
+                "experiment=demo_tiny",
+                "~models.c",
+                f"run_dir={d}",
+                "dataset.size=3",
+                "generate.thought_budget=16",
+                "generate.answer_budget=8",
+                "transfer.answer_budget=8",
+                "generate.methods=[empty,default]",
+                "score.n_boot=50",
+                "progress=false",
+                f"ray.address={cluster.address}",
+                "ray.ship_code=false",
+                # one CPU each: one engine per node, both resident at once
+                "models.a.num_cpus=1",
+                "models.b.num_cpus=1",
+            ]
+        )
         run(cfg)
     finally:
         ray.shutdown()

@@ -18,14 +18,28 @@ from pipeline.datasets.medcalc_study import GENEX_ROW_NUMBERS
 
 pytestmark = pytest.mark.slow
 
-SMALL = ["experiment=demo_tiny", "dataset=medcalc", "dataset.limit=2", "progress=false",
-         "models.a.max_model_len=4096", "models.b.max_model_len=4096", "models.c.max_model_len=4096",
-         "generate.thought_budget=16", "generate.answer_budget=16", "transfer.answer_budget=16",
-         "ensemble.enabled=true", "ensemble.generators=[tiny-think,tiny-thought]", "ensemble.evaluators=[tiny-harmony]",
-         "ensemble.thought_budget=24", "ensemble.max_steps=2", "ensemble.candidates=2", "score.n_boot=50",
-         # A tiny model's 4096 positions cannot hold every transferred CoT after a MedCalc note; such
-         # requests are recorded error rows (counted wrong, as in the study), not a failed run.
-         "error_budget=0.5"]
+SMALL = [
+    "experiment=demo_tiny",
+    "dataset=medcalc",
+    "dataset.limit=2",
+    "progress=false",
+    "models.a.max_model_len=4096",
+    "models.b.max_model_len=4096",
+    "models.c.max_model_len=4096",
+    "generate.thought_budget=16",
+    "generate.answer_budget=16",
+    "transfer.answer_budget=16",
+    "ensemble.enabled=true",
+    "ensemble.generators=[tiny-think,tiny-thought]",
+    "ensemble.evaluators=[tiny-harmony]",
+    "ensemble.thought_budget=24",
+    "ensemble.max_steps=2",
+    "ensemble.candidates=2",
+    "score.n_boot=50",
+    # A tiny model's 4096 positions cannot hold every transferred CoT after a MedCalc note; such
+    # requests are recorded error rows (counted wrong, as in the study), not a failed run.
+    "error_budget=0.5",
+]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +81,9 @@ def test_reference_protocol_end_to_end(protocol, tmp_path, ray_session):
         # answer is its message, which the paper metric's drop rule then removes.
         assert live["answer"].str.contains("not defined|does not match|are not permitted|N/A").any()
     summary = pl.read_csv(rd / "tables" / "consistency_summary.csv")
-    assert {"Default", "Transfer tiny-think", "Ensemble tiny-think+tiny-thought/tiny-harmony"} <= set(summary["setting"])
+    assert {"Default", "Transfer tiny-think", "Ensemble tiny-think+tiny-thought/tiny-harmony"} <= set(
+        summary["setting"]
+    )
     assert (rd / "report.md").is_file()
 
 
@@ -80,11 +96,25 @@ def test_instruction_induction_study_protocol_end_to_end(tmp_path, ray_session):
     from pipeline.stages.dag import run
     from pipeline.datasets.ii_study import FORCED_PREFIX, normalize_answer
 
-    cfg = compose(["experiment=demo_tiny", "dataset=instruction_induction", "dataset.options.tasks=[rhymes,synonyms]",
-                   "dataset.options.per_task=2", "progress=false", "+study_protocol=paper",
-                   "models.a.max_model_len=4096", "models.b.max_model_len=4096", "models.c.max_model_len=4096",
-                   "generate.thought_budget=16", "generate.answer_budget=12", "transfer.answer_budget=12",
-                   "ensemble.enabled=false", "score.n_boot=50", f"run_dir={tmp_path / 'ii'}"])
+    cfg = compose(
+        [
+            "experiment=demo_tiny",
+            "dataset=instruction_induction",
+            "dataset.options.tasks=[rhymes,synonyms]",
+            "dataset.options.per_task=2",
+            "progress=false",
+            "+study_protocol=paper",
+            "models.a.max_model_len=4096",
+            "models.b.max_model_len=4096",
+            "models.c.max_model_len=4096",
+            "generate.thought_budget=16",
+            "generate.answer_budget=12",
+            "transfer.answer_budget=12",
+            "ensemble.enabled=false",
+            "score.n_boot=50",
+            f"run_dir={tmp_path / 'ii'}",
+        ]
+    )
     assert cfg.dataset.options["protocol"] == "study" and "embedding" in cfg.score.metrics
     ctx = run(cfg)
     rd = ctx.run_dir
@@ -98,5 +128,6 @@ def test_instruction_induction_study_protocol_end_to_end(tmp_path, ray_session):
     emb = summary.filter((pl.col("metric") == "embedding") & (pl.col("setting") == "Default"))
     assert emb.height == 1 and emb["n_pairs"][0] == 3 and 0 <= emb["mean"][0] <= 1
     pairs = pl.read_csv(rd / "tables" / "consistency_pairs.csv").filter(
-        (pl.col("metric") == "embedding") & (pl.col("setting") == "Default"))
+        (pl.col("metric") == "embedding") & (pl.col("setting") == "Default")
+    )
     assert abs(pairs["value"].mean() - emb["mean"][0]) < 1e-9 and set(pairs["n_items"]) == {4}

@@ -11,14 +11,27 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = ("consistency_summary.csv", "accuracy.csv", "consistency_pairs.csv")
-SMALL = ["dataset.size=6", "generate.thought_budget=24", "generate.answer_budget=8", "transfer.answer_budget=8",
-         "progress=false", "~models.c"]
+SMALL = [
+    "dataset.size=6",
+    "generate.thought_budget=24",
+    "generate.answer_budget=8",
+    "transfer.answer_budget=8",
+    "progress=false",
+    "~models.c",
+]
 
 
 def _run(*overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    p = subprocess.run([sys.executable, "-m", "pipeline", "run", *overrides, *SMALL], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=900, check=False)
+    p = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", *overrides, *SMALL],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return p
 
@@ -51,8 +64,9 @@ def test_managed_server_tables_byte_identical_and_rerun_makes_no_requests(tmp_pa
     assert not _server_processes(port), "the managed server outlived its run"
     _run("experiment=demo_tiny_server", f"run_dir={served}")
     log2 = (served / "served-tiny-think.log").read_text()
-    assert log2.count("POST /v1/completions") == posts and log2.count("# crosscot:") == log.count("# crosscot:"), \
+    assert log2.count("POST /v1/completions") == posts and log2.count("# crosscot:") == log.count("# crosscot:"), (
         "a rerun of a finished run sent requests (or started a server)"
+    )
 
 
 def test_served_engine_matches_in_process_on_every_role(tmp_path):
@@ -67,23 +81,32 @@ def test_served_engine_matches_in_process_on_every_role(tmp_path):
     from pipeline.text.rewrite_filter import rewrite_one
 
     m = compose(["experiment=demo_tiny"]).model("tiny-think")
-    served_cfg = dataclasses.replace(m, engine="openai",
-                                     served=dataclasses.replace(m.served, log_dir=str(tmp_path)))
+    served_cfg = dataclasses.replace(m, engine="openai", served=dataclasses.replace(m.served, log_dir=str(tmp_path)))
     local, served = ModelEngine(m, seed=0), OpenAIEngine(served_cfg, seed=0)
     try:
         s = Sampling(0.8, 0.95, -1, seed=1234)
-        gen = [GenerateRequest(prompt=f"What is {i} + 3?", sampling=s, thought_budget=40, answer_budget=8)
-               for i in range(4)]
-        tr = [AnswerRequest(prompt="What is 2 + 3?", cot="two plus three is five", phase="transfer", sampling=s,
-                            answer_budget=8)]
+        gen = [
+            GenerateRequest(prompt=f"What is {i} + 3?", sampling=s, thought_budget=40, answer_budget=8)
+            for i in range(4)
+        ]
+        tr = [
+            AnswerRequest(
+                prompt="What is 2 + 3?", cot="two plus three is five", phase="transfer", sampling=s, answer_budget=8
+            )
+        ]
         prop = [ProposeRequest(prompt="What is 2 + 3?", cot="we add", n=3, max_candidate_tokens=10, sampling=s)]
         for name, reqs in (("generate", gen), ("answer", tr), ("propose", prop)):
             got = served.run_batch([r.run(served) for r in reqs])
             want = local.run_batch([r.run(local) for r in reqs])
             assert got == want, name
         for mode in ("cached", "paper"):
-            sc = ScoreRequest(prompt="What is 2 + 3?", cot="we add two", candidates=[" and three.", " so five", " hmm"],
-                              closes=[False, True, False], mode=mode)
+            sc = ScoreRequest(
+                prompt="What is 2 + 3?",
+                cot="we add two",
+                candidates=[" and three.", " so five", " hmm"],
+                closes=[False, True, False],
+                mode=mode,
+            )
             a, b = local.run_batch([sc.run(local)])[0], served.run_batch([sc.run(served)])[0]
             for x, y in zip(a, b):
                 assert x.n_tokens == y.n_tokens

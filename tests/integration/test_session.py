@@ -28,8 +28,11 @@ time.sleep(600)
 
 
 def _session_procs(session_dir: str) -> list[int]:
-    return [int(d.name) for d in Path("/proc").iterdir()
-            if d.name.isdigit() and session._belongs(int(d.name), session_dir, {}) and not session._zombie(int(d.name))]
+    return [
+        int(d.name)
+        for d in Path("/proc").iterdir()
+        if d.name.isdigit() and session._belongs(int(d.name), session_dir, {}) and not session._zombie(int(d.name))
+    ]
 
 
 def test_sigkilled_driver_leftovers_are_reaped_and_strangers_spared(tmp_path):
@@ -70,8 +73,12 @@ def test_live_driver_session_is_left_alone(tmp_path):
     run_dir.mkdir()
     live = subprocess.Popen(["sleep", "300"])
     try:
-        rec = {"driver_pid": live.pid, "driver_start": session._start_time(live.pid),
-               "session_dir": str(tmp_path / "session"), "processes": [[live.pid, session._start_time(live.pid)]]}
+        rec = {
+            "driver_pid": live.pid,
+            "driver_start": session._start_time(live.pid),
+            "session_dir": str(tmp_path / "session"),
+            "processes": [[live.pid, session._start_time(live.pid)]],
+        }
         (run_dir / session.RECORD).write_text(json.dumps(rec))
         assert session.reap(run_dir) == [] and live.poll() is None
     finally:

@@ -20,15 +20,28 @@ from pipeline.schema import TELEMETRY_COLUMNS
 from pipeline.store.artifacts import read_table
 
 REPO = Path(__file__).resolve().parents[2]
-BASE = ["experiment=demo_tiny", "dataset.size=6", "generate.thought_budget=32", "generate.answer_budget=8",
-        "transfer.answer_budget=8", "progress=false", "score.n_boot=50"]
+BASE = [
+    "experiment=demo_tiny",
+    "dataset.size=6",
+    "generate.thought_budget=32",
+    "generate.answer_budget=8",
+    "transfer.answer_budget=8",
+    "progress=false",
+    "score.n_boot=50",
+]
 
 
 def _run(run_dir: Path, *extra: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("CROSSCOT_FAULT_DELAY_S", None)
-    r = subprocess.run([sys.executable, "-m", "pipeline", "run", *BASE, f"run_dir={run_dir}", *extra],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", *BASE, f"run_dir={run_dir}", *extra],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
 
 
@@ -56,8 +69,9 @@ def test_stream_settings_do_not_change_rows_and_stages_overlap(tmp_path):
 
     tel = json.loads((b / "telemetry.json").read_text())
     gen, xfer = tel["stage_models"]["generate"], tel["stage_models"]["transfer"]
-    assert min(t["first_submit"] for t in xfer.values()) < max(t["last_done"] for t in gen.values()), \
+    assert min(t["first_submit"] for t in xfer.values()) < max(t["last_done"] for t in gen.values()), (
         "transfer starts before generate ends"
+    )
     assert 0.0 <= tel["outside_engine_share_excl_startup"] <= 1.0 and tel["engine_startup_seconds"] > 0
     # One item in flight per engine really bounded what the engines saw.
     tel_a = json.loads((a / "telemetry.json").read_text())

@@ -17,10 +17,24 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def multirun(sweep_dir: Path, *overrides: str, rc: int = 0) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "pipeline", "run", "-m", "experiment=sweep_cpu", f"hydra.sweep.dir={sweep_dir}",
-           f"store_dir={sweep_dir / 'store'}", f"run_dir={sweep_dir}/${{hydra:job.num}}",
-           "dataset.size=3", "generate.thought_budget=24", "generate.answer_budget=8", "transfer.answer_budget=8",
-           "score.n_boot=50", "progress=false", *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "run",
+        "-m",
+        "experiment=sweep_cpu",
+        f"hydra.sweep.dir={sweep_dir}",
+        f"store_dir={sweep_dir / 'store'}",
+        f"run_dir={sweep_dir}/${{hydra:job.num}}",
+        "dataset.size=3",
+        "generate.thought_budget=24",
+        "generate.answer_budget=8",
+        "transfer.answer_budget=8",
+        "score.n_boot=50",
+        "progress=false",
+        *overrides,
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("CROSSCOT_FAULT_DELAY_S", None)
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
@@ -52,8 +66,9 @@ def test_sweep_shares_engines_and_store_records_failures_and_resumes(tmp_path):
     assert {n: e["loads"] for n, e in t1["engines"].items()} == {"tiny-think": 1, "tiny-thought": 1}
     assert all(w.get("shared_with_jobs") == 2 for w in t0["waves"] + t1["waves"])
     # The generations both jobs need were computed once: by exactly one of the two jobs.
-    gen_items = [t["stage_models"].get("generate", {}).get(m, {}).get("requests", 0)
-                 for t in (t0, t1) for m in ("tiny-think",)]
+    gen_items = [
+        t["stage_models"].get("generate", {}).get(m, {}).get("requests", 0) for t in (t0, t1) for m in ("tiny-think",)
+    ]
     assert sum(gen_items) == 3 * 3, gen_items  # 3 problems x (empty, default, sampled), not twice
     mtime = Path(gen1[0]).stat().st_mtime
     before = (j0 / "tables" / "accuracy.csv").read_text()

@@ -36,10 +36,29 @@ SCREENSHOT = REPO / "docs" / "view.png"
 def run_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("view") / "run"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    r = subprocess.run([sys.executable, "-m", "pipeline", "run", "experiment=demo_tiny", f"run_dir={d}", "dataset.size=8",
-                        "generate.thought_budget=40", "generate.answer_budget=10", "transfer.answer_budget=10",
-                        "truncate.prefix_fractions=[0.5]", "transfer.variants=[full,without_answer,prefix_0.5]",
-                        "progress=false", "score.n_boot=50"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "run",
+            "experiment=demo_tiny",
+            f"run_dir={d}",
+            "dataset.size=8",
+            "generate.thought_budget=40",
+            "generate.answer_budget=10",
+            "transfer.answer_budget=10",
+            "truncate.prefix_fractions=[0.5]",
+            "transfer.variants=[full,without_answer,prefix_0.5]",
+            "progress=false",
+            "score.n_boot=50",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     t = read_table(d / "scored.arrow")
     texts = t.column("answer_text").to_pylist()
@@ -54,8 +73,11 @@ def run_dir(tmp_path_factory) -> Path:
 def browser():
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
-        pytest.fail("chromium is not installed: `apt-get install -y chromium` (make test installs it); "
-                    "the viewer's browser tests fail, they do not skip", pytrace=False)
+        pytest.fail(
+            "chromium is not installed: `apt-get install -y chromium` (make test installs it); "
+            "the viewer's browser tests fail, they do not skip",
+            pytrace=False,
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -112,12 +134,18 @@ def test_disagreements_match_the_pairs_table(page, run_dir, viewer):
     row = pairs.filter(pl.col("setting").str.starts_with("Transfer") & (pl.col("variant") == "full")).row(0, named=True)
     goto(page, hurl(viewer.url, "/items"))
     # Drive the filters as a user does: each select changes the list.
-    for name, value in (("setting", row["setting"]), ("variant", "full"), ("metric", "paper"),
-                        ("pair", f"{row['model_a']}|{row['model_b']}"), ("agree", "disagree")):
+    for name, value in (
+        ("setting", row["setting"]),
+        ("variant", "full"),
+        ("metric", "paper"),
+        ("pair", f"{row['model_a']}|{row['model_b']}"),
+        ("agree", "disagree"),
+    ):
         before = page.evaluate("location.hash")
         page.select_option(f"select[name={name}]", value)
-        page.wait_for_function("h => location.hash !== h && document.body.getAttribute('data-ready') === location.hash",
-                               arg=before)
+        page.wait_for_function(
+            "h => location.hash !== h && document.body.getAttribute('data-ready') === location.hash", arg=before
+        )
     want = round(row["n_items"] * (1 - row["value"]))
     assert total(page) == want
     assert page.locator("#items tr[data-key]").count() == min(want, 50)
@@ -130,8 +158,12 @@ def test_disagreements_match_the_pairs_table(page, run_dir, viewer):
         goto(page, viewer.url + href)
         q = dict(parse_qsl(href.split("?", 1)[1]))
         s, v, pair = q["setting"], q["variant"], q["pair"].split("|")
-        r = pairs.filter((pl.col("setting") == s) & (pl.col("variant") == v) & (pl.col("model_a") == pair[0])
-                         & (pl.col("model_b") == pair[1])).row(0, named=True)
+        r = pairs.filter(
+            (pl.col("setting") == s)
+            & (pl.col("variant") == v)
+            & (pl.col("model_a") == pair[0])
+            & (pl.col("model_b") == pair[1])
+        ).row(0, named=True)
         assert total(page) == round(r["n_items"] * (1 - r["value"])), (s, v, pair)
 
 
@@ -145,8 +177,11 @@ def test_item_shows_source_cot_and_every_answer(page, run_dir, viewer):
     page.wait_for_selector("#targets")
     cot = page.locator("#cots .cot").first.text_content()
     assert first["cot"].strip() and first["cot"].strip() in cot
-    item = rows.filter((pl.col("problem_id") == first["problem_id"]) & (pl.col("source") == first["source"])
-                       & (pl.col("variant") == first["variant"]))
+    item = rows.filter(
+        (pl.col("problem_id") == first["problem_id"])
+        & (pl.col("source") == first["source"])
+        & (pl.col("variant") == first["variant"])
+    )
     assert page.locator("#targets .card").count() == item.height
     for r in item.iter_rows(named=True):
         card = page.locator(f"#targets .card[data-target='{r['target']}']")
@@ -174,7 +209,9 @@ def test_follow_a_flip_between_two_settings(page, run_dir, viewer):
     scored = with_setting(pl.from_arrow(read_table(run_dir / "scored.arrow")))
     pairs = pairs_table(run_dir)
     best = None
-    for r in pairs.filter(pl.col("setting").str.starts_with("Transfer") & (pl.col("variant") == "full")).iter_rows(named=True):
+    for r in pairs.filter(pl.col("setting").str.starts_with("Transfer") & (pl.col("variant") == "full")).iter_rows(
+        named=True
+    ):
         f = _flips(scored, "Default", r["setting"], "full", (r["model_a"], r["model_b"]))
         if f and (best is None or len(f) > len(best[1])):
             best = (r, f)
@@ -183,7 +220,9 @@ def test_follow_a_flip_between_two_settings(page, run_dir, viewer):
     pair = f"{r['model_a']}|{r['model_b']}"
     goto(page, hurl(viewer.url, "/items", setting=r["setting"], variant="full", flip_from="Default", pair=pair))
     assert total(page) == len(flips)
-    got = {k.split("|")[3] for k in page.locator("#items tr[data-key]").evaluate_all("els => els.map(e => e.dataset.key)")}
+    got = {
+        k.split("|")[3] for k in page.locator("#items tr[data-key]").evaluate_all("els => els.map(e => e.dataset.key)")
+    }
     assert got == flips
     page.click("#items tr[data-key] a.open >> nth=0")
     page.wait_for_selector("#others")
@@ -205,8 +244,12 @@ def test_script_in_a_reply_shows_as_text(page, run_dir, viewer):
 def test_curves_page_and_report_have_the_partial_cot_curve(page, run_dir, viewer):
     goto(page, hurl(viewer.url, "/curves"))
     settings = page.locator(".curves").evaluate_all("els => els.map(e => e.dataset.setting)")
-    want = sorted(pl.read_csv(run_dir / "tables" / "consistency_summary.csv")
-                  .filter(pl.col("variant") == "prefix_0.5")["setting"].unique().to_list())
+    want = sorted(
+        pl.read_csv(run_dir / "tables" / "consistency_summary.csv")
+        .filter(pl.col("variant") == "prefix_0.5")["setting"]
+        .unique()
+        .to_list()
+    )
     assert sorted(settings) == want and any(s.startswith("Transfer") for s in settings)
     assert page.locator(".curves svg polyline").count() >= 2 * len(settings)
     md = (run_dir / "report.md").read_text()
@@ -222,8 +265,15 @@ def test_static_export_opens_from_disk(page, run_dir, tmp_path):
     assert main(["view", str(run_dir), "--export", str(out)]) == 0
     assert len(list((out / "data").glob("item-*.js"))) > 1, "item details are split into pages"
     row = pairs_table(run_dir).filter(pl.col("setting") == "Default").row(0, named=True)
-    url = hurl((out / "index.html").as_uri(), "/items", setting="Default", variant="full", metric="paper",
-               pair=f"{row['model_a']}|{row['model_b']}", agree="disagree")
+    url = hurl(
+        (out / "index.html").as_uri(),
+        "/items",
+        setting="Default",
+        variant="full",
+        metric="paper",
+        pair=f"{row['model_a']}|{row['model_b']}",
+        agree="disagree",
+    )
     goto(page, url)
     assert total(page) == round(row["n_items"] * (1 - row["value"]))
     page.click("#items tr[data-key] a.open >> nth=0")

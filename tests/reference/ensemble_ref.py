@@ -51,11 +51,13 @@ class ReferenceScorer:
 
     def score(self, contexts: list[str], continuations: list[list[str]], mode: str = "cached") -> list[list[dict]]:
         """Same contract as ModelEngine.score (``mode`` only matters for ``"paper"``)."""
-        return self.score_ids([self.encode(c) for c in contexts],
-                              [[self.encode(k) for k in conts] for conts in continuations], mode)
+        return self.score_ids(
+            [self.encode(c) for c in contexts], [[self.encode(k) for k in conts] for conts in continuations], mode
+        )
 
-    def score_ids(self, ctx_ids: list[list[int]], cont_ids: list[list[list[int]]],
-                  mode: str = "cached") -> list[list[dict]]:
+    def score_ids(
+        self, ctx_ids: list[list[int]], cont_ids: list[list[list[int]]], mode: str = "cached"
+    ) -> list[list[dict]]:
         """Same contract as ModelEngine.score_ids."""
         import torch
 
@@ -86,8 +88,11 @@ class ReferenceScorer:
         lp = token_logprobs(logits, torch.cat(all_targets))
         for j, (ci, ki, nk) in enumerate(meta):
             b = int(cu[j + 1])
-            d = {"logprobs": lp[b - nk:b].tolist() if nk else [], "n_tokens": nk,
-                 "mean_nll": float(nll[j]) if nk else float("inf")}
+            d = {
+                "logprobs": lp[b - nk : b].tolist() if nk else [],
+                "n_tokens": nk,
+                "mean_nll": float(nll[j]) if nk else float("inf"),
+            }
             if seq is not None:
                 d["seq_mean_nll"] = float(seq[j])
             res[ci][ki] = d

@@ -68,8 +68,11 @@ def post_training_agreement(folder: Path) -> dict[str, float]:
             tgt = data[(s, t)]
             c = n = 0
             for i in range(min(len(src), len(tgt))):
-                r = _check({"Target Answer": src[i].get("LLM Answer", ""), "Target Result": src[i].get("Result", "")},
-                           tgt[i], True)
+                r = _check(
+                    {"Target Answer": src[i].get("LLM Answer", ""), "Target Result": src[i].get("Result", "")},
+                    tgt[i],
+                    True,
+                )
                 if r is not None:
                     n, c = n + 1, c + r
             groups["post" if "grpo" in s.lower() else "base"].append(c / n)
@@ -138,9 +141,17 @@ def cot_effect(folder: Path) -> dict[str, dict[str, int]]:
                     continue
                 ae, ad = e.get("LLM Answer", ""), d.get("Target Answer" if has else "LLM Answer", "")
                 c["n"] += 1
-                k = ("wrong_to_correct" if not ce and cd else "correct_to_wrong" if ce and not cd
-                     else "correct_to_correct" if ce and cd else
-                     "wrong_to_wrong_same" if ae == ad else "wrong_to_wrong_diff")
+                k = (
+                    "wrong_to_correct"
+                    if not ce and cd
+                    else "correct_to_wrong"
+                    if ce and not cd
+                    else "correct_to_correct"
+                    if ce and cd
+                    else "wrong_to_wrong_same"
+                    if ae == ad
+                    else "wrong_to_wrong_diff"
+                )
                 c[k] += 1
     return out
 
@@ -189,8 +200,15 @@ def agreement_breakdown(folder: Path) -> dict[str, dict[str, tuple[float, float,
                 if any(p in a1 or p in a2 for p in INVALID):
                     continue
                 bc, bi, same = r1 == "Correct" and r2 == "Correct", r1 == "Incorrect" and r2 == "Incorrect", a1 == a2
-                k = ("consistent_correct" if same and bc else "consistent_wrong" if same and bi
-                     else "consistent_mixed" if same else "inconsistent")
+                k = (
+                    "consistent_correct"
+                    if same and bc
+                    else "consistent_wrong"
+                    if same and bi
+                    else "consistent_mixed"
+                    if same
+                    else "inconsistent"
+                )
                 total += 1
                 counts[k] = counts.get(k, 0) + 1
             for k, c in counts.items():
@@ -200,7 +218,9 @@ def agreement_breakdown(folder: Path) -> dict[str, dict[str, tuple[float, float,
 
 
 # --- model_involvement.ipynb (transfer part)
-def creator_involvement(folder: Path, missing_as_disagreement: bool = True) -> dict[str, tuple[float, float, int, float, float, int]]:
+def creator_involvement(
+    folder: Path, missing_as_disagreement: bool = True
+) -> dict[str, tuple[float, float, int, float, float, int]]:
     """As released, the notebook scores a row whose Target fields are missing as 0 before its drop rule
     (``missing_as_disagreement``); False reads them with ``.get(..., "")`` as the other notebooks do."""
     folder = Path(folder)
@@ -217,7 +237,9 @@ def creator_involvement(folder: Path, missing_as_disagreement: bool = True) -> d
             continue
         c = n = 0
         for d1, d2 in zip(_load(folder / f1), _load(folder / f2)):
-            if missing_as_disagreement and any(k not in d for d in (d1, d2) for k in ("Target Answer", "Target Result")):
+            if missing_as_disagreement and any(
+                k not in d for d in (d1, d2) for k in ("Target Answer", "Target Result")
+            ):
                 r: int | None = 0
             else:
                 r = _check(d1, d2, True)
@@ -228,8 +250,14 @@ def creator_involvement(folder: Path, missing_as_disagreement: bool = True) -> d
     for v, rows in res.items():
         inv = [x for i, x in rows if i]
         notinv = [x for i, x in rows if not i]
-        out[v] = (float(np.mean(inv)), float(np.std(inv) / np.sqrt(len(inv))), len(inv),
-                  float(np.mean(notinv)), float(np.std(notinv) / np.sqrt(len(notinv))), len(notinv))
+        out[v] = (
+            float(np.mean(inv)),
+            float(np.std(inv) / np.sqrt(len(inv))),
+            len(inv),
+            float(np.mean(notinv)),
+            float(np.std(notinv) / np.sqrt(len(notinv))),
+            len(notinv),
+        )
     return out
 
 
@@ -246,8 +274,11 @@ def pooled_consistency(folder: Path) -> dict[str, tuple[float, float, int]]:
         elif "_with_sampling" in f:
             vs = ["Sampled"]
         elif m:
-            vs = (["Default", f"Transfer {LRMS[m[1]]}"] if m[1] == m[2] and "without_answer" in f
-                  else [f"Transfer {LRMS[m[1]]}"])
+            vs = (
+                ["Default", f"Transfer {LRMS[m[1]]}"]
+                if m[1] == m[2] and "without_answer" in f
+                else [f"Transfer {LRMS[m[1]]}"]
+            )
         else:
             g = re.search(r"_gen_(.+)_eval_(.+)\.json", f)
             vs = [f"Ensemble {g[1]}/{g[2]}"] if g else []

@@ -17,9 +17,11 @@ def _run(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
 
 
 def test_import_is_light():
-    code = ("import sys, pipeline, pipeline.cli, pipeline.config, pipeline.schema, pipeline.stages.dag, kernels;"
-            "heavy=[m for m in ('vllm','ray','torch','triton','matplotlib') if m in sys.modules];"
-            "print(heavy); sys.exit(1 if heavy else 0)")
+    code = (
+        "import sys, pipeline, pipeline.cli, pipeline.config, pipeline.schema, pipeline.stages.dag, kernels;"
+        "heavy=[m for m in ('vllm','ray','torch','triton','matplotlib') if m in sys.modules];"
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
     r = _run("-c", code)
     assert r.returncode == 0, r.stdout + r.stderr
 

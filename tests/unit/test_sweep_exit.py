@@ -36,8 +36,15 @@ def test_failed_sweep_job_exits_nonzero_after_the_others(tmp_path, monkeypatch, 
     monkeypatch.setattr(ray_pool, "EnginePool", NoPool)
     monkeypatch.setattr(ray_pool, "init_ray", lambda cfg: None)
     sweep = tmp_path / "sweep"
-    rc = app.run_cli(["-m", "experiment=demo_tiny", f"hydra.sweep.dir={sweep}", f"run_dir={sweep}/${{hydra:job.num}}",
-                      "dataset.seed=0,1,2"])
+    rc = app.run_cli(
+        [
+            "-m",
+            "experiment=demo_tiny",
+            f"hydra.sweep.dir={sweep}",
+            f"run_dir={sweep}/${{hydra:job.num}}",
+            "dataset.seed=0,1,2",
+        ]
+    )
     assert rc == 1 and ran == [0, 1, 2], "every job ran, the failure did not stop the sweep"
     err = capsys.readouterr().err
     assert "sweep finished with 1 of 3 job(s) failed" in err and "job 1 [" in err and "dataset.seed=1]" in err
@@ -46,8 +53,15 @@ def test_failed_sweep_job_exits_nonzero_after_the_others(tmp_path, monkeypatch, 
     assert rec["job"] == 1
 
     # and a clean sweep exits 0
-    rc = app.run_cli(["-m", "experiment=demo_tiny", f"hydra.sweep.dir={tmp_path / 's2'}",
-                      f"run_dir={tmp_path / 's2'}/${{hydra:job.num}}", "dataset.seed=0,2"])
+    rc = app.run_cli(
+        [
+            "-m",
+            "experiment=demo_tiny",
+            f"hydra.sweep.dir={tmp_path / 's2'}",
+            f"run_dir={tmp_path / 's2'}/${{hydra:job.num}}",
+            "dataset.seed=0,2",
+        ]
+    )
     assert rc == 0
 
 

@@ -40,8 +40,12 @@ def analyses(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
 
 
 def _get(df: pl.DataFrame, analysis: str, setting: str, group: str, metric: str) -> dict:
-    r = df.filter((pl.col("analysis") == analysis) & (pl.col("setting") == setting) & (pl.col("group") == group)
-                  & (pl.col("metric") == metric))
+    r = df.filter(
+        (pl.col("analysis") == analysis)
+        & (pl.col("setting") == setting)
+        & (pl.col("group") == group)
+        & (pl.col("metric") == metric)
+    )
     assert r.height == 1, (analysis, setting, group, metric)
     return r.row(0, named=True)
 
@@ -49,8 +53,13 @@ def _get(df: pl.DataFrame, analysis: str, setting: str, group: str, metric: str)
 @pytest.mark.shared_data(GENEX)
 def test_columns(analyses: pl.DataFrame) -> None:
     assert analyses.columns == ["analysis", "setting", "group", "metric", "value", "n"]
-    assert set(analyses["analysis"]) == {"self_consistency", "cot_effect", "agreement_breakdown",
-                                         "creator_involvement", "pooled_consistency"}
+    assert set(analyses["analysis"]) == {
+        "self_consistency",
+        "cot_effect",
+        "agreement_breakdown",
+        "creator_involvement",
+        "pooled_consistency",
+    }
 
 
 @pytest.mark.shared_data(GENEX)
@@ -66,23 +75,41 @@ def test_self_consistency_matches_study(analyses: pl.DataFrame) -> None:
 
 @pytest.mark.shared_data(GENEX)
 def test_cot_effect_matches_study(analyses: pl.DataFrame) -> None:
-    classes = ("wrong_to_correct", "correct_to_wrong", "correct_to_correct", "wrong_to_wrong_same", "wrong_to_wrong_diff")
-    for setting, counts, total in (("Default", (31, 29, 118, 64, 151), 393), ("Transfer NRR", (23, 73, 69, 34, 184), 383)):
+    classes = (
+        "wrong_to_correct",
+        "correct_to_wrong",
+        "correct_to_correct",
+        "wrong_to_wrong_same",
+        "wrong_to_wrong_diff",
+    )
+    for setting, counts, total in (
+        ("Default", (31, 29, 118, 64, 151), 393),
+        ("Transfer NRR", (23, 73, 69, 34, 184), 383),
+    ):
         for cls, c in zip(classes, counts):
             r = _get(analyses, "cot_effect", setting, "full", cls)
             assert r["n"] == total and round(r["value"] * total) == c, (setting, cls)
-    overall = {"wrong_to_correct": (12.8, 3.9), "correct_to_wrong": (10.5, 3.9), "correct_to_correct": (26.9, 3.9),
-               "wrong_to_wrong_same": (10.2, 3.1), "wrong_to_wrong_diff": (39.5, 4.1)}
+    overall = {
+        "wrong_to_correct": (12.8, 3.9),
+        "correct_to_wrong": (10.5, 3.9),
+        "correct_to_correct": (26.9, 3.9),
+        "wrong_to_wrong_same": (10.2, 3.1),
+        "wrong_to_wrong_diff": (39.5, 4.1),
+    }
     for cls, (mean, std) in overall.items():
         r = _get(analyses, "cot_effect", "all", "full", cls)
         assert r["n"] == 10 and round(100 * r["value"], 1) == mean, cls
         assert round(100 * _get(analyses, "cot_effect", "all", "full", f"{cls}_std")["value"], 1) == std, cls
     # Every setting, count for count, as the notebook computes it over the raw files.
     notebook = ref.cot_effect(GENEX)
-    ours = analyses.filter((pl.col("analysis") == "cot_effect") & (pl.col("setting") != "all")
-                           & ~pl.col("metric").str.ends_with("_std"))
-    ens = {"Ensemble qwq_dapo/oss": "Ensemble QwQ+DAPO/OSS", "Ensemble qwq_oss/dapo": "Ensemble QwQ+OSS/DAPO",
-           "Ensemble qwq_opent/oss": "Ensemble QwQ+OpenT/OSS"}
+    ours = analyses.filter(
+        (pl.col("analysis") == "cot_effect") & (pl.col("setting") != "all") & ~pl.col("metric").str.ends_with("_std")
+    )
+    ens = {
+        "Ensemble qwq_dapo/oss": "Ensemble QwQ+DAPO/OSS",
+        "Ensemble qwq_oss/dapo": "Ensemble QwQ+OSS/DAPO",
+        "Ensemble qwq_opent/oss": "Ensemble QwQ+OpenT/OSS",
+    }
     got = {(r["setting"], r["metric"]): round(r["value"] * r["n"]) for r in ours.iter_rows(named=True)}
     want = {(ens.get(s, s), k): v for s, c in notebook.items() for k, v in c.items() if k != "n"}
     assert got == want
@@ -100,7 +127,9 @@ def test_agreement_breakdown_matches_notebook(analyses: pl.DataFrame) -> None:
         for cls, (mean, std, count) in classes.items():
             r = _get(analyses, "agreement_breakdown", setting, group, cls)
             assert r["value"] == pytest.approx(mean, abs=1e-12) and r["n"] == count, (key, cls)
-            assert _get(analyses, "agreement_breakdown", setting, group, f"{cls}_std")["value"] == pytest.approx(std, abs=1e-12)
+            assert _get(analyses, "agreement_breakdown", setting, group, f"{cls}_std")["value"] == pytest.approx(
+                std, abs=1e-12
+            )
             n_checked += 1
     assert n_checked == 38
     # A class that never occurs in a pair is left out of that pair's mean: n below 10.
@@ -147,10 +176,20 @@ def _live(rows: list[tuple[str, str, str, str, list[str | None]]]) -> pl.DataFra
     out = []
     for method, source, variant, target, answers in rows:
         for pid, a in enumerate(answers):
-            out.append({"dataset": "medcalc", "problem_id": str(pid), "method": method, "source": source,
-                        "variant": variant, "sample": 0, "target": target, "gold": gold,
-                        "answer_text": None if a is None else json.dumps({"step_by_step_thinking": "", "answer": a}),
-                        "error": "generation failed" if a is None else None})
+            out.append(
+                {
+                    "dataset": "medcalc",
+                    "problem_id": str(pid),
+                    "method": method,
+                    "source": source,
+                    "variant": variant,
+                    "sample": 0,
+                    "target": target,
+                    "gold": gold,
+                    "answer_text": None if a is None else json.dumps({"step_by_step_thinking": "", "answer": a}),
+                    "error": "generation failed" if a is None else None,
+                }
+            )
     df = pl.from_arrow(score_answers(from_rows(out, ANSWERS), "ours", checker="lenient"))
     assert isinstance(df, pl.DataFrame)
     return df
@@ -158,26 +197,51 @@ def _live(rows: list[tuple[str, str, str, str, list[str | None]]]) -> pl.DataFra
 
 def test_live_run_tables() -> None:
     # Two models A, B; gold 4.  A failed transfer row (None) reads "" and wrong.
-    df = _live([
-        ("empty", "A", "full", "A", ["4", "3", "5"]), ("empty", "B", "full", "B", ["3", "3", "4"]),
-        ("default", "A", "full", "A", ["4", "2", "5"]), ("default", "B", "full", "B", ["4", "4", "6"]),
-        ("sampled", "A", "full", "A", ["4", "2", "7"]), ("sampled", "B", "full", "B", ["3", "4", "4"]),
-        ("transfer", "A", "full", "A", ["4", "2", None]), ("transfer", "A", "full", "B", ["4", "2", "5"]),
-        ("transfer", "B", "full", "A", ["4", "4", "6"]), ("transfer", "B", "full", "B", ["4", "3", "6"]),
-    ])
+    df = _live(
+        [
+            ("empty", "A", "full", "A", ["4", "3", "5"]),
+            ("empty", "B", "full", "B", ["3", "3", "4"]),
+            ("default", "A", "full", "A", ["4", "2", "5"]),
+            ("default", "B", "full", "B", ["4", "4", "6"]),
+            ("sampled", "A", "full", "A", ["4", "2", "7"]),
+            ("sampled", "B", "full", "B", ["3", "4", "4"]),
+            ("transfer", "A", "full", "A", ["4", "2", None]),
+            ("transfer", "A", "full", "B", ["4", "2", "5"]),
+            ("transfer", "B", "full", "A", ["4", "4", "6"]),
+            ("transfer", "B", "full", "B", ["4", "3", "6"]),
+        ]
+    )
     files, models = load_files(df)
     assert models == ["A", "B"]
-    rows = {(r["analysis"], r["setting"], r["group"], r["metric"]): (r["value"], r["n"]) for r in run_analyses(files, models)}
+    rows = {
+        (r["analysis"], r["setting"], r["group"], r["metric"]): (r["value"], r["n"])
+        for r in run_analyses(files, models)
+    }
     # Self-consistency of A: (4,4) both correct; (2,2) both wrong and equal; ("",7) both wrong, differ: 2/3.
     assert rows[("self_consistency", "A", "full", "rate")] == pytest.approx((2 / 3, 3))
     # B: (4,3) correct vs wrong; (3,4) wrong vs correct; (6,4) wrong vs correct: 0/3.
     assert rows[("self_consistency", "B", "full", "rate")] == (0.0, 3)
     # CoT effect, Default (self-transfers) against Empty: A 4->4 cc, 3->2 ww diff, 5->"" ww diff;
     # B 3->4 wc, 3->3 ww same, 4->6 cw.
-    d = {m: rows[("cot_effect", "Default", "full", m)][0] * 6 for m in
-         ("wrong_to_correct", "correct_to_wrong", "correct_to_correct", "wrong_to_wrong_same", "wrong_to_wrong_diff")}
-    assert d == pytest.approx({"wrong_to_correct": 1, "correct_to_wrong": 1, "correct_to_correct": 1,
-                               "wrong_to_wrong_same": 1, "wrong_to_wrong_diff": 2})
+    d = {
+        m: rows[("cot_effect", "Default", "full", m)][0] * 6
+        for m in (
+            "wrong_to_correct",
+            "correct_to_wrong",
+            "correct_to_correct",
+            "wrong_to_wrong_same",
+            "wrong_to_wrong_diff",
+        )
+    }
+    assert d == pytest.approx(
+        {
+            "wrong_to_correct": 1,
+            "correct_to_wrong": 1,
+            "correct_to_correct": 1,
+            "wrong_to_wrong_same": 1,
+            "wrong_to_wrong_diff": 2,
+        }
+    )
     # Transfer A: targets A, B answered (4,2,"") and (4,2,5): agree, agree (equal), disagree.
     assert rows[("pooled_consistency", "Transfer", "pooled", "mean")][1] == 2
     assert rows[("creator_involvement", "Transfer", "full", "involved")] == pytest.approx(((2 / 3 + 2 / 3) / 2, 2))

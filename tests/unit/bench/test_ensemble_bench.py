@@ -40,8 +40,9 @@ class StubEngine:
 def _work(steps: int) -> tuple:
     bases = [f"What is {p}? " + "word " * 100 for p in range(bench.PROBLEMS)]
     growth = [[f" step {s}." for s in range(steps)] for _ in range(bench.PROBLEMS)]
-    cands = [[[f" cand {k} of {p}." for k in range(bench.CANDIDATES)] for p in range(bench.PROBLEMS)]
-             for _ in range(steps)]
+    cands = [
+        [[f" cand {k} of {p}." for k in range(bench.CANDIDATES)] for p in range(bench.PROBLEMS)] for _ in range(steps)
+    ]
     return bases, growth, cands
 
 

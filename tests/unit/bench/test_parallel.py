@@ -12,7 +12,7 @@ from pipeline.engine.fake import FakePool
 
 
 def test_bench_parallel_measures_real_sweeps(tmp_path, monkeypatch):
-    monkeypatch.setattr(dag, "default_pool_factory", lambda cfg: (lambda: FakePool(cfg)))
+    monkeypatch.setattr(dag, "default_pool_factory", lambda cfg: lambda: FakePool(cfg))
     r = bp.main(tmp_path, seeds=(0, 1), size=3, keep_work=True)
     par, seq = r["parallel"], r["sequential"]
 

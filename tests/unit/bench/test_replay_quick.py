@@ -12,9 +12,17 @@ def _calibrate(tmp_path, monkeypatch, decode_tps: float) -> None:
     monkeypatch.setenv("CROSSCOT_CACHE", str(tmp_path))
     p = calibrate.cache_path()
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps({"rows": {"SmolLM2": {"decode_tps": decode_tps, "prefill_tps": 500.0,
-                                                  "single_decode_tps": 5.0, "batch": 32}},
-                             "load_s": {"SmolLM2": 30.0}, "cpus": 2}))
+    p.write_text(
+        json.dumps(
+            {
+                "rows": {
+                    "SmolLM2": {"decode_tps": decode_tps, "prefill_tps": 500.0, "single_decode_tps": 5.0, "batch": 32}
+                },
+                "load_s": {"SmolLM2": 30.0},
+                "cpus": 2,
+            }
+        )
+    )
 
 
 def test_a_fast_machine_gets_the_full_quick_run(tmp_path, monkeypatch):

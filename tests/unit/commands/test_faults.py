@@ -8,8 +8,16 @@ import pytest
 
 from pipeline.commands import faults
 
-CATEGORIES = ("file system", "silent-empty", "overwrite", "late check", "cluster", "corrupted store", "encoding",
-              "syntax")
+CATEGORIES = (
+    "file system",
+    "silent-empty",
+    "overwrite",
+    "late check",
+    "cluster",
+    "corrupted store",
+    "encoding",
+    "syntax",
+)
 
 
 def test_classify_demands_exit_2_the_whole_stderr_one_line_with_fix_and_the_expected_message():
@@ -25,8 +33,15 @@ def test_classify_demands_exit_2_the_whole_stderr_one_line_with_fix_and_the_expe
 def test_corpus_covers_the_kinds_the_issue_lists():
     cases = faults.load_cases(faults.CORPUS)
     names = " ".join(c["name"] for c in cases)
-    for kind in ("malformed row", "wrong types", "empty data file", "unknown", "over-long prompt",
-                 "unparsable override", "wrong type override"):
+    for kind in (
+        "malformed row",
+        "wrong types",
+        "empty data file",
+        "unknown",
+        "over-long prompt",
+        "unparsable override",
+        "wrong type override",
+    ):
         assert kind in names, kind
     for cat in CATEGORIES:  # several cases of each category, each stating the message it expects
         mine = [c for c in cases if c.get("category") == cat]
@@ -38,19 +53,30 @@ def test_corpus_covers_the_kinds_the_issue_lists():
 
 def test_a_changed_pre_existing_file_fails_the_case(tmp_path):
     """The runner itself catches a command that replaced what it should have left alone."""
-    case = {"name": "t", "category": "overwrite", "argv": ["import-genex", "{dir}/genex_ok", "--out", "{tmp}/imp", "--force"],
-            "expect": "x", "setup": {"before": [["import-genex", "{dir}/genex_ok", "--out", "{tmp}/imp"]],
-                                     # the import is deterministic: damage what it made, so --force really rewrites it
-                                     "truncate": {"imp/*.arrow": -1}},
-            "checksum": ["imp/*"]}
+    case = {
+        "name": "t",
+        "category": "overwrite",
+        "argv": ["import-genex", "{dir}/genex_ok", "--out", "{tmp}/imp", "--force"],
+        "expect": "x",
+        "setup": {
+            "before": [["import-genex", "{dir}/genex_ok", "--out", "{tmp}/imp"]],
+            # the import is deterministic: damage what it made, so --force really rewrites it
+            "truncate": {"imp/*.arrow": -1},
+        },
+        "checksum": ["imp/*"],
+    }
     r = faults.run_case(case, faults.CORPUS)
     assert not r["clear"] and any("changed" in p for p in r["problems"]), r
 
 
 def test_category_table_counts_per_category():
-    t = faults.category_table([{"category": "syntax", "clear": True, "checksummed": 0},
-                               {"category": "syntax", "clear": False, "checksummed": 0},
-                               {"category": "overwrite", "clear": True, "checksummed": 3}])
+    t = faults.category_table(
+        [
+            {"category": "syntax", "clear": True, "checksummed": 0},
+            {"category": "syntax", "clear": False, "checksummed": 0},
+            {"category": "overwrite", "clear": True, "checksummed": 3},
+        ]
+    )
     lines = t.splitlines()
     assert lines[0].split()[:3] == ["category", "cases", "clear"]
     assert lines[1].split() == ["overwrite", "1", "1", "0", "3"] and lines[2].split() == ["syntax", "2", "1", "1", "0"]

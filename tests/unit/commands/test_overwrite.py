@@ -18,8 +18,11 @@ GENEX = CORPUS / "genex_ok"
 
 
 def sums(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def refused(capsys, argv: list[str], root: Path, expect: str) -> None:
@@ -56,7 +59,9 @@ def test_import_ii_over_a_medcalc_run(imported: Path, capsys) -> None:
 
 
 def test_score_over_scored_tables(scored: Path, capsys) -> None:
-    refused(capsys, ["score", str(scored), "--judge", "stored", "--n-boot", "10", "--metric", "paper"], scored, "--force")
+    refused(
+        capsys, ["score", str(scored), "--judge", "stored", "--n-boot", "10", "--metric", "paper"], scored, "--force"
+    )
 
 
 def test_report_over_a_report(scored: Path, capsys) -> None:
@@ -82,8 +87,23 @@ def test_run_over_another_configurations_run(tmp_path: Path, capsys) -> None:
 def test_judge_input_is_never_the_output(tmp_path: Path, capsys) -> None:
     f = tmp_path / "replies.jsonl"
     f.write_text('{"problem_id": "1", "text": "3"}\n')
-    refused(capsys, ["judge", "--dataset", "medcalc", "--data", str(CORPUS / "garbage.csv"), "--in", str(f),
-                     "--out", str(f), "--force"], tmp_path, "input is never an output")
+    refused(
+        capsys,
+        [
+            "judge",
+            "--dataset",
+            "medcalc",
+            "--data",
+            str(CORPUS / "garbage.csv"),
+            "--in",
+            str(f),
+            "--out",
+            str(f),
+            "--force",
+        ],
+        tmp_path,
+        "input is never an output",
+    )
 
 
 def test_import_into_its_own_source_folder(tmp_path: Path, capsys) -> None:
@@ -96,8 +116,12 @@ def test_import_into_its_own_source_folder(tmp_path: Path, capsys) -> None:
 
 def test_plan_json_over_a_file(tmp_path: Path, capsys) -> None:
     (tmp_path / "plan.json").write_text('{"earlier": true}\n')
-    refused(capsys, ["plan", "--node", "cpu2", "--json", str(tmp_path / "plan.json"), "experiment=demo_tiny"],
-            tmp_path, "--force")
+    refused(
+        capsys,
+        ["plan", "--node", "cpu2", "--json", str(tmp_path / "plan.json"), "experiment=demo_tiny"],
+        tmp_path,
+        "--force",
+    )
 
 
 def test_faults_json_over_a_file(tmp_path: Path, capsys) -> None:

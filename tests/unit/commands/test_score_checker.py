@@ -18,9 +18,20 @@ GOLD = json.dumps(make_gold("14.525", "13.79875", "15.25125", "6", "BMI", "decim
 
 
 def _run_dir(tmp_path: Path) -> Path:
-    rows = [{"dataset": "medcalc", "problem_id": "81", "method": "default", "source": t, "variant": "full",
-             "sample": 0, "target": t, "gold": GOLD,
-             "answer_text": json.dumps({"step_by_step_thinking": "...", "answer": "14.5 kg/m^2"})} for t in ("A", "B")]
+    rows = [
+        {
+            "dataset": "medcalc",
+            "problem_id": "81",
+            "method": "default",
+            "source": t,
+            "variant": "full",
+            "sample": 0,
+            "target": t,
+            "gold": GOLD,
+            "answer_text": json.dumps({"step_by_step_thinking": "...", "answer": "14.5 kg/m^2"}),
+        }
+        for t in ("A", "B")
+    ]
     write_table(tmp_path / "answers.arrow", from_rows(rows, ANSWERS), {})
     return tmp_path
 

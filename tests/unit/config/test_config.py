@@ -27,8 +27,11 @@ def test_every_experiment_composes(experiment, tmp_path):
 
 @pytest.mark.parametrize("model", _names("model"))
 def test_every_model_composes(model):
-    cfg = compose(["experiment=demo_tiny", f"+model@models.extra={model}"]) if not model.startswith("tiny") \
+    cfg = (
+        compose(["experiment=demo_tiny", f"+model@models.extra={model}"])
+        if not model.startswith("tiny")
         else compose(["experiment=demo_tiny"])
+    )
     names = cfg.model_names
     assert len(names) == len(set(names))
     m = cfg.models["extra"] if "extra" in cfg.models else cfg.models["a"]
@@ -79,9 +82,17 @@ def test_unknown_model_in_transfer_targets():
 def test_missing_sampling_is_an_error_not_a_default():
     from pipeline.config import RunConfig, _build
 
-    data = {"models": {"x": {"name": "x", "path": "/p", "thinking_format": "plain",
-                              "greedy": {"temperature": 0.0, "top_p": 1.0, "top_k": -1}}},
-            "dataset": {"name": "toy_arith"}}
+    data = {
+        "models": {
+            "x": {
+                "name": "x",
+                "path": "/p",
+                "thinking_format": "plain",
+                "greedy": {"temperature": 0.0, "top_p": 1.0, "top_k": -1},
+            }
+        },
+        "dataset": {"name": "toy_arith"},
+    }
     with pytest.raises(ConfigError, match=r"models\.x\.sampled\.temperature is required"):
         _build(RunConfig, data, "")
 

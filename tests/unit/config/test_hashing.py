@@ -16,8 +16,14 @@ from pipeline.store.artifacts import content_hash
 
 def _model(path: str, **kw) -> ModelConfig:
     s = SamplingConfig(temperature=0.0, top_p=1.0, top_k=-1)
-    return ModelConfig(name="m", path=path, thinking_format="think_tags", greedy=s,
-                       sampled=dataclasses.replace(s, temperature=0.7), **kw)
+    return ModelConfig(
+        name="m",
+        path=path,
+        thinking_format="think_tags",
+        greedy=s,
+        sampled=dataclasses.replace(s, temperature=0.7),
+        **kw,
+    )
 
 
 def _weights(folder: Path, big: bytes = b"\1" * (3 << 20)) -> Path:

@@ -25,8 +25,12 @@ def _imports(path: Path) -> list[tuple[int, str]]:
 
 
 def upward_imports(folder: Path) -> list[str]:
-    return [f"{p.name}:{line} imports {mod}" for p in sorted(folder.glob("*.py")) for line, mod in _imports(p)
-            if any(mod == f"pipeline.{a}" or mod.startswith(f"pipeline.{a}.") for a in ABOVE)]
+    return [
+        f"{p.name}:{line} imports {mod}"
+        for p in sorted(folder.glob("*.py"))
+        for line, mod in _imports(p)
+        if any(mod == f"pipeline.{a}" or mod.startswith(f"pipeline.{a}.") for a in ABOVE)
+    ]
 
 
 def test_config_imports_nothing_above_it() -> None:
@@ -35,11 +39,17 @@ def test_config_imports_nothing_above_it() -> None:
 
 
 def test_the_check_sees_every_import_form(tmp_path: Path) -> None:
-    (tmp_path / "bad.py").write_text("import pipeline.stages\n"
-                                     "def f():\n    from pipeline.datasets import DATASETS\n"
-                                     "from pipeline import scoring\n"
-                                     "from typing import TYPE_CHECKING\n"
-                                     "if TYPE_CHECKING:\n    from pipeline.engine.protocol import Pool\n"
-                                     "from pipeline.errors import UserError\n")
+    (tmp_path / "bad.py").write_text(
+        "import pipeline.stages\n"
+        "def f():\n    from pipeline.datasets import DATASETS\n"
+        "from pipeline import scoring\n"
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from pipeline.engine.protocol import Pool\n"
+        "from pipeline.errors import UserError\n"
+    )
     assert sorted(s.split(" imports ")[1] for s in upward_imports(tmp_path)) == [
-        "pipeline.datasets", "pipeline.engine.protocol", "pipeline.scoring", "pipeline.stages"]
+        "pipeline.datasets",
+        "pipeline.engine.protocol",
+        "pipeline.scoring",
+        "pipeline.stages",
+    ]

@@ -20,10 +20,17 @@ def test_reference_paper_samples_at_temperature_one_over_generation_config() -> 
         [s] = requests(cfg, m, "sampled", PROBLEM, None)
         assert s["sampling"]["temperature"] == 1.0 and not s["sampling"]["greedy"], key
         assert (s["sampling"]["top_p"], s["sampling"]["top_k"], s["sampling"]["repetition_penalty"]) == (
-            g.top_p, g.top_k, g.repetition_penalty), key
+            g.top_p,
+            g.top_k,
+            g.repetition_penalty,
+        ), key
         assert s["answer_sampling"] == s["sampling"]
         [d] = requests(cfg, m, "default", PROBLEM, None)
-        assert d["sampling"]["temperature"] == 0.0 and d["sampling"]["greedy"] and d["sampling"]["seed_policy"].startswith("none")
+        assert (
+            d["sampling"]["temperature"] == 0.0
+            and d["sampling"]["greedy"]
+            and d["sampling"]["seed_policy"].startswith("none")
+        )
         assert m.revision is None  # the study pinned none
     assert requests(cfg, cfg.models["oss"], "sampled", PROBLEM, None)[0]["sampling"]["reasoning_effort"] == "low"
     # Its answer after its own Sampled CoT is sampled too; a transfer's answer stays greedy.
@@ -32,7 +39,10 @@ def test_reference_paper_samples_at_temperature_one_over_generation_config() -> 
     assert answer_sampling(qwq, "sampled", c).temperature == 1.0
     assert answer_sampling(qwq, "transfer", c).temperature == 0.0
     assert cfg.ensemble.proposal_sampling == "generation_config"
-    assert cfg.ensemble.thought_budget >= 20000 and cfg.ensemble.max_steps * cfg.ensemble.max_candidate_tokens > cfg.ensemble.thought_budget
+    assert (
+        cfg.ensemble.thought_budget >= 20000
+        and cfg.ensemble.max_steps * cfg.ensemble.max_candidate_tokens > cfg.ensemble.thought_budget
+    )
 
 
 def test_reference_keeps_the_model_cards() -> None:
@@ -56,8 +66,11 @@ def test_the_three_released_ensembles() -> None:
     for e in ("qwq_dapo_oss", "qwq_opent_oss", "qwq_oss_dapo"):
         c = compose(["experiment=reference_paper", f"study_ensemble={e}"]).ensemble
         got[e] = (list(c.generators), list(c.evaluators))
-    assert got == {"qwq_dapo_oss": (["QwQ", "DAPO"], ["OSS"]), "qwq_opent_oss": (["QwQ", "OpenT"], ["OSS"]),
-                   "qwq_oss_dapo": (["QwQ", "OSS"], ["DAPO"])}
+    assert got == {
+        "qwq_dapo_oss": (["QwQ", "DAPO"], ["OSS"]),
+        "qwq_opent_oss": (["QwQ", "OpenT"], ["OSS"]),
+        "qwq_oss_dapo": (["QwQ", "OSS"], ["DAPO"]),
+    }
 
 
 def test_instruction_induction_budgets_and_effort() -> None:

@@ -103,10 +103,13 @@ def _write_jsonl(path, recs):
 
 
 def test_user_jsonl_and_template(tmp_path):
-    p = _write_jsonl(tmp_path / "test.jsonl", [
-        {"question": "What is 2+3?", "answer": "2+3=5\n#### 5"},
-        {"question": "What is 10*10?", "answer": "#### 1,000"},
-    ])
+    p = _write_jsonl(
+        tmp_path / "test.jsonl",
+        [
+            {"question": "What is 2+3?", "answer": "2+3=5\n#### 5"},
+            {"question": "What is 10*10?", "answer": "#### 1,000"},
+        ],
+    )
     t = GSM8K().load(cfg(path=str(p), options={"prompt_template": "Q: {question}"}))
     rows = t.to_pylist()
     assert [r["problem_id"] for r in rows] == ["gsm8k-0000", "gsm8k-0001"]
@@ -124,11 +127,14 @@ def test_user_parquet(tmp_path):
 
 
 def test_malformed_rows_raise_or_skip(tmp_path):
-    p = _write_jsonl(tmp_path / "bad.jsonl", [
-        {"question": "ok", "answer": "#### 1"},
-        {"question": "no final answer", "answer": "it is five"},
-        {"answer": "#### 3"},
-    ])
+    p = _write_jsonl(
+        tmp_path / "bad.jsonl",
+        [
+            {"question": "ok", "answer": "#### 1"},
+            {"question": "no final answer", "answer": "it is five"},
+            {"answer": "#### 3"},
+        ],
+    )
     with pytest.raises(DatasetError) as e:
         GSM8K().load(cfg(path=str(p)))
     msg = str(e.value)

@@ -74,14 +74,19 @@ def test_study_rows_prompt_and_forced_prefix() -> None:
     echoed = 0
     for setting, task, k, v in released():
         for name, out in ((v["model1_name"], v["model1_output"]), (v["model2_name"], v["model2_output"])):
-            m = re.match(r"<\|im_start\|>user\n(.*?)<\|im_end\|>\n<\|im_start\|>assistant\n<think>\n The instruction is:",
-                         out, re.S)
+            m = re.match(
+                r"<\|im_start\|>user\n(.*?)<\|im_end\|>\n<\|im_start\|>assistant\n<think>\n The instruction is:",
+                out,
+                re.S,
+            )
             if name == "Qwen_QwQ-32B" and m:
                 assert m.group(1) == prompts[(task, k)]
                 echoed += 1
     assert echoed >= 100
     sub = InstructionInduction().load(_cfg(protocol="study", tasks=["rhymes", "synonyms"])).to_pylist()
-    assert [r["problem_id"] for r in sub] == [f"ii-{t}-{k:03d}" for t in ("rhymes", "synonyms") for k in (4, 15, 36, 82, 95)]
+    assert [r["problem_id"] for r in sub] == [
+        f"ii-{t}-{k:03d}" for t in ("rhymes", "synonyms") for k in (4, 15, 36, 82, 95)
+    ]
     with pytest.raises(DatasetError, match="protocol"):
         InstructionInduction().load(_cfg(protocol="paper"))
     with pytest.raises(DatasetError, match="unknown"):
@@ -91,18 +96,25 @@ def test_study_rows_prompt_and_forced_prefix() -> None:
 def test_normalization_cases_from_the_released_data() -> None:
     # (raw answer as released, normalized) — each raw string occurs in genex-ii-comparisons.
     cases = [
-        ('The instruction is: "Rewrite the sentence by changing its meaning to the opposite using antonyms and '
-         'contrasting words."<|endoftext|>', "rewrite the sentence by changing its meaning to the opposite using "
-         "antonyms and contrasting words."),
-        ("<|begin_of_solution|> The instruction is:  \n**\"For each input, extract", '**"for each input, extract'),
+        (
+            'The instruction is: "Rewrite the sentence by changing its meaning to the opposite using antonyms and '
+            'contrasting words."<|endoftext|>',
+            "rewrite the sentence by changing its meaning to the opposite using antonyms and contrasting words.",
+        ),
+        ('<|begin_of_solution|> The instruction is:  \n**"For each input, extract', '**"for each input, extract'),
         ("The instruction is: Extract all words.\n\nThe instruction is:", ""),  # the last marker wins
         ('The instruction is: "', ""),
-        ("The instruction is: Translate the given word into French.\n\nAssistant\nThe instruction is to translate "
-         "the given word into French.<|endoftext|>", "translate the given word into french. assistant the "
-         "instruction is to translate the given word into french."),  # case-sensitive marker; whitespace collapsed
+        (
+            "The instruction is: Translate the given word into French.\n\nAssistant\nThe instruction is to translate "
+            "the given word into French.<|endoftext|>",
+            "translate the given word into french. assistant the "
+            "instruction is to translate the given word into french.",
+        ),  # case-sensitive marker; whitespace collapsed
         # The script does not cut at </think> (its answers were extracted after the thinking before).
-        ('The instruction is: "Move the first letter."\n</think>\n\nOkay, let me try',
-         'move the first letter." </think> okay, let me try'),
+        (
+            'The instruction is: "Move the first letter."\n</think>\n\nOkay, let me try',
+            'move the first letter." </think> okay, let me try',
+        ),
         ("The instruction is: **Reverse** the *word*, 'then' stop", "reverse the word, 'then' stop"),
         ("The instruction is: 'Sort them.'", "sort them."),
         ("<｜begin▁of▁sentence｜><｜User｜>Hi<｜Assistant｜><think>\n The instruction is: Swap words.", "swap words."),
@@ -135,8 +147,13 @@ def test_normalized_strings_are_the_stored_scores_inputs() -> None:
 
 def test_judge_puts_the_forced_prefix_back_and_normalizes() -> None:
     p = InstructionInduction()
-    gold = {"protocol": "study", "answer_prefix": FORCED_PREFIX, "annotations": ["Write the opposite."],
-            "similarity": "exact", "threshold": 1.0}
+    gold = {
+        "protocol": "study",
+        "answer_prefix": FORCED_PREFIX,
+        "annotations": ["Write the opposite."],
+        "similarity": "exact",
+        "threshold": 1.0,
+    }
     j = p.judge(' "Write the opposite."<|im_end|>', None, gold, "official")
     assert (j.answer, j.extracted, j.correct) == ("write the opposite.", "write the opposite.", True)
     j = p.judge(" x", None, gold, "official")

@@ -27,8 +27,9 @@ needs_data = pytest.mark.shared_data(DATA / "induction_input")  # absent -> FAIL
 
 
 def cfg(path=DATA, **options):
-    return DatasetConfig(name="instruction_induction", path=str(path) if path else None, limit=None, seed=0,
-                           options=options)
+    return DatasetConfig(
+        name="instruction_induction", path=str(path) if path else None, limit=None, seed=0, options=options
+    )
 
 
 SEEN = "Input: hot\nOutput: cold\n\nInput: up\nOutput: down\n\nInput: in\nOutput: out\n\nInput: big\nOutput: small\n\nInput: day\nOutput: night"
@@ -48,17 +49,24 @@ def test_parse_and_build_prompt():
 
 def test_extract():
     ds = InstructionInduction()
-    assert ds.extract("Hmm, opposites.\nInstruction: Write the antonym of the word.") == "Write the antonym of the word."
-    assert ds.extract("**Instruction:** \"Output the opposite word\"") == "Output the opposite word"
-    assert ds.extract("I think the instruction was to write the opposite of each word") == \
-        "to write the opposite of each word"
+    assert (
+        ds.extract("Hmm, opposites.\nInstruction: Write the antonym of the word.") == "Write the antonym of the word."
+    )
+    assert ds.extract('**Instruction:** "Output the opposite word"') == "Output the opposite word"
+    assert (
+        ds.extract("I think the instruction was to write the opposite of each word")
+        == "to write the opposite of each word"
+    )
     assert ds.extract("Some thinking\n\nGive the antonym.") == "Give the antonym."
     assert ds.extract("") is None and ds.extract(None) is None
 
 
 def test_exact_similarity_and_check():
-    gold = {"annotations": ["Write the opposite of the word.", "Give an antonym"], "similarity": "exact",
-            "threshold": 1.0}
+    gold = {
+        "annotations": ["Write the opposite of the word.", "Give an antonym"],
+        "similarity": "exact",
+        "threshold": 1.0,
+    }
     ds = InstructionInduction()
     assert similarity("write the opposite of the word", gold, "exact") == 1.0
     assert ds.check("Give an antonym!", gold)
@@ -75,8 +83,11 @@ def test_bertscore_without_model_is_a_clear_error():
 
 
 def test_embedding_similarity_ranks_paraphrases_first():
-    refs = ["Write a word that means the opposite of the input word.", "Write an antonym of the following word:",
-            "output the opposite of"]
+    refs = [
+        "Write a word that means the opposite of the input word.",
+        "Write an antonym of the following word:",
+        "output the opposite of",
+    ]
     close = similarity("Output the antonym of the given word.", refs, "embedding")
     far = similarity("Translate the sentence into German.", refs, "embedding")
     assert close > far
@@ -125,8 +136,10 @@ def test_original_style_matches_the_benchmark_prompts():
             if ours[pid] != ex["input"]:
                 differ.append(pid)
     assert len(differ) <= 5, differ
-    assert all(d.startswith(("ii-first_word_alphabetically_return_reverse-", "ii-most_vowel_return_consonant-"))
-               for d in differ), differ
+    assert all(
+        d.startswith(("ii-first_word_alphabetically_return_reverse-", "ii-most_vowel_return_consonant-"))
+        for d in differ
+    ), differ
 
 
 @needs_data
@@ -150,11 +163,17 @@ def test_malformed_folder_and_rows(tmp_path):
     (tmp_path / "induction_input").mkdir()
     (tmp_path / "annotations").mkdir()
     (tmp_path / "annotations" / "t.json").write_text(json.dumps({"annotations": ["do it"]}))
-    (tmp_path / "induction_input" / "t.json").write_text(json.dumps({"examples": {
-        "1": {"input": "x", "metadata": {"examples_seen": SEEN}},
-        "2": {"input": "x", "metadata": {}},
-        "3": {"input": "x", "metadata": {"examples_seen": "Input: a\nOutput: b"}},
-    }}))
+    (tmp_path / "induction_input" / "t.json").write_text(
+        json.dumps(
+            {
+                "examples": {
+                    "1": {"input": "x", "metadata": {"examples_seen": SEEN}},
+                    "2": {"input": "x", "metadata": {}},
+                    "3": {"input": "x", "metadata": {"examples_seen": "Input: a\nOutput: b"}},
+                }
+            }
+        )
+    )
     with pytest.raises(DatasetError) as e:
         InstructionInduction().load(cfg(tmp_path))
     assert "t.json: row '2': field 'metadata.examples_seen'" in str(e.value)

@@ -24,13 +24,23 @@ def write(path, recs):
 
 
 def test_column_mapping_template_and_meta(tmp_path):
-    p = write(tmp_path / "p.jsonl", [
-        {"uid": "a1", "problem": "2+2?", "sol": "4", "topic": "add"},
-        {"uid": "a2", "problem": "3*3?", "sol": "9", "topic": "mul"},
-    ])
-    t = get_dataset("jsonl").load(cfg(p, id="uid", question="problem", answer="sol",
-                                      prompt_template="[{topic}] {question} Reply 'Answer: <n>'.",
-                                      meta=["topic"]))
+    p = write(
+        tmp_path / "p.jsonl",
+        [
+            {"uid": "a1", "problem": "2+2?", "sol": "4", "topic": "add"},
+            {"uid": "a2", "problem": "3*3?", "sol": "9", "topic": "mul"},
+        ],
+    )
+    t = get_dataset("jsonl").load(
+        cfg(
+            p,
+            id="uid",
+            question="problem",
+            answer="sol",
+            prompt_template="[{topic}] {question} Reply 'Answer: <n>'.",
+            meta=["topic"],
+        )
+    )
     rows = t.to_pylist()
     assert [r["problem_id"] for r in rows] == ["a1", "a2"]
     assert rows[0]["prompt"] == "[add] 2+2? Reply 'Answer: <n>'."
@@ -63,7 +73,7 @@ def test_numeric_and_exact_checks():
     assert not ds.check(None, num)
     ex = {"answer": "Paris", "check": "exact"}
     assert ds.check(ds.extract("Let me think.\nAnswer: paris."), ex)
-    assert ds.check(ds.extract("Thinking...\n\"Paris\""), ex)
+    assert ds.check(ds.extract('Thinking...\n"Paris"'), ex)
     assert not ds.check(ds.extract("Answer: Lyon"), ex)
     assert normalize_text("  The  END. ") == "the end"
 
@@ -89,12 +99,15 @@ def test_malformed_rows_raise_with_file_row_field(tmp_path):
 
 
 def test_duplicate_ids_and_skip_mode(tmp_path):
-    p = write(tmp_path / "d.jsonl", [
-        {"id": 1, "question": "a", "answer": "1"},
-        {"id": 1, "question": "b", "answer": "2"},
-        {"id": 2, "question": "c"},
-        {"id": 3, "question": "d", "answer": "4"},
-    ])
+    p = write(
+        tmp_path / "d.jsonl",
+        [
+            {"id": 1, "question": "a", "answer": "1"},
+            {"id": 1, "question": "b", "answer": "2"},
+            {"id": 2, "question": "c"},
+            {"id": 3, "question": "d", "answer": "4"},
+        ],
+    )
     with pytest.raises(DatasetError, match="duplicate id"):
         JsonlDataset().load(cfg(p, id="id"))
     ds = JsonlDataset()

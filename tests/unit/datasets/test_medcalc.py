@@ -23,8 +23,18 @@ DATA = Path(__file__).resolve().parents[3] / "../shared/data"
 CSV = DATA / "medcalc-bench" / "test_data.csv"
 
 HEADER = [
-    "Row Number", "Calculator ID", "Calculator Name", "Category", "Output Type", "Note ID", "Patient Note",
-    "Question", "Ground Truth Answer", "Lower Limit", "Upper Limit", "Ground Truth Explanation",
+    "Row Number",
+    "Calculator ID",
+    "Calculator Name",
+    "Category",
+    "Output Type",
+    "Note ID",
+    "Patient Note",
+    "Question",
+    "Ground Truth Answer",
+    "Lower Limit",
+    "Upper Limit",
+    "Ground Truth Explanation",
 ]
 
 
@@ -39,9 +49,18 @@ def _write_csv(path: Path, rows: list[dict[str, str]], header: list[str] = HEADE
 
 def _row(rn: str, **kw: str) -> dict[str, str]:
     base = {
-        "Row Number": rn, "Calculator ID": "4", "Calculator Name": "CHA2DS2-VASc Score", "Category": "risk",
-        "Output Type": "integer", "Note ID": "n1", "Patient Note": f"Patient {rn} note.", "Question": "What is the score?",
-        "Ground Truth Answer": "3", "Lower Limit": "3", "Upper Limit": "3", "Ground Truth Explanation": "...",
+        "Row Number": rn,
+        "Calculator ID": "4",
+        "Calculator Name": "CHA2DS2-VASc Score",
+        "Category": "risk",
+        "Output Type": "integer",
+        "Note ID": "n1",
+        "Patient Note": f"Patient {rn} note.",
+        "Question": "What is the score?",
+        "Ground Truth Answer": "3",
+        "Lower Limit": "3",
+        "Upper Limit": "3",
+        "Ground Truth Explanation": "...",
     }
     base.update(kw)
     return base

@@ -32,13 +32,24 @@ def _data() -> Path:
 
 def _golds() -> dict[str, dict]:
     rows, _ = read_benchmark_csv(_data())
-    return {r["Row Number"]: make_gold(r["Ground Truth Answer"], r["Lower Limit"], r["Upper Limit"],
-                                       r["Calculator ID"], r["Calculator Name"], r["Output Type"]) for r in rows}
+    return {
+        r["Row Number"]: make_gold(
+            r["Ground Truth Answer"],
+            r["Lower Limit"],
+            r["Upper Limit"],
+            r["Calculator ID"],
+            r["Calculator Name"],
+            r["Output Type"],
+        )
+        for r in rows
+    }
 
 
 def test_check_reproduces_every_stored_judgment_of_the_study() -> None:
     golds = _golds()
-    files = sorted((DATA / "genex-medcalc-outputs").glob("*.jsonl")) + sorted((DATA / "genex-medcalc-rl").glob("*.jsonl"))
+    files = sorted((DATA / "genex-medcalc-outputs").glob("*.jsonl")) + sorted(
+        (DATA / "genex-medcalc-rl").glob("*.jsonl")
+    )
     assert len(files) > 50
     n, bad = 0, []
     for f in files:
@@ -62,9 +73,29 @@ def test_corpus_through_crosscot_judge(tmp_path: Path) -> None:
     out = tmp_path / "judged.jsonl"
     rows = [json.loads(x) for x in CORPUS.read_text().splitlines()]
     for checker, key in (("official", "official_correct"), ("lenient", "lenient_correct")):
-        r = subprocess.run([sys.executable, "-m", "pipeline", "judge", "--dataset", "medcalc", "--data", str(_data()),
-                            "--checker", checker, "--in", str(CORPUS), "--out", str(out), "--force"],
-                           capture_output=True, text=True, cwd=REPO, timeout=120)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipeline",
+                "judge",
+                "--dataset",
+                "medcalc",
+                "--data",
+                str(_data()),
+                "--checker",
+                checker,
+                "--in",
+                str(CORPUS),
+                "--out",
+                str(out),
+                "--force",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+        )
         assert r.returncode == 0, r.stderr
         got = [json.loads(x) for x in out.read_text().splitlines()]
         assert [g["problem_id"] for g in got] == [x["problem_id"] for x in rows]  # input order kept
@@ -79,9 +110,26 @@ def test_corpus_through_crosscot_judge(tmp_path: Path) -> None:
 def test_judge_errors_are_one_line_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"problem_id": "99999", "text": "{}"}\n')
-    r = subprocess.run([sys.executable, "-m", "pipeline", "judge", "--dataset", "medcalc", "--data", str(_data()),
-                        "--in", str(bad), "--out", str(tmp_path / "o.jsonl")], capture_output=True, text=True,
-                       cwd=REPO, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "judge",
+            "--dataset",
+            "medcalc",
+            "--data",
+            str(_data()),
+            "--in",
+            str(bad),
+            "--out",
+            str(tmp_path / "o.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert r.returncode == 2
     assert r.stderr.startswith("crosscot: error: row 1: problem_id '99999'")
     assert not (tmp_path / "o.jsonl").exists()
@@ -92,7 +140,7 @@ def test_judge_errors_are_one_line_exit_2(tmp_path: Path) -> None:
     [
         ('{"answer": "3 + 2 = 5"}', 4, "5"),
         ('{"answer": "40 / 1.66^2 = 14.5"}', 6, "14.5"),
-        ('{"answer": "str(40 / 1.66^2)"}', 6, str(40 / 1.66 ** 2)),
+        ('{"answer": "str(40 / 1.66^2)"}', 6, str(40 / 1.66**2)),
         ('{"answer": "str(sqrt(16) + 1)"}', 6, "5.0"),
         ('{"answer": "12/5/2020 (week 3)"}', 13, "12/05/2020"),
         ('{"answer": "(4 weeks, 2 days)"}', 69, "(4, 2)"),

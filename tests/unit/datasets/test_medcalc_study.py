@@ -34,8 +34,10 @@ def test_genex_sample_is_the_released_set_in_order() -> None:
     for f in files:
         released = {str(json.loads(x)["Row Number"]) for x in f.read_text().splitlines()}
         assert released == set(ids), f.name
-    order = [str(json.loads(x)["Row Number"]) for x in (RELEASED / "openai_gpt-oss-20b_zero_shot_original_low.jsonl")
-             .read_text().splitlines()]
+    order = [
+        str(json.loads(x)["Row Number"])
+        for x in (RELEASED / "openai_gpt-oss-20b_zero_shot_original_low.jsonl").read_text().splitlines()
+    ]
     assert order == ids
 
 
@@ -56,9 +58,10 @@ def test_study_prompt_style_is_verbatim() -> None:
     msgs = study_messages("NOTE", "Q?")
     assert [m["role"] for m in msgs] == ["system", "user"]
     assert msgs[1]["content"] == (
-        'Here is the patient note:\nNOTE\n\nHere is the task:\nQ?\n\nPlease directly output the JSON dict formatted '
+        "Here is the patient note:\nNOTE\n\nHere is the task:\nQ?\n\nPlease directly output the JSON dict formatted "
         'as {"step_by_step_thinking": str(your_step_by_step_thinking_procress_to_solve_the_question), '
-        '"answer": str(short_and_direct_answer_of_the_question)}:')
+        '"answer": str(short_and_direct_answer_of_the_question)}:'
+    )
     ours = MedCalc().load(_cfg()).slice(0, 1).to_pylist()[0]
     assert ours["system"] is None and ours["problem_id"] == "1"
 

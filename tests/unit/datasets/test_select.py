@@ -8,7 +8,9 @@ from pipeline.datasets.rows import select
 
 
 def _ids(**kw) -> list[str]:
-    return get_dataset("toy_arith").load(DatasetConfig(name="toy_arith", size=12, **kw)).column("problem_id").to_pylist()
+    return (
+        get_dataset("toy_arith").load(DatasetConfig(name="toy_arith", size=12, **kw)).column("problem_id").to_pylist()
+    )
 
 
 def test_limit_keeps_the_first_rows() -> None:

@@ -94,8 +94,16 @@ def test_one_engine_gets_every_core_and_two_split_them():
 def test_the_report_says_which_dtype_each_engine_used_and_why():
     from pipeline.report.telemetry import telemetry_markdown
 
-    rt = {"dtype": "float32", "dtype_reason": "auto: no native bf16 on this CPU", "torch_threads": 2,
-          "tcmalloc_loaded": True, "iomp_loaded": False, "emulated_isa": "avx2"}
+    rt = {
+        "dtype": "float32",
+        "dtype_reason": "auto: no native bf16 on this CPU",
+        "torch_threads": 2,
+        "tcmalloc_loaded": True,
+        "iomp_loaded": False,
+        "emulated_isa": "avx2",
+    }
     md = telemetry_markdown({"wall_seconds": 1.0, "engines": {"SmolLM2": {"generated_tokens": 3, "runtime": rt}}})
-    assert ("- SmolLM2: dtype float32 (auto: no native bf16 on this CPU); 2 OpenMP thread(s); "
-            "preloaded: tcmalloc; EMULATED avx2") in md
+    assert (
+        "- SmolLM2: dtype float32 (auto: no native bf16 on this CPU); 2 OpenMP thread(s); "
+        "preloaded: tcmalloc; EMULATED avx2"
+    ) in md

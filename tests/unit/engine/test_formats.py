@@ -19,12 +19,15 @@ def test_open_not_doubled_when_template_adds_it():
     assert f.open_thinking(plain_prompt).endswith("assistant\n<think>\n")
 
 
-@pytest.mark.parametrize("name,tail", [
-    ("think_tags", "step one.\n</think>\n\n"),
-    ("openthoughts", "step one.\n\n<|end_of_thought|>\n\n<|begin_of_solution|>\n\n"),
-    ("harmony", "step one.<|end|><|start|>assistant<|channel|>final<|message|>"),
-    ("plain", "step one.\n\nFinal answer: "),
-])
+@pytest.mark.parametrize(
+    "name,tail",
+    [
+        ("think_tags", "step one.\n</think>\n\n"),
+        ("openthoughts", "step one.\n\n<|end_of_thought|>\n\n<|begin_of_solution|>\n\n"),
+        ("harmony", "step one.<|end|><|start|>assistant<|channel|>final<|message|>"),
+        ("plain", "step one.\n\nFinal answer: "),
+    ],
+)
 def test_place_cot(name, tail):
     f = get_format(name)
     out = f.place_cot("PROMPT:", "step one.")
@@ -36,7 +39,7 @@ def test_foreign_tags_are_cleaned_before_placing():
     f = get_format("harmony")
     cot = "<think> a. </think> b <|end_of_thought|> c"
     placed = f.place_cot("P", cot)
-    body = placed[len("P" + f.open):-len(f.close + f.answer_prefix)]
+    body = placed[len("P" + f.open) : -len(f.close + f.answer_prefix)]
     assert "<think>" not in body and "<|end_of_thought|>" not in body and "a." in body and "c" in body
 
 

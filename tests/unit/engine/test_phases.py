@@ -28,7 +28,7 @@ def test_forced_close_appends_close_tag_after_every_generated_id():
     text_prompt = HEAD + "abc d" + CLOSE
     ids = answer_ids(t, text_prompt, HEAD + "abc d", "</think>", enc, dec, None)
     assert ids == enc(HEAD) + gen + enc(CLOSE)  # the generated ids verbatim, never re-tokenized
-    assert ids[:len(computed_before(t))] == computed_before(t)
+    assert ids[: len(computed_before(t))] == computed_before(t)
 
 
 def test_model_closed_keeps_its_tag_tokens_and_end_of_turn_is_dropped():
@@ -37,8 +37,9 @@ def test_model_closed_keeps_its_tag_tokens_and_end_of_turn_is_dropped():
     ids = answer_ids(t, HEAD + "xy" + CLOSE + "A:", HEAD + "xy", "</think>", enc, dec, tag_id)
     assert ids == enc(HEAD) + enc("xy\n") + [tag_id] + enc("\n\nA:")
     eot = Thought(_r("xy"), enc(HEAD), enc("xy") + [2], closed=False, text="xy", stopped=True)
-    assert answer_ids(eot, HEAD + "xy" + CLOSE, HEAD + "xy", "</think>", enc, dec, tag_id) == \
-        enc(HEAD) + enc("xy") + enc(CLOSE)
+    assert answer_ids(eot, HEAD + "xy" + CLOSE, HEAD + "xy", "</think>", enc, dec, tag_id) == enc(HEAD) + enc(
+        "xy"
+    ) + enc(CLOSE)
 
 
 def test_text_path_where_ids_would_lie():
@@ -49,8 +50,9 @@ def test_text_path_where_ids_would_lie():
     over = Thought(_r("xy"), enc(HEAD), enc("xy</think>!"), closed=True, text="xy")
     assert answer_ids(over, HEAD + "xy" + CLOSE, HEAD + "xy", "</think>", enc, dec, None) is None
     exact = Thought(_r("xy"), enc(HEAD), enc("xy</think>"), closed=True, text="xy")
-    assert answer_ids(exact, HEAD + "xy" + CLOSE, HEAD + "xy", "</think>", enc, dec, None) == \
-        enc(HEAD) + enc("xy</think>") + enc("\n\n")
+    assert answer_ids(exact, HEAD + "xy" + CLOSE, HEAD + "xy", "</think>", enc, dec, None) == enc(HEAD) + enc(
+        "xy</think>"
+    ) + enc("\n\n")
 
 
 def test_cacheable_is_what_the_thinking_request_computed():

@@ -53,15 +53,19 @@ def test_requests_name_their_engine_method(cfg):
 
     eng = FakeEngine(cfg.model("tiny-think"))
     s = P.Sampling(0.5, 1.0, -1, seed=3)
-    reqs = [P.ThinkRequest("What is 1 + 2?", s, 16), P.AnswerRequest("What is 1 + 2?", "", s, 8),
-            P.GenerateRequest("What is 1 + 2?", s, 16, 8), P.CompleteRequest(8, text="x"),
-            P.ProposeRequest("q", "", 2, 8, s), P.ScoreRequest("q", "", ["a"], [False])]
+    reqs = [
+        P.ThinkRequest("What is 1 + 2?", s, 16),
+        P.AnswerRequest("What is 1 + 2?", "", s, 8),
+        P.GenerateRequest("What is 1 + 2?", s, 16, 8),
+        P.CompleteRequest(8, text="x"),
+        P.ProposeRequest("q", "", 2, 8, s),
+        P.ScoreRequest("q", "", ["a"], [False]),
+    ]
     want = [P.ThinkResult, P.AnswerResult, P.GenerateResult, P.Completion, P.Proposal, list]
     pool = LocalPool({"m": eng})
     for r, t in zip(reqs, want):
         assert isinstance(asyncio.run(pool.op("m", r)), t), type(r).__name__
-    assert [op for op, _ in eng.calls] == ["think", "answer", "think", "answer", "complete", "propose",
-                                           "score_texts"]
+    assert [op for op, _ in eng.calls] == ["think", "answer", "think", "answer", "complete", "propose", "score_texts"]
     assert pool.call("m", P.InfoQuery())["name"] == "tiny-think"
     assert P.in_flight_bound(0, 8) == 16 and P.in_flight_bound(5, 8) == 5
 

@@ -22,6 +22,7 @@ class _Remote:
             self.log.append((self.k, req.affinity))
             await self.gate.wait()
             return self.k
+
         return run()
 
 
@@ -40,9 +41,13 @@ def test_variants_of_one_cot_share_a_replica_through_the_pool():
         gate, log = asyncio.Event(), []
         pool = _pool(2, 64, gate, log)
         groups = [(f"p{i}", "S", 0) for i in range(12)]
-        tasks = [asyncio.ensure_future(pool.op("T", AnswerRequest(prompt="x", cot=f"v{v}", sampling=GREEDY,
-                                                                  answer_budget=4, affinity=g)))
-                 for g in groups for v in range(4)]
+        tasks = [
+            asyncio.ensure_future(
+                pool.op("T", AnswerRequest(prompt="x", cot=f"v{v}", sampling=GREEDY, answer_budget=4, affinity=g))
+            )
+            for g in groups
+            for v in range(4)
+        ]
         await asyncio.sleep(0)
         gate.set()
         await asyncio.gather(*tasks)
@@ -76,7 +81,6 @@ def test_groups_and_stable_hash():
     assert pick_replica([3, 1], None, 8) == 1  # no group: least loaded
     # The replica of a group is the same in another process (Python's hash() is salted per process).
     key = ("T", "affinity", ("p7", "S", 0))
-    code = ("from pipeline.engine.routing import stable_index; "
-            "print(stable_index(('T', 'affinity', ('p7', 'S', 0)), 5))")
+    code = "from pipeline.engine.routing import stable_index; print(stable_index(('T', 'affinity', ('p7', 'S', 0)), 5))"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert int(other) == stable_index(key, 5)

@@ -18,13 +18,23 @@ KEY = "sk-test-SECRET-1234"
 
 
 def _cfg(url: str, **kw) -> ModelConfig:
-    return ModelConfig(name="m", path="/nonexistent", thinking_format="plain", engine="openai",
-                       served=ServedConfig(base_url=url, **kw))
+    return ModelConfig(
+        name="m", path="/nonexistent", thinking_format="plain", engine="openai", served=ServedConfig(base_url=url, **kw)
+    )
 
 
 def _params(n: int = 1, **kw) -> dict:
-    return {"temperature": 0.0, "top_p": 1.0, "top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0,
-            "seed": None, "max_tokens": 4, "n": n, **kw}
+    return {
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "top_k": -1,
+        "min_p": 0.0,
+        "repetition_penalty": 1.0,
+        "seed": None,
+        "max_tokens": 4,
+        "n": n,
+        **kw,
+    }
 
 
 def _one(client: ServedClient, ids=(1, 2, 3), n: int = 1, lp: bool = False):
@@ -37,10 +47,18 @@ def _client(srv: FaultServer, **kw) -> ServedClient:
     return ServedClient(srv.base_url, _cfg(srv.base_url, **kw), backoff_s=0.01, max_backoff_s=0.05)
 
 
-@pytest.mark.parametrize("fault,counter", [
-    ("429", "rate_limited"), ("500", "server_errors"), ("503", "server_errors"), ("drop", "connection_errors"),
-    ("malformed", "bad_responses"), ("empty", "bad_responses"), ("truncated", "connection_errors"),
-])
+@pytest.mark.parametrize(
+    "fault,counter",
+    [
+        ("429", "rate_limited"),
+        ("500", "server_errors"),
+        ("503", "server_errors"),
+        ("drop", "connection_errors"),
+        ("malformed", "bad_responses"),
+        ("empty", "bad_responses"),
+        ("truncated", "connection_errors"),
+    ],
+)
 def test_transient_fault_is_retried(fault, counter):
     with FaultServer([fault, fault]) as srv:
         c = _client(srv)
@@ -164,13 +182,31 @@ def test_chat_endpoint_source_cot_from_reasoning_field_and_clear_errors():
     with FaultServer(["429"]) as srv:
         eng = ChatEngine(_cfg(srv.base_url, api="chat"))
         eng.client.backoff_s = 0.01
-        out = asyncio.run(eng.generate({"prompt": "What is 3+4?", "cot": None, "sampling": Sampling(0.0, 1.0, -1),
-                                        "think_tokens": 64, "answer_tokens": 8}))
+        out = asyncio.run(
+            eng.generate(
+                {
+                    "prompt": "What is 3+4?",
+                    "cot": None,
+                    "sampling": Sampling(0.0, 1.0, -1),
+                    "think_tokens": 64,
+                    "answer_tokens": 8,
+                }
+            )
+        )
         assert out["cot"] == "3 plus 4 is 7." and out["answer_text"] == "Answer: 7" and out["cot_tokens"] == 8
         assert srv.requests[-1]["messages"][-1] == {"role": "user", "content": "What is 3+4?"}
         with pytest.raises(NotServable, match="cannot answer after a given CoT"):
-            asyncio.run(eng.generate({"prompt": "q", "cot": "foreign CoT", "sampling": Sampling(0.0, 1.0, -1),
-                                      "think_tokens": 8, "answer_tokens": 8}))
+            asyncio.run(
+                eng.generate(
+                    {
+                        "prompt": "q",
+                        "cot": "foreign CoT",
+                        "sampling": Sampling(0.0, 1.0, -1),
+                        "think_tokens": 8,
+                        "answer_tokens": 8,
+                    }
+                )
+            )
 
 
 def test_chat_endpoint_as_transfer_target_is_a_preflight_error(tiny_cfg):
@@ -179,6 +215,11 @@ def test_chat_endpoint_as_transfer_target_is_a_preflight_error(tiny_cfg):
     run = tiny_cfg("models.a.engine=openai", "models.a.served.api=chat", "models.a.served.base_url=http://x/v1")
     with pytest.raises(ConfigError, match="models.a is a chat-only endpoint .* cannot be a transfer target"):
         check_roles(run)
-    ok = tiny_cfg("models.a.engine=openai", "models.a.served.api=chat", "models.a.served.base_url=http://x/v1",
-                  "transfer.targets=[tiny-thought,tiny-harmony]", "generate.methods=[default,sampled]")
+    ok = tiny_cfg(
+        "models.a.engine=openai",
+        "models.a.served.api=chat",
+        "models.a.served.base_url=http://x/v1",
+        "transfer.targets=[tiny-thought,tiny-harmony]",
+        "generate.methods=[default,sampled]",
+    )
     check_roles(ok)  # a source only: fine

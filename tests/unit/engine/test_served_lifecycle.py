@@ -44,8 +44,9 @@ def _children(pid: int) -> list[int]:
 
 
 def _guardian(owner: int) -> tuple[subprocess.Popen, int]:
-    g = subprocess.Popen([sys.executable, "-m", "pipeline.engine.served", "--owner", str(owner), "--", *SLEEPER],
-                         start_new_session=True)
+    g = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.engine.served", "--owner", str(owner), "--", *SLEEPER], start_new_session=True
+    )
     return g, _server_of(g.pid)
 
 
@@ -65,12 +66,13 @@ def _server_of(gpid: int) -> int:
 
 def test_server_stops_when_its_owner_dies():
     # The owner is an intermediate process that starts the guardian and is then SIGKILLed.
-    script = ("import subprocess, sys, time\n"
-              f"g = subprocess.Popen([sys.executable, '-m', 'pipeline.engine.served', '--owner', "
-              f"str(__import__('os').getpid()), '--', *{SLEEPER!r}], start_new_session=True)\n"
-              "print(g.pid, flush=True); time.sleep(300)")
-    owner = subprocess.Popen([sys.executable, "-c", script],
-                             stdout=subprocess.PIPE, text=True)
+    script = (
+        "import subprocess, sys, time\n"
+        f"g = subprocess.Popen([sys.executable, '-m', 'pipeline.engine.served', '--owner', "
+        f"str(__import__('os').getpid()), '--', *{SLEEPER!r}], start_new_session=True)\n"
+        "print(g.pid, flush=True); time.sleep(300)"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     gpid = int(owner.stdout.readline())
     server = _server_of(gpid)
     owner.kill()
@@ -101,9 +103,16 @@ def test_reap_kills_a_dead_owners_server(tmp_path):
     (tmp_path / ".served-m.json").write_text(json.dumps(rec))
     # A record whose owner is alive (another run) is left alone.
     g2, server2 = _guardian(os.getpid())
-    (tmp_path / ".served-live.json").write_text(json.dumps(
-        {"owner_pid": os.getpid(), "owner_start": _start_time(os.getpid()), "guardian_pid": g2.pid,
-         "guardian_start": _start_time(g2.pid)}))
+    (tmp_path / ".served-live.json").write_text(
+        json.dumps(
+            {
+                "owner_pid": os.getpid(),
+                "owner_start": _start_time(os.getpid()),
+                "guardian_pid": g2.pid,
+                "guardian_start": _start_time(g2.pid),
+            }
+        )
+    )
     try:
         assert reap(tmp_path) == [g.pid]
         g.wait(timeout=20)
@@ -115,6 +124,13 @@ def test_reap_kills_a_dead_owners_server(tmp_path):
 
 
 def test_engine_args_become_serve_flags():
-    assert _flags({"model": "/m", "dtype": "float32", "enable_chunked_prefill": False, "enforce_eager": True,
-                   "block_size": None, "max_num_batched_tokens": 2048}) == \
-        ["--dtype", "float32", "--no-enable-chunked-prefill", "--enforce-eager", "--max-num-batched-tokens", "2048"]
+    assert _flags(
+        {
+            "model": "/m",
+            "dtype": "float32",
+            "enable_chunked_prefill": False,
+            "enforce_eager": True,
+            "block_size": None,
+            "max_num_batched_tokens": 2048,
+        }
+    ) == ["--dtype", "float32", "--no-enable-chunked-prefill", "--enforce-eager", "--max-num-batched-tokens", "2048"]

@@ -40,7 +40,9 @@ class _Node:
 def _orphan_sleep() -> int:
     """A process NOT started by this driver: ``sh`` starts it in the background and exits, so its parent
     chain no longer reaches us (as with another user's Ray on the same machine)."""
-    out = subprocess.run(["sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!"], capture_output=True, text=True, check=True
+    )
     return int(out.stdout.strip())
 
 
@@ -68,9 +70,16 @@ def test_a_process_naming_the_session_folder_counts_as_ours(tmp_path: Path) -> N
     """Agents and workers re-parented away from the driver still log into its session folder."""
     session_dir = tmp_path / "session_2026_x"
     session_dir.mkdir()
-    p = subprocess.run(["sh", "-c", f"{sys.executable} -c 'import time; time.sleep(300)' {session_dir}/logs "
-                                    ">/dev/null 2>&1 & echo $!"],
-                       capture_output=True, text=True, check=True)
+    p = subprocess.run(
+        [
+            "sh",
+            "-c",
+            f"{sys.executable} -c 'import time; time.sleep(300)' {session_dir}/logs >/dev/null 2>&1 & echo $!",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     pid = int(p.stdout.strip())
     try:
         assert session._owned(pid, str(session_dir))

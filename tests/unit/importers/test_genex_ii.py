@@ -15,19 +15,35 @@ from pipeline.scoring.ii import ii_tables
 
 # The study's II table, full text: setting -> (paper, corrected).
 EXPECTED = {
-    "Transfer OSS": (0.657, 0.690), "Ensemble QwQ+OSS/DAPO": (0.624, 0.655), "Transfer DAPO": (0.607, 0.637),
-    "Ensemble QwQ+OpenT/OSS": (0.605, 0.635), "Ensemble QwQ+DAPO/OSS": (0.600, 0.630), "Transfer NRR": (0.588, 0.618),
-    "Transfer QwQ": (0.580, 0.609), "Empty": (0.565, 0.593), "Default": (0.560, 0.588),
-    "Transfer OpenT": (0.516, 0.542), "Sampled": (0.497, 0.522),
+    "Transfer OSS": (0.657, 0.690),
+    "Ensemble QwQ+OSS/DAPO": (0.624, 0.655),
+    "Transfer DAPO": (0.607, 0.637),
+    "Ensemble QwQ+OpenT/OSS": (0.605, 0.635),
+    "Ensemble QwQ+DAPO/OSS": (0.600, 0.630),
+    "Transfer NRR": (0.588, 0.618),
+    "Transfer QwQ": (0.580, 0.609),
+    "Empty": (0.565, 0.593),
+    "Default": (0.560, 0.588),
+    "Transfer OpenT": (0.516, 0.542),
+    "Sampled": (0.497, 0.522),
 }
 IDS = {"QwQ": "Qwen_QwQ-32B", "OSS": "openai_gpt-oss-20b", "DAPO": "BytedTsinghua-SIA_DAPO-Qwen-32B"}
 
 
 def _write(folder: Path, task: str, m1: str, m2: str, scores: list[float], stored: float | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    data: dict = {str(i): {"model1_output": f"{m1} says {i}", "model2_output": f"{m2} says {i}", "bert_1_to_2": s,
-                           "bert_2_to_1": s, "bert_score": s, "model1_name": m1, "model2_name": m2}
-                  for i, s in enumerate(scores)}
+    data: dict = {
+        str(i): {
+            "model1_output": f"{m1} says {i}",
+            "model2_output": f"{m2} says {i}",
+            "bert_1_to_2": s,
+            "bert_2_to_1": s,
+            "bert_score": s,
+            "model1_name": m1,
+            "model2_name": m2,
+        }
+        for i, s in enumerate(scores)
+    }
     data["weighted_task_score"] = sum(scores) / len(scores) if stored is None else stored
     (folder / f"{task}_bert_comparison_{m1}_vs_{m2}.json").write_text(json.dumps(data))
 
@@ -42,7 +58,8 @@ def _synthetic(root: Path) -> Path:
         _write(src / folder, "synonyms", IDS["QwQ"], IDS["OSS"], [0.8, 0.6])
         for m1, m2 in ((IDS["DAPO"], IDS["QwQ"]), (IDS["QwQ"], IDS["OSS"])):
             (src / folder / f"summary_bert_comparison_{m1}_vs_{m2}.json").write_text(
-                json.dumps({"model1_name": m1, "model2_name": m2, "task_scores": {}}))
+                json.dumps({"model1_name": m1, "model2_name": m2, "task_scores": {}})
+            )
         (src / folder / "notes.json").write_text("{}")
     (src / "mystery").mkdir()
     return src

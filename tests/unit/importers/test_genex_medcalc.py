@@ -21,20 +21,39 @@ QWQ, OSS, NRR = "Qwen_QwQ-32B", "openai_gpt-oss-20b", "nvidia_Nemotron-Research-
 
 def _base(rn: int, gt: str = "5") -> dict:
     return {
-        "Row Number": rn, "Calculator Name": "HAS-BLED", "Calculator ID": "25", "Category": "risk", "Note ID": "1",
-        "Patient Note": "note", "Question": "q?", "Ground Truth Answer": gt, "Ground Truth Explanation": "e",
+        "Row Number": rn,
+        "Calculator Name": "HAS-BLED",
+        "Calculator ID": "25",
+        "Category": "risk",
+        "Note ID": "1",
+        "Patient Note": "note",
+        "Question": "q?",
+        "Ground Truth Answer": gt,
+        "Ground Truth Explanation": "e",
     }
 
 
 def _own(model_id: str, rn: int, ans: str, res: str, thinking: str = "think", transferred: str | None = None) -> dict:
-    r = _base(rn) | {"LLM Name": model_id, "LLM Answer": ans, "LLM Explanation": f"expl {ans}", "LLM Thinking": thinking, "Result": res}
+    r = _base(rn) | {
+        "LLM Name": model_id,
+        "LLM Answer": ans,
+        "LLM Explanation": f"expl {ans}",
+        "LLM Thinking": thinking,
+        "Result": res,
+    }
     if transferred is not None:
         r |= {"Thought Type": "x", "Transferred Thoughts": transferred}
     return r
 
 
 def _transfer(src: str, tgt: str, rn: int, src_ans: str, tgt_ans: str | None, tgt_res: str | None) -> dict:
-    r = _base(rn) | {"LLM Model": src, "LLM Answer": src_ans, "LLM Raw Thinking": f"cot {rn}", "LLM Explanation": "e", "Result": "Incorrect"}
+    r = _base(rn) | {
+        "LLM Model": src,
+        "LLM Answer": src_ans,
+        "LLM Raw Thinking": f"cot {rn}",
+        "LLM Explanation": "e",
+        "Result": "Incorrect",
+    }
     if tgt_ans is not None:
         r |= {"Target Model": tgt, "Target Answer": tgt_ans, "Target Explanation": "te", "Target Result": tgt_res}
     return r
@@ -48,20 +67,45 @@ def test_scheme_variants_and_fields(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
     # Rows deliberately in different orders: alignment is by Row Number.
-    _write(src / f"{QWQ}_thoughts_to_{OSS}_zero_shot_without_answer.jsonl",
-           [_transfer("Qwen/QwQ-32B", "openai/gpt-oss-20b", 2, "4", "5", "Correct"),
-            _transfer("Qwen/QwQ-32B", "openai/gpt-oss-20b", 1, "4", None, None)])
-    _write(src / f"{QWQ}_thoughts_to_{OSS}_zero_shot_full.jsonl",
-           [_transfer("Qwen/QwQ-32B", "openai/gpt-oss-20b", 1, "4", "4", "Incorrect")])
+    _write(
+        src / f"{QWQ}_thoughts_to_{OSS}_zero_shot_without_answer.jsonl",
+        [
+            _transfer("Qwen/QwQ-32B", "openai/gpt-oss-20b", 2, "4", "5", "Correct"),
+            _transfer("Qwen/QwQ-32B", "openai/gpt-oss-20b", 1, "4", None, None),
+        ],
+    )
+    _write(
+        src / f"{QWQ}_thoughts_to_{OSS}_zero_shot_full.jsonl",
+        [_transfer("Qwen/QwQ-32B", "openai/gpt-oss-20b", 1, "4", "4", "Incorrect")],
+    )
     _write(src / f"{OSS}_zero_shot_original_low.jsonl", [_own("openai/gpt-oss-20b", 1, "5", "Correct")])
-    _write(src / f"{OSS}_zero_shot_empty.jsonl", [_own("openai/gpt-oss-20b", 1, "3", "Incorrect", transferred="<empty>")])
-    _write(src / f"{OSS}_zero_shot_with_sampling_without_answer.jsonl", [_own("openai/gpt-oss-20b", 1, "5", "Correct", transferred="")])
-    _write(src / f"{NRR}_zero_shot_ensembled_thought_without_answer_gen_qwq_dapo_eval_oss.jsonl",
-           [_own("nvidia/Nemotron-Research-Reasoning-Qwen-1.5B", 1, "name 'N' is not defined", "Incorrect", transferred="ens cot")])
+    _write(
+        src / f"{OSS}_zero_shot_empty.jsonl", [_own("openai/gpt-oss-20b", 1, "3", "Incorrect", transferred="<empty>")]
+    )
+    _write(
+        src / f"{OSS}_zero_shot_with_sampling_without_answer.jsonl",
+        [_own("openai/gpt-oss-20b", 1, "5", "Correct", transferred="")],
+    )
+    _write(
+        src / f"{NRR}_zero_shot_ensembled_thought_without_answer_gen_qwq_dapo_eval_oss.jsonl",
+        [
+            _own(
+                "nvidia/Nemotron-Research-Reasoning-Qwen-1.5B",
+                1,
+                "name 'N' is not defined",
+                "Incorrect",
+                transferred="ens cot",
+            )
+        ],
+    )
     _write(src / "Acme_Model-9B_zero_shot_original.jsonl", [_own("Acme/Model-9B", 1, "5", "Correct")])
     _write(src / "notes.jsonl", [_base(1)])  # does not fit the scheme
     _write(src / f"{OSS}_zero_shot_empty_extra.jsonl", [_base(1)])  # does not fit either
-    _write(src / f"{QWQ}_zero_shot_original.jsonl", [_own("Qwen/QwQ-32B", 2, "5", "Correct")], extra_lines=["{not json\n", "\n"])
+    _write(
+        src / f"{QWQ}_zero_shot_original.jsonl",
+        [_own("Qwen/QwQ-32B", 2, "5", "Correct")],
+        extra_lines=["{not json\n", "\n"],
+    )
 
     out = tmp_path / "run"
     dest = import_genex(src, out)
@@ -105,8 +149,10 @@ def test_duplicate_setting_is_an_error(tmp_path: Path) -> None:
 
 
 def test_row_contradicting_file_name_is_skipped(tmp_path: Path) -> None:
-    _write(tmp_path / f"{OSS}_zero_shot_original.jsonl",
-           [_own("Qwen/QwQ-32B", 1, "5", "Correct"), _own("openai/gpt-oss-20b", 2, "5", "Correct")])
+    _write(
+        tmp_path / f"{OSS}_zero_shot_original.jsonl",
+        [_own("Qwen/QwQ-32B", 1, "5", "Correct"), _own("openai/gpt-oss-20b", 2, "5", "Correct")],
+    )
     t, skips = read_genex(tmp_path)
     assert t.column("problem_id").to_pylist() == ["2"]
     assert skips[0]["field"] == "LLM Name" and skips[0]["action"] == "skipped"
@@ -126,7 +172,11 @@ def test_real_folder_import(tmp_path: Path) -> None:
     assert t.num_rows == 5500  # 55 files × 100 problems
     methods = t.group_by("method").aggregate([("problem_id", "count")]).to_pydict()
     assert dict(zip(methods["method"], methods["problem_id_count"])) == {
-        "transfer": 2500, "ensemble": 1500, "default": 500, "empty": 500, "sampled": 500,
+        "transfer": 2500,
+        "ensemble": 1500,
+        "default": 500,
+        "empty": 500,
+        "sampled": 500,
     }
     with (tmp_path / "import_skips.csv").open() as fh:
         skips = list(csv.DictReader(fh))

@@ -29,12 +29,19 @@ def _csv(tmp_path: Path, header: list[str], rows: list[list[str]]) -> Path:
 
 
 def test_synthetic_long_table_and_errors(tmp_path: Path) -> None:
-    hdr = [H_RATE.format(c="orange", i=1, k="Confidence"), H_RATE.format(c="blue", i=1, k="Confidence"),
-           H_BEST.format(i=1, C="Orange"), H_BEST.format(i=1, C="Blue")]
+    hdr = [
+        H_RATE.format(c="orange", i=1, k="Confidence"),
+        H_RATE.format(c="blue", i=1, k="Confidence"),
+        H_BEST.format(i=1, C="Orange"),
+        H_BEST.format(i=1, C="Blue"),
+    ]
     long = read_ratings(_csv(tmp_path, hdr, [["4", "2", "1", "2"], ["", "", "", ""], ["5", "", "2", "1"]]))
     assert long.height == 7
     assert set(long["participant"]) == {"P1", "P3"}
-    assert long.filter((pl.col("criterion") == "Best Overall") & (pl.col("source") == "DAPO"))["value"].to_list() == [2, 1]
+    assert long.filter((pl.col("criterion") == "Best Overall") & (pl.col("source") == "DAPO"))["value"].to_list() == [
+        2,
+        1,
+    ]
     with pytest.raises(RatingsError, match="column 1 header"):
         read_ratings(_csv(tmp_path, ["Timestamp"], [["x"]]))
     with pytest.raises(RatingsError, match="outside 1–5"):

@@ -76,8 +76,19 @@ def test_triton_suite_in_fresh_process():
         pytest.skip("Triton tests already ran in this process")
     env = dict(os.environ, TRITON_INTERPRET="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--import-mode=importlib",
-           __file__, "-k", "not fresh_process", "-rs"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--import-mode=importlib",
+        __file__,
+        "-k",
+        "not fresh_process",
+        "-rs",
+    ]
     proc = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     # the point of the subprocess: the Triton tests must have run there, not skipped again
@@ -151,10 +162,14 @@ def test_triton_vocab_not_multiple_of_block(triton_env):
     x = _logits(4, v, torch.float32)
     x[:, -1] = 20.0
     t = torch.tensor([v - 1, v - 2, 0, 64], device=DEVICE)
-    torch.testing.assert_close(token_logprobs_triton(x, t, block_v=64), token_logprobs_reference(x, t), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        token_logprobs_triton(x, t, block_v=64), token_logprobs_reference(x, t), rtol=1e-5, atol=1e-5
+    )
     # All-negative logits: padded lanes loaded as 0 instead of -inf would inflate the lse.
     y = -10.0 - _logits(4, v, torch.float32).abs()
-    torch.testing.assert_close(token_logprobs_triton(y, t, block_v=64), token_logprobs_reference(y, t), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        token_logprobs_triton(y, t, block_v=64), token_logprobs_reference(y, t), rtol=1e-5, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
@@ -232,7 +247,9 @@ def test_triton_empty_and_int32_targets(triton_env):
     assert out.shape == (0,) and lse.shape == (0,) and out.dtype == torch.float32
     x = _logits(3, 50, torch.float32)
     t32 = _targets(3, 50).to(torch.int32)
-    torch.testing.assert_close(token_logprobs_triton(x, t32), token_logprobs_reference(x, t32.long()), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        token_logprobs_triton(x, t32), token_logprobs_reference(x, t32.long()), rtol=1e-5, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("bad", [-1, 50, 10**6])
@@ -289,8 +306,9 @@ def test_kernel_compiles_for_sm90_without_gpu(tmp_path):
         pytest.skip("triton's bundled ptxas is missing")
     env = dict(os.environ, TRITON_INTERPRET="0", TRITON_CACHE_DIR=str(tmp_path), TRITON_DEFAULT_FP_FUSION="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    proc = subprocess.run([sys.executable, "-c", _AOT_SCRIPT], env=env, cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _AOT_SCRIPT], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0 and "AOT-OK" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 

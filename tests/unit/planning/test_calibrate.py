@@ -16,8 +16,9 @@ def test_a_cached_calibration_replaces_the_cpu_rows_only(tmp_path, monkeypatch):
     assert calibrate.load() is None and before.throughput["SmolLM2"].source.startswith("node table")
     path = calibrate.cache_path()
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"rows": ROWS, "load_s": {"SmolLM2": 7.0}, "cpus": 16, "cpu": "test cpu",
-                                "when": "now"}))
+    path.write_text(
+        json.dumps({"rows": ROWS, "load_s": {"SmolLM2": 7.0}, "cpus": 16, "cpu": "test cpu", "when": "now"})
+    )
     cpu = load_node_type("cpu2")
     t = cpu.throughput["SmolLM2"]
     assert (t.decode_tps, t.single_decode_tps, t.batch) == (900.0, 40.0, 32) and "calibrated" in t.source

@@ -29,7 +29,7 @@ def test_kv_limit_dominates_the_makespan():
 def test_context_cost_and_answer_cache_hit():
     n = 16
     arr, pr, de, ans = [0.0] * n, [200] * n, [400] * n, [20] * n
-    spec = KVSpec(1.0, 10 ** 7, 16, "test")
+    spec = KVSpec(1.0, 10**7, 16, "test")
     flat = simulate_kv(arr, pr, de, KVCost(STEP, 0.0), spec, 64)
     ctx = simulate_kv(arr, pr, de, KVCost(STEP, 1e-6), spec, 64)
     assert ctx.makespan_s > flat.makespan_s  # reading longer contexts costs step time
@@ -40,8 +40,17 @@ def test_context_cost_and_answer_cache_hit():
 
 
 def _model(**kw):
-    base = dict(name="QwQ", path="Qwen/QwQ-32B", params_b=32.8, tensor_parallel_size=1, gpu_memory_utilization=0.9,
-                kv_cache_gib=1.0, block_size=None, max_num_seqs=64, max_model_len=32768)
+    base = dict(
+        name="QwQ",
+        path="Qwen/QwQ-32B",
+        params_b=32.8,
+        tensor_parallel_size=1,
+        gpu_memory_utilization=0.9,
+        kv_cache_gib=1.0,
+        block_size=None,
+        max_num_seqs=64,
+        max_model_len=32768,
+    )
     return SimpleNamespace(**{**base, **kw})
 
 

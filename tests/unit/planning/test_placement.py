@@ -130,9 +130,16 @@ def test_random_instances_reach_the_load_optimum(seed):
 
 
 def test_too_big_model_names_model_and_fix():
-    m = ModelConfig(name="QwQ", path="/x", thinking_format="think_tags", dtype="bfloat16",
-                    greedy=SamplingConfig(0.0, 1.0, -1), sampled=SamplingConfig(0.6, 0.95, -1),
-                    params_b=32.8, tensor_parallel_size=1)
+    m = ModelConfig(
+        name="QwQ",
+        path="/x",
+        thinking_format="think_tags",
+        dtype="bfloat16",
+        greedy=SamplingConfig(0.0, 1.0, -1),
+        sampled=SamplingConfig(0.6, 0.95, -1),
+        params_b=32.8,
+        tensor_parallel_size=1,
+    )
     d = engine_demand(m, "qwq")
     assert d.estimated and 75 < d.memory_gib < 80  # 61 GiB bf16 weights + 25% KV + 2 GiB
     with pytest.raises(PlacementError) as e:
@@ -187,8 +194,10 @@ def test_filter_and_ensemble_that_do_not_fit_together():
 def test_share_gpus_packs_by_gpu_memory_utilization():
     # vLLM claims gpu_memory_utilization of the GPU: a .2 + b .2 + c .4 = .8 share one GPU
     # (<= MAX_GPU_SHARE); the TP=2 engine D keeps two whole GPUs despite its .5.  Whole GPUs need 5.
-    ds = [EngineDemand(n, n, tp, 0.0, gpu_memory_utilization=u)
-          for n, tp, u in (("a", 1, 0.2), ("b", 1, 0.2), ("c", 1, 0.4), ("D", 2, 0.5))]
+    ds = [
+        EngineDemand(n, n, tp, 0.0, gpu_memory_utilization=u)
+        for n, tp, u in (("a", 1, 0.2), ("b", 1, 0.2), ("c", 1, 0.4), ("D", 2, 0.5))
+    ]
     wl = everything(ds)
     whole = plan_waves(ds, cluster(3), wl, share_gpus=False)
     shared = plan_waves(ds, cluster(3), wl, share_gpus=True)
@@ -256,18 +265,32 @@ def test_packer_first_fit_decreasing_is_exact_over_nodes():
 
 def test_cluster_from_ray_nodes_records():
     nodes = [
-        {"NodeID": "b" * 56, "Alive": True, "NodeManagerAddress": "10.0.0.2",
-         "Resources": {"CPU": 96.0, "GPU": 8.0, "memory": 512 * 2**30, "accelerator_type:H200": 1.0}},
-        {"NodeID": "a" * 56, "Alive": True, "NodeManagerAddress": "10.0.0.1",
-         "Resources": {"CPU": 8.0, "memory": 32 * 2**30}},
+        {
+            "NodeID": "b" * 56,
+            "Alive": True,
+            "NodeManagerAddress": "10.0.0.2",
+            "Resources": {"CPU": 96.0, "GPU": 8.0, "memory": 512 * 2**30, "accelerator_type:H200": 1.0},
+        },
+        {
+            "NodeID": "a" * 56,
+            "Alive": True,
+            "NodeManagerAddress": "10.0.0.1",
+            "Resources": {"CPU": 8.0, "memory": 32 * 2**30},
+        },
         {"NodeID": "c" * 56, "Alive": False, "NodeManagerAddress": "10.0.0.3", "Resources": {"GPU": 8.0}},
     ]
     c = cluster_from_ray_nodes(nodes)
     assert [n.ip for n in c.nodes] == ["10.0.0.1", "10.0.0.2"]  # dead node dropped, sorted by address
     assert c.nodes[1].num_gpus == 8 and c.nodes[1].gpu_memory_gib == pytest.approx(140.4)
     assert c.nodes[0].num_gpus == 0 and c.nodes[0].memory_gib == pytest.approx(32)
-    custom = [{"NodeID": "d" * 56, "Alive": True, "NodeManagerAddress": "x",
-               "Resources": {"GPU": 4.0, "gpu_memory_gib": 96.0}}]
+    custom = [
+        {
+            "NodeID": "d" * 56,
+            "Alive": True,
+            "NodeManagerAddress": "x",
+            "Resources": {"GPU": 4.0, "gpu_memory_gib": 96.0},
+        }
+    ]
     assert cluster_from_ray_nodes(custom).nodes[0].gpu_memory_gib == 24.0
     unknown = [{"NodeID": "e" * 56, "Alive": True, "NodeManagerAddress": "x", "Resources": {"GPU": 2.0}}]
     with pytest.raises(PlacementError, match="gpu_memory_gib"):
@@ -297,8 +320,7 @@ def test_ray_discovery_and_strict_pack_placement_groups():
     from pipeline.planning.cluster import create_placement_group, discover_cluster
 
     t0 = time.monotonic()
-    small = {"num_cpus": 2, "num_gpus": 4, "resources": {"accelerator_type:H100": 1},
-             "object_store_memory": 80 * 2**20}
+    small = {"num_cpus": 2, "num_gpus": 4, "resources": {"accelerator_type:H100": 1}, "object_store_memory": 80 * 2**20}
     c = Cluster(initialize_head=True, head_node_args={**small, "include_dashboard": False})
     try:
         c.add_node(**small)

@@ -31,8 +31,13 @@ ROOT = os.path.dirname(conf_dir())
 
 # Minimal stand-ins for the reference model / dataset YAMLs when another helper has not written
 # them yet; written only into the test's temporary copy of conf/, never into conf/.
-REF_MODELS = {"nrr": ("NRR", "think_tags"), "opent": ("OpenT", "openthoughts"), "oss": ("OSS", "harmony"),
-              "qwq": ("QwQ", "think_tags"), "dapo": ("DAPO", "think_tags")}
+REF_MODELS = {
+    "nrr": ("NRR", "think_tags"),
+    "opent": ("OpenT", "openthoughts"),
+    "oss": ("OSS", "harmony"),
+    "qwq": ("QwQ", "think_tags"),
+    "dapo": ("DAPO", "think_tags"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +48,12 @@ def conf_copy(tmp_path_factory) -> str:
         p = os.path.join(dst, "model", f"{key}.yaml")
         if not os.path.exists(p):
             with open(p, "w") as f:
-                f.write(f"defaults: [model_schema, _self_]\nname: {name}\npath: /models/{key}\n"
-                        f"thinking_format: {fmt}\nmax_model_len: 8192\n"
-                        "greedy: {temperature: 0.0, top_p: 1.0, top_k: -1}\n"
-                        "sampled: {temperature: 0.6, top_p: 0.95, top_k: -1}\n")
+                f.write(
+                    f"defaults: [model_schema, _self_]\nname: {name}\npath: /models/{key}\n"
+                    f"thinking_format: {fmt}\nmax_model_len: 8192\n"
+                    "greedy: {temperature: 0.0, top_p: 1.0, top_k: -1}\n"
+                    "sampled: {temperature: 0.6, top_p: 0.95, top_k: -1}\n"
+                )
     p = os.path.join(dst, "dataset", "medcalc.yaml")
     if not os.path.exists(p):
         with open(p, "w") as f:
@@ -54,8 +61,17 @@ def conf_copy(tmp_path_factory) -> str:
     return dst
 
 
-SMALL = ["experiment=demo_tiny", "models.a.num_cpus=1", "models.b.num_cpus=1", "models.c.num_cpus=1", "generate.thought_budget=100", "generate.answer_budget=10", "generate.num_samples=2",
-         "dataset.size=10", "transfer.answer_budget=20"]
+SMALL = [
+    "experiment=demo_tiny",
+    "models.a.num_cpus=1",
+    "models.b.num_cpus=1",
+    "models.c.num_cpus=1",
+    "generate.thought_budget=100",
+    "generate.answer_budget=10",
+    "generate.num_samples=2",
+    "dataset.size=10",
+    "transfer.answer_budget=20",
+]
 PARAMS = PlanParams(thought_fill=0.5, answer_fill=0.5, prompt_tokens=40)
 
 
@@ -64,8 +80,14 @@ def flat_node(cpus: float = 8) -> NodeType:
     from pipeline.planning.throughput import ModelThroughput
 
     t = ModelThroughput(100.0, 1000.0, 10.0, 1)
-    return NodeType(name="flat", cpus_per_node=cpus, memory_gib=64, load_fixed_s=10, load_gibps=0,
-                    throughput={n: t for n in ("tiny-think", "tiny-thought", "tiny-harmony")})
+    return NodeType(
+        name="flat",
+        cpus_per_node=cpus,
+        memory_gib=64,
+        load_fixed_s=10,
+        load_gibps=0,
+        throughput={n: t for n in ("tiny-think", "tiny-thought", "tiny-harmony")},
+    )
 
 
 def test_token_counts_by_hand(conf_copy):
@@ -117,8 +139,15 @@ def test_makespan_and_baselines_by_hand(conf_copy):
 def test_schedule_and_tables_are_printed(conf_copy):
     run = compose_run(SMALL, conf_copy)
     text = format_plan(plan(run, "cpu2", params=PARAMS))
-    for needle in ("Requests and tokens per stage and model", "wave 1 [generate]", "engine loads: 4",
-                   "sequential_single", "sequential_batched", "tiny-think", "CPU-only"):
+    for needle in (
+        "Requests and tokens per stage and model",
+        "wave 1 [generate]",
+        "engine loads: 4",
+        "sequential_single",
+        "sequential_batched",
+        "tiny-think",
+        "CPU-only",
+    ):
         assert needle in text, needle
 
 
@@ -219,8 +248,21 @@ def test_cli_run_prints_plan_and_writes_json(tmp_path, capsys):
     assert isinstance(cmd.HELP, str) and cmd.HELP
     ap = argparse.ArgumentParser()
     cmd.add_arguments(ap)
-    ns = ap.parse_args(["--node", "cpu2", "--problems", "6", "--json", str(tmp_path / "p.json"),
-                        "experiment=demo_tiny", "models.a.num_cpus=1", "models.b.num_cpus=1", "models.c.num_cpus=1", "generate.thought_budget=64"])
+    ns = ap.parse_args(
+        [
+            "--node",
+            "cpu2",
+            "--problems",
+            "6",
+            "--json",
+            str(tmp_path / "p.json"),
+            "experiment=demo_tiny",
+            "models.a.num_cpus=1",
+            "models.b.num_cpus=1",
+            "models.c.num_cpus=1",
+            "generate.thought_budget=64",
+        ]
+    )
     assert cmd.run(ns) == 0
     out = capsys.readouterr().out
     assert "Wave schedule:" in out and "engine loads: 4" in out and "6 problems" in out
@@ -233,12 +275,35 @@ def test_cli_run_prints_plan_and_writes_json(tmp_path, capsys):
 
 
 def test_python_m_pipeline_plan_subprocess():
-    r = subprocess.run([sys.executable, "-m", "pipeline", "plan", "--node", "cpu2", "--problems", "4",
-                        "experiment=demo_tiny", "models.a.num_cpus=1", "models.b.num_cpus=1", "models.c.num_cpus=1"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "plan",
+            "--node",
+            "cpu2",
+            "--problems",
+            "4",
+            "experiment=demo_tiny",
+            "models.a.num_cpus=1",
+            "models.b.num_cpus=1",
+            "models.c.num_cpus=1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert "wave 3 [transfer]" in r.stdout and "4 problems" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "pipeline", "plan", "experiment=nope"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "pipeline", "plan", "experiment=nope"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and r.stderr.startswith("crosscot: error:") and "Traceback" not in r.stderr
 
 
@@ -256,9 +321,11 @@ def test_bench_writes_markdown(conf_copy, tmp_path):
 
 
 def test_import_is_light():
-    code = ("import sys, pipeline.planning.plan, pipeline.planning.packing, pipeline.bench.plan, pipeline.commands.plan; "
-            "bad = [m for m in ('ray', 'vllm', 'torch', 'triton') if m in sys.modules]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, pipeline.planning.plan, pipeline.planning.packing, pipeline.bench.plan, pipeline.commands.plan; "
+        "bad = [m for m in ('ray', 'vllm', 'torch', 'triton') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
 
@@ -279,31 +346,60 @@ def _stage_requests(run, n: int, tmp_path) -> dict[str, int]:
 
     ctx = Context(cfg=run, store=Store(tmp_path / "store"), run_dir=tmp_path, pool_factory=lambda: None)
     ds = run.dataset.name
-    ctx._problems = pa.Table.from_pylist([{"dataset": ds, "problem_id": f"p{i}", "prompt": f"Question {i}?",
-                                           "gold": '{"answer": "5"}', "meta": None} for i in range(n)], PROBLEMS)
+    ctx._problems = pa.Table.from_pylist(
+        [
+            {"dataset": ds, "problem_id": f"p{i}", "prompt": f"Question {i}?", "gold": '{"answer": "5"}', "meta": None}
+            for i in range(n)
+        ],
+        PROBLEMS,
+    )
     gen_rows = [row for m in run.models.values() for _, row in GenerateStage().items(ctx, m.name)]
     if run.ensemble.enabled:
-        gen_rows += [{"dataset": ds, "problem_id": f"p{i}", "method": "ensemble", "source": "G/E", "variant": "full",
-                      "sample": 0, "target": "G/E"} for i in range(n)]
+        gen_rows += [
+            {
+                "dataset": ds,
+                "problem_id": f"p{i}",
+                "method": "ensemble",
+                "source": "G/E",
+                "variant": "full",
+                "sample": 0,
+                "target": "G/E",
+            }
+            for i in range(n)
+        ]
     plugin = get_dataset(ds)
     cots = []
     for row in gen_rows:  # every CoT gets a non-answer sentence and an answer, as the truncate stage sees it
         if row["method"] in COT_METHODS:
-            cots += TruncateStage.variants({**row, "cot": "We compute the score step by step. The total is 5. "
-                                            "So the answer is 5.", "answer_text": "The answer is 5."},
-                                           plugin, run.truncate)
+            cots += TruncateStage.variants(
+                {
+                    **row,
+                    "cot": "We compute the score step by step. The total is 5. So the answer is 5.",
+                    "answer_text": "The answer is 5.",
+                },
+                plugin,
+                run.truncate,
+            )
     tc = run.transfer
     sources, targets = set(tc.sources or run.model_names), tc.targets or run.model_names
-    transfers = sum(1 for c in cots if c["variant"] in tc.variants and not c.get("error")
-                    for t in targets if transfer_method(c, t, sources))
+    transfers = sum(
+        1
+        for c in cots
+        if c["variant"] in tc.variants and not c.get("error")
+        for t in targets
+        if transfer_method(c, t, sources)
+    )
     return {"generate": len(gen_rows) - (n if run.ensemble.enabled else 0), "transfer": transfers}
 
 
 def test_plan_counts_what_the_stages_submit(conf_copy, tmp_path):
     """The planner's request counts equal what the generate and transfer stages build for the same config."""
     n = 7
-    for overrides in (["experiment=reference"], ["experiment=reference", "transfer.variants=[full]"],
-                      ["experiment=reference", "generate.num_samples=3", "transfer.targets=[QwQ,NRR]"]):
+    for overrides in (
+        ["experiment=reference"],
+        ["experiment=reference", "transfer.variants=[full]"],
+        ["experiment=reference", "generate.num_samples=3", "transfer.targets=[QwQ,NRR]"],
+    ):
         run = compose_run(overrides, conf_copy)
         t = plan(run, "h100x8", n).totals()
         got = _stage_requests(run, n, tmp_path / str(len(overrides)) / overrides[-1].replace("/", "_"))

@@ -122,7 +122,9 @@ def test_replicas_do_not_help_when_no_gpu_is_idle(ref_plan):
     cl = ref_plan.schedule.cluster
     five = ClusterSpec(tuple(dataclasses.replace(nd, num_gpus=5) for nd in cl.nodes), source="5 GPUs")
     p = plan(compose(["experiment=reference"]), "h200x8", 30, cluster=five)
-    assert p.tails.replica_overrides == [] and p.tails.with_replicas.makespan_s == pytest.approx(p.tails.streaming.makespan_s)
+    assert p.tails.replica_overrides == [] and p.tails.with_replicas.makespan_s == pytest.approx(
+        p.tails.streaming.makespan_s
+    )
 
 
 def test_plan_command_prints_the_simulated_headline(capsys, tmp_path):
@@ -132,13 +134,19 @@ def test_plan_command_prints_the_simulated_headline(capsys, tmp_path):
 
     ap = argparse.ArgumentParser()
     cmd.add_arguments(ap)
-    ns = ap.parse_args(["--node", "h200x8", "--problems", "40", "--json", str(tmp_path / "p.json"),
-                        "experiment=reference"])
+    ns = ap.parse_args(
+        ["--node", "h200x8", "--problems", "40", "--json", str(tmp_path / "p.json"), "experiment=reference"]
+    )
     assert cmd.run(ns) == 0
     out = capsys.readouterr().out
     assert "Simulated makespan on h200x8 (SIMULATED" in out
-    for line in ("streaming (crosscot run)", "synchronous shards of 64", "streaming + replicas",
-                 "replica overrides for `crosscot run`: models.", "mean throughput (full batches)"):
+    for line in (
+        "streaming (crosscot run)",
+        "synchronous shards of 64",
+        "streaming + replicas",
+        "replica overrides for `crosscot run`: models.",
+        "mean throughput (full batches)",
+    ):
         assert line in out, line
     data = json.loads((tmp_path / "p.json").read_text())["tails"]
     assert data["simulated"] and data["shards_s"] > data["streaming_s"] > data["replicas_s"] > 0
@@ -151,8 +159,9 @@ def _fake_run(tmp_path, lengths: dict[str, list[int]]):
     store = tmp_path / "run" / "store"
     store.mkdir(parents=True)
     for src, ls in lengths.items():
-        t = pa.table({"source": [src] * (len(ls) + 1), "method": ["default"] * len(ls) + ["empty"],
-                      "cot_tokens": ls + [0]})
+        t = pa.table(
+            {"source": [src] * (len(ls) + 1), "method": ["default"] * len(ls) + ["empty"], "cot_tokens": ls + [0]}
+        )
         with ipc.new_file(str(store / f"generate-{src}-0.arrow"), t.schema) as w:
             w.write_table(t)
     return tmp_path / "run"
@@ -170,8 +179,14 @@ def test_measured_lengths_drive_the_plan(tmp_path, capsys):
     for extra in ([], ["--lengths", str(run)]):
         import json
 
-        assert cmd.run(ap.parse_args(["--node", "cpu2", "--json", str(tmp_path / "p.json"), "--force", *extra,
-                                      "experiment=demo"])) == 0
+        assert (
+            cmd.run(
+                ap.parse_args(
+                    ["--node", "cpu2", "--json", str(tmp_path / "p.json"), "--force", *extra, "experiment=demo"]
+                )
+            )
+            == 0
+        )
         outs[bool(extra)] = json.loads((tmp_path / "p.json").read_text())["tails"]
     assert outs[True]["lengths"] == {"SmolLM2": "measured", "Gemma3": "measured"}
     assert outs[False]["lengths"] == {"SmolLM2": "shape", "Gemma3": "shape"}
@@ -188,15 +203,25 @@ def test_plan_check_spans():
 
     from pipeline.bench.plan_check import compare, measured_spans
 
-    tel = {"wall_seconds": 300.0, "engine_startup_seconds": 90.0, "stage_models": {
-        "generate": {"A": {"requests": 5, "first_submit": 100.0, "last_done": 250.0}},
-        "transfer": {"A": {"requests": 5, "first_submit": 150.0, "last_done": 280.0},
-                     "B": {"requests": 0, "first_submit": None, "last_done": None}}}}
+    tel = {
+        "wall_seconds": 300.0,
+        "engine_startup_seconds": 90.0,
+        "stage_models": {
+            "generate": {"A": {"requests": 5, "first_submit": 100.0, "last_done": 250.0}},
+            "transfer": {
+                "A": {"requests": 5, "first_submit": 150.0, "last_done": 280.0},
+                "B": {"requests": 0, "first_submit": None, "last_done": None},
+            },
+        },
+    }
     assert measured_spans(tel) == {"wall_s": 300.0, "startup_s": 90.0, "engine_s": 180.0}
     pl = SimpleNamespace(model="A", loaded=True)
-    p = SimpleNamespace(load_s={"A": 60.0}, schedule=SimpleNamespace(waves=[SimpleNamespace(placements=[pl])]),
-                        tails=SimpleNamespace(streaming=SimpleNamespace(makespan_s=240.0)),
-                        node=SimpleNamespace(run_overhead_s=15.0))
+    p = SimpleNamespace(
+        load_s={"A": 60.0},
+        schedule=SimpleNamespace(waves=[SimpleNamespace(placements=[pl])]),
+        tails=SimpleNamespace(streaming=SimpleNamespace(makespan_s=240.0)),
+        node=SimpleNamespace(run_overhead_s=15.0),
+    )
     res = compare(tel, p)
     assert res["planned"] == {"startup_s": 60.0, "engine_s": 180.0, "wall_s": 255.0}
     assert res["ratio"]["engine_s"] == pytest.approx(1.0) and res["ratio"]["wall_s"] == pytest.approx(255 / 300)

@@ -214,9 +214,10 @@ def test_vllm_cpu_engine_chats_with_smollm2(smollm2_dir):
         """
     )
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-c", script, str(smollm2_dir)], capture_output=True, text=True,
-                          env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(smollm2_dir)], capture_output=True, text=True, env=env, timeout=600
+    )
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     assert proc.returncode == 0 and line, proc.stderr[-3000:]
-    text = json.loads(line[len("RESULT "):])
+    text = json.loads(line[len("RESULT ") :])
     assert "Paris" in text, text

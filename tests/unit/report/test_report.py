@@ -22,10 +22,20 @@ def _run_dir(tmp_path: Path) -> Path:
         for t in ("NRR", "QwQ", "OSS"):
             for i in range(8):
                 ans = "4" if (i + len(t)) % 3 else str(i)
-                rows.append({
-                    "dataset": "medcalc", "problem_id": str(i), "method": method, "source": src or t, "variant": "full",
-                    "sample": 0, "target": t, "gold": gold, "answer": ans, "stored_correct": ans == "4",
-                })
+                rows.append(
+                    {
+                        "dataset": "medcalc",
+                        "problem_id": str(i),
+                        "method": method,
+                        "source": src or t,
+                        "variant": "full",
+                        "sample": 0,
+                        "target": t,
+                        "gold": gold,
+                        "answer": ans,
+                        "stored_correct": ans == "4",
+                    }
+                )
     run = tmp_path / "run"
     write_tables(score_answers(from_rows(rows, ANSWERS), "ours"), run / "tables", n_boot=100)
     return run
@@ -76,9 +86,17 @@ def test_commands_end_to_end(tmp_path: Path) -> None:
     for model_file, model_id in (("Qwen_QwQ-32B", "Qwen/QwQ-32B"), ("openai_gpt-oss-20b", "openai/gpt-oss-20b")):
         for kind in ("original", "empty"):
             recs = [
-                {"Row Number": rn, "Calculator Name": "HAS-BLED", "Calculator ID": "25", "Ground Truth Answer": "3",
-                 "LLM Name": model_id, "LLM Answer": str(rn % 4), "LLM Explanation": "e", "LLM Thinking": "t",
-                 "Result": "Correct" if rn % 4 == 3 else "Incorrect"}
+                {
+                    "Row Number": rn,
+                    "Calculator Name": "HAS-BLED",
+                    "Calculator ID": "25",
+                    "Ground Truth Answer": "3",
+                    "LLM Name": model_id,
+                    "LLM Answer": str(rn % 4),
+                    "LLM Explanation": "e",
+                    "LLM Thinking": "t",
+                    "Result": "Correct" if rn % 4 == 3 else "Incorrect",
+                }
                 for rn in range(1, 9)
             ]
             (src / f"{model_file}_zero_shot_{kind}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))

@@ -23,17 +23,33 @@ INT_GOLD = json.dumps(make_gold("4", "4", "4", "4", "score", "integer"))
 DEC_GOLD = json.dumps(make_gold("20", "19", "21", "23", "MELD", "decimal"))
 
 
-def _rows(method: str, source: str, answers: dict[str, list], correct: dict[str, list] | None = None,
-          gold: str = INT_GOLD, extracted: dict[str, list] | None = None) -> list[dict]:
+def _rows(
+    method: str,
+    source: str,
+    answers: dict[str, list],
+    correct: dict[str, list] | None = None,
+    gold: str = INT_GOLD,
+    extracted: dict[str, list] | None = None,
+) -> list[dict]:
     out = []
     for t, col in answers.items():
         for i, a in enumerate(col):
-            out.append({
-                "dataset": "medcalc", "problem_id": str(i + 1), "method": method, "source": source, "variant": "full",
-                "sample": 0, "target": t, "gold": gold, "answer": a,
-                "extracted": (extracted or answers)[t][i],
-                "correct": bool(correct[t][i]) if correct else False, "judge": "stored",
-            })
+            out.append(
+                {
+                    "dataset": "medcalc",
+                    "problem_id": str(i + 1),
+                    "method": method,
+                    "source": source,
+                    "variant": "full",
+                    "sample": 0,
+                    "target": t,
+                    "gold": gold,
+                    "answer": a,
+                    "extracted": (extracted or answers)[t][i],
+                    "correct": bool(correct[t][i]) if correct else False,
+                    "judge": "stored",
+                }
+            )
     return out
 
 
@@ -71,10 +87,10 @@ def test_strict_normalizes_and_uses_tolerance() -> None:
     answers = {"A": ["20.0", "20", "abc", "19.5"], "B": ["20 mL", "20.9", "abc", "21.6"]}
     correct = {"A": [1, 1, 0, 1], "B": [1, 1, 0, 0]}
     m = group_matrices(_df(_rows("transfer", "X", answers, correct, gold=DEC_GOLD)))[0]
-    (_, _, v, n), = setting_consistency(m, "strict")["pairs"]
+    ((_, _, v, n),) = setting_consistency(m, "strict")["pairs"]
     # 20.0~20 (same), 20 vs 20.9 within ±1, unparseable never agrees, 19.5 vs 21.6 > 1 apart.
     assert (v, n) == (pytest.approx(2 / 4), 4)
-    (_, _, vp, _), = setting_consistency(m, "paper")["pairs"]
+    ((_, _, vp, _),) = setting_consistency(m, "paper")["pairs"]
     # paper: item 1 and 2 both correct, item 3 identical strings -> 3/4
     assert vp == pytest.approx(3 / 4)
 

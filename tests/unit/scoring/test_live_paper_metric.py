@@ -20,8 +20,19 @@ def _rows(texts: dict[str, list[str]]) -> list[dict]:
     rows = []
     for target, per_problem in texts.items():
         for pid, (gold, text) in enumerate(per_problem):
-            rows.append({"dataset": "medcalc", "problem_id": str(pid), "method": "transfer", "source": "S",
-                         "variant": "full", "sample": 0, "target": target, "answer_text": text, "gold": gold})
+            rows.append(
+                {
+                    "dataset": "medcalc",
+                    "problem_id": str(pid),
+                    "method": "transfer",
+                    "source": "S",
+                    "variant": "full",
+                    "sample": 0,
+                    "target": target,
+                    "answer_text": text,
+                    "gold": gold,
+                }
+            )
     return rows
 
 
@@ -34,12 +45,14 @@ def _summary(rows: list[dict], checker: str) -> tuple[dict, pl.DataFrame]:
 
 def test_live_paper_metric_compares_normalized_answers_and_drops_evaluator_errors() -> None:
     j = lambda a: json.dumps({"step_by_step_thinking": "...", "answer": a})  # noqa: E731
-    rows = _rows({
-        # problem 0: "4 points" vs "4.0" vs "five" -> lenient forms "4"/"4"/None
-        # problem 1: date written differently; problem 2: wrong in the same way ("3" and "3.0")
-        "A": [(G_INT, j("4 points")), (G_DATE, j("9/23/2014")), (G_INT, j("3"))],
-        "B": [(G_INT, j("4.0")), (G_DATE, j("The due date is 09/23/2014")), (G_INT, j("3.0"))],
-    })
+    rows = _rows(
+        {
+            # problem 0: "4 points" vs "4.0" vs "five" -> lenient forms "4"/"4"/None
+            # problem 1: date written differently; problem 2: wrong in the same way ("3" and "3.0")
+            "A": [(G_INT, j("4 points")), (G_DATE, j("9/23/2014")), (G_INT, j("3"))],
+            "B": [(G_INT, j("4.0")), (G_DATE, j("The due date is 09/23/2014")), (G_INT, j("3.0"))],
+        }
+    )
     lenient, df = _summary(rows, "lenient")
     assert df.filter(pl.col("target") == "A")["answer"].to_list() == ["4", "09/23/2014", "3"]
     # Raw strings would agree on nothing; normalized forms agree on all three problems.

@@ -13,12 +13,18 @@ from pipeline.cli import main
 from pipeline.importers.genex_medcalc import import_genex
 from pipeline.scoring.judge import score_answers
 from pipeline.scoring.post_training import (
-    PostTrainingError, confounds, parse_pairs, post_training_tables, resolve_pairs,
+    PostTrainingError,
+    confounds,
+    parse_pairs,
+    post_training_tables,
+    resolve_pairs,
 )
 
-PAIRS = ("Qwen_Qwen2.5-1.5B-Instruct=_disk_u_koyena_medcalc-qwen-2.5-1.5b-inst-grpo,"
-         "meta-llama_Llama-3.2-3B-Instruct=_disk_u_koyena_medcalc-llama-3-3b-inst-grpo,"
-         "deepseek-ai_DeepSeek-R1-Distill-Qwen-1.5B=_disk_u_koyena_medcalc-deepseek-r1-distill-qwen-1.5b-inst-grpo")
+PAIRS = (
+    "Qwen_Qwen2.5-1.5B-Instruct=_disk_u_koyena_medcalc-qwen-2.5-1.5b-inst-grpo,"
+    "meta-llama_Llama-3.2-3B-Instruct=_disk_u_koyena_medcalc-llama-3-3b-inst-grpo,"
+    "deepseek-ai_DeepSeek-R1-Distill-Qwen-1.5B=_disk_u_koyena_medcalc-deepseek-r1-distill-qwen-1.5b-inst-grpo"
+)
 
 
 def test_parse_and_resolve_pairs() -> None:
@@ -34,12 +40,34 @@ def test_parse_and_resolve_pairs() -> None:
         resolve_pairs([("QwQ", "Qwen_QwQ-32B")], ["QwQ"])
 
 
-def _row(method: str, source: str, target: str, pid: int, answer: str | None, correct: bool | None,
-         cot: str = "think", variant: str = "full") -> dict:
-    return {"dataset": "medcalc", "problem_id": str(pid), "method": method, "source": source, "variant": variant,
-            "sample": 0, "target": target, "cot": cot, "answer_text": None, "answer": answer, "gold": json.dumps({}),
-            "stored_correct": correct, "error": None if correct is not None else "no Target Result",
-            "extracted": answer, "correct": bool(correct), "judge": "stored"}
+def _row(
+    method: str,
+    source: str,
+    target: str,
+    pid: int,
+    answer: str | None,
+    correct: bool | None,
+    cot: str = "think",
+    variant: str = "full",
+) -> dict:
+    return {
+        "dataset": "medcalc",
+        "problem_id": str(pid),
+        "method": method,
+        "source": source,
+        "variant": variant,
+        "sample": 0,
+        "target": target,
+        "cot": cot,
+        "answer_text": None,
+        "answer": answer,
+        "gold": json.dumps({}),
+        "stored_correct": correct,
+        "error": None if correct is not None else "no Target Result",
+        "extracted": answer,
+        "correct": bool(correct),
+        "judge": "stored",
+    }
 
 
 def _synthetic() -> pl.DataFrame:
@@ -49,8 +77,12 @@ def _synthetic() -> pl.DataFrame:
     for s, ans in own.items():
         rows += [_row("default", s, s, i + 1, a, a == "1") for i, a in enumerate(ans)]
     # Target T after b's CoT: agrees on 1, both correct? (1 is correct), 2 differs, 3 failed (no result), 4 dropped (source error).
-    rows += [_row("transfer", "b", "T", 1, "1", True), _row("transfer", "b", "T", 2, "9", False),
-             _row("transfer", "b", "T", 3, None, None), _row("transfer", "b", "T", 4, "4", False)]
+    rows += [
+        _row("transfer", "b", "T", 1, "1", True),
+        _row("transfer", "b", "T", 2, "9", False),
+        _row("transfer", "b", "T", 3, None, None),
+        _row("transfer", "b", "T", 4, "4", False),
+    ]
     # Target T after p's CoT: all agree with p, one failed; CoTs empty.
     rows += [_row("transfer", "p", "T", i, str(i), i == 1, cot=" No Thoughts\n") for i in (1, 2)]
     rows += [_row("transfer", "p", "T", 3, "3", False, cot="\n")]  # blank counts as empty too
@@ -123,7 +155,10 @@ def test_reproduces_study_post_training(rl_run: Path) -> None:
     d = t["post_training_detail"]
     q = d.filter(pl.col("base") == "Qwen_Qwen2.5-1.5B-Instruct").sort("target", "group")
     # The confound in the numbers: empty CoTs on both sides give the targets the same input.
-    assert q.filter(pl.col("group") == "base")["accuracy"].to_list() == q.filter(pl.col("group") == "post")["accuracy"].to_list()
+    assert (
+        q.filter(pl.col("group") == "base")["accuracy"].to_list()
+        == q.filter(pl.col("group") == "post")["accuracy"].to_list()
+    )
 
 
 def test_score_cli_writes_post_training_and_report(rl_run: Path, capsys) -> None:

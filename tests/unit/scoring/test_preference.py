@@ -21,8 +21,15 @@ def _ratings(seed: int = 0, n_part: int = 40, n_items: int = 6) -> pl.DataFrame:
         bias = rng.normal(0, 0.5)  # participant leniency, shared across sources
         for i in range(n_items):
             for s, mu in true.items():
-                rows.append({"participant": f"p{p}", "item": f"i{i}", "source": s, "criterion": "clarity",
-                             "score": mu + bias + rng.normal(0, 0.6)})
+                rows.append(
+                    {
+                        "participant": f"p{p}",
+                        "item": f"i{i}",
+                        "source": s,
+                        "criterion": "clarity",
+                        "score": mu + bias + rng.normal(0, 0.6),
+                    }
+                )
     return pl.DataFrame(rows)
 
 
@@ -44,10 +51,15 @@ def test_means_and_pairwise() -> None:
 
 
 def test_rank_input_is_flipped() -> None:
-    r = pl.DataFrame({
-        "participant": ["a", "a", "b", "b"], "item": ["1"] * 4, "source": ["X", "Y"] * 2,
-        "criterion": ["c"] * 4, "rank": [1, 2, 1, 2],
-    })
+    r = pl.DataFrame(
+        {
+            "participant": ["a", "a", "b", "b"],
+            "item": ["1"] * 4,
+            "source": ["X", "Y"] * 2,
+            "criterion": ["c"] * 4,
+            "rank": [1, 2, 1, 2],
+        }
+    )
     m = {row["source"]: row["mean"] for row in source_means(r).iter_rows(named=True)}
     assert m["X"] > m["Y"]
 

@@ -11,14 +11,22 @@ import pytest
 from pipeline.cli import main
 from pipeline.importers.genex_ratings import SCHEMA, read_ratings
 from pipeline.scoring.ratings import (
-    consistency_for_sources, correlation, paired_tests, paper_tests, ratings_tests, source_summary,
+    consistency_for_sources,
+    correlation,
+    paired_tests,
+    paper_tests,
+    ratings_tests,
+    source_summary,
 )
 
 # The study's Clarity of Steps tests: (model1, model2) -> (t, d).
 CLARITY = {
-    ("OSS", "DAPO"): (-6.188, -1.011), ("OSS", "QwQ+DAPO/OSS"): (-8.841, -1.449),
-    ("OSS", "QwQ+OSS/DAPO"): (-1.398, -0.228), ("DAPO", "QwQ+DAPO/OSS"): (-2.973, -0.487),
-    ("DAPO", "QwQ+OSS/DAPO"): (4.481, 0.732), ("QwQ+DAPO/OSS", "QwQ+OSS/DAPO"): (7.001, 1.147),
+    ("OSS", "DAPO"): (-6.188, -1.011),
+    ("OSS", "QwQ+DAPO/OSS"): (-8.841, -1.449),
+    ("OSS", "QwQ+OSS/DAPO"): (-1.398, -0.228),
+    ("DAPO", "QwQ+DAPO/OSS"): (-2.973, -0.487),
+    ("DAPO", "QwQ+OSS/DAPO"): (4.481, 0.732),
+    ("QwQ+DAPO/OSS", "QwQ+OSS/DAPO"): (7.001, 1.147),
 }
 CONS = {"OSS": 0.733, "DAPO": 0.820, "QwQ+DAPO/OSS": 0.883, "QwQ+OSS/DAPO": 0.797}
 
@@ -36,7 +44,9 @@ def long() -> pl.DataFrame:
 def test_paper_reproduces_study(long: pl.DataFrame) -> None:
     t = paper_tests(long)
     assert t.height == 24 and set(t["method"]) == {"paper"}
-    got = {(r["model1"], r["model2"]): r for r in t.filter(pl.col("criterion") == "Clarity of Steps").iter_rows(named=True)}
+    got = {
+        (r["model1"], r["model2"]): r for r in t.filter(pl.col("criterion") == "Clarity of Steps").iter_rows(named=True)
+    }
     assert list(got) == list(CLARITY)
     for pair, (tv, d) in CLARITY.items():
         assert round(got[pair]["t"], 3) == tv, pair
@@ -54,13 +64,29 @@ def _synthetic() -> pl.DataFrame:
             for src, shift in (("OSS", 0), ("DAPO", 1), ("QwQ+DAPO/OSS", 2)):
                 if p == 0 and item == 0 and src == "DAPO":
                     continue  # an unmatched rating: paired tests must leave it out
-                rows.append({"participant": f"P{p}", "item": str(item), "source": src, "colour": "",
-                             "criterion": "Confidence", "value": float(base + shift - (rng.random() < 0.2))})
+                rows.append(
+                    {
+                        "participant": f"P{p}",
+                        "item": str(item),
+                        "source": src,
+                        "colour": "",
+                        "criterion": "Confidence",
+                        "value": float(base + shift - (rng.random() < 0.2)),
+                    }
+                )
             for src, r in zip(("OSS", "DAPO", "QwQ+DAPO/OSS"), rng.permutation([1, 2, 3]) if p % 3 == 0 else [3, 2, 1]):
                 if p == 1 and item == 0 and src == "OSS":
                     continue  # an incomplete ranking: Friedman leaves the block out
-                rows.append({"participant": f"P{p}", "item": str(item), "source": src, "colour": "",
-                             "criterion": "Best Overall", "value": float(r)})
+                rows.append(
+                    {
+                        "participant": f"P{p}",
+                        "item": str(item),
+                        "source": src,
+                        "colour": "",
+                        "criterion": "Best Overall",
+                        "value": float(r),
+                    }
+                )
     return pl.DataFrame(rows, schema=SCHEMA)
 
 
@@ -80,7 +106,9 @@ def test_paired_is_item_and_participant_matched() -> None:
     assert r["d"] == pytest.approx(diff.mean() / diff.std(ddof=1))
     best = t.filter(pl.col("criterion") == "Best Overall")
     fr = best.filter(pl.col("model1") == "all").row(0, named=True)
-    b = df.filter(pl.col("criterion") == "Best Overall").pivot(on="source", index=["participant", "item"], values="value")
+    b = df.filter(pl.col("criterion") == "Best Overall").pivot(
+        on="source", index=["participant", "item"], values="value"
+    )
     b = b.drop_nulls()
     ref = stats.friedmanchisquare(b["OSS"], b["DAPO"], b["QwQ+DAPO/OSS"])
     assert fr["t"] == pytest.approx(ref.statistic) and fr["p"] == pytest.approx(ref.pvalue) and fr["n1"] == 31
@@ -105,8 +133,14 @@ def test_paired_on_study_data_and_source_means(long: pl.DataFrame) -> None:
 
 def test_consistency_from_summary_csv(tmp_path: Path) -> None:
     p = tmp_path / "consistency_summary.csv"
-    pl.DataFrame({"setting": ["Transfer OSS", "Ensemble QwQ+DAPO/OSS", "Transfer OSS"], "variant": ["full"] * 3,
-                  "metric": ["paper", "paper", "strict"], "mean": [0.7, 0.9, 0.1]}).write_csv(p)
+    pl.DataFrame(
+        {
+            "setting": ["Transfer OSS", "Ensemble QwQ+DAPO/OSS", "Transfer OSS"],
+            "variant": ["full"] * 3,
+            "metric": ["paper", "paper", "strict"],
+            "mean": [0.7, 0.9, 0.1],
+        }
+    ).write_csv(p)
     assert consistency_for_sources(p) == {"OSS": 0.7, "QwQ+DAPO/OSS": 0.9}
     assert consistency_for_sources("OSS=0.5,QwQ+OSS/DAPO=0.25") == {"OSS": 0.5, "QwQ+OSS/DAPO": 0.25}
     with pytest.raises(ValueError, match="SOURCE=VALUE"):

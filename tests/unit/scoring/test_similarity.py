@@ -24,23 +24,56 @@ REV, FR, VOW = "reverse the word", "translate the word into french", "count the 
 
 def _scored(rows: list[tuple[str, str, str, str | None]]) -> pl.DataFrame:
     return pl.DataFrame(
-        [{"dataset": d, "problem_id": p, "sample": 0, "method": "default", "source": t, "variant": "full",
-          "target": t, "answer": a, "extracted": a, "correct": False, "gold": II_GOLD if d != "medcalc" else MC_GOLD}
-         for d, p, t, a in rows],
-        schema={"dataset": pl.String, "problem_id": pl.String, "sample": pl.Int64, "method": pl.String,
-                "source": pl.String, "variant": pl.String, "target": pl.String, "answer": pl.String,
-                "extracted": pl.String, "correct": pl.Boolean, "gold": pl.String},
+        [
+            {
+                "dataset": d,
+                "problem_id": p,
+                "sample": 0,
+                "method": "default",
+                "source": t,
+                "variant": "full",
+                "target": t,
+                "answer": a,
+                "extracted": a,
+                "correct": False,
+                "gold": II_GOLD if d != "medcalc" else MC_GOLD,
+            }
+            for d, p, t, a in rows
+        ],
+        schema={
+            "dataset": pl.String,
+            "problem_id": pl.String,
+            "sample": pl.Int64,
+            "method": pl.String,
+            "source": pl.String,
+            "variant": pl.String,
+            "target": pl.String,
+            "answer": pl.String,
+            "extracted": pl.String,
+            "correct": pl.Boolean,
+            "gold": pl.String,
+        },
     )
 
 
 def test_embedding_metric_averages_pair_means_and_zeroes_short_answers() -> None:
     ii = "instruction_induction"
-    df = _scored([
-        (ii, "p1", "A", REV), (ii, "p1", "B", REV), (ii, "p1", "C", FR),
-        (ii, "p2", "A", "ab"), (ii, "p2", "B", VOW), (ii, "p2", "C", VOW),
-        (ii, "p3", "A", None), (ii, "p3", "B", VOW), (ii, "p3", "C", VOW),  # a failed answer scores 0
-        ("medcalc", "7", "A", "1"), ("medcalc", "7", "B", "1"), ("medcalc", "7", "C", "2"),  # not free text
-    ])
+    df = _scored(
+        [
+            (ii, "p1", "A", REV),
+            (ii, "p1", "B", REV),
+            (ii, "p1", "C", FR),
+            (ii, "p2", "A", "ab"),
+            (ii, "p2", "B", VOW),
+            (ii, "p2", "C", VOW),
+            (ii, "p3", "A", None),
+            (ii, "p3", "B", VOW),
+            (ii, "p3", "C", VOW),  # a failed answer scores 0
+            ("medcalc", "7", "A", "1"),
+            ("medcalc", "7", "B", "1"),
+            ("medcalc", "7", "C", "2"),  # not free text
+        ]
+    )
     x = float(sim.embedding_scores([REV], [FR])[0])
     assert 0 < x < 0.9
     assert sim.embedding_scores([VOW], [VOW])[0] == pytest.approx(1.0, abs=1e-5)
@@ -76,9 +109,22 @@ def test_bertscore_errors_name_the_fix(monkeypatch) -> None:
 def test_bertscore_config_error_stops_the_run_before_any_engine(tmp_path) -> None:
     # One line on stderr, exit 2, before the DAG (and any engine) starts.
     rd = tmp_path / "never-created"
-    r = subprocess.run([sys.executable, "-m", "pipeline", "run", "experiment=demo_tiny", "dataset=instruction_induction",
-                        "score.metrics=[paper,bertscore]", f"run_dir={rd}"],
-                       capture_output=True, text=True, cwd=REPO, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "run",
+            "experiment=demo_tiny",
+            "dataset=instruction_induction",
+            "score.metrics=[paper,bertscore]",
+            f"run_dir={rd}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert r.returncode == 2 and not rd.exists(), r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("crosscot: error: ") and "bertscore" in lines[0]

@@ -22,14 +22,25 @@ def _answers() -> pa.Table:
     for method, source in (("default", None), ("transfer", "A")):
         for t, texts in {"A": ["4", "5", None], "B": ["4", "4", "7"]}.items():
             for i, txt in enumerate(texts):
-                rows.append({
-                    "dataset": "medcalc", "problem_id": str(i + 1), "method": method, "source": source or t,
-                    "variant": "full", "sample": 0, "target": t, "gold": GOLD, "answer": None,
-                    "answer_text": None if txt is None else json.dumps({"step_by_step_thinking": "..", "answer": txt}),
-                    # Stored judgment deliberately wrong on one row to test the agreement report.
-                    "stored_correct": (txt == "4") if not (t == "B" and i == 2) else True,
-                    "error": None,
-                })
+                rows.append(
+                    {
+                        "dataset": "medcalc",
+                        "problem_id": str(i + 1),
+                        "method": method,
+                        "source": source or t,
+                        "variant": "full",
+                        "sample": 0,
+                        "target": t,
+                        "gold": GOLD,
+                        "answer": None,
+                        "answer_text": None
+                        if txt is None
+                        else json.dumps({"step_by_step_thinking": "..", "answer": txt}),
+                        # Stored judgment deliberately wrong on one row to test the agreement report.
+                        "stored_correct": (txt == "4") if not (t == "B" and i == 2) else True,
+                        "error": None,
+                    }
+                )
     return from_rows(rows, ANSWERS)
 
 

@@ -34,8 +34,14 @@ def test_full_run_writes_tables_report_and_provenance(tiny_cfg):
     rd = ctx.run_dir
     t = _tables(rd)
     settings = set(t["consistency_summary"]["setting"].to_list())
-    assert {"Empty", "Default", "Sampled", "Transfer tiny-think", "Transfer tiny-thought",
-            "Transfer tiny-harmony"} <= settings
+    assert {
+        "Empty",
+        "Default",
+        "Sampled",
+        "Transfer tiny-think",
+        "Transfer tiny-thought",
+        "Transfer tiny-harmony",
+    } <= settings
     assert set(t["consistency_summary"]["variant"].to_list()) == {"full", "without_answer"}
     acc = t["accuracy"]
     assert acc["accuracy"].min() >= 0 and acc["accuracy"].max() <= 1
@@ -122,8 +128,15 @@ def test_empty_cot_is_skipped_with_reason(tiny_cfg):
     from pipeline.stages.truncate import TruncateStage
 
     rows = TruncateStage.variants(
-        {"dataset": "toy_arith", "problem_id": "p", "method": "default", "source": "m", "sample": 0,
-         "cot": "   ", "answer_text": "Answer: 3"},
+        {
+            "dataset": "toy_arith",
+            "problem_id": "p",
+            "method": "default",
+            "source": "m",
+            "sample": 0,
+            "cot": "   ",
+            "answer_text": "Answer: 3",
+        },
         __import__("pipeline.datasets", fromlist=["get_dataset"]).get_dataset("toy_arith"),
         tiny_cfg().truncate,
     )
@@ -137,8 +150,18 @@ def test_without_answer_removes_answer_and_audits_leak(tiny_cfg):
 
     cot = "We add 17 and 25. That gives 42 in total. Therefore the answer is 42."
     rows = TruncateStage.variants(
-        {"dataset": "toy_arith", "problem_id": "p", "method": "default", "source": "m", "sample": 0,
-         "cot": cot, "answer_text": "Answer: 42"}, get_dataset("toy_arith"), tiny_cfg("truncate.prefix_fractions=[0.5]").truncate)
+        {
+            "dataset": "toy_arith",
+            "problem_id": "p",
+            "method": "default",
+            "source": "m",
+            "sample": 0,
+            "cot": cot,
+            "answer_text": "Answer: 42",
+        },
+        get_dataset("toy_arith"),
+        tiny_cfg("truncate.prefix_fractions=[0.5]").truncate,
+    )
     by = {r["variant"]: r for r in rows}
     assert by["full"]["leak"] is True
     assert by["without_answer"]["cot"] == "We add 17 and 25."
@@ -151,7 +174,8 @@ def test_malformed_dataset_row_names_row_and_field(tmp_path):
 
     bad = tmp_path / "d.jsonl"
     bad.write_text('{"id": "1", "question": "q1", "answer": "1"}\n{"id": "2", "answer": "2"}\n')
-    cfg = compose(["experiment=demo_tiny", "dataset=jsonl", f"dataset.path={bad}", f"run_dir={tmp_path / 'r'}",
-                   "progress=false"])
+    cfg = compose(
+        ["experiment=demo_tiny", "dataset=jsonl", f"dataset.path={bad}", f"run_dir={tmp_path / 'r'}", "progress=false"]
+    )
     with pytest.raises(Exception, match=r"(?s)d\.jsonl.*(row|line) 2.*question"):
         run(cfg, pool_factory=lambda: FakePool(cfg))

@@ -15,8 +15,7 @@ def test_determinism_recorded_everywhere(tiny_cfg, monkeypatch):
     ctx = run(cfg, pool_factory=lambda: FakePool(cfg))
     rd = ctx.run_dir
     arrows = sorted((rd / "store").glob("*.arrow")) + sorted(rd.glob("*.arrow"))
-    assert {p.name.split("-")[0] for p in arrows} >= {"problems", "generate", "truncate", "transfer",
-                                                      "scored.arrow"}
+    assert {p.name.split("-")[0] for p in arrows} >= {"problems", "generate", "truncate", "transfer", "scored.arrow"}
     for p in arrows:
         det = read_provenance(p)["determinism"]
         assert det["effective"] == "batch_dependent" and det["device"] == "cuda:NVIDIA H200", p.name

@@ -151,6 +151,7 @@ def test_each_problem_steps_on_its_own(tmp_path: Path) -> None:
             if r.prompt == early:
                 out = [dataclasses.replace(o, mean_nll=0.0 if c else 5.0 + o.mean_nll) for o, c in zip(out, r.closes)]
             return out
+
         return f
 
     gen.propose = close_early
@@ -199,7 +200,7 @@ def test_each_problem_steps_on_its_own(tmp_path: Path) -> None:
     assert erow["ensemble_steps"] == 1
     assert len(_calls(pool, early)) == len(GENS) + len(evs)
     last_early = max(i for i, e in enumerate(pool.log) if e[2] == early)
-    assert sum(1 for e in pool.log[last_early + 1:] if e[2] != early) > 0
+    assert sum(1 for e in pool.log[last_early + 1 :] if e[2] != early) > 0
     assert all(meta["steps"][p] > 1 for p in pids.values() if p != epid)
     # Output rows: one per problem, GENERATIONS-shaped, labelled like the study's settings.
     source = ensemble_source(GENS, evs)
@@ -225,8 +226,11 @@ def test_no_lockstep_a_stuck_problem_does_not_hold_the_others(tmp_path: Path) ->
                     await asyncio.wait_for(self.ahead.wait(), 5)
                 except TimeoutError:
                     timed_out.append(True)
-            if method == "propose" and r.prompt != stuck and sum(
-                    1 for m, o, p, _ in self.log if p == r.prompt and o == "propose") >= 2 * len(GENS):
+            if (
+                method == "propose"
+                and r.prompt != stuck
+                and sum(1 for m, o, p, _ in self.log if p == r.prompt and o == "propose") >= 2 * len(GENS)
+            ):
                 self.ahead.set()
             return await super().op(name, r)
 
@@ -254,8 +258,10 @@ def test_min_mean_score_wins_and_scores_are_averaged(tmp_path: Path) -> None:
         assert w["mean_score"] == min(r["mean_score"] for r in scored)
     # Each evaluator scored every step of every problem once.
     n_steps = len(by_step)
-    assert Counter(m for m, op, _, _ in pool.log if op == "score_texts") == {"tiny-harmony": n_steps,
-                                                                            "tiny-think": n_steps}
+    assert Counter(m for m, op, _, _ in pool.log if op == "score_texts") == {
+        "tiny-harmony": n_steps,
+        "tiny-think": n_steps,
+    }
     # The CoT is exactly the winners, in step order.
     for row in rows:
         assert row["cot"] == "".join(w["text"] for w in _winners(cand, row["problem_id"])).strip()
@@ -286,8 +292,11 @@ def test_duplicates_scored_once(tmp_path: Path) -> None:
             assert r.candidates == [x["text"] for x in unique]
             assert len(set(zip(r.candidates, r.closes))) == len(r.candidates)
     for r in (x for x in first_step if x["duplicate"]):
-        rep = next(x for x in first_step if x["problem_id"] == r["problem_id"] and x["text"] == r["text"]
-                   and not x["duplicate"])
+        rep = next(
+            x
+            for x in first_step
+            if x["problem_id"] == r["problem_id"] and x["text"] == r["text"] and not x["duplicate"]
+        )
         assert r["mean_score"] == rep["mean_score"] and r["scores"] == rep["scores"] and not r["winner"]
 
 
@@ -297,8 +306,10 @@ def test_stops_on_close_tag_and_cuts_there(tmp_path: Path) -> None:
     ev = pool.engines["tiny-harmony"]
 
     async def prefer_closing(r):
-        return [CandidateScore(mean_nll=0.5 if c else 2.0 + 0.01 * len(t), n_tokens=3)
-                for t, c in zip(r.candidates, r.closes)]
+        return [
+            CandidateScore(mean_nll=0.5 if c else 2.0 + 0.01 * len(t), n_tokens=3)
+            for t, c in zip(r.candidates, r.closes)
+        ]
 
     ev.score_texts = prefer_closing
     _, rows, cand, meta = _run(tmp_path, pool)
@@ -340,8 +351,10 @@ def test_paper_scoring_ranks_by_whole_sequence(tmp_path: Path) -> None:
 
     async def spy(r):
         modes.append(r.mode)
-        return [CandidateScore(mean_nll=9.0 - 0.1 * k, seq_mean_nll=1.0 + 0.1 * k, n_tokens=2)
-                for k, _ in enumerate(r.candidates)]
+        return [
+            CandidateScore(mean_nll=9.0 - 0.1 * k, seq_mean_nll=1.0 + 0.1 * k, n_tokens=2)
+            for k, _ in enumerate(r.candidates)
+        ]
 
     ev.score_texts = spy
     _, _, cand, _ = _run(tmp_path, pool, "ensemble.scoring=paper")
@@ -415,8 +428,9 @@ def test_generator_overflow_drops_out_of_that_step(tmp_path: Path) -> None:
         # Only tiny-think's candidates were scored on that step.
         ws = _winners(cand, pid)
         cot1 = ws[0]["text"]
-        [req] = [r for (m, op, p, c), r in zip(pool.log, pool.reqs) if op == "score_texts" and p == prompt
-                 and c == cot1]
+        [req] = [
+            r for (m, op, p, c), r in zip(pool.log, pool.reqs) if op == "score_texts" and p == prompt and c == cot1
+        ]
         assert req.candidates == [r["text"] for r in think if r["valid"] and not r["duplicate"]]
         # The generator is back on the next step, and no other step records an error.
         assert meta["steps"][pid] > 2
@@ -531,7 +545,7 @@ def test_sentence_splitting_on_real_cot() -> None:
         for k in (len(t) // 3, len(t) // 2):
             c = cut_to_sentence(t[:k])
             assert t.startswith(c)
-            assert c == t[:k] or "".join(split_sentences(t[:k])[:len(split_sentences(c))]) == c
+            assert c == t[:k] or "".join(split_sentences(t[:k])[: len(split_sentences(c))]) == c
 
 
 # --------------------------------------------------------------------------- real engines
@@ -547,10 +561,23 @@ def test_end_to_end_ensemble_in_ray_matches_reference(tmp_path: Path, monkeypatc
     from reference.ensemble_ref import ReferenceScorer
 
     run = tmp_path / "run"
-    cfg = compose(["experiment=demo_ensemble", "dataset.size=3", f"run_dir={run}", "progress=false",
-                   "generate.methods=[default]", "generate.thought_budget=24", "generate.answer_budget=8",
-                   "transfer.answer_budget=8", "transfer.variants=[full]", "ensemble.thought_budget=48",
-                   "ensemble.max_steps=3", "ensemble.candidates=2", "ray.num_cpus=2"])
+    cfg = compose(
+        [
+            "experiment=demo_ensemble",
+            "dataset.size=3",
+            f"run_dir={run}",
+            "progress=false",
+            "generate.methods=[default]",
+            "generate.thought_budget=24",
+            "generate.answer_budget=8",
+            "transfer.answer_budget=8",
+            "transfer.variants=[full]",
+            "ensemble.thought_budget=48",
+            "ensemble.max_steps=3",
+            "ensemble.candidates=2",
+            "ray.num_cpus=2",
+        ]
+    )
     dag.run(cfg)
     summary = (run / "tables" / "consistency_summary.csv").read_text()
     assert f"Ensemble {SOURCE}" in summary
@@ -560,20 +587,28 @@ def test_end_to_end_ensemble_in_ray_matches_reference(tmp_path: Path, monkeypatc
     assert cand and any(r["winner"] for r in cand)
     # Scores of the first two steps recomputed from scratch with transformers + the kernel dispatcher:
     # context = the evaluator's thinking prompt + CoT so far; a closing candidate gets its close tag.
-    prompts = dict(zip(*(read_table(next((run / "store").rglob("problems-*.arrow"))).column(c).to_pylist()
-                         for c in ("problem_id", "prompt"))))
+    prompts = dict(
+        zip(
+            *(
+                read_table(next((run / "store").rglob("problems-*.arrow"))).column(c).to_pylist()
+                for c in ("problem_id", "prompt")
+            )
+        )
+    )
     ref = ReferenceScorer(cfg.model("tiny-harmony"))
     close = ref.fmt.close.rstrip()
     checked = 0
     for pid in sorted({r["problem_id"] for r in cand}):
         cot = ""
         for step in range(2):
-            rows = [r for r in cand
-                    if r["problem_id"] == pid and r["step"] == step and r["valid"] and not r["duplicate"]]
+            rows = [
+                r for r in cand if r["problem_id"] == pid and r["step"] == step and r["valid"] and not r["duplicate"]
+            ]
             if not rows:
                 break
-            [got] = ref.score([ref.thinking_prompt(prompts[pid]) + cot],
-                              [[r["text"] + (close if r["closes"] else "") for r in rows]])
+            [got] = ref.score(
+                [ref.thinking_prompt(prompts[pid]) + cot], [[r["text"] + (close if r["closes"] else "") for r in rows]]
+            )
             for r, g in zip(rows, got):
                 assert dict(r["scores"])["tiny-harmony"] == pytest.approx(g["mean_nll"], abs=2e-3, rel=1e-4)
                 checked += 1

@@ -35,10 +35,21 @@ KEY = ["dataset", "problem_id", "method", "source", "variant", "sample", "target
 
 def overrides(run_dir: Path, *extra: str) -> list[str]:
     # Two tiny models; rows are checkpointed every 2 rows (resume granularity).
-    return ["experiment=demo_tiny", "~models.c", f"run_dir={run_dir}", f"store_dir={run_dir / 'store'}",
-            "dataset.size=4", "generate.thought_budget=24", "generate.answer_budget=8",
-            "transfer.answer_budget=8", "stream.flush_rows=2", "stream.flush_seconds=0.5",
-            "progress=false", "score.n_boot=50", *extra]
+    return [
+        "experiment=demo_tiny",
+        "~models.c",
+        f"run_dir={run_dir}",
+        f"store_dir={run_dir / 'store'}",
+        "dataset.size=4",
+        "generate.thought_budget=24",
+        "generate.answer_budget=8",
+        "transfer.answer_budget=8",
+        "stream.flush_rows=2",
+        "stream.flush_seconds=0.5",
+        "progress=false",
+        "score.n_boot=50",
+        *extra,
+    ]
 
 
 def no_engines():
@@ -48,10 +59,12 @@ def no_engines():
 def final_tables(run_dir: Path) -> dict:
     ans = read_table(run_dir / "answers.arrow")
     ans = ans.replace_schema_metadata(None).sort_by([(k, "ascending") for k in KEY])
-    return {"answers": ans.to_pylist(),
-            "consistency_summary": (run_dir / "tables" / "consistency_summary.csv").read_text(),
-            "accuracy": (run_dir / "tables" / "accuracy.csv").read_text(),
-            "errors": (run_dir / "tables" / "errors.csv").read_text()}
+    return {
+        "answers": ans.to_pylist(),
+        "consistency_summary": (run_dir / "tables" / "consistency_summary.csv").read_text(),
+        "accuracy": (run_dir / "tables" / "accuracy.csv").read_text(),
+        "errors": (run_dir / "tables" / "errors.csv").read_text(),
+    }
 
 
 def assert_same_tables(got: Path, want: Path) -> None:
@@ -66,6 +79,7 @@ def assert_same_tables(got: Path, want: Path) -> None:
 
 
 # --------------------------------------------------------------------------- real engines
+
 
 @pytest.fixture(scope="module")
 def ray_local():
@@ -150,8 +164,9 @@ def test_driver_killed_mid_generate_resumes_on_rerun(baseline, tmp_path):
     finishes with tables equal to the uninterrupted run (no lost or duplicated rows)."""
     d = tmp_path / "driver"
     env = {**os.environ, "PYTHONPATH": str(REPO), "CROSSCOT_FAULT_DELAY_S": "1.0"}
-    proc = subprocess.Popen(_driver_cmd(d), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        _driver_cmd(d), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         deadline = time.time() + 600
         while time.time() < deadline:
@@ -212,6 +227,7 @@ def test_too_small_max_model_len_is_recorded_and_budgeted(tmp_path):
 
 
 # --------------------------------------------------------------------------- FakePool (fast)
+
 
 class WavePool(FakePool):
     """FakePool on a pretend cluster of ``cpus`` CPUs: plans waves and records loads/stops."""

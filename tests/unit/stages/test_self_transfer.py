@@ -39,10 +39,12 @@ def test_self_transfer_reuses_the_generate_row(tiny_cfg):
     for r in selfs:
         g = gen[(r["problem_id"], r["source"])]
         assert (r["answer_text"], r["prompt_tokens"], r["finish_reason"]) == (
-            g["answer_text"], g["prompt_tokens"], g["finish_reason"])
+            g["answer_text"],
+            g["prompt_tokens"],
+            g["finish_reason"],
+        )
     own_cots = {(g["source"], g["cot"]) for g in gen.values()}
-    sent = [(name, req.cot) for name, req in pool.calls
-            if isinstance(req, AnswerRequest) and req.phase == "transfer"]
+    sent = [(name, req.cot) for name, req in pool.calls if isinstance(req, AnswerRequest) and req.phase == "transfer"]
     assert sent and not any(s in own_cots for s in sent), "a self-transfer of a full CoT went to the engine"
     # Other variants and other targets still run.
     assert any(r["method"] == "transfer" and r["source"] != r["target"] for r in answers)
@@ -51,8 +53,10 @@ def test_self_transfer_reuses_the_generate_row(tiny_cfg):
 def test_self_transfer_recomputed_when_the_request_differs(tiny_cfg):
     cfg = tiny_cfg("transfer.answer_budget=6")  # generate answered with 8 tokens: not the same request
     ctx, pool = _run(cfg)
-    gen_cots = {(r["source"], r["cot"]) for r in read_table(ctx.run_dir / "answers.arrow").to_pylist()
-                if r["method"] == "default"}
-    sent = {(name, req.cot) for name, req in pool.calls
-            if isinstance(req, AnswerRequest) and req.phase == "transfer"}
+    gen_cots = {
+        (r["source"], r["cot"])
+        for r in read_table(ctx.run_dir / "answers.arrow").to_pylist()
+        if r["method"] == "default"
+    }
+    sent = {(name, req.cot) for name, req in pool.calls if isinstance(req, AnswerRequest) and req.phase == "transfer"}
     assert gen_cots & sent

@@ -27,7 +27,7 @@ def test_rerun_after_a_truncated_artifact_recomputes_it_with_identical_tables(ti
     before = _tables(rd)
     victim = sorted((rd / "store").glob(f"{stage}-*.arrow"))[0]
     data = victim.read_bytes()
-    victim.write_bytes(data[:int(len(data) * keep)])  # a crash or a full disk mid-copy
+    victim.write_bytes(data[: int(len(data) * keep)])  # a crash or a full disk mid-copy
     with pytest.raises(CorruptArtifact, match=victim.name):
         read_table(victim)
     pools: list[FakePool] = []

@@ -72,8 +72,9 @@ async def _broken_item(r):
 
 
 def test_llm_filter_engine_failure_is_an_error_never_cached(tiny_cfg, tmp_path):
-    cfg = tiny_cfg("stages=[truncate]", "truncate.filter=llm", "truncate.filter_model=tiny-think",
-                   f"run_dir={tmp_path / 'r'}")
+    cfg = tiny_cfg(
+        "stages=[truncate]", "truncate.filter=llm", "truncate.filter_model=tiny-think", f"run_dir={tmp_path / 'r'}"
+    )
     pool = FakePool(cfg)
     pool.engines["tiny-think"].complete = _broken_item
     with pytest.raises(RuntimeError, match="rerun the same command"):
@@ -86,8 +87,9 @@ def test_llm_filter_engine_failure_is_an_error_never_cached(tiny_cfg, tmp_path):
 
 
 def test_llm_filter_engine_failure_falls_back_only_when_asked(tiny_cfg):
-    cfg = tiny_cfg("stages=[truncate]", "truncate.filter=llm", "truncate.filter_model=tiny-think",
-                   "truncate.on_filter_error=rule")
+    cfg = tiny_cfg(
+        "stages=[truncate]", "truncate.filter=llm", "truncate.filter_model=tiny-think", "truncate.on_filter_error=rule"
+    )
     pool = FakePool(cfg)
     pool.engines["tiny-think"].complete = _broken_item
     path, rows = _truncate(cfg, pool)
@@ -107,8 +109,15 @@ def test_rule_variants_unchanged_by_llm_plumbing():
     class T:
         prefix_fractions = []
 
-    r = {"dataset": "toy_arith", "problem_id": "p", "method": "default", "source": "m", "sample": 0,
-         "cot": "We add 17 and 25. That gives 42 in total. Therefore the answer is 42.", "answer_text": "Answer: 42"}
+    r = {
+        "dataset": "toy_arith",
+        "problem_id": "p",
+        "method": "default",
+        "source": "m",
+        "sample": 0,
+        "cot": "We add 17 and 25. That gives 42 in total. Therefore the answer is 42.",
+        "answer_text": "Answer: 42",
+    }
     rows = TruncateStage.variants(r, get_dataset("toy_arith"), T())
     wa = rows[1]
     assert (wa["cot"], wa["leak"], wa["filter"]) == ("We add 17 and 25.", False, "rule")

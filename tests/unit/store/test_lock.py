@@ -35,8 +35,7 @@ def test_two_processes_share_a_store_without_losing_or_doubling_rows(tmp_path):
         root = tmp_path / f"store{_round}"
         start, out = ctx.Event(), ctx.Queue()
         # overlapping halves: 0-29 and 10-39, so each job has rows the other lacks
-        procs = [ctx.Process(target=_job, args=(str(root), start, out, list(r)))
-                 for r in (range(0, 30), range(10, 40))]
+        procs = [ctx.Process(target=_job, args=(str(root), start, out, list(r))) for r in (range(0, 30), range(10, 40))]
         for p in procs:
             p.start()
         start.set()

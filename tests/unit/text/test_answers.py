@@ -21,15 +21,18 @@ from pipeline.text.answers import (
 from pipeline.text.sentences import split_sentences
 
 
-@pytest.mark.parametrize("answer,forms", [
-    ("4", ["4"]),
-    ("5.0", ["5.0", "5"]),
-    ("0.36700000000000005", ["0.36700000000000005", "0.367"]),
-    ("7.50", ["7.50", "7.5"]),
-    ("12/31/2017", ["12/31/2017"]),
-    ("", []),
-    (None, []),
-])
+@pytest.mark.parametrize(
+    "answer,forms",
+    [
+        ("4", ["4"]),
+        ("5.0", ["5.0", "5"]),
+        ("0.36700000000000005", ["0.36700000000000005", "0.367"]),
+        ("7.50", ["7.50", "7.5"]),
+        ("12/31/2017", ["12/31/2017"]),
+        ("", []),
+        (None, []),
+    ],
+)
 def test_answer_forms(answer, forms):
     assert answer_forms(answer) == forms
 
@@ -41,41 +44,49 @@ def test_distinctive_answers():
     assert not is_distinctive(None)
 
 
-@pytest.mark.parametrize("sentence,answer", [
-    ("Total score = 1 + 1 + 0 + 0 + 0 + 1 + 1 = 4. ", "4"),
-    ("So the HAS-BLED score is 4.", "4"),
-    ("Yes, that's 4. ", "4"),
-    ("Given the symptoms, perhaps it's classified as a 4.", "4"),
-    ("Adding that to 7.2 gives 7.84 mg/dL. ", "7.84"),
-    ("Probably 507 msec.", "507"),
-    ("But according to my calculation, it's 39.2.", "39.2"),
-    ("Rounded, the QTc is 449.3 ms.", "449.3"),
-    ("The estimated due date is 02/19/2024.", "02/19/2024"),
-    ("So the result is 5 points.", "5.0"),  # "5.0" written as "5"
-    ("The BSA comes to 0.367 m2.", "0.36700000000000005"),
-    ("**Final Answer** \\boxed{12}", "12"),
-    ('{"answer": "12"}', "12"),
-])
+@pytest.mark.parametrize(
+    "sentence,answer",
+    [
+        ("Total score = 1 + 1 + 0 + 0 + 0 + 1 + 1 = 4. ", "4"),
+        ("So the HAS-BLED score is 4.", "4"),
+        ("Yes, that's 4. ", "4"),
+        ("Given the symptoms, perhaps it's classified as a 4.", "4"),
+        ("Adding that to 7.2 gives 7.84 mg/dL. ", "7.84"),
+        ("Probably 507 msec.", "507"),
+        ("But according to my calculation, it's 39.2.", "39.2"),
+        ("Rounded, the QTc is 449.3 ms.", "449.3"),
+        ("The estimated due date is 02/19/2024.", "02/19/2024"),
+        ("So the result is 5 points.", "5.0"),  # "5.0" written as "5"
+        ("The BSA comes to 0.367 m2.", "0.36700000000000005"),
+        ("**Final Answer** \\boxed{12}", "12"),
+        ('{"answer": "12"}', "12"),
+    ],
+)
 def test_states_answer(sentence, answer):
     assert states_answer(sentence, answer)
 
 
-@pytest.mark.parametrize("sentence,answer", [
-    ("1. **H (Hypertension):** The patient has uncontrolled hypertension. ", "4"),
-    ("Heart rate > 100 bpm: +1 point. ", "4"),
-    ("According to the scale: 6 obeys commands, 5 localizes pain, 4 withdraws. ", "4"),
-    ("The patient is 72 years old, which is > 65 years. ", "3"),
-    ("We need the sodium and the glucose. ", "7.84"),
-    ("Score 0-2: low risk. ", "2"),
-])
+@pytest.mark.parametrize(
+    "sentence,answer",
+    [
+        ("1. **H (Hypertension):** The patient has uncontrolled hypertension. ", "4"),
+        ("Heart rate > 100 bpm: +1 point. ", "4"),
+        ("According to the scale: 6 obeys commands, 5 localizes pain, 4 withdraws. ", "4"),
+        ("The patient is 72 years old, which is > 65 years. ", "3"),
+        ("We need the sodium and the glucose. ", "7.84"),
+        ("Score 0-2: low risk. ", "2"),
+    ],
+)
 def test_hint_sentences_are_kept(sentence, answer):
     assert not states_answer(sentence, answer)
 
 
 def test_remove_keeps_hints_verbatim_and_in_order():
-    cot = ("Let's calculate the HAS-BLED score step-by-step. 1. **H (Hypertension):** The patient has "
-           "uncontrolled hypertension. This gives 1 point. 2. **S (Stroke):** No prior stroke. This gives 0 points. "
-           "Total score = 1 + 1 + 0 + 0 + 0 + 1 + 1 = 4. So the HAS-BLED score is 4.")
+    cot = (
+        "Let's calculate the HAS-BLED score step-by-step. 1. **H (Hypertension):** The patient has "
+        "uncontrolled hypertension. This gives 1 point. 2. **S (Stroke):** No prior stroke. This gives 0 points. "
+        "Total score = 1 + 1 + 0 + 0 + 0 + 1 + 1 = 4. So the HAS-BLED score is 4."
+    )
     out = remove_answer_statements(cot, "4")
     parts, kept = split_sentences(cot), split_sentences(out)
     assert kept == [p for p in parts if p in kept]  # subsequence, verbatim

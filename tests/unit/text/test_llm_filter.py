@@ -70,27 +70,30 @@ def test_prompt_shortens_overlong_sentences_and_flattens_newlines():
 # ----------------------------------------------------------------------------------------- parsing
 
 
-@pytest.mark.parametrize("reply,n,want", [
-    (" S3, S7", 10, {2, 6}),
-    (" [S3] and [S7].", 10, {2, 6}),
-    ("S2-S4", 10, {1, 2, 3}),
-    ("**S4**", 5, {3}),
-    (" S12, S15\n\nS1: an echo of the prompt", 20, {11, 14}),
-    (" S19. The CURB-65 score is 0.", 20, {18}),  # text after the list is ignored
-    (" none", 5, set()),
-    (" None of them.", 5, set()),
-    (" S3, S99", 5, {2}),  # out-of-range labels ignored
-    (" S42", 5, None),  # only out-of-range labels: unusable
-    (" 4", 10, None),  # the answer value repeated, not a label
-    (" 7.8", 10, None),
-    ("\n1. Okay, let's see.\n2. I need the score.", 10, None),  # echo of the CoT
-    ("\n\nS1: We need the Caprini score.\nS2: Points", 10, None),  # echo of the prompt
-    ("\n\nS2, S3", 10, {1, 2}),  # leading blank lines are fine
-    (" The answer is S3", 5, None),  # must start with the list
-    (" I think the patient is fine", 5, None),
-    ("", 5, None),
-    (None, 5, None),
-])
+@pytest.mark.parametrize(
+    "reply,n,want",
+    [
+        (" S3, S7", 10, {2, 6}),
+        (" [S3] and [S7].", 10, {2, 6}),
+        ("S2-S4", 10, {1, 2, 3}),
+        ("**S4**", 5, {3}),
+        (" S12, S15\n\nS1: an echo of the prompt", 20, {11, 14}),
+        (" S19. The CURB-65 score is 0.", 20, {18}),  # text after the list is ignored
+        (" none", 5, set()),
+        (" None of them.", 5, set()),
+        (" S3, S99", 5, {2}),  # out-of-range labels ignored
+        (" S42", 5, None),  # only out-of-range labels: unusable
+        (" 4", 10, None),  # the answer value repeated, not a label
+        (" 7.8", 10, None),
+        ("\n1. Okay, let's see.\n2. I need the score.", 10, None),  # echo of the CoT
+        ("\n\nS1: We need the Caprini score.\nS2: Points", 10, None),  # echo of the prompt
+        ("\n\nS2, S3", 10, {1, 2}),  # leading blank lines are fine
+        (" The answer is S3", 5, None),  # must start with the list
+        (" I think the patient is fine", 5, None),
+        ("", 5, None),
+        (None, 5, None),
+    ],
+)
 def test_parse_reply(reply, n, want):
     assert parse_reply(reply, n) == want
 
@@ -119,8 +122,10 @@ def test_window_budget_fits_model_context(model_cfg):
 # ------------------------------------------------------------------------------ filter, fake engine
 
 
-COT = ("We need the anion gap. Sodium is 140 and chloride is 100. Bicarbonate is 24. "
-       "The formula is Na - (Cl + HCO3). So 140 - 124 = 16. Thus the anion gap is 16. Answer is 16.")
+COT = (
+    "We need the anion gap. Sodium is 140 and chloride is 100. Bicarbonate is 24. "
+    "The formula is Na - (Cl + HCO3). So 140 - 124 = 16. Thus the anion gap is 16. Answer is 16."
+)
 
 
 def test_fake_llm_filter_drops_answer_sentences_verbatim_in_order(model_cfg):
@@ -128,8 +133,10 @@ def test_fake_llm_filter_drops_answer_sentences_verbatim_in_order(model_cfg):
     res = llm_filter(_pool(model_cfg, eng), model_cfg, [COT, "Just one step. Nothing else."], ["16", "3"])
     r = res[0]
     assert r.filter == "llm" and r.note is None
-    assert r.cot == "We need the anion gap. Sodium is 140 and chloride is 100. Bicarbonate is 24. " \
-                    "The formula is Na - (Cl + HCO3). "
+    assert (
+        r.cot == "We need the anion gap. Sodium is 140 and chloride is 100. Bicarbonate is 24. "
+        "The formula is Na - (Cl + HCO3). "
+    )
     assert not leaks(r.cot, "16")
     assert _is_subsequence(split_sentences(r.cot), split_sentences(COT))
     assert res[1].cot == "Just one step. Nothing else." and res[1].dropped == []
@@ -165,6 +172,7 @@ def test_implausible_reply_falls_back(model_cfg):
 
 def test_engine_failure_is_loud(model_cfg):
     """A failed filter call is never papered over by the rule filter here (the stage decides)."""
+
     class Broken(FakeEngine):
         async def complete(self, r):
             raise RuntimeError("engine died")
@@ -221,8 +229,9 @@ def test_real_smollm2_filter_on_three_cots(model_cfg):
     cfg = dataclasses.replace(model_cfg, max_model_len=1024, max_num_seqs=4)
     t0 = time.time()
     eng = ModelEngine(cfg)
-    res = llm_filter(LocalPool({cfg.name: eng}), cfg, [r["LLM Thinking"].strip() for r in rows],
-                     [r["LLM Answer"] for r in rows])
+    res = llm_filter(
+        LocalPool({cfg.name: eng}), cfg, [r["LLM Thinking"].strip() for r in rows], [r["LLM Answer"] for r in rows]
+    )
     print(f"smollm2 filter: {time.time() - t0:.1f}s incl. load; {[(r.filter, r.dropped) for r in res]}")
     assert eng.get_stats()["requests"] == len(rows)  # one window each
     for r, fr in zip(rows, res):

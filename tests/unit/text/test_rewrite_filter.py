@@ -29,10 +29,13 @@ def test_prompt_is_the_studys_and_replies_are_parsed() -> None:
         async def call(req: GenerateRequest) -> GenerateResult:
             sent.append(req)
             return GenerateResult(cot="", cot_tokens=0, cot_finish_reason="stop", forced_close=False, answer_text=text)
+
         return call
 
-    out = [asyncio.run(rewrite_one(replying(t), model, c))
-           for t, c in (("<think>keep hints</think>", "a"), ("Add 2.", "b"), (None, "c"))]
+    out = [
+        asyncio.run(rewrite_one(replying(t), model, c))
+        for t, c in (("<think>keep hints</think>", "a"), ("Add 2.", "b"), (None, "c"))
+    ]
     assert out == [("keep hints", "rewrite"), ("Add 2.", "rewrite"), ("", "rewrite")]
     assert all(r.cot is None for r in sent)  # the filter model thinks first, then rewrites
     assert (sent[0].thought_budget, sent[0].answer_budget) == (256, 512)  # the study's, capped to the context
@@ -44,8 +47,13 @@ def test_prompt_is_the_studys_and_replies_are_parsed() -> None:
 
 def test_engine_error_raises() -> None:
     async def failing(req: GenerateRequest) -> GenerateResult:
-        return GenerateResult(cot="", cot_tokens=0, cot_finish_reason="stop", forced_close=False,
-                              error="answer: prompt exceeds max_model_len=1024")
+        return GenerateResult(
+            cot="",
+            cot_tokens=0,
+            cot_finish_reason="stop",
+            forced_close=False,
+            error="answer: prompt exceeds max_model_len=1024",
+        )
 
     model = SimpleNamespace(name="M", greedy=_GREEDY, max_model_len=1024)
     with pytest.raises(RuntimeError, match="max_model_len"):
@@ -82,15 +90,23 @@ def test_truncate_stage_rewrites_each_cot(tiny_cfg) -> None:
 
 
 def test_truncate_rewrite_failure_is_loud_unless_asked(tiny_cfg, tmp_path) -> None:
-    cfg = tiny_cfg("truncate.filter=rewrite", "truncate.filter_model=tiny-think", "stages=[generate,truncate]",
-                   f"run_dir={tmp_path / 'r'}")
+    cfg = tiny_cfg(
+        "truncate.filter=rewrite",
+        "truncate.filter_model=tiny-think",
+        "stages=[generate,truncate]",
+        f"run_dir={tmp_path / 'r'}",
+    )
     pool = FakePool(cfg)
     _rewrites(pool, "tiny-think", broken=True)
     with pytest.raises(RuntimeError, match="rerun"):
         run(cfg, pool_factory=lambda: pool)
     assert not list((tmp_path / "r" / "store").glob("truncate-*.arrow")), "no truncate artifact from a failed filter"
-    cfg2 = tiny_cfg("truncate.filter=rewrite", "truncate.filter_model=tiny-think", "stages=[generate,truncate]",
-                    "truncate.on_filter_error=rule")
+    cfg2 = tiny_cfg(
+        "truncate.filter=rewrite",
+        "truncate.filter_model=tiny-think",
+        "stages=[generate,truncate]",
+        "truncate.on_filter_error=rule",
+    )
     pool2 = FakePool(cfg2)
     _rewrites(pool2, "tiny-think", broken=True)
     rows = read_table(run(cfg2, pool_factory=lambda: pool2).outputs["truncate"][0]).to_pylist()

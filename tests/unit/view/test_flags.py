@@ -69,8 +69,13 @@ def test_fast_flags_equal_the_tables_code(run, metric):
     scored = pl.from_arrow(read_table(run / "scored.arrow"))
     rd = RunData(run)
     fl = fast_flags(rd.scored, metric).join(rd.index, on="iid")
-    got = {(r["setting"], r["variant"], r["dataset"], r["problem_id"], r["sample"], r["a"], r["b"]): (r["agree"], r["valid"])
-           for r in fl.iter_rows(named=True)}
+    got = {
+        (r["setting"], r["variant"], r["dataset"], r["problem_id"], r["sample"], r["a"], r["b"]): (
+            r["agree"],
+            r["valid"],
+        )
+        for r in fl.iter_rows(named=True)
+    }
     assert len(got) == fl.height
     ref = _ref(scored, metric)
     assert got.keys() == ref.keys()
@@ -85,17 +90,28 @@ def test_disagreement_counts_equal_the_tables(run):
     rd = RunData(run)
     pairs = pl.read_csv(run / "tables" / "consistency_pairs.csv")
     for r in pairs.iter_rows(named=True):
-        f = Filters(setting=r["setting"], variant=r["variant"], metric=r["metric"], pair=f"{r['model_a']}|{r['model_b']}")
+        f = Filters(
+            setting=r["setting"], variant=r["variant"], metric=r["metric"], pair=f"{r['model_a']}|{r['model_b']}"
+        )
         dis = rd.items(Filters(**{**f.__dict__, "agree": "disagree"}))["total"]
         agr = rd.items(Filters(**{**f.__dict__, "agree": "agree"}))["total"]
         assert agr + dis == r["n_items"]
         assert agr == round(r["value"] * r["n_items"])
     rl = pl.read_csv(run / "tables" / "rl_agreement.csv").filter(pl.col("target") != "mean")
     for r in rl.iter_rows(named=True):
-        agr = rd.items(Filters(setting=r["setting"], variant=r["variant"], metric=r["metric"],
-                               pair=f"{r['target']}|source", agree="agree"))["total"]
+        agr = rd.items(
+            Filters(
+                setting=r["setting"],
+                variant=r["variant"],
+                metric=r["metric"],
+                pair=f"{r['target']}|source",
+                agree="agree",
+            )
+        )["total"]
         assert agr == round(r["value"] * r["n_items"]), r
     acc = pl.read_csv(run / "tables" / "accuracy.csv")
     for r in acc.iter_rows(named=True):
-        ok = rd.items(Filters(setting=r["setting"], variant=r["variant"], target=r["target"], correct="correct"))["total"]
+        ok = rd.items(Filters(setting=r["setting"], variant=r["variant"], target=r["target"], correct="correct"))[
+            "total"
+        ]
         assert ok == round(r["accuracy"] * r["n"])

@@ -27,13 +27,29 @@ def test_ensemble_item_shows_each_steps_candidates(tmp_path):
     run = synthetic_run(tmp_path / "run", rows=700, tables=False)
     s = pl.from_arrow(read_table(run / "scored.arrow"))
     ens = s.filter((pl.col("method") == "transfer") & (pl.col("source") == "A")).with_columns(
-        pl.lit("ensemble").alias("method"), pl.lit("A+B/C").alias("source"))
+        pl.lit("ensemble").alias("method"), pl.lit("A+B/C").alias("source")
+    )
     write_table(run / "scored.arrow", pa.Table.from_pylist(pl.concat([s, ens]).to_dicts(), schema=SCORED))
     pid = ens["problem_id"][0]
-    cands = [{"dataset": "toy_arith", "problem_id": pid, "source": "A+B/C", "step": st, "generator": g, "candidate": 0,
-              "text": f"step {st} by {g}.", "closes": st == 1, "valid": True, "duplicate": False,
-              "scores": [("C", 1.0 + i + st)], "mean_score": 1.0 + i + st, "winner": g == "A"}
-             for st in (0, 1) for i, g in enumerate(("A", "B"))]
+    cands = [
+        {
+            "dataset": "toy_arith",
+            "problem_id": pid,
+            "source": "A+B/C",
+            "step": st,
+            "generator": g,
+            "candidate": 0,
+            "text": f"step {st} by {g}.",
+            "closes": st == 1,
+            "valid": True,
+            "duplicate": False,
+            "scores": [("C", 1.0 + i + st)],
+            "mean_score": 1.0 + i + st,
+            "winner": g == "A",
+        }
+        for st in (0, 1)
+        for i, g in enumerate(("A", "B"))
+    ]
     write_table(run / "ensemble_candidates.arrow", pa.Table.from_pylist(cands, schema=CANDIDATES))
     rd = RunData(run)
     row = rd.items(Filters(setting="Ensemble A+B/C", variant="full"))["rows"][0]

@@ -28,6 +28,8 @@ def test_running_run_shows_answers_so_far(tmp_path):
     assert rd.items(Filters(target="A", correct="correct"))["total"] > 0  # judged on the fly
     assert rd.item(res["rows"][0]["key"])["targets"]
     # More rows arrive: the next query sees them.
-    write_table(run / "store" / "transfer-all-0.parts" / "002-c.arrow", conform(tr.tail(tr.height - half).to_arrow(), ANSWERS))
+    write_table(
+        run / "store" / "transfer-all-0.parts" / "002-c.arrow", conform(tr.tail(tr.height - half).to_arrow(), ANSWERS)
+    )
     rd.reload_if_changed()
     assert rd.scored.height == scored.height

@@ -38,9 +38,19 @@ def test_binds_localhost_by_default(viewer):
     assert viewer.httpd.server_address[0] == "127.0.0.1" and viewer.url.startswith("http://127.0.0.1:")
 
 
-@pytest.mark.parametrize("path", ["/run/../secret.txt", "/run/%2e%2e/secret.txt", "/run/..%2fsecret.txt",
-                                  "/run/link-out.txt", "/run//etc/passwd", "/static/../data.py", "/etc/passwd",
-                                  "/run/store/../../secret.txt"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/run/../secret.txt",
+        "/run/%2e%2e/secret.txt",
+        "/run/..%2fsecret.txt",
+        "/run/link-out.txt",
+        "/run//etc/passwd",
+        "/static/../data.py",
+        "/etc/passwd",
+        "/run/store/../../secret.txt",
+    ],
+)
 def test_refuses_paths_outside_the_run(viewer, path):
     status, _, body = _req(viewer, path)
     assert status == 404 and b"outside the run" not in body
@@ -83,8 +93,9 @@ def test_cli_serves_and_prints_the_url(tmp_path):
 
     run = synthetic_run(tmp_path / "run", rows=700, n_boot=0)
     repo = Path(__file__).resolve().parents[3]
-    p = subprocess.Popen([sys.executable, "-m", "pipeline", "view", str(run), "--port", "0"], cwd=repo,
-                         stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "view", str(run), "--port", "0"], cwd=repo, stdout=subprocess.PIPE, text=True
+    )
     try:
         line = p.stdout.readline()
         url = line.split(" at ", 1)[1].split()[0]
