@@ -256,14 +256,32 @@ def markdown(res: dict) -> str:
 
 def main(argv: list[str] | None = None) -> str:
     ap = argparse.ArgumentParser(prog="crosscot bench cache", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="12 problems per path, 128-token CoTs")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="sized from this machine's calibrated speed (at most 12 problems per path), 128-token CoTs",
+    )
     ap.add_argument("--model", default="smollm2", help="model config key (conf/model) or short name")
-    ap.add_argument("-n", type=int, default=None, help="problems per path (default 12 quick, 32 full)")
-    ap.add_argument("--think", type=int, default=None, help="thinking budget (default 96 quick, 256 full)")
+    ap.add_argument("-n", type=int, default=None, help="problems per path (default: sized by --quick, else 32)")
+    ap.add_argument("--think", type=int, default=None, help="thinking budget (default 128 quick, 256 full)")
     ap.add_argument("--block", type=int, default=32, help="KV block size in tokens (0 = the engine's default)")
     ap.add_argument("--out", type=Path, default=None, help="write cache.md and cache.json here")
     a = ap.parse_args(argv)
-    res = run(a.model, a.n or (12 if a.quick else 32), a.think or (128 if a.quick else 256), block=a.block or None)
+    n, think = a.n or 32, a.think or 256
+    if a.quick:
+        from pipeline.bench.replay import demo_model_name, quick_size
+
+        think = a.think or 128
+        name = demo_model_name(a.model)
+        # Four passes over the problems (two answer paths, two routings), three engines start.
+        q = quick_size(name, think + 16, shard=6, round_cost=4.0, min_n=6, max_n=12, engines=3, rounds_options=(1,))
+        n = a.n or q.n
+        print(
+            f"cache --quick: {n} problems per path, {think}-token CoTs, sized from {q.decode_tps:.0f} tok/s "
+            f"({q.source}) to finish in about {q.estimate_s / 60:.1f} min on this machine",
+            flush=True,
+        )
+    res = run(a.model, n, think, block=a.block or None)
     md = markdown(res)
     if a.out:
         from pipeline.store.atomic import write_text_atomic

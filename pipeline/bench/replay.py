@@ -92,29 +92,52 @@ class QuickSize:
     estimate_s: float
 
 
-def quick_size(model_name: str, mean: float, shard: int, target_s: float = QUICK_TARGET_S) -> QuickSize:
+def quick_size(
+    model_name: str,
+    mean: float,
+    shard: int,
+    target_s: float = QUICK_TARGET_S,
+    round_cost: float = ROUND_COST,
+    min_n: int | None = None,
+    max_n: int = QUICK_MAX_N,
+    engines: int = 1,
+    rounds_options: tuple[int, ...] = (2, 1),
+) -> QuickSize:
     """Requests and rounds that finish in about ``target_s`` at this machine's calibrated speed.
 
-    At least two shards of requests (so the synchronous baseline has a tail to wait for at every
-    shard), the same requests for every mode, so the ratios keep their meaning at any size.
+    ``round_cost``: a round's time in units of the ceiling's (one engine decoding the ``n``
+    requests at its calibrated batch speed); ``engines``: engines each bench run starts (their
+    load time is paid once each); ``rounds_options``: the round counts to try, most first.  At least ``min_n`` requests (default two shards, so the
+    synchronous baseline has a tail to wait for at every shard), the same requests for every
+    mode, so the ratios keep their meaning at any size.  Also sizes ``bench server`` and ``bench
+    cache`` (their own ``round_cost``).
     """
     from pipeline.planning.throughput import load_node_type
 
     node = load_node_type("cpu2")  # this machine's calibration when there is one
     t = node.throughput.get(model_name)
     decode = t.decode_tps if t else node.fallback_decode_tps_1b
-    fixed = float(node.load_s.get(model_name, node.load_fixed_s)) + node.run_overhead_s
-    floor_n = 2 * shard
+    fixed = engines * float(node.load_s.get(model_name, node.load_fixed_s)) + node.run_overhead_s
+    floor_n = 2 * shard if min_n is None else min_n
 
     def cost(n: int, rounds: int) -> float:
-        return fixed + (rounds * ROUND_COST + 0.2) * n * mean / max(decode, 1e-6)
+        return fixed + (rounds * round_cost + 0.2) * n * mean / max(decode, 1e-6)
 
-    for rounds in (2, 1):
-        n = int((target_s - fixed) * decode / ((rounds * ROUND_COST + 0.2) * mean))
+    for rounds in rounds_options:
+        n = int((target_s - fixed) * decode / ((rounds * round_cost + 0.2) * mean))
         if n >= floor_n:
-            n = min(n, QUICK_MAX_N)
+            n = min(n, max_n)
             return QuickSize(n, rounds, decode, t.source if t else "fallback", cost(n, rounds))
-    return QuickSize(floor_n, 1, decode, t.source if t else "fallback", cost(floor_n, 1))
+    least = min(rounds_options)
+    return QuickSize(floor_n, least, decode, t.source if t else "fallback", cost(floor_n, least))
+
+
+def demo_model_name(key: str) -> str:
+    """The demo model's name (the calibration's key) for a config key or short name."""
+    from pipeline.config import compose
+
+    cfg = compose(["experiment=demo", "progress=false"])
+    return next((m.name for k, m in cfg.models.items() if key in (k, m.name)), key)
 
 
 def _say(msg: str) -> None:
@@ -265,10 +288,7 @@ def main(argv: Optional[list[str]] = None) -> str:
     a = ap.parse_args(argv)
     n, rounds = a.n or 192, a.rounds or 3
     if a.quick:
-        from pipeline.config import compose
-
-        cfg = compose(["experiment=demo", "progress=false"])
-        name = next((m.name for k, m in cfg.models.items() if a.model in (k, m.name)), a.model)
+        name = demo_model_name(a.model)
         q = quick_size(name, a.mean, a.shard)
         n, rounds = a.n or q.n, a.rounds or q.rounds
         print(

@@ -19,7 +19,7 @@ import statistics
 import time
 from pathlib import Path
 
-from pipeline.bench.replay import DATA, _prompts, draw, released_lengths
+from pipeline.bench.replay import DATA, _prompts, demo_model_name, draw, quick_size, released_lengths
 from pipeline.engine.protocol import CompleteRequest, Completion, InfoQuery, in_flight_bound
 
 
@@ -127,20 +127,37 @@ def markdown(res: dict) -> str:
 
 def main(argv: list[str] | None = None) -> str:
     ap = argparse.ArgumentParser(prog="crosscot bench server", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="48 requests, two rounds")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="sized from this machine's calibrated speed to finish in about 5 minutes (at most 48 requests, two rounds)",
+    )
     ap.add_argument("--model", default="smollm2", help="model config key (conf/model) or short name")
-    ap.add_argument("-n", type=int, default=None, help="requests (default 48 quick, 96 full)")
+    ap.add_argument("-n", type=int, default=None, help="requests (default: sized by --quick, else 96)")
     ap.add_argument("--mean", type=float, default=48.0, help="mean CoT length after scaling (tokens)")
-    ap.add_argument("--rounds", type=int, default=None, help="rounds per path (best kept; default 2 quick, 3 full)")
+    ap.add_argument(
+        "--rounds", type=int, default=None, help="rounds per path (best kept; default: sized by --quick, else 3)"
+    )
     ap.add_argument("--source", default="Qwen_QwQ-32B", help="whose released CoT lengths to replay")
     ap.add_argument("--data", type=Path, default=DATA, help="folder of the released MedCalc generations")
     ap.add_argument("--out", type=Path, default=None, help="write server.md, server.json and the server log here")
     a = ap.parse_args(argv)
     if a.out:
         Path(a.out).mkdir(parents=True, exist_ok=True)
-    res = run(
-        a.model, a.n or (48 if a.quick else 96), a.mean, a.rounds or (2 if a.quick else 3), a.data, a.source, a.out
-    )
+    n, rounds = a.n or 96, a.rounds or 3
+    if a.quick:
+        name = demo_model_name(a.model)
+        # A round is the two paths; the warm-up runs both once more; two engines start.
+        q = quick_size(name, a.mean, shard=8, round_cost=3.0, min_n=16, max_n=48, engines=2)
+        n, rounds = a.n or q.n, a.rounds or q.rounds
+        print(
+            f"server --quick: {n} requests x 2 paths x {rounds} round(s) of {name}, sized from "
+            f"{q.decode_tps:.0f} tok/s ({q.source}) to finish in about {q.estimate_s / 60:.1f} min on this machine",
+            flush=True,
+        )
+    else:
+        print(f"server: {n} requests x 2 paths x {rounds} round(s)", flush=True)
+    res = run(a.model, n, a.mean, rounds, a.data, a.source, a.out)
     md = markdown(res)
     if a.out:
         from pipeline.store.atomic import write_text_atomic
