@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.cli import main
 from pipeline.config import ModelProtocol, compose
 from pipeline.datasets.medcalc_study import GENEX_ROW_NUMBERS, STUDY_SYSTEM
 from pipeline.engine.messages import place_cot, template_call, thought_budget
@@ -25,11 +28,38 @@ TINY = [
 
 
 def _prompts(*args: str) -> list[dict]:
+    """``crosscot prompts ARGS`` through the CLI's own entry point, in this process (a new interpreter per call
+    cost ~5 s of imports; the one-subprocess test below keeps the real command line covered)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(["prompts", *args])
+    assert rc == 0, err.getvalue()
+    return [json.loads(x) for x in out.getvalue().splitlines()]
+
+
+def test_prompts_from_the_command_line() -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "pipeline", "prompts", *args], capture_output=True, text=True, cwd=REPO, timeout=300
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "prompts",
+            "experiment=demo_tiny",
+            "--model",
+            "a",
+            "--method",
+            "default",
+            "--limit",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
     )
     assert r.returncode == 0, r.stderr
-    return [json.loads(x) for x in r.stdout.splitlines()]
+    rows = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(rows) == 1 and rows[0]["messages"]
 
 
 def test_reference_paper_shows_the_study_messages_for_its_100_problems() -> None:
