@@ -277,8 +277,7 @@ def main(argv: list[str] | None = None) -> str:
         q = quick_size(name, think + 16, shard=6, round_cost=4.0, min_n=6, max_n=12, engines=3, rounds_options=(1,))
         n = a.n or q.n
         print(
-            f"cache --quick: {n} problems per path, {think}-token CoTs, sized from {q.decode_tps:.0f} tok/s "
-            f"({q.source}) to finish in about {q.estimate_s / 60:.1f} min on this machine",
+            f"cache --quick: {n} problems per path, {think}-token CoTs, {q.sized()}",
             flush=True,
         )
     res = run(a.model, n, think, block=a.block or None)

@@ -44,6 +44,7 @@ from pathlib import Path
 CONTEXT = 8192
 PROBLEMS = 6
 CANDIDATES = 6  # 2 generators x 3 samples
+CANDIDATE_TOKENS = 24  # a candidate sentence's tokens at most (8-12 corpus words and a number)
 STEPS = 8  # per problem; the first is cold in every mode
 MIN_STEPS = 3  # fewer and the cold first step is most of the run: the ratio would mean little
 QUICK_TARGET_S = 180.0  # what --quick aims for on this machine (the engine's start-up not included)
@@ -114,7 +115,7 @@ def run_mode(engine, mode: str, work: tuple, steps: int, admission: bool = False
     """
     import asyncio
 
-    from pipeline.stages.kv_admission import KVAdmission
+    from pipeline.stages.kv_admission import KVAdmission, step_reserve
 
     bases, growth, cands = work
     engine.llm.reset_prefix_cache()  # each mode starts cold; nothing is reset between its steps
@@ -143,7 +144,10 @@ def run_mode(engine, mode: str, work: tuple, steps: int, admission: bool = False
     async def admitted() -> dict:
         longest = max(len(engine.encode(ctx(p, steps - 1))) for p in range(PROBLEMS))
         adm = KVAdmission(
-            capacity=engine.kv_tokens(), limit=PROBLEMS, ceiling=longest, reserve=CANDIDATES * (16 + engine.block_size)
+            capacity=engine.kv_tokens(),
+            limit=PROBLEMS,
+            ceiling=longest,
+            reserve=step_reserve(CANDIDATES, CANDIDATE_TOKENS),
         )
 
         async def problem(p: int) -> None:

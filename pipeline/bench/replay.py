@@ -91,6 +91,13 @@ class QuickSize:
     source: str
     estimate_s: float
 
+    def sized(self) -> str:
+        """The ``--quick`` first line's tail: what the size came from and how long it should take."""
+        return (
+            f"sized from {self.decode_tps:.0f} tok/s ({self.source}) to finish in about "
+            f"{self.estimate_s / 60:.1f} min on this machine"
+        )
+
 
 def quick_size(
     model_name: str,
@@ -292,9 +299,7 @@ def main(argv: Optional[list[str]] = None) -> str:
         q = quick_size(name, a.mean, a.shard)
         n, rounds = a.n or q.n, a.rounds or q.rounds
         print(
-            f"replay --quick: {n} requests x 3 modes x {rounds} round(s) of {name}, sized from "
-            f"{q.decode_tps:.0f} tok/s ({q.source}) to finish in about {q.estimate_s / 60:.1f} min on this "
-            f"machine",
+            f"replay --quick: {n} requests x 3 modes x {rounds} round(s) of {name}, {q.sized()}",
             flush=True,
         )
     else:

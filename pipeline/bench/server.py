@@ -151,8 +151,7 @@ def main(argv: list[str] | None = None) -> str:
         q = quick_size(name, a.mean, shard=8, round_cost=3.0, min_n=16, max_n=48, engines=2)
         n, rounds = a.n or q.n, a.rounds or q.rounds
         print(
-            f"server --quick: {n} requests x 2 paths x {rounds} round(s) of {name}, sized from "
-            f"{q.decode_tps:.0f} tok/s ({q.source}) to finish in about {q.estimate_s / 60:.1f} min on this machine",
+            f"server --quick: {n} requests x 2 paths x {rounds} round(s) of {name}, {q.sized()}",
             flush=True,
         )
     else:

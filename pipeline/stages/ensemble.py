@@ -61,7 +61,7 @@ from pipeline.engine.protocol import InfoQuery, ProposeRequest, Sampling, ScoreR
 from pipeline.engine.vllm_engine import request_seed
 from pipeline.schema import CANDIDATE_KEY, ENSEMBLE_KEY, GENERATIONS
 from pipeline.stages.context import Context, stage_meta
-from pipeline.stages.kv_admission import KVAdmission, engine_kv_tokens
+from pipeline.stages.kv_admission import KVAdmission, engine_kv_tokens, step_reserve
 from pipeline.stages.runner import Flow
 from pipeline.store.atomic import copy_atomic
 from pipeline.store.sink import RowSink
@@ -71,9 +71,8 @@ from pipeline.text.sentences import cut_to_sentence
 log = logging.getLogger("crosscot")
 
 # KV admission (pipeline.stages.kv_admission): tokens allowed for a problem's prompt on top of its
-# thought budget, and per candidate for the partial KV block it prefills again.
+# thought budget.
 PROMPT_ALLOWANCE = 1024
-KV_BLOCK_ALLOWANCE = 16
 
 CANDIDATES = pa.schema(
     [
@@ -188,18 +187,10 @@ class EnsembleStage:
 
         limit = flow.stream.max_pending or max(1, flow.max_in_flight(self.gens[0]) // max(1, len(self.gens)))
         self.admission = adm = await self._admission(flow, models, limit)
-
-        async def one(p: dict) -> None:
-            try:
-                await handle(p)
-            finally:
-                await adm.release(p["problem_id"])
-
-        for p in flow.ctx.problem_rows():
-            waits = adm.waits
-            await adm.acquire(p["problem_id"])
-            self.admission_waits += adm.waits - waits
-            flow.spawn("ensemble", one(p))
+        await flow.bounded(
+            "ensemble", limit, flow.ctx.problem_rows(), handle, gate=adm, item_key=lambda p: p["problem_id"]
+        )
+        self.admission_waits += adm.waits  # every problem is admitted by now (some still running)
 
     async def _admission(self, flow: Flow, models: list[str], limit: int) -> KVAdmission:
         """Problems in flight bounded by count and by the smallest KV cache (pipeline.stages.kv_admission)."""
@@ -214,7 +205,7 @@ class EnsembleStage:
         max_len = min(flow.ctx.cfg.model(m).max_model_len for m in models)
         # The prompt is not tokenized here: allow as much again as the CoT's candidates may add.
         ceiling = min(max_len, ec.thought_budget + PROMPT_ALLOWANCE)
-        reserve = ec.candidates * len(self.gens) * (ec.max_candidate_tokens + KV_BLOCK_ALLOWANCE)
+        reserve = step_reserve(ec.candidates * len(self.gens), ec.max_candidate_tokens)
         adm = KVAdmission(capacity=min(known) if known else None, limit=limit, ceiling=ceiling, reserve=reserve)
         if adm.capacity is not None and adm.projected(0) * limit > adm.capacity:
             log.info(

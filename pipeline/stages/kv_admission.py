@@ -86,10 +86,19 @@ class KVAdmission:
             self._cond.notify_all()
 
 
+# Per candidate, beyond its own tokens: the context's partial last block it prefills again.
+KV_BLOCK_ALLOWANCE = 16
+
+
+def step_reserve(candidates: int, max_candidate_tokens: int) -> int:
+    """KV tokens one ensemble step holds beyond the context: every candidate's own tokens and a partial block."""
+    return candidates * (max_candidate_tokens + KV_BLOCK_ALLOWANCE)
+
+
 def engine_kv_tokens(info: dict, replicas: int = 1) -> Optional[int]:
     """KV tokens an engine's ``info()`` reports (``kv_tokens``), times its replicas; None if absent."""
     kv = info.get("kv_tokens")
     return int(kv) * max(1, int(replicas)) if kv else None
 
 
-__all__ = ["KVAdmission", "engine_kv_tokens"]
+__all__ = ["KVAdmission", "engine_kv_tokens", "step_reserve"]

@@ -38,7 +38,8 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable, Optional, Sequence
+from collections.abc import Hashable
+from typing import Any, Awaitable, Callable, Iterable, Optional, Protocol, Sequence
 
 from pipeline.engine.protocol import EngineOp, T, in_flight_bound
 from pipeline.stages.context import Context
@@ -67,6 +68,27 @@ class StageModelTelemetry:
             "wave": self.wave,
             "of": self.of,
         }
+
+
+class Gate(Protocol):
+    """What admits a source's items (``Flow.bounded``)."""
+
+    async def acquire(self, key: Hashable) -> None: ...
+
+    async def release(self, key: Hashable) -> None: ...
+
+
+class CountGate:
+    """At most ``limit`` items open at once."""
+
+    def __init__(self, limit: int):
+        self._sem = asyncio.Semaphore(max(1, limit))
+
+    async def acquire(self, key: Hashable) -> None:
+        await self._sem.acquire()
+
+    async def release(self, key: Hashable) -> None:
+        self._sem.release()
 
 
 @dataclass
@@ -232,18 +254,31 @@ class Flow:
             log.error("%s failed after engine restarts/retries: %s: %s", what, type(e).__name__, e)
             self.failures.append(f"{what}: {type(e).__name__}: {str(e)[:300]}")
 
-    async def bounded(self, key: str, limit: int, items, handle: Callable[[Any], Awaitable]) -> None:
-        """Run ``handle(item)`` for each item with at most ``limit`` open at once (a source's bound)."""
-        sem = asyncio.Semaphore(max(1, limit))
+    async def bounded(
+        self,
+        key: str,
+        limit: int,
+        items,
+        handle: Callable[[Any], Awaitable],
+        gate: Optional[Gate] = None,
+        item_key: Callable[[Any], Hashable] = id,
+    ) -> None:
+        """Run ``handle(item)`` for each item with at most ``limit`` open at once (a source's bound).
+
+        ``gate``: admits items by more than their count (the ensemble's KV room:
+        :class:`pipeline.stages.kv_admission.KVAdmission`, which holds its own count bound);
+        ``item_key`` names an item to it.
+        """
+        gate = gate if gate is not None else CountGate(limit)
 
         async def one(it: Any) -> None:
             try:
                 await handle(it)
             finally:
-                sem.release()
+                await gate.release(item_key(it))
 
         for it in items:
-            await sem.acquire()
+            await gate.acquire(item_key(it))
             self.spawn(key, one(it))
 
     # --------------------------------------------------------------- progress
